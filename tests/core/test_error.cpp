@@ -14,8 +14,8 @@ TEST_CASE("errors derive from einlm::error and std::runtime_error") {
 }
 
 TEST_CASE("shapes print the NumPy way") {
-  CHECK(einlm::detail::shape_string({}) == "()");
-  CHECK(einlm::detail::shape_string({7}) == "(7,)");
-  CHECK(einlm::detail::shape_string(std::vector<long>{2, 3, 4}) == "(2, 3, 4)");
+  CHECK(einlm::detail::format_shape({}) == "()");
+  CHECK(einlm::detail::format_shape({7}) == "(7,)");
+  CHECK(einlm::detail::format_shape(std::vector<long>{2, 3, 4}) == "(2, 3, 4)");
   CHECK(einlm::detail::concat("add: ", 3, " and ", 4.5) == "add: 3 and 4.5");
 }

@@ -46,8 +46,10 @@
 #define EINLM_DEVICE_PASS 0
 #endif
 
-#if defined(__CUDACC__) || defined(__clang__)
+#if defined(__CUDA_ARCH__) || defined(__clang__)
 #define EINLM_UNROLL _Pragma("unroll")
+#elif defined(__CUDACC__)
+#define EINLM_UNROLL  // nvcc's host pass rejects GCC's spelling; host loops in CUDA files go without
 #elif defined(__GNUC__)
 #define EINLM_UNROLL _Pragma("GCC unroll 16")
 #else

@@ -72,9 +72,9 @@ std::string concat(const Parts&... parts) {
   return out.str();
 }
 
-/// "(2, 3, 4)" — the NumPy spelling of a shape; a rank-0 shape prints as "()".
+/// "(2, 3, 4)" — the NumPy spelling of a shape given as a range of numbers; "()" for rank 0.
 template <class Range>
-std::string shape_string(const Range& extents) {
+std::string format_shape(const Range& extents) {
   std::string s = "(";
   std::size_t n = 0;
   for (auto e : extents) {
@@ -86,8 +86,8 @@ std::string shape_string(const Range& extents) {
   return s;
 }
 
-inline std::string shape_string(std::initializer_list<index_t> extents) {
-  return shape_string<std::initializer_list<index_t>>(extents);
+inline std::string format_shape(std::initializer_list<index_t> extents) {
+  return format_shape<std::initializer_list<index_t>>(extents);
 }
 
 #if EINLM_HAS_CUDA

@@ -1,0 +1,330 @@
+// einlm/core/memory.hpp — memory spaces, allocators with statistics, and owning buffers.
+//
+// Spaces: `host` (ordinary memory, 64-byte aligned) and `device` (CUDA global memory). Device memory
+// is only available where EINLM_HAS_CUDA is 1 (translation units compiled by nvcc).
+//
+// Device allocations go through a caching allocator, as in CUB's CachingDeviceAllocator and
+// PyTorch's: a freed block is kept, binned by size, and handed out again instead of calling
+// cudaFree/cudaMalloc. Blocks are stream-ordered: a block freed on stream S can be reused at once
+// by S, and by other streams only after the work queued on S at the time of the free has finished
+// (an event recorded at the free). The caching logic is a template over a backend so that it is
+// tested on the CPU; memory_stats reports bytes in use, peak bytes in use, bytes cached, and counts.
+//
+//   host_memory_stats(), device_memory_stats()    statistics (host: live/peak bytes of einlm buffers)
+//   release_cached_device_memory()                cudaFree every cached block
+//   buffer<T, Space>                              owning, move-only array of T in Space
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+#include "einlm/core/config.hpp"
+#include "einlm/core/error.hpp"
+
+#if EINLM_HAS_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace einlm {
+
+/// Memory space of ordinary (host) memory.
+struct host {
+  static constexpr const char* name = "host";
+};
+/// Memory space of CUDA device memory.
+struct device {
+  static constexpr const char* name = "device";
+};
+
+template <class S>
+concept memory_space = std::is_same_v<S, host> || std::is_same_v<S, device>;
+
+/// Counters of one allocator.
+struct memory_stats {
+  std::size_t bytes_in_use = 0;     ///< bytes handed out and not yet freed
+  std::size_t peak_bytes_in_use = 0;
+  std::size_t bytes_cached = 0;     ///< bytes freed by users but kept for reuse
+  std::size_t allocations = 0;      ///< allocate() calls
+  std::size_t backend_allocations = 0;  ///< calls that reached the backend (cudaMalloc)
+  std::size_t cache_hits = 0;
+};
+
+/// Alignment of every host buffer (a cache line; enough for any SIMD load).
+inline constexpr std::size_t host_alignment = 64;
+
+namespace detail {
+
+inline std::mutex& host_stats_mutex() {
+  static std::mutex m;
+  return m;
+}
+inline memory_stats& host_stats() {
+  static memory_stats s;
+  return s;
+}
+
+inline void* host_allocate(std::size_t bytes) {
+  if (bytes == 0) return nullptr;
+  const std::size_t rounded = (bytes + host_alignment - 1) / host_alignment * host_alignment;
+  void* p = std::aligned_alloc(host_alignment, rounded);
+  if (!p) throw std::bad_alloc();
+  std::lock_guard<std::mutex> lock(host_stats_mutex());
+  auto& s = host_stats();
+  s.bytes_in_use += bytes;
+  s.peak_bytes_in_use = std::max(s.peak_bytes_in_use, s.bytes_in_use);
+  ++s.allocations;
+  ++s.backend_allocations;
+  return p;
+}
+
+inline void host_free(void* p, std::size_t bytes) noexcept {
+  if (!p) return;
+  std::free(p);
+  std::lock_guard<std::mutex> lock(host_stats_mutex());
+  host_stats().bytes_in_use -= bytes;
+}
+
+/// Size-binned, stream-ordered caching allocator over a backend (see the file comment).
+///
+/// Backend requirements (all called with the allocator's lock held):
+///   void* allocate(size_t)            raw allocation; throws on failure
+///   void  free(void*)                 raw release
+///   using stream = …; using event = …;
+///   event record(stream)              marks the work queued so far on the stream
+///   bool  done(event)                 true once that work has finished
+///   void  destroy(event)
+template <class Backend>
+class caching_allocator {
+ public:
+  using stream = typename Backend::stream;
+  using event = typename Backend::event;
+
+  explicit caching_allocator(Backend backend = {}) : backend_(std::move(backend)) {}
+  caching_allocator(const caching_allocator&) = delete;
+  caching_allocator& operator=(const caching_allocator&) = delete;
+  ~caching_allocator() { release_cached(); }
+
+  /// Bin size of a request: the next multiple of 512 bytes below 1 MiB, of 2 MiB above, so that
+  /// small tensors share bins and large ones waste at most 2 MiB.
+  static std::size_t bin_size(std::size_t bytes) {
+    constexpr std::size_t small = 512, large = std::size_t{2} << 20;
+    if (bytes <= (std::size_t{1} << 20)) return std::max<std::size_t>(small, (bytes + small - 1) / small * small);
+    return (bytes + large - 1) / large * large;
+  }
+
+  void* allocate(std::size_t bytes, stream s) {
+    if (bytes == 0) return nullptr;
+    const std::size_t bin = bin_size(bytes);
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++stats_.allocations;
+    void* p = take_cached(bin, s);
+    if (p) {
+      ++stats_.cache_hits;
+      stats_.bytes_cached -= bin;
+    } else {
+      try {
+        p = backend_.allocate(bin);
+      } catch (...) {
+        // Out of memory: give the cache back to the backend and try once more.
+        release_cached_locked();
+        p = backend_.allocate(bin);
+      }
+      ++stats_.backend_allocations;
+    }
+    live_.emplace(p, live_block{bin, s});
+    stats_.bytes_in_use += bin;
+    stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
+    return p;
+  }
+
+  /// Returns a block to the cache. Work queued on `s` (the stream that last used the block) may still
+  /// read or write it; other streams wait for that work before reusing the block.
+  void deallocate(void* p, stream s) noexcept {
+    if (!p) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = live_.find(p);
+    if (it == live_.end()) return;  // not ours; nothing sensible to do in a noexcept path
+    const std::size_t bin = it->second.bin;
+    live_.erase(it);
+    stats_.bytes_in_use -= bin;
+    stats_.bytes_cached += bin;
+    cached_.emplace(bin, cached_block{p, s, backend_.record(s)});
+  }
+
+  /// Gives every cached block back to the backend.
+  void release_cached() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    release_cached_locked();
+  }
+
+  memory_stats stats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+  }
+
+  /// Resets the peak to the current use (for measuring one phase).
+  void reset_peak() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.peak_bytes_in_use = stats_.bytes_in_use;
+  }
+
+ private:
+  struct live_block {
+    std::size_t bin;
+    stream s;
+  };
+  struct cached_block {
+    void* p;
+    stream s;
+    event ready;
+  };
+
+  void* take_cached(std::size_t bin, stream s) {
+    auto [first, last] = cached_.equal_range(bin);
+    // Same stream first (no wait needed), then any block whose free has completed.
+    for (auto it = first; it != last; ++it)
+      if (it->second.s == s) return take(it);
+    for (auto it = first; it != last; ++it)
+      if (backend_.done(it->second.ready)) return take(it);
+    return nullptr;
+  }
+
+  void* take(typename std::multimap<std::size_t, cached_block>::iterator it) {
+    void* p = it->second.p;
+    backend_.destroy(it->second.ready);
+    cached_.erase(it);
+    return p;
+  }
+
+  void release_cached_locked() {
+    for (auto& [bin, block] : cached_) {
+      backend_.destroy(block.ready);
+      backend_.free(block.p);
+    }
+    cached_.clear();
+    stats_.bytes_cached = 0;
+  }
+
+  Backend backend_;
+  mutable std::mutex mutex_;
+  std::multimap<std::size_t, cached_block> cached_;
+  std::map<void*, live_block> live_;
+  memory_stats stats_;
+};
+
+#if EINLM_HAS_CUDA
+/// cudaMalloc/cudaFree backend of the caching allocator; events mark stream positions.
+struct cuda_backend {
+  using stream = cudaStream_t;
+  using event = cudaEvent_t;
+  void* allocate(std::size_t bytes) {
+    void* p = nullptr;
+    EINLM_CUDA_CHECK(cudaMalloc(&p, bytes));
+    return p;
+  }
+  void free(void* p) { cudaFree(p); }
+  event record(stream s) {
+    cudaEvent_t e = nullptr;
+    if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) != cudaSuccess) return nullptr;
+    cudaEventRecord(e, s);
+    return e;
+  }
+  bool done(event e) { return e == nullptr || cudaEventQuery(e) == cudaSuccess; }
+  void destroy(event e) {
+    if (e) cudaEventDestroy(e);
+  }
+};
+
+/// The process-wide device allocator (one per device).
+inline caching_allocator<cuda_backend>& device_allocator() {
+  static caching_allocator<cuda_backend> allocators[64];
+  int dev = 0;
+  EINLM_CUDA_CHECK(cudaGetDevice(&dev));
+  return allocators[dev];
+}
+#endif
+
+}  // namespace detail
+
+/// Statistics of host buffers allocated by einlm.
+inline memory_stats host_memory_stats() {
+  std::lock_guard<std::mutex> lock(detail::host_stats_mutex());
+  return detail::host_stats();
+}
+
+#if EINLM_HAS_CUDA
+/// Statistics of the current device's caching allocator.
+inline memory_stats device_memory_stats() { return detail::device_allocator().stats(); }
+/// Returns the current device's cached blocks to the driver.
+inline void release_cached_device_memory() { detail::device_allocator().release_cached(); }
+/// Resets the current device's peak counter to its current use.
+inline void reset_peak_device_memory() { detail::device_allocator().reset_peak(); }
+#endif
+
+/// Owning, move-only array of `count` elements of T in memory space S. Host buffers are 64-byte
+/// aligned; device buffers come from the caching allocator and remember the stream they are used on.
+template <class T, memory_space S>
+class buffer {
+ public:
+  buffer() = default;
+  explicit buffer(std::size_t count) : count_(count) {
+    if constexpr (std::is_same_v<S, host>) {
+      data_ = static_cast<T*>(detail::host_allocate(count * sizeof(T)));
+    } else {
+#if EINLM_HAS_CUDA
+      data_ = static_cast<T*>(detail::device_allocator().allocate(count * sizeof(T), stream()));
+#else
+      static_assert(sizeof(T) == 0, "device buffers need a translation unit compiled by nvcc");
+#endif
+    }
+  }
+  buffer(buffer&& other) noexcept { swap(other); }
+  buffer& operator=(buffer&& other) noexcept {
+    buffer(std::move(other)).swap(*this);
+    return *this;
+  }
+  buffer(const buffer&) = delete;
+  buffer& operator=(const buffer&) = delete;
+  ~buffer() { reset(); }
+
+  void reset() noexcept {
+    if (!data_) return;
+    if constexpr (std::is_same_v<S, host>) {
+      detail::host_free(data_, count_ * sizeof(T));
+    } else {
+#if EINLM_HAS_CUDA
+      detail::device_allocator().deallocate(data_, stream());
+#endif
+    }
+    data_ = nullptr;
+    count_ = 0;
+  }
+
+  void swap(buffer& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(count_, other.count_);
+    std::swap(stream_, other.stream_);
+  }
+
+  T* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return count_; }
+
+#if EINLM_HAS_CUDA
+  /// The stream whose work last used this buffer; its free waits for that work (device only).
+  cudaStream_t stream() const noexcept { return static_cast<cudaStream_t>(stream_); }
+  void set_stream(cudaStream_t s) noexcept { stream_ = s; }
+#endif
+
+ private:
+  T* data_ = nullptr;
+  std::size_t count_ = 0;
+  void* stream_ = nullptr;  // a cudaStream_t; kept in every build so that the layout never differs
+};
+
+}  // namespace einlm
