@@ -119,6 +119,17 @@ std::string shape_string(const cuda::std::extents<I, E...>& e) {
   return detail::format_shape(to_array(e));
 }
 
+/// "(2, ?)" — a shape type with its dynamic extents shown as "?".
+template <extents_like E>
+std::string static_shape_string() {
+  std::string s = "(";
+  for (std::size_t r = 0; r != E::rank(); ++r) {
+    if (r) s += ", ";
+    s += E::static_extent(r) == dyn ? std::string("?") : std::to_string(E::static_extent(r));
+  }
+  return s + (E::rank() == 1 ? ",)" : ")");
+}
+
 /// Checks that runtime numbers fit the static entries of E (for loading data into a typed tensor).
 template <extents_like E, class Range>
 E check_extents(const Range& shape, const char* what) {
@@ -132,7 +143,7 @@ E check_extents(const Range& shape, const char* what) {
     if (v < 0) throw shape_error(detail::concat(what, ": negative extent in ", detail::format_shape(shape)));
     if (E::static_extent(r) != dyn && static_cast<index_t>(E::static_extent(r)) != v)
       throw shape_error(detail::concat(what, ": shape ", detail::format_shape(shape),
-                                       " does not match the static shape ", shape_string(E{}),
+                                       " does not match the static shape ", static_shape_string<E>(),
                                        " at axis ", r));
     a[r++] = static_cast<index_t>(v);
   }
