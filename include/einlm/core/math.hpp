@@ -10,7 +10,8 @@
 //   sqrt 0 · exp, log, tanh, rsqrt 1 ulp · sigmoid, silu 2 ulp (silu: for normal results; a
 //   subnormal result, x < −87 in float, is within |x|·2^-149) ·
 //   pow, gelu (erf form), gelu_tanh on float: computed in double, then rounded (≤ 1 ulp), since
-//   their conditioning amplifies float rounding by up to |x|² for large |x|.
+//   their conditioning amplifies float rounding by up to |x|² for large |x|; on double they are
+//   computed in double, and that conditioning shows (gelu within 64 ulp for |x| ≤ 6).
 // exp overflows to inf and underflows through the subnormals to 0; NaN propagates everywhere.
 #pragma once
 
