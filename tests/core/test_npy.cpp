@@ -89,7 +89,7 @@ TEST_CASE("einlm's files round-trip, strided views included") {
   const auto back = load_npy<float, dims<2>>(path);
   for (int i = 0; i < 15; ++i) CHECK(back(i / 5, i % 5) == t(i / 5, i % 5));
   // A transposed, reversed view is written in its logical order.
-  save_npy(path, slice(transpose<1, 0>(t), range{none, none, -1}, all));
+  save_npy(path, slice(transpose<1, 0>(t), range{none, none, -1}, full_extent));
   const auto tr = load_npy<float, extents<5, 3>>(path);
   for (int r = 0; r < 5; ++r)
     for (int c = 0; c < 3; ++c) CHECK(tr(r, c) == t(c, 4 - r));

@@ -44,11 +44,11 @@ TEST_CASE("slicing follows Python's slice semantics") {
   tensor<int, extents<4, 6>> t;
   iota(t);
   // t[1, :] keeps axis 1 static.
-  auto row = slice(t, 1, all);
+  auto row = slice(t, 1, full_extent);
   static_assert(std::is_same_v<decltype(row)::extents_type, extents<6>>);
   CHECK(row(5) == 11);
   // t[:, 1:5:2]
-  auto cols = slice(t, all, range{1, 5, 2});
+  auto cols = slice(t, full_extent, range{1, 5, 2});
   CHECK(to_array(cols.extents()) == index_array<2>{4, 2});
   CHECK(cols(2, 1) == 2 * 6 + 3);
   // t[::-1, -2] and negative indices
@@ -61,18 +61,18 @@ TEST_CASE("slicing follows Python's slice semantics") {
   CHECK(to_array(odd.extents()) == index_array<2>{2, 2});
   CHECK(odd(1, 1) == 1 * 6 + 2);
   // Out-of-range bounds clamp; empty ranges are empty.
-  CHECK(slice(t, range{2, 100}, all).extent(0) == 2);
-  CHECK(slice(t, range{5, 1}, all).extent(0) == 0);
-  CHECK(slice(t, range{-100, 2}, all).extent(0) == 2);
+  CHECK(slice(t, range{2, 100}, full_extent).extent(0) == 2);
+  CHECK(slice(t, range{5, 1}, full_extent).extent(0) == 0);
+  CHECK(slice(t, range{-100, 2}, full_extent).extent(0) == 2);
   // Slices of slices.
   auto sub = slice(slice(t, range{1, none}, range{none, none, 2}), range{none, none, -1}, 0);
   CHECK(sub.extent(0) == 3);
   CHECK(sub(0) == 3 * 6);
-  CHECK_THROWS_WITH_AS(slice(t, 4, all), "slice: index 4 is out of range for axis 0 of length 4 in a tensor of shape (4, 6)",
+  CHECK_THROWS_WITH_AS(slice(t, 4, full_extent), "slice: index 4 is out of range for axis 0 of length 4 in a tensor of shape (4, 6)",
                        shape_error);
-  CHECK_THROWS_AS(slice(t, range{0, 2, 0}, all), value_error);
+  CHECK_THROWS_AS(slice(t, range{0, 2, 0}, full_extent), value_error);
   // Writes through a view reach the tensor.
-  slice(t, 0, all)(0) = 100;
+  slice(t, 0, full_extent)(0) = 100;
   CHECK(t(0, 0) == 100);
 }
 

@@ -43,8 +43,8 @@ TEST_CASE("schedules are chosen from the layout of the leaves") {
   CHECK(pick(silu(a) * b) == schedule::flat);
   CHECK(pick(a + bias) == schedule::rows);
   CHECK(pick(a * transpose<1, 0>(at)) == schedule::indexed);
-  CHECK(pick(a * slice(b, all, range{none, none, -1})) == schedule::indexed);
-  CHECK(pick(a * slice(b, range{none, none, -1}, all)) == schedule::rows);
+  CHECK(pick(a * slice(b, full_extent, range{none, none, -1})) == schedule::indexed);
+  CHECK(pick(a * slice(b, range{none, none, -1}, full_extent)) == schedule::rows);
   // Each agrees with element-by-element evaluation.
   out = silu(a) * b;
   check_matches_at(out, silu(a) * b);
@@ -52,8 +52,8 @@ TEST_CASE("schedules are chosen from the layout of the leaves") {
   check_matches_at(out, a + bias);
   out = a * transpose<1, 0>(at);
   check_matches_at(out, a * transpose<1, 0>(at));
-  out = a * slice(b, range{none, none, -1}, all) - 1.0f;
-  check_matches_at(out, a * slice(b, range{none, none, -1}, all) - 1.0f);
+  out = a * slice(b, range{none, none, -1}, full_extent) - 1.0f;
+  check_matches_at(out, a * slice(b, range{none, none, -1}, full_extent) - 1.0f);
   // A column broadcast (per-row scale) splats along the rows.
   tensor<float, extents<6, 1>> scale;
   random_fill(scale, 5);
@@ -73,7 +73,7 @@ TEST_CASE("strided and reversed destinations, and in-place updates") {
   for (int i = 0; i < 4; ++i)
     for (int j = 0; j < 5; ++j) CHECK(t(i, j) == src(j, i) * 2);
   // Reversed rows.
-  assign(slice(t, range{none, none, -1}, all), a + 0.0f);
+  assign(slice(t, range{none, none, -1}, full_extent), a + 0.0f);
   for (int i = 0; i < 4; ++i)
     for (int j = 0; j < 5; ++j) CHECK(t(i, j) == a(3 - i, j));
   // In place: each element is read where it is written.

@@ -15,6 +15,7 @@
 //                         host-only types (CPU packets); silences nvcc's cross-space call check
 //   EINLM_RESTRICT        restrict qualifier
 //   EINLM_IF_DEVICE(dev, host)  expands to `dev` in the device pass and `host` otherwise (statements)
+//   EINLM_HAS_PACKETS     1 when the CPU executor evaluates 8 lanes at a time (see below)
 #pragma once
 
 #include <cstddef>
@@ -60,9 +61,11 @@
 
 #define EINLM_IF_DEVICE(dev, host) NV_IF_ELSE_TARGET(NV_IS_DEVICE, dev, host)
 
-// CPU packets (GNU vector extensions) are used by the CPU executor with g++ and clang, and in the
-// host pass of nvcc (whose host compiler is g++ or clang).
-#if defined(__GNUC__) || defined(__clang__)
+// CPU packets (GNU vector extensions) are used by the CPU executor in files compiled by g++ or
+// clang. nvcc's front end rejects vector types inside host+device functions, so in files compiled
+// by nvcc the CPU executor runs the same operators one element at a time (equal results; put
+// CPU-heavy code in .cpp files).
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
 #define EINLM_HAS_PACKETS 1
 #else
 #define EINLM_HAS_PACKETS 0

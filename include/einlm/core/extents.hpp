@@ -119,6 +119,20 @@ std::string shape_string(const cuda::std::extents<I, E...>& e) {
   return detail::format_shape(to_array(e));
 }
 
+/// True when extents types A and B have the same rank and no static extent of one differs from a
+/// static extent of the other (they can describe the same shape).
+template <extents_like A, extents_like B>
+constexpr bool compatible_extents_v = [] {
+  if constexpr (A::rank() != B::rank()) {
+    return false;
+  } else {
+    for (std::size_t r = 0; r != A::rank(); ++r)
+      if (A::static_extent(r) != dyn && B::static_extent(r) != dyn && A::static_extent(r) != B::static_extent(r))
+        return false;
+    return true;
+  }
+}();
+
 /// "(2, ?)" — a shape type with its dynamic extents shown as "?".
 template <extents_like E>
 std::string static_shape_string() {
@@ -203,10 +217,10 @@ EINLM_HD constexpr subrange_t<E, First, Count> subrange(const E& e) {
 
 namespace detail {
 template <std::size_t... P>
-constexpr bool is_permutation() {
+EINLM_HD constexpr bool is_permutation() {
   constexpr std::size_t n = sizeof...(P);
-  std::array<std::size_t, n> p{P...};
-  std::array<bool, n> seen{};
+  const std::size_t p[n + 1] = {P..., 0};
+  bool seen[n + 1] = {};
   for (std::size_t i = 0; i != n; ++i) {
     if (p[i] >= n || seen[p[i]]) return false;
     seen[p[i]] = true;

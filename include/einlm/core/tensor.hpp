@@ -6,7 +6,7 @@
 //                     cuda::std::layout_right (contiguous) or einlm::layout_strided (any integer
 //                     strides, negative and zero included, as NumPy allows).
 //   slice(x, spec…)   a view of part of x; one spec per axis: an integer (the axis is dropped),
-//                     `all` (the axis is kept with its static extent), or range{start, stop, step}
+//                     `full_extent` (the axis is kept with its static extent), or range{start, stop, step}
 //                     with Python's slice semantics (negative indices count from the end; a negative
 //                     step walks backwards; `none` leaves a bound open): x[::-1] is range{none, none, -1}.
 //   copy(src, dst)    element copy between views/tensors of equal shape, across spaces
@@ -163,7 +163,7 @@ class view {
   using space = S;
   static constexpr std::size_t R = E::rank();
 
-  constexpr view() = default;
+  constexpr view() : span_(nullptr, mapping_type()) {}
   EINLM_HD constexpr view(T* data, const mapping_type& m) : span_(data, m) {}
   EINLM_HD constexpr view(T* data, const E& e) : span_(data, mapping_type(e)) {}
   EINLM_HD constexpr explicit view(const mdspan_type& m) : span_(m) {}
@@ -238,7 +238,7 @@ class tensor {
   /// Evaluates a lazy expression into a new tensor of its shape (one pass; einlm/expr).
   template <class X>
     requires requires(tensor& t, const X& x) { assign(t, x); }
-  tensor(const X& x) : tensor(x.extents()) {
+  tensor(const X& x) : tensor(extents_of(x.extents())) {
     assign(*this, x);
   }
   /// Evaluates a lazy expression into this tensor (shapes must match; einlm/expr).
@@ -290,6 +290,14 @@ class tensor {
   }
 
  private:
+  // The extents of an expression as this tensor's extents type (static entries must agree).
+  template <class XE>
+  static E extents_of(const XE& e) {
+    static_assert(XE::rank() == R, "einlm: the expression's rank differs from the destination's rank");
+    static_assert(compatible_extents_v<E, XE>,
+                  "einlm: the expression's static shape differs from the destination's static shape");
+    return check_extents<E>(to_array(e), "tensor");
+  }
   static const E& checked(const E& e) {
     for (std::size_t r = 0; r != R; ++r)
       if (static_cast<index_t>(e.extent(r)) < 0)
@@ -345,9 +353,9 @@ constexpr auto as_view(X&& x) {
 
 // ---------------------------------------------------------------------------------- slicing
 
-/// Keeps a whole axis (with its static extent).
-struct all_t {};
-inline constexpr all_t all{};
+/// Keeps a whole axis (with its static extent), as NumPy's `:`.
+struct full_extent_t {};
+inline constexpr full_extent_t full_extent{};
 
 /// An open bound of a range.
 inline constexpr index_t none = std::numeric_limits<index_t>::min();
@@ -365,7 +373,7 @@ template <class Spec>
 inline constexpr bool keeps_axis_v = !std::is_integral_v<Spec>;
 
 template <class Spec, std::size_t Static>
-inline constexpr std::size_t sliced_extent_v = std::is_same_v<Spec, all_t> ? Static : dyn;
+inline constexpr std::size_t sliced_extent_v = std::is_same_v<Spec, full_extent_t> ? Static : dyn;
 
 template <class E, class Specs, class Seq>
 struct sliced_extents;
@@ -414,9 +422,9 @@ auto slice(X&& x, Specs... specs) {
   auto v = as_view(std::forward<X>(x));
   using V = decltype(v);
   using E = typename V::extents_type;
-  static_assert(sizeof...(Specs) == E::rank(), "slice: give one spec (index, all or range) per axis");
-  static_assert(((std::is_integral_v<Specs> || std::is_same_v<Specs, all_t> || std::is_same_v<Specs, range>) && ...),
-                "slice: each spec is an integer index, einlm::all or einlm::range{start, stop, step}");
+  static_assert(sizeof...(Specs) == E::rank(), "slice: give one spec (index, full_extent or range) per axis");
+  static_assert(((std::is_integral_v<Specs> || std::is_same_v<Specs, full_extent_t> || std::is_same_v<Specs, range>) && ...),
+                "slice: each spec is an integer index, einlm::full_extent or einlm::range{start, stop, step}");
   using OutE = typename detail::sliced_extents<E, std::tuple<Specs...>, std::index_sequence_for<Specs...>>::type;
   constexpr std::size_t RO = OutE::rank();
   index_array<RO> out_ext{}, out_stride{};
@@ -432,7 +440,7 @@ auto slice(X&& x, Specs... specs) {
         throw shape_error(detail::concat("slice: index ", static_cast<index_t>(spec), " is out of range for axis ",
                                          axis, " of length ", n, " in a tensor of shape ", shape_string(v.extents())));
       offset += i * s;
-    } else if constexpr (std::is_same_v<Spec, all_t>) {
+    } else if constexpr (std::is_same_v<Spec, full_extent_t>) {
       out_ext[o] = n;
       out_stride[o++] = s;
     } else {

@@ -17,13 +17,8 @@ template <class Dst, class X>
 void check_assign_shapes(const Dst& dst, const X& x, const char* op) {
   static_assert(Dst::extents_type::rank() == X::extents_type::rank(),
                 "einlm: the expression's rank differs from the destination's rank");
-  using DE = typename Dst::extents_type;
-  using XE = typename X::extents_type;
-  [&]<std::size_t... I>(std::index_sequence<I...>) {
-    static_assert(((DE::static_extent(I) == dyn || XE::static_extent(I) == dyn ||
-                    DE::static_extent(I) == XE::static_extent(I)) && ...),
-                  "einlm: the expression's static shape differs from the destination's static shape");
-  }(std::make_index_sequence<DE::rank()>{});
+  static_assert(compatible_extents_v<typename Dst::extents_type, typename X::extents_type>,
+                "einlm: the expression's static shape differs from the destination's static shape");
   if (to_array(dst.extents()) != to_array(x.extents()))
     throw shape_error(concat(op, ": cannot store an expression of shape ", shape_string(x.extents()),
                              " into a destination of shape ", shape_string(dst.extents())));
