@@ -45,7 +45,7 @@ void check_function(const case_spec& c, F f) {
   T worst_x = 0;
   for (std::size_t i = 0; i < xs.size(); i += simd::width) {
     simd::packet<T> p;
-    for (int l = 0; l < simd::width; ++l) p.v[l] = xs[i + l];
+    for (int l = 0; l < simd::width; ++l) p.set(l, xs[i + l]);
     const simd::packet<T> pr = f(p);
     for (int l = 0; l < simd::width; ++l) {
       const T x = xs[i + l];

@@ -230,10 +230,10 @@ EINLM_EXEC_CHECK_DISABLE
 template <class V>
 EINLM_HD V sigmoid_poly(V x) {
   using T = scalar_t<V>;
-  const V ax = select(x < V(T(0)), -x, x);
-  const V e = exp_poly(-ax);
-  const V one = V(T(1));
-  return select(x < V(T(0)), e / (one + e), one / (one + e));
+  const auto negative = x < V(T(0));
+  const V e = exp_poly(select(negative, x, -x));  // e^{−|x|}
+  const V r = V(T(1)) / (V(T(1)) + e);
+  return select(negative, e * r, r);
 }
 
 EINLM_EXEC_CHECK_DISABLE

@@ -1,13 +1,18 @@
 // einlm/core/simd.hpp — CPU packets: eight lanes of one element type, for the CPU executor.
 //
-// A packet<T> wraps a GNU vector (8 × T) so that the same generic operator code that computes one
-// float on the GPU computes eight on the CPU: +, −, ×, ÷, comparisons (giving packet<bool>, a lane
-// mask), select(mask, a, b), conversions between lane types, and loads/stores that widen 16-bit
-// storage types to float and round back (to nearest even) on the way out. The compiler maps the
-// vectors onto SSE/AVX/AVX-512 registers, whichever the target has, without intrinsics.
+// A packet<T> holds `width` lanes of T (one register of floats) so that the same generic operator code that computes one float on
+// the GPU computes eight on the CPU: +, −, ×, ÷, comparisons (giving packet<bool>, a lane mask),
+// select(mask, a, b), conversions between lane types, and loads/stores that widen 16-bit storage
+// types to float and round back (to nearest even) on the way out.
 //
-// Host code only: packets never reach device code. Generic host+device functions that are
-// instantiated with packets carry EINLM_EXEC_CHECK_DISABLE.
+// Storage is an array of GNU vectors of the target's native register width (16 bytes for SSE2 or
+// NEON, 32 for AVX, 64 for AVX-512): a float packet is one register, a double packet two.
+// Operations loop over those parts, so each compiles to single native instructions (a vector wider
+// than the registers would be split by the compiler, and comparisons of such vectors fall back to
+// one scalar compare per lane; a float packet of two parts spills to the stack).
+//
+// Host code only: packets never reach device code (EINLM_HAS_PACKETS is 0 under nvcc). Generic
+// host+device functions that host code instantiates with packets carry EINLM_EXEC_CHECK_DISABLE.
 #pragma once
 
 #include <cstdint>
@@ -17,8 +22,8 @@
 #include "einlm/core/config.hpp"
 #include "einlm/core/dtype.hpp"
 
-// Packets wider than the target's registers are passed in memory; GCC notes that this ABI differs
-// from a build with AVX enabled. einlm's packet functions are inline and never cross an ABI boundary.
+// Packets are passed by value between inline functions; without AVX, g++ notes once per file that
+// 32-byte vectors are passed differently than with AVX. They never cross an ABI boundary.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -26,52 +31,77 @@
 
 namespace einlm::simd {
 
-/// Lanes per packet, for every element type (so packets of different types combine lane by lane).
-inline constexpr int width = 8;
+namespace detail {
+#if defined(__AVX512F__)
+inline constexpr int native_bytes = 64;
+#elif defined(__AVX__)
+inline constexpr int native_bytes = 32;
+#else
+inline constexpr int native_bytes = 16;
+#endif
+}  // namespace detail
+
+/// Lanes per packet, for every element type (so packets of different types combine lane by lane):
+/// one native register of floats (4 with SSE2/NEON, 8 with AVX, 16 with AVX-512).
+inline constexpr int width = detail::native_bytes / 4;
 
 namespace detail {
-// One explicit specialisation per lane type: nvcc's host-code rewriting drops vector_size
+
+// One explicit specialisation per lane type and size: nvcc's host-code rewriting drops vector_size
 // attributes whose size depends on a template parameter.
+template <class T, int Bytes>
+struct vec;
+#define EINLM_SIMD_VEC(T)                                                         \
+  template <> struct vec<T, 8> { typedef T type __attribute__((vector_size(8))); };   \
+  template <> struct vec<T, 16> { typedef T type __attribute__((vector_size(16))); }; \
+  template <> struct vec<T, 32> { typedef T type __attribute__((vector_size(32))); }; \
+  template <> struct vec<T, 64> { typedef T type __attribute__((vector_size(64))); };
+EINLM_SIMD_VEC(float)
+EINLM_SIMD_VEC(double)
+EINLM_SIMD_VEC(std::int8_t)
+EINLM_SIMD_VEC(std::uint8_t)
+EINLM_SIMD_VEC(std::int16_t)
+EINLM_SIMD_VEC(std::uint16_t)
+EINLM_SIMD_VEC(std::int32_t)
+EINLM_SIMD_VEC(std::uint32_t)
+EINLM_SIMD_VEC(std::int64_t)
+EINLM_SIMD_VEC(std::uint64_t)
+#undef EINLM_SIMD_VEC
+
+/// The lane storage of T (a mask lane is a 32-bit integer holding 0 or −1).
 template <class T>
-struct vec_of;
-template <> struct vec_of<float> { typedef float type __attribute__((vector_size(32))); };
-template <> struct vec_of<double> { typedef double type __attribute__((vector_size(64))); };
-template <> struct vec_of<std::int32_t> { typedef std::int32_t type __attribute__((vector_size(32))); };
-template <> struct vec_of<std::uint32_t> { typedef std::uint32_t type __attribute__((vector_size(32))); };
-template <> struct vec_of<std::int64_t> { typedef std::int64_t type __attribute__((vector_size(64))); };
-template <> struct vec_of<std::uint64_t> { typedef std::uint64_t type __attribute__((vector_size(64))); };
-template <> struct vec_of<std::uint16_t> { typedef std::uint16_t type __attribute__((vector_size(16))); };
-template <> struct vec_of<std::int16_t> { typedef std::int16_t type __attribute__((vector_size(16))); };
-template <> struct vec_of<std::uint8_t> { typedef std::uint8_t type __attribute__((vector_size(8))); };
-template <> struct vec_of<std::int8_t> { typedef std::int8_t type __attribute__((vector_size(8))); };
-// A lane mask is stored as 32-bit lanes holding 0 or −1.
-template <> struct vec_of<bool> { typedef std::int32_t type __attribute__((vector_size(32))); };
+using storage_t = std::conditional_t<std::is_same_v<T, bool>, std::int32_t, T>;
+
+template <class T>
+inline constexpr int total_bytes = width * static_cast<int>(sizeof(storage_t<T>));
+template <class T>
+inline constexpr int part_bytes = total_bytes<T> < native_bytes ? total_bytes<T> : native_bytes;
+template <class T>
+inline constexpr int parts = total_bytes<T> / part_bytes<T>;
+template <class T>
+inline constexpr int part_lanes = part_bytes<T> / static_cast<int>(sizeof(storage_t<T>));
+
+template <class T>
+using part_t = typename vec<storage_t<T>, part_bytes<T>>::type;
+
+/// Same-width signed integer of a lane type.
+template <class T>
+using signed_lane_t = std::conditional_t<sizeof(storage_t<T>) == 8, std::int64_t,
+                                         std::conditional_t<sizeof(storage_t<T>) == 4, std::int32_t,
+                                                            std::conditional_t<sizeof(storage_t<T>) == 2, std::int16_t, std::int8_t>>>;
+
+template <class To, class From>
+inline To bits_as(From from) {
+  static_assert(sizeof(To) == sizeof(From));
+  To to;
+  std::memcpy(&to, &from, sizeof(To));
+  return to;
+}
+
 }  // namespace detail
 
 template <class T>
 struct packet;
-
-template <class To, class From>
-inline To vector_bitcast(From from);
-
-/// Lanes of a where the integer mask m is all ones, of b where it is zero (same lane size).
-template <class M, class V>
-inline V blend(M m, V a, V b) {
-  return vector_bitcast<V>((m & vector_bitcast<M>(a)) | (~m & vector_bitcast<M>(b)));
-}
-
-/// Reinterprets the bits of one vector as another of the same size (a no-op when the types agree).
-template <class To, class From>
-inline To vector_bitcast(From from) {
-  static_assert(sizeof(To) == sizeof(From));
-  if constexpr (std::is_same_v<To, From>) {
-    return from;
-  } else {
-    To to;
-    std::memcpy(&to, &from, sizeof(To));
-    return to;
-  }
-}
 
 template <class T>
 inline constexpr bool is_packet_v = false;
@@ -94,174 +124,241 @@ using scalar_t = typename scalar_of<T>::type;
 template <class T>
 using int_lane_t = std::conditional_t<sizeof(T) == 8, std::int64_t, std::int32_t>;
 
-/// Eight lanes of T.
+namespace detail {
+template <class M, class T>
+packet<bool> compare_result(const M (&parts)[detail::parts<T>]);
+}
+
+/// `width` lanes of T, as native-width vector parts.
 template <class T>
 struct packet {
   using value_type = T;
-  using vec = typename detail::vec_of<T>::type;
-  vec v;
+  using lane_storage = detail::storage_t<T>;
+  using part = detail::part_t<T>;
+  static constexpr int K = detail::parts<T>;
+  static constexpr int L = detail::part_lanes<T>;
+  part p[K];
 
   packet() = default;
   /// Every lane set to x.
-  packet(T x) : v(broadcast(x)) {}
-  explicit packet(vec x) : v(x) {}
+  packet(T x) {
+    const lane_storage s = std::is_same_v<T, bool> ? static_cast<lane_storage>(x ? -1 : 0) : static_cast<lane_storage>(x);
+    for (int k = 0; k < K; ++k) p[k] = part{} + s;
+  }
 
   T operator[](int i) const {
-    if constexpr (std::is_same_v<T, bool>) return v[i] != 0;
-    else return v[i];
+    const lane_storage s = p[i / L][i % L];
+    if constexpr (std::is_same_v<T, bool>) return s != 0;
+    else return s;
+  }
+  void set(int i, T x) {
+    if constexpr (std::is_same_v<T, bool>) p[i / L][i % L] = x ? -1 : 0;
+    else p[i / L][i % L] = x;
   }
 
-  friend packet operator+(packet a, packet b) { return packet(a.v + b.v); }
-  friend packet operator-(packet a, packet b) { return packet(a.v - b.v); }
-  friend packet operator*(packet a, packet b) { return packet(a.v * b.v); }
-  friend packet operator/(packet a, packet b) { return packet(a.v / b.v); }
-  friend packet operator-(packet a) { return packet(-a.v); }
-  friend packet operator&(packet a, packet b) { return packet(a.v & b.v); }
-  friend packet operator|(packet a, packet b) { return packet(a.v | b.v); }
-  friend packet operator^(packet a, packet b) { return packet(a.v ^ b.v); }
-  friend packet operator!(packet a) requires std::is_same_v<T, bool> { return packet(~a.v); }
-  friend packet operator<<(packet a, int s) { return packet(a.v << s); }
-  friend packet operator>>(packet a, int s) { return packet(a.v >> s); }
-  friend packet<bool> operator<(packet a, packet b) { return mask(a.v < b.v); }
-  friend packet<bool> operator>(packet a, packet b) { return mask(a.v > b.v); }
-  friend packet<bool> operator<=(packet a, packet b) { return mask(a.v <= b.v); }
-  friend packet<bool> operator>=(packet a, packet b) { return mask(a.v >= b.v); }
-  friend packet<bool> operator==(packet a, packet b) { return mask(a.v == b.v); }
-  friend packet<bool> operator!=(packet a, packet b) { return mask(a.v != b.v); }
-
- private:
-  static vec broadcast(T x) {
-    if constexpr (std::is_same_v<T, bool>) return vec{} + (x ? -1 : 0);
-    else return vec{} + x;
+#define EINLM_PACKET_BINARY(OP)                                  \
+  friend packet operator OP(const packet& a, const packet& b) {  \
+    packet r;                                                    \
+    for (int k = 0; k < K; ++k) r.p[k] = a.p[k] OP b.p[k];       \
+    return r;                                                    \
   }
-  template <class M>
-  static packet<bool> mask(M m) {
-    using mask_vec = typename packet<bool>::vec;
-    if constexpr (std::is_same_v<M, mask_vec>) return packet<bool>(m);
-    else return packet<bool>(__builtin_convertvector(m, mask_vec));
+  EINLM_PACKET_BINARY(+)
+  EINLM_PACKET_BINARY(-)
+  EINLM_PACKET_BINARY(*)
+  EINLM_PACKET_BINARY(/)
+  EINLM_PACKET_BINARY(&)
+  EINLM_PACKET_BINARY(|)
+  EINLM_PACKET_BINARY(^)
+#undef EINLM_PACKET_BINARY
+  friend packet operator-(const packet& a) {
+    packet r;
+    for (int k = 0; k < K; ++k) r.p[k] = -a.p[k];
+    return r;
   }
+  friend packet operator!(const packet& a)
+    requires std::is_same_v<T, bool>
+  {
+    packet r;
+    for (int k = 0; k < K; ++k) r.p[k] = ~a.p[k];
+    return r;
+  }
+  friend packet operator<<(const packet& a, int s) {
+    packet r;
+    for (int k = 0; k < K; ++k) r.p[k] = a.p[k] << s;
+    return r;
+  }
+  friend packet operator>>(const packet& a, int s) {
+    packet r;
+    for (int k = 0; k < K; ++k) r.p[k] = a.p[k] >> s;
+    return r;
+  }
+#define EINLM_PACKET_COMPARE(OP)                                               \
+  friend packet<bool> operator OP(const packet& a, const packet& b) {          \
+    using mask_part = decltype(a.p[0] OP b.p[0]);                             \
+    mask_part m[K];                                                            \
+    for (int k = 0; k < K; ++k) m[k] = a.p[k] OP b.p[k];                       \
+    return detail::compare_result<mask_part, T>(m);                           \
+  }
+  EINLM_PACKET_COMPARE(<)
+  EINLM_PACKET_COMPARE(>)
+  EINLM_PACKET_COMPARE(<=)
+  EINLM_PACKET_COMPARE(>=)
+  EINLM_PACKET_COMPARE(==)
+  EINLM_PACKET_COMPARE(!=)
+#undef EINLM_PACKET_COMPARE
 };
 
-/// Lane-wise a where mask is set, b elsewhere (bitwise blend, which every compiler front end
-/// accepts for vectors of any lane type).
+namespace detail {
+
+/// A lane mask from the parts of a comparison of packet<T>: 32-bit lanes map part for part;
+/// 64-bit (and narrower) lanes are narrowed lane by lane.
+template <class M, class T>
+packet<bool> compare_result(const M (&m)[parts<T>]) {
+  packet<bool> r;
+  if constexpr (sizeof(storage_t<T>) == 4 && parts<T> == packet<bool>::K) {
+    for (int k = 0; k < packet<bool>::K; ++k) r.p[k] = bits_as<part_t<bool>>(m[k]);
+  } else {
+    for (int i = 0; i < width; ++i) r.set(i, m[i / part_lanes<T>][i % part_lanes<T>] != 0);
+  }
+  return r;
+}
+
+}  // namespace detail
+
+/// Lane-wise a where mask is set, b elsewhere (a bitwise blend).
 template <class T>
-inline packet<T> select(packet<bool> m, packet<T> a, packet<T> b) {
-  using int_vec = typename detail::vec_of<int_lane_t<T>>::type;
-  int_vec mask;
-  if constexpr (sizeof(T) == 4) mask = vector_bitcast<int_vec>(m.v);
-  else mask = __builtin_convertvector(m.v, int_vec);
-  return packet<T>(blend(mask, a.v, b.v));
+inline packet<T> select(const packet<bool>& m, const packet<T>& a, const packet<T>& b) {
+  using S = detail::signed_lane_t<T>;
+  using ipart = typename detail::vec<S, detail::part_bytes<T>>::type;
+  packet<T> r;
+  if constexpr (sizeof(detail::storage_t<T>) == 4 && packet<T>::K == packet<bool>::K) {
+    for (int k = 0; k < packet<T>::K; ++k) {
+      const ipart mk = detail::bits_as<ipart>(m.p[k]);
+      r.p[k] = detail::bits_as<typename packet<T>::part>((mk & detail::bits_as<ipart>(a.p[k])) |
+                                                         (~mk & detail::bits_as<ipart>(b.p[k])));
+    }
+  } else {
+    // Widen (or narrow) the 32-bit mask lanes to T's lane width first.
+    for (int k = 0; k < packet<T>::K; ++k) {
+      ipart mk;
+      for (int l = 0; l < packet<T>::L; ++l) mk[l] = m.p[(k * packet<T>::L + l) / packet<bool>::L][(k * packet<T>::L + l) % packet<bool>::L] ? S(-1) : S(0);
+      r.p[k] = detail::bits_as<typename packet<T>::part>((mk & detail::bits_as<ipart>(a.p[k])) |
+                                                         (~mk & detail::bits_as<ipart>(b.p[k])));
+    }
+  }
+  return r;
 }
 
 /// Lane-wise conversion (C++ conversion rules; bool lanes become 0/1 and nonzero becomes true).
 template <class To, class From>
-inline packet<To> convert_packet(packet<From> x) {
-  using to_vec = typename packet<To>::vec;
+inline packet<To> convert_packet(const packet<From>& x) {
   if constexpr (std::is_same_v<To, From>) {
     return x;
-  } else if constexpr (std::is_same_v<From, bool>) {
-    return packet<To>(__builtin_convertvector(-x.v, to_vec));
   } else if constexpr (std::is_same_v<To, bool>) {
     return x != packet<From>(From{});
+  } else if constexpr (!std::is_same_v<From, bool> && sizeof(To) == sizeof(From)) {
+    // Same lane width (float ↔ int32, double ↔ int64): part for part, one native instruction.
+    packet<To> r;
+    for (int k = 0; k < packet<To>::K; ++k) r.p[k] = __builtin_convertvector(x.p[k], typename packet<To>::part);
+    return r;
   } else {
-    return packet<To>(__builtin_convertvector(x.v, to_vec));
+    packet<To> r;
+    for (int i = 0; i < width; ++i) r.set(i, static_cast<To>(x[i]));
+    return r;
   }
 }
 
 /// Reinterprets the lanes' bits (same lane size).
 template <class To, class From>
-inline packet<To> bitcast_packet(packet<From> x) {
-  static_assert(sizeof(To) == sizeof(From));
-  return packet<To>(vector_bitcast<typename packet<To>::vec>(x.v));
+inline packet<To> bitcast_packet(const packet<From>& x) {
+  static_assert(sizeof(To) == sizeof(detail::storage_t<From>));
+  packet<To> r;
+  for (int k = 0; k < packet<To>::K; ++k) r.p[k] = detail::bits_as<typename packet<To>::part>(x.p[k]);
+  return r;
 }
 
 /// A packet whose lane i is f(i).
 template <class T, class F>
 inline packet<T> generate(F f) {
   packet<T> r;
-  for (int i = 0; i < width; ++i) r.v[i] = f(i);
+  for (int i = 0; i < width; ++i) r.set(i, f(i));
   return r;
 }
 
 /// Lane-wise function application (for functions without a vector form, such as erf).
 template <class T, class F>
-inline packet<T> map_lanes(packet<T> x, F f) {
+inline packet<T> map_lanes(const packet<T>& x, F f) {
   packet<T> r;
-  for (int i = 0; i < width; ++i) r.v[i] = f(x.v[i]);
+  for (int i = 0; i < width; ++i) r.set(i, f(x[i]));
   return r;
 }
 
 // ------------------------------------------------------------------------------ loads and stores
 
-/// Loads 8 consecutive elements of storage type S and widens them to packet<C> (C = compute_t<S>).
+/// Loads `width` consecutive elements of storage type S and widens them to packet<C> (C = compute_t<S>).
 template <class C, class S>
 inline packet<C> load(const S* p) {
-  if constexpr (std::is_same_v<S, bf16>) {
+  if constexpr (std::is_same_v<S, C> && !std::is_same_v<S, bool>) {
+    packet<C> r;
+    std::memcpy(static_cast<void*>(&r.p), static_cast<const void*>(p), sizeof(r.p));
+    return r;
+  } else if constexpr (std::is_same_v<S, bf16>) {
     static_assert(std::is_same_v<C, float>);
-    typename detail::vec_of<std::uint16_t>::type h;
-    std::memcpy(&h, static_cast<const void*>(p), sizeof(h));
-    const auto u = __builtin_convertvector(h, typename detail::vec_of<std::uint32_t>::type) << 16;
-    return packet<float>(vector_bitcast<typename packet<float>::vec>(u));
+    std::uint16_t h[width];
+    std::memcpy(h, static_cast<const void*>(p), sizeof(h));
+    std::uint32_t u[width];
+    for (int i = 0; i < width; ++i) u[i] = static_cast<std::uint32_t>(h[i]) << 16;
+    packet<float> r;
+    std::memcpy(&r.p, u, sizeof(u));
+    return r;
   } else if constexpr (std::is_same_v<S, fp16>) {
     static_assert(std::is_same_v<C, float>);
     // IEEE half → float without branches: move exponent and mantissa into place, rebias, then fix
     // infinities/NaNs (exponent 31) and renormalise subnormals (exponent 0) by a float subtraction.
-    typename detail::vec_of<std::uint16_t>::type h16;
-    std::memcpy(&h16, static_cast<const void*>(p), sizeof(h16));
-    using u32v = typename detail::vec_of<std::uint32_t>::type;
-    using i32v = typename detail::vec_of<std::int32_t>::type;
-    using f32v = typename packet<float>::vec;
-    const u32v h = __builtin_convertvector(h16, u32v);
-    const u32v shifted = (h & 0x7fffu) << 13;
-    const u32v exp = shifted & (0x7c00u << 13);
-    u32v o = shifted + ((127u - 15u) << 23);
-    const i32v is_special = vector_bitcast<i32v>(exp == (0x7c00u << 13));
-    const i32v is_zero_exp = vector_bitcast<i32v>(exp == 0u);
-    o = o + (vector_bitcast<u32v>(is_special) & ((128u - 16u) << 23));
-    const u32v o_sub = o + (1u << 23);
-    const f32v magic = f32v{} + 6.103515625e-05f;  // 2^-14
-    const f32v renorm = vector_bitcast<f32v>(o_sub) - magic;
-    f32v out = blend(is_zero_exp, renorm, vector_bitcast<f32v>(o));
-    out = vector_bitcast<f32v>(vector_bitcast<u32v>(out) | ((h & 0x8000u) << 16));
-    return packet<float>(out);
-  } else if constexpr (std::is_same_v<S, bool>) {
-    typename detail::vec_of<std::uint8_t>::type b;
-    std::memcpy(&b, p, sizeof(b));
-    const auto wide = __builtin_convertvector(b, typename detail::vec_of<std::int32_t>::type);
-    return convert_packet<C>(packet<bool>(wide != 0));
+    std::uint16_t h16[width];
+    std::memcpy(h16, static_cast<const void*>(p), sizeof(h16));
+    packet<std::uint32_t> h;
+    for (int i = 0; i < width; ++i) h.set(i, h16[i]);
+    const packet<std::uint32_t> shifted = (h & packet<std::uint32_t>(0x7fffu)) << 13;
+    const packet<std::uint32_t> exp = shifted & packet<std::uint32_t>(0x7c00u << 13);
+    const packet<std::uint32_t> normal = shifted + packet<std::uint32_t>((127u - 15u) << 23);
+    const packet<std::uint32_t> special = normal + packet<std::uint32_t>((128u - 16u) << 23);
+    const packet<float> subnormal =
+        bitcast_packet<float>(normal + packet<std::uint32_t>(1u << 23)) - packet<float>(6.103515625e-05f);
+    packet<float> out = bitcast_packet<float>(select(exp == packet<std::uint32_t>(0x7c00u << 13), special, normal));
+    out = select(exp == packet<std::uint32_t>(0u), subnormal, out);
+    return bitcast_packet<float>(bitcast_packet<std::uint32_t>(out) | ((h & packet<std::uint32_t>(0x8000u)) << 16));
   } else {
-    typename detail::vec_of<S>::type raw;
-    std::memcpy(&raw, p, sizeof(raw));
-    if constexpr (std::is_same_v<C, S>) return packet<C>(raw);
-    else return packet<C>(__builtin_convertvector(raw, typename packet<C>::vec));
+    S raw[width];
+    std::memcpy(static_cast<void*>(raw), static_cast<const void*>(p), sizeof(raw));
+    packet<C> r;
+    for (int i = 0; i < width; ++i) r.set(i, convert<C>(raw[i]));
+    return r;
   }
 }
 
-/// Stores the 8 lanes of x into consecutive elements of storage type S, converting (16-bit floats
+/// Stores the lanes of x into consecutive elements of storage type S, converting (16-bit floats
 /// round to nearest even, as convert<S> does).
 template <class S, class C>
-inline void store(S* p, packet<C> x) {
-  if constexpr (std::is_same_v<S, bf16>) {
-    const packet<float> f = convert_packet<float>(x);
-    using u32v = typename detail::vec_of<std::uint32_t>::type;
-    using i32v = typename detail::vec_of<std::int32_t>::type;
-    const u32v u = vector_bitcast<u32v>(f.v);
-    const u32v rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    const u32v quiet_nan = (u >> 16) | 0x40u;
-    const i32v is_nan = vector_bitcast<i32v>((u & 0x7fffffffu) > 0x7f800000u);
-    const u32v bits = blend(vector_bitcast<u32v>(is_nan), quiet_nan, rounded);
-    const auto h = __builtin_convertvector(bits, typename detail::vec_of<std::uint16_t>::type);
-    std::memcpy(static_cast<void*>(p), &h, sizeof(h));
+inline void store(S* p, const packet<C>& x) {
+  if constexpr (std::is_same_v<S, C> && !std::is_same_v<S, bool>) {
+    std::memcpy(static_cast<void*>(p), &x.p, sizeof(x.p));
+  } else if constexpr (std::is_same_v<S, bf16>) {
+    const packet<std::uint32_t> u = bitcast_packet<std::uint32_t>(convert_packet<float>(x));
+    const packet<std::uint32_t> rounded =
+        (u + packet<std::uint32_t>(0x7fffu) + ((u >> 16) & packet<std::uint32_t>(1u))) >> 16;
+    const packet<std::uint32_t> quiet_nan = (u >> 16) | packet<std::uint32_t>(0x40u);
+    const packet<std::uint32_t> bits =
+        select(bitcast_packet<std::int32_t>(u & packet<std::uint32_t>(0x7fffffffu)) > packet<std::int32_t>(0x7f800000),
+               quiet_nan, rounded);
+    std::uint16_t h[width];
+    for (int i = 0; i < width; ++i) h[i] = static_cast<std::uint16_t>(bits[i]);
+    std::memcpy(static_cast<void*>(p), h, sizeof(h));
   } else if constexpr (std::is_same_v<S, fp16>) {
     const packet<float> f = convert_packet<float>(x);
-    for (int i = 0; i < width; ++i) p[i] = fp16_from_bits(einlm::detail::float_to_fp16_bits(f.v[i]));
-  } else if constexpr (std::is_same_v<S, bool>) {
-    const packet<bool> m = convert_packet<bool>(x);
-    const auto b = __builtin_convertvector(-m.v, typename detail::vec_of<std::uint8_t>::type);
-    std::memcpy(p, &b, sizeof(b));
+    for (int i = 0; i < width; ++i) p[i] = fp16_from_bits(einlm::detail::float_to_fp16_bits(f[i]));
   } else {
-    const packet<S> y = convert_packet<S>(x);
-    std::memcpy(p, &y.v, sizeof(y.v));
+    for (int i = 0; i < width; ++i) p[i] = convert<S>(x[i]);
   }
 }
 

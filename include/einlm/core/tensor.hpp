@@ -235,13 +235,14 @@ class tensor {
   tensor(const tensor&) = delete;
   tensor& operator=(const tensor&) = delete;
 
-  /// Evaluates a lazy expression into a new tensor of its shape (one pass; einlm/expr).
+  /// Evaluates a lazy expression into a new tensor of its shape (one pass; einlm/expr). Numbers
+  /// are extents here (tensor t(n)), never expressions.
   template <class X>
-    requires requires(tensor& t, const X& x) { assign(t, x); }
+    requires(!std::is_arithmetic_v<X> && requires(tensor& t, const X& x) { assign(t, x); })
   tensor(const X& x) : tensor(extents_of(x.extents())) {
     assign(*this, x);
   }
-  /// Evaluates a lazy expression into this tensor (shapes must match; einlm/expr).
+  /// Evaluates a lazy expression into this tensor (shapes must match; a number fills it; einlm/expr).
   template <class X>
     requires requires(tensor& t, const X& x) { assign(t, x); }
   tensor& operator=(const X& x) {
