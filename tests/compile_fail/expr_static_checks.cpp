@@ -17,7 +17,7 @@ int main() {
   tensor<float, extents<3, 2>> c = a * 2.0f;  // static shapes differ
 #elif EINLM_CASE == 3
   tensor<float, extents<6>> d;
-  d = a * 1.0f;  // ranks differ
+  d = a * 1.0f;  // a rank-2 expression into a rank-1 tensor
 #elif EINLM_CASE == 4
   auto e = a + on_device;  // host and device operands
 #elif EINLM_CASE == 5
@@ -38,6 +38,9 @@ int main() {
 #elif EINLM_CASE == 12
   const tensor<float, extents<2, 3>> k;
   assign(k.view(), a * 1.0f);
+#elif EINLM_CASE == 13
+  tensor<float, extents<2, 3>> m;
+  m = b * 1.0f;  // (4,) cannot broadcast into (2, 3)
 #endif
   return 0;
 }

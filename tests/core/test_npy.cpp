@@ -85,9 +85,11 @@ TEST_CASE("einlm's files round-trip, strided views included") {
   tensor<float, extents<3, 5>> t;
   for (int i = 0; i < 15; ++i) t(i / 5, i % 5) = static_cast<float>(i) * 1.5f;
   const auto path = temp_path("roundtrip.npy");
+  // [snippet npy]
   save_npy(path, t);
   const auto back = load_npy<float, dims<2>>(path);
   for (int i = 0; i < 15; ++i) CHECK(back(i / 5, i % 5) == t(i / 5, i % 5));
+  // [end snippet]
   // A transposed, reversed view is written in its logical order.
   save_npy(path, slice(transpose<1, 0>(t), range{none, none, -1}, full_extent));
   const auto tr = load_npy<float, extents<5, 3>>(path);

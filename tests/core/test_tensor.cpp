@@ -43,6 +43,7 @@ TEST_CASE("tensors own aligned, row-major storage") {
 TEST_CASE("slicing follows Python's slice semantics") {
   tensor<int, extents<4, 6>> t;
   iota(t);
+  // [snippet slicing]
   // t[1, :] keeps axis 1 static.
   auto row = slice(t, 1, full_extent);
   static_assert(std::is_same_v<decltype(row)::extents_type, extents<6>>);
@@ -56,6 +57,7 @@ TEST_CASE("slicing follows Python's slice semantics") {
   CHECK(back.extent(0) == 4);
   CHECK(back(0) == 3 * 6 + 4);
   CHECK(back(3) == 4);
+  // [end snippet]
   // t[3:0:-2, ::-3]
   auto odd = slice(t, range{3, 0, -2}, range{none, none, -3});
   CHECK(to_array(odd.extents()) == index_array<2>{2, 2});
@@ -79,6 +81,7 @@ TEST_CASE("slicing follows Python's slice semantics") {
 TEST_CASE("transpose and reshape are views") {
   tensor<int, extents<2, 3, 4>> t;
   iota(t);
+  // [snippet views]
   auto p = transpose<2, 0, 1>(t);
   static_assert(std::is_same_v<decltype(p)::extents_type, extents<4, 2, 3>>);
   CHECK(p(3, 1, 2) == t(1, 2, 3));
@@ -86,6 +89,7 @@ TEST_CASE("transpose and reshape are views") {
   auto r = reshape<extents<6, 4>>(t);
   CHECK(r(5, 3) == 23);
   CHECK(r.data() == t.data());
+  // [end snippet]
   CHECK_THROWS_AS((reshape<dims<2>>(t, dims<2>(5, 5))), shape_error);
   CHECK_THROWS_WITH_AS((reshape<extents<24>>(p)), doctest::Contains("is not contiguous"), shape_error);
 }

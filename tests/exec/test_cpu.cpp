@@ -83,8 +83,10 @@ TEST_CASE("strided and reversed destinations, and in-place updates") {
 }
 
 TEST_CASE("threads split the work without changing the result") {
+  // [snippet executors]
   cpu_executor one(1), many(4);
   CHECK(one.threads() == 1);
+  // [end snippet]
   tensor<float, dims<3>> x(dims<3>(3, 257, 333)), y1(dims<3>(3, 257, 333)), y2(dims<3>(3, 257, 333));
   tensor<float, dims<1>> bias(dims<1>(333));
   random_fill(x, 21);

@@ -77,12 +77,14 @@ TEST_CASE("each kernel path: vectorised, unaligned, indexed; one launch per assi
   tensor<float, dims<2>> a(dims<2>(64, 130)), bias(dims<2>(1, 130));
   random_fill(a, 3);
   random_fill(bias, 4);
+  // [snippet cuda]
   auto da = to_device(a), dbias = to_device(bias);
   tensor<float, dims<2>, device> out(dims<2>(64, 130));
   // Vectorised flat path.
   poison(out);
   ex.assign(out, exp(da) * 2.0f);
   CHECK(ex.launches() == 1);
+  // [end snippet]
   check_close(to_host(out), tensor<float, dims<2>>(exp(a) * 2.0f), 2, "flat");
   // Indexed path: a broadcast row and a transposed operand.
   poison(out);

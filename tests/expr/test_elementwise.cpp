@@ -170,12 +170,14 @@ TEST_CASE("NaN propagates through minimum, maximum and relu") {
 }
 
 TEST_CASE("broadcasting follows NumPy") {
+  // [snippet broadcast]
   tensor<float, extents<2, 1, 4>> a;
   tensor<float, extents<3, 1>> b;
   for (int i = 0; i < 8; ++i) a.data()[i] = static_cast<float>(i);
   for (int i = 0; i < 3; ++i) b.data()[i] = static_cast<float>(100 * i);
   auto e = a + b;
   static_assert(std::is_same_v<decltype(e)::extents_type, extents<2, 3, 4>>);
+  // [end snippet]
   tensor<float, extents<2, 3, 4>> c = e;
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 3; ++j)
@@ -197,6 +199,24 @@ TEST_CASE("broadcasting follows NumPy") {
   tensor<float, dims<2>> wrong(dims<2>(4, 3));
   CHECK_THROWS_WITH_AS(wrong = x * 2.0f, "assign: cannot store an expression of shape (3, 4) into a destination of shape (4, 3)",
                        shape_error);
+}
+
+TEST_CASE("assignment broadcasts into the destination, as NumPy's dst[...] = x") {
+  tensor<float, dims<2>> m(dims<2>(2, 3));
+  m = 1.5f;  // a number fills
+  for (index_t i = 0; i < m.size(); ++i) CHECK(m.data()[i] == 1.5f);
+  tensor<float, extents<3>> row;
+  for (int j = 0; j < 3; ++j) row(j) = static_cast<float>(j);
+  m = row * 2.0f;  // (3,) into (2, 3)
+  CHECK(m(1, 2) == 4.0f);
+  const auto b = eval(broadcast_to(row, extents<4, 3>{}));
+  static_assert(std::is_same_v<std::remove_const_t<decltype(b)>::extents_type, extents<4, 3>>);
+  CHECK(b(3, 1) == 1.0f);
+  tensor<float, dims<1>> wrong(dims<1>(2));
+  CHECK_THROWS_WITH_AS(m = wrong * 1.0f, "assign: cannot store an expression of shape (2,) into a destination of shape (2, 3)",
+                       shape_error);
+  CHECK_THROWS_WITH_AS(broadcast_to(wrong, dims<2>(3, 3)),
+                       "broadcast_to: an expression of shape (2,) cannot be broadcast to shape (3, 3)", shape_error);
 }
 
 TEST_CASE("type promotion: numbers adopt the tensor's type, tensors promote as in PyTorch") {

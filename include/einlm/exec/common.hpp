@@ -8,20 +8,26 @@
 #include "einlm/core/config.hpp"
 #include "einlm/core/error.hpp"
 #include "einlm/core/extents.hpp"
+#include "einlm/expr/broadcast.hpp"
 
 namespace einlm {
 
 namespace detail {
 
+/// The expression to evaluate into dst: x itself when the shapes agree, x broadcast to dst's
+/// shape otherwise (NumPy's `dst[...] = x`); shape_error naming `op` and both shapes when neither.
 template <class Dst, class X>
-void check_assign_shapes(const Dst& dst, const X& x, const char* op) {
-  static_assert(Dst::extents_type::rank() == X::extents_type::rank(),
-                "einlm: the expression's rank differs from the destination's rank");
-  static_assert(compatible_extents_v<typename Dst::extents_type, typename X::extents_type>,
-                "einlm: the expression's static shape differs from the destination's static shape");
-  if (to_array(dst.extents()) != to_array(x.extents()))
+auto fit_to_destination(const Dst& dst, const X& x, const char* op) {
+  using DE = typename Dst::extents_type;
+  using XE = typename X::extents_type;
+  static_assert(XE::rank() <= DE::rank(), "einlm: the expression's rank exceeds the destination's rank");
+  static_assert(broadcastable_v<XE, DE> && compatible_extents_v<broadcast_t<XE, DE>, DE>,
+                "einlm: the expression's static shape cannot be broadcast to the destination's static shape");
+  index_array<DE::rank()> ext = to_array(dst.extents());
+  if (!broadcast_into(ext, x.extents()) || ext != to_array(dst.extents()))
     throw shape_error(concat(op, ": cannot store an expression of shape ", shape_string(x.extents()),
                              " into a destination of shape ", shape_string(dst.extents())));
+  return broadcast_node<X, DE>(x, dst.extents());
 }
 
 /// Which schedule an assignment takes (einlm/exec/cpu.hpp describes them; the CUDA executor runs

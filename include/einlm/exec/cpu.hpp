@@ -67,9 +67,8 @@ class cpu_executor {
     static_assert(!std::is_same_v<typename XE::space, device>,
                   "cpu_executor: the expression reads device memory; use a cuda_executor");
     static_assert(!std::is_const_v<typename DstV::element_type>, "cpu_executor: the destination is read-only");
-    detail::check_assign_shapes(dst, x, "assign");
     ++passes_;
-    run(dst, x);
+    run(dst, detail::fit_to_destination(dst, x, "assign"));
   }
 
   /// A new host tensor holding x.
@@ -147,8 +146,12 @@ class cpu_executor {
     index_t j = begin;
 #if EINLM_HAS_PACKETS
     for (; j + simd::width <= end; j += simd::width) simd::store(out + j, cur.template load<packet_kind>(j));
-#endif
+    // Fewer than `width` elements remain; saying so keeps g++'s loop analysis from inventing
+    // impossible iteration counts.
+    for (int k = 0; k < simd::width && j < end; ++k, ++j) out[j] = convert<T>(cur.template load<scalar_kind>(j));
+#else
     for (; j < end; ++j) out[j] = convert<T>(cur.template load<scalar_kind>(j));
+#endif
   }
 
   template <class F>

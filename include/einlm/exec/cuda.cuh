@@ -109,8 +109,7 @@ class cuda_executor {
     static_assert(!std::is_same_v<typename XE::space, host>,
                   "cuda_executor: the expression reads host memory; copy it with to_device() first");
     static_assert(!std::is_const_v<typename DstV::element_type>, "cuda_executor: the destination is read-only");
-    detail::check_assign_shapes(dst, x, "assign");
-    launch(dst, x);
+    launch(dst, detail::fit_to_destination(dst, x, "assign"));
   }
 
   /// A new device tensor holding x (its memory is associated with this executor's stream).

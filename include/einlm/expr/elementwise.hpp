@@ -31,6 +31,7 @@
 #include "einlm/core/extents.hpp"
 #include "einlm/core/math.hpp"
 #include "einlm/core/simd.hpp"
+#include "einlm/expr/broadcast.hpp"
 #include "einlm/expr/expression.hpp"
 
 namespace einlm {
@@ -84,12 +85,12 @@ class map_node : public expression_base {
   map_node(const char* name, Op op, const Args&... args) : op_(op), args_(args...) {
     index_array<R> ext{};
     for (std::size_t r = 0; r != R; ++r) ext[r] = 1;
-    if (!(broadcast_into(ext, args.extents()) && ...))
+    if (!(detail::broadcast_into(ext, args.extents()) && ...))
       throw shape_error(detail::concat(name, ": operands could not be broadcast together with shapes",
                                        (" " + shape_string(args.extents()))...));
     extents_ = from_array<extents_type>(ext);
     std::size_t i = 0;
-    ((masks_[i++] = broadcast_mask(args.extents())), ...);
+    ((masks_[i++] = detail::broadcast_mask(extents_, args.extents())), ...);
   }
 
   EINLM_HD const extents_type& extents() const { return extents_; }
@@ -122,7 +123,7 @@ class map_node : public expression_base {
   }
   bool flat_ok() const {
     return apply_all([this](const auto&... a) {
-      return ((a.flat_ok() && same_shape(a.extents())) && ...);
+      return ((a.flat_ok() && detail::same_shape(a.extents(), extents_)) && ...);
     });
   }
   template <class F>
@@ -144,63 +145,15 @@ class map_node : public expression_base {
     return f(cuda::std::get<I>(args_)...);
   }
 
-  // NumPy broadcasting of one operand shape into the running result shape; false on a mismatch.
-  template <class AE>
-  static bool broadcast_into(index_array<R>& ext, const AE& a) {
-    constexpr std::size_t ra = AE::rank();
-    for (std::size_t k = 0; k != ra; ++k) {
-      const index_t n = static_cast<index_t>(a.extent(k));
-      index_t& e = ext[k + R - ra];
-      if (e == 1) e = n;
-      else if (n != 1 && n != e) return false;
-    }
-    return true;
-  }
-
-  // Bit k is set when axis k of an argument (of rank ra) has length 1 but the result's does not.
-  template <class AE>
-  unsigned broadcast_mask(const AE& a) const {
-    constexpr std::size_t ra = AE::rank();
-    unsigned m = 0;
-    for (std::size_t k = 0; k != ra; ++k)
-      if (a.extent(k) == 1 && extents_.extent(k + R - ra) != 1) m |= 1u << k;
-    return m;
-  }
-
-  template <class AE>
-  bool same_shape(const AE& a) const {
-    if constexpr (AE::rank() != R) {
-      return false;
-    } else {
-      for (std::size_t k = 0; k != R; ++k)
-        if (a.extent(k) != extents_.extent(k)) return false;
-      return true;
-    }
-  }
-
-  template <class A>
-  EINLM_HD static index_array<A::R> child_index(const index_array<R>& idx, unsigned mask) {
-    index_array<A::R> c{};
-    for (std::size_t k = 0; k != A::R; ++k) c[k] = ((mask >> k) & 1u) ? 0 : idx[k + R - A::R];
-    return c;
-  }
-
   template <std::size_t... I>
   EINLM_HD compute_type at_impl(const index_array<R>& idx, std::index_sequence<I...>) const {
-    return op_(cuda::std::get<I>(args_).at(child_index<Args>(idx, masks_[I]))...);
-  }
-
-  // True when the argument is broadcast along the last axis (its last extent is 1, the result's is not).
-  template <class A>
-  EINLM_HD static bool inner_broadcast(unsigned mask) {
-    if constexpr (A::R == 0) return true;
-    else return (mask >> (A::R - 1)) & 1u;
+    return op_(cuda::std::get<I>(args_).at(detail::broadcast_index<Args::R>(idx, masks_[I]))...);
   }
 
   template <std::size_t... I>
   EINLM_HD cursor row_impl(const index_array<R>& idx, bool splat, std::index_sequence<I...>) const {
-    return cursor{op_, {cuda::std::get<I>(args_).row(child_index<Args>(idx, masks_[I]),
-                                                     splat || inner_broadcast<Args>(masks_[I]))...}};
+    return cursor{op_, {cuda::std::get<I>(args_).row(detail::broadcast_index<Args::R>(idx, masks_[I]),
+                                                     splat || detail::broadcast_inner<Args::R>(masks_[I]))...}};
   }
 
   Op op_;
