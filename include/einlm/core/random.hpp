@@ -130,7 +130,7 @@ EINLM_HD void exact_sincos_2pi(double u, double& c, double& s) {
   const double a = mul_rn(f, 1.57079632679489661923);
   const double a2 = mul_rn(a, a);
   // Taylor series to a^17 / a^16: |a| ≤ π/4 gives an error below 1e-17.
-  double ps = -1.0 / 355687428096000.0;                   // −1/17!... built up by Horner in a²
+  double ps = -1.0 / 355687428096000.0;                   // −1/17!, then Horner in a²
   ps = mul_rn(ps, a2) + 1.0 / 1307674368000.0;            // 1/15!
   ps = mul_rn(ps, a2) - 1.0 / 6227020800.0;               // 1/13!
   ps = mul_rn(ps, a2) + 1.0 / 39916800.0;                 // 1/11!

@@ -564,24 +564,26 @@ void copy(const Src& src_in, Dst&& dst_in) {
 }
 
 #if EINLM_HAS_CUDA
+/// A copy of a tensor or view (contiguous) in memory space S.
+template <memory_space S, array_like X>
+auto to_space(const X& x) {
+  auto v = as_view(x);
+  using V = decltype(v);
+  tensor<typename V::value_type, typename V::extents_type, S> out(v.extents());
+  copy(v, out);
+  return out;
+}
+
 /// A host copy of a device tensor or view (contiguous).
 template <array_like X>
 auto to_host(const X& x) {
-  auto v = as_view(x);
-  using V = decltype(v);
-  tensor<typename V::value_type, typename V::extents_type, host> out(v.extents());
-  copy(v, out);
-  return out;
+  return to_space<host>(x);
 }
 
 /// A device copy of a host tensor or view (contiguous).
 template <array_like X>
 auto to_device(const X& x) {
-  auto v = as_view(x);
-  using V = decltype(v);
-  tensor<typename V::value_type, typename V::extents_type, device> out(v.extents());
-  copy(v, out);
-  return out;
+  return to_space<device>(x);
 }
 #endif
 
