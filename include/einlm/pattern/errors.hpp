@@ -33,8 +33,14 @@ inline std::string python_set(const std::string_view* names, const std::int64_t*
   std::string s = "{";
   for (int i = 0; i < n; ++i) {
     if (i) s += ", ";
-    if (lengths && lengths[i] > 1) s += std::to_string(lengths[i]) + "-axis";
-    else s += "'" + std::string(names[i]) + "'";
+    if (lengths && lengths[i] > 1) {
+      s += std::to_string(lengths[i]);
+      s += "-axis";
+    } else {
+      s += '\'';
+      s.append(names[i].data(), names[i].size());
+      s += '\'';
+    }
   }
   return s + "}";
 }
