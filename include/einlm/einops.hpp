@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <array>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -29,6 +31,9 @@
 #include "einlm/core/tensor.hpp"
 #include "einlm/expr.hpp"
 #include "einlm/expr/rearrange.hpp"
+#include "einlm/einops/axis.hpp"
+#include "einlm/einops/pack.hpp"
+#include "einlm/einops/parse_shape.hpp"
 #include "einlm/expr/reduce.hpp"
 #include "einlm/pattern/errors.hpp"
 #include "einlm/pattern/fixed_string.hpp"
@@ -38,32 +43,12 @@
 
 namespace einlm {
 
-/// The size of axis Name, known at compile time: axis<"h", 8>{}.
-template <fixed_string Name, index_t Length>
-struct axis {
-  static constexpr auto name = Name;
-  static constexpr std::int64_t static_length = Length;
-  static_assert(Length > 0, "einops: axis lengths must be positive");
-  constexpr index_t value() const { return Length; }
-};
-
-/// The size of axis Name, known at run time: axis_size<"h">{n}.
-template <fixed_string Name>
-struct axis_size {
-  static constexpr auto name = Name;
-  static constexpr std::int64_t static_length = pattern::unknown_length;
-  index_t length;
-  constexpr index_t value() const { return length; }
-};
-
 namespace detail {
 
+// (A member tag rather than a partial specialisation: nvcc does not match partial specialisations
+// on class-type template parameters such as fixed_string.)
 template <class A>
-inline constexpr bool is_axis_arg_v = false;
-template <fixed_string N, index_t L>
-inline constexpr bool is_axis_arg_v<axis<N, L>> = true;
-template <fixed_string N>
-inline constexpr bool is_axis_arg_v<axis_size<N>> = true;
+inline constexpr bool is_axis_arg_v = requires { A::is_einops_axis; };
 
 template <fixed_string Op>
 constexpr int reduction_index() {
@@ -137,7 +122,7 @@ pattern::index_map runtime_map(const InE& in, const char* op, std::string_view p
   for (std::size_t d = 0; d != InE::rank(); ++d) in_extents[d] = static_cast<std::int64_t>(in.extent(d));
   const std::int64_t values[sizeof...(A) + 1] = {static_cast<std::int64_t>(axes.value())..., 0};
   std::int64_t given_values[sizeof...(A) + 1] = {};
-  for (std::size_t g = 0; g < sizeof...(A); ++g) {
+  for (std::size_t g = 0; g != sizeof...(A); ++g) {
     given_values[g] = values[g];
     if (values[g] <= 0)
       throw pattern_error(pattern::operation_message(
@@ -147,7 +132,7 @@ pattern::index_map runtime_map(const InE& in, const char* op, std::string_view p
   const pattern::resolved res = pattern::resolve(r, in_extents, given_values);
   if (!res.ok()) {
     std::vector<std::pair<std::string, std::int64_t>> info;
-    for (std::size_t g = 0; g < sizeof...(A); ++g) info.emplace_back(std::string(Plan::given[g].name), given_values[g]);
+    for (std::size_t g = 0; g != sizeof...(A); ++g) info.emplace_back(std::string(Plan::given[g].name), given_values[g]);
     throw pattern_error(pattern::operation_message(
         op, pattern_text, std::vector<std::int64_t>(in_extents, in_extents + InE::rank()), info,
         pattern::error_sentence(res.error, {}, res.error_a, res.error_b, nullptr, nullptr, 0, op)));
@@ -168,7 +153,8 @@ OutE out_extents_of(const pattern::index_map& m) {
 
 template <fixed_string P, pattern::op_kind Op, class ReductionOp, class X, class... A>
 auto apply_pattern(X&& x, const A&... axes) {
-  static_assert((is_axis_arg_v<A> && ...), "einops: axis sizes are given as axis<\"name\", N>{} or axis_size<\"name\">{n}");
+  static_assert((is_axis_arg_v<A> && ...),
+                "einops: axis sizes are given as axis<\"name\", N>{}, axis_size<\"name\">{n} or a parse_shape result");
   using D = std::remove_cvref_t<X>;
   constexpr bool is_array = array_like<D>;
   auto source = [&] {
@@ -208,18 +194,56 @@ auto apply_pattern(X&& x, const A&... axes) {
 
 }  // namespace detail
 
+namespace detail {
+
+template <class A>
+inline constexpr bool is_parsed_shape_v = requires { A::is_parsed_shape; };
+
+/// The axis arguments with every parsed_shape expanded into its axis sizes.
+template <class... A>
+auto flatten_axes(const A&... args) {
+  [[maybe_unused]] auto one = [](const auto& a) {
+    if constexpr (is_parsed_shape_v<std::remove_cvref_t<decltype(a)>>) return a.axes();
+    else return std::tuple{a};
+  };
+  return std::tuple_cat(one(args)...);
+}
+
+template <class X>
+inline constexpr bool is_list_v = false;
+template <class X>
+inline constexpr bool is_list_v<std::vector<X>> = true;
+template <class X, std::size_t N>
+inline constexpr bool is_list_v<std::array<X, N>> = true;
+
+template <fixed_string P, pattern::op_kind Op, class R, class X, class... A>
+auto dispatch(X&& x, const A&... args) {
+  return std::apply(
+      [&](const auto&... axes) { return apply_pattern<P, Op, R>(std::forward<X>(x), axes...); },
+      flatten_axes(args...));
+}
+
+/// A list input is stacked on a new first axis (a copy, as einops does), and the result evaluated.
+template <fixed_string P, pattern::op_kind Op, class R, class L, class... A>
+auto dispatch_list(const L& list, const A&... args) {
+  auto stacked = stack(list);
+  return eval(dispatch<P, Op, R>(stacked, args...));
+}
+
+}  // namespace detail
+
 /// einops.rearrange; see the file comment.
 template <fixed_string P, class X, class... A>
   requires operand<X>
 auto rearrange(X&& x, const A&... axes) {
-  return detail::apply_pattern<P, pattern::op_kind::rearrange, reductions::sum>(std::forward<X>(x), axes...);
+  return detail::dispatch<P, pattern::op_kind::rearrange, reductions::sum>(std::forward<X>(x), axes...);
 }
 
 /// einops.repeat; see the file comment.
 template <fixed_string P, class X, class... A>
   requires operand<X>
 auto repeat(X&& x, const A&... axes) {
-  return detail::apply_pattern<P, pattern::op_kind::repeat, reductions::sum>(std::forward<X>(x), axes...);
+  return detail::dispatch<P, pattern::op_kind::repeat, reductions::sum>(std::forward<X>(x), axes...);
 }
 
 /// einops.reduce with Op one of "sum", "mean", "max", "min", "prod", "any", "all".
@@ -229,7 +253,28 @@ auto reduce(X&& x, const A&... axes) {
   constexpr int index = detail::reduction_index<Op>();
   static_assert(index >= 0, "einops: Unknown reduction. Expect one of ('min', 'max', 'sum', 'mean', 'prod', 'any', 'all').");
   using R = typename detail::reduction_of<(index >= 0 ? index : 2)>::type;
-  return detail::apply_pattern<P, pattern::op_kind::reduce, R>(std::forward<X>(x), axes...);
+  return detail::dispatch<P, pattern::op_kind::reduce, R>(std::forward<X>(x), axes...);
+}
+
+// List inputs (std::vector or std::array of equally shaped tensors or views): stacked first, the
+// result evaluated into a new tensor.
+template <fixed_string P, class L, class... A>
+  requires detail::is_list_v<L>
+auto rearrange(const L& list, const A&... axes) {
+  return detail::dispatch_list<P, pattern::op_kind::rearrange, reductions::sum>(list, axes...);
+}
+template <fixed_string P, class L, class... A>
+  requires detail::is_list_v<L>
+auto repeat(const L& list, const A&... axes) {
+  return detail::dispatch_list<P, pattern::op_kind::repeat, reductions::sum>(list, axes...);
+}
+template <fixed_string P, fixed_string Op, class L, class... A>
+  requires detail::is_list_v<L>
+auto reduce(const L& list, const A&... axes) {
+  constexpr int index = detail::reduction_index<Op>();
+  static_assert(index >= 0, "einops: Unknown reduction. Expect one of ('min', 'max', 'sum', 'mean', 'prod', 'any', 'all').");
+  using R = typename detail::reduction_of<(index >= 0 ? index : 2)>::type;
+  return detail::dispatch_list<P, pattern::op_kind::reduce, R>(list, axes...);
 }
 
 }  // namespace einlm
