@@ -208,17 +208,33 @@ struct packet {
 #undef EINLM_PACKET_COMPARE
 };
 
+/// A packet from `width` lane values in memory (lane values of bool: true/false).
+template <class T>
+inline packet<T> from_lanes(const T* lanes) {
+  packet<T> r;
+  if constexpr (std::is_same_v<T, bool>) {
+    std::int32_t m[width];
+    for (int i = 0; i < width; ++i) m[i] = lanes[i] ? -1 : 0;
+    std::memcpy(static_cast<void*>(&r.p), m, sizeof(m));
+  } else {
+    std::memcpy(static_cast<void*>(&r.p), lanes, sizeof(r.p));
+  }
+  return r;
+}
+
 namespace detail {
 
 /// A lane mask from the parts of a comparison of packet<T>: 32-bit lanes map part for part;
 /// 64-bit (and narrower) lanes are narrowed lane by lane.
 template <class M, class T>
 packet<bool> compare_result(const M (&m)[parts<T>]) {
-  packet<bool> r;
+  packet<bool> r{};
   if constexpr (sizeof(storage_t<T>) == 4 && parts<T> == packet<bool>::K) {
     for (int k = 0; k < packet<bool>::K; ++k) r.p[k] = bits_as<part_t<bool>>(m[k]);
   } else {
-    for (int i = 0; i < width; ++i) r.set(i, m[i / part_lanes<T>][i % part_lanes<T>] != 0);
+    bool lanes[width];
+    for (int i = 0; i < width; ++i) lanes[i] = m[i / part_lanes<T>][i % part_lanes<T>] != 0;
+    r = from_lanes(lanes);
   }
   return r;
 }
@@ -230,7 +246,7 @@ template <class T>
 inline packet<T> select(const packet<bool>& m, const packet<T>& a, const packet<T>& b) {
   using S = detail::signed_lane_t<T>;
   using ipart = typename detail::vec<S, detail::part_bytes<T>>::type;
-  packet<T> r;
+  packet<T> r{};
   if constexpr (sizeof(detail::storage_t<T>) == 4 && packet<T>::K == packet<bool>::K) {
     for (int k = 0; k < packet<T>::K; ++k) {
       const ipart mk = detail::bits_as<ipart>(m.p[k]);
@@ -258,13 +274,13 @@ inline packet<To> convert_packet(const packet<From>& x) {
     return x != packet<From>(From{});
   } else if constexpr (!std::is_same_v<From, bool> && sizeof(To) == sizeof(From)) {
     // Same lane width (float ↔ int32, double ↔ int64): part for part, one native instruction.
-    packet<To> r;
+    packet<To> r{};
     for (int k = 0; k < packet<To>::K; ++k) r.p[k] = __builtin_convertvector(x.p[k], typename packet<To>::part);
     return r;
   } else {
-    packet<To> r;
-    for (int i = 0; i < width; ++i) r.set(i, static_cast<To>(x[i]));
-    return r;
+    To lanes[width];
+    for (int i = 0; i < width; ++i) lanes[i] = static_cast<To>(x[i]);
+    return from_lanes(lanes);
   }
 }
 
@@ -280,17 +296,17 @@ inline packet<To> bitcast_packet(const packet<From>& x) {
 /// A packet whose lane i is f(i).
 template <class T, class F>
 inline packet<T> generate(F f) {
-  packet<T> r;
-  for (int i = 0; i < width; ++i) r.set(i, f(i));
-  return r;
+  T lanes[width];
+  for (int i = 0; i < width; ++i) lanes[i] = f(i);
+  return from_lanes(lanes);
 }
 
 /// Lane-wise function application (for functions without a vector form, such as erf).
 template <class T, class F>
 inline packet<T> map_lanes(const packet<T>& x, F f) {
-  packet<T> r;
-  for (int i = 0; i < width; ++i) r.set(i, f(x[i]));
-  return r;
+  T lanes[width];
+  for (int i = 0; i < width; ++i) lanes[i] = f(x[i]);
+  return from_lanes(lanes);
 }
 
 // ------------------------------------------------------------------------------ loads and stores
@@ -299,7 +315,7 @@ inline packet<T> map_lanes(const packet<T>& x, F f) {
 template <class C, class S>
 inline packet<C> load(const S* p) {
   if constexpr (std::is_same_v<S, C> && !std::is_same_v<S, bool>) {
-    packet<C> r;
+    packet<C> r{};
     std::memcpy(static_cast<void*>(&r.p), static_cast<const void*>(p), sizeof(r.p));
     return r;
   } else if constexpr (std::is_same_v<S, bf16>) {
@@ -308,7 +324,7 @@ inline packet<C> load(const S* p) {
     std::memcpy(h, static_cast<const void*>(p), sizeof(h));
     std::uint32_t u[width];
     for (int i = 0; i < width; ++i) u[i] = static_cast<std::uint32_t>(h[i]) << 16;
-    packet<float> r;
+    packet<float> r{};
     std::memcpy(&r.p, u, sizeof(u));
     return r;
   } else if constexpr (std::is_same_v<S, fp16>) {
@@ -317,8 +333,9 @@ inline packet<C> load(const S* p) {
     // infinities/NaNs (exponent 31) and renormalise subnormals (exponent 0) by a float subtraction.
     std::uint16_t h16[width];
     std::memcpy(h16, static_cast<const void*>(p), sizeof(h16));
-    packet<std::uint32_t> h;
-    for (int i = 0; i < width; ++i) h.set(i, h16[i]);
+    std::uint32_t h32[width];
+    for (int i = 0; i < width; ++i) h32[i] = h16[i];
+    const packet<std::uint32_t> h = from_lanes(h32);
     const packet<std::uint32_t> shifted = (h & packet<std::uint32_t>(0x7fffu)) << 13;
     const packet<std::uint32_t> exp = shifted & packet<std::uint32_t>(0x7c00u << 13);
     const packet<std::uint32_t> normal = shifted + packet<std::uint32_t>((127u - 15u) << 23);
@@ -331,9 +348,9 @@ inline packet<C> load(const S* p) {
   } else {
     S raw[width];
     std::memcpy(static_cast<void*>(raw), static_cast<const void*>(p), sizeof(raw));
-    packet<C> r;
-    for (int i = 0; i < width; ++i) r.set(i, convert<C>(raw[i]));
-    return r;
+    C lanes[width];
+    for (int i = 0; i < width; ++i) lanes[i] = convert<C>(raw[i]);
+    return from_lanes(lanes);
   }
 }
 

@@ -17,6 +17,7 @@
 #include "einlm/core/config.hpp"
 #include "einlm/core/dtype.hpp"
 #include "einlm/core/extents.hpp"
+#include "einlm/core/math.hpp"
 #include "einlm/core/simd.hpp"
 #include "einlm/expr/expression.hpp"
 #include "einlm/expr/rearrange.hpp"
@@ -32,6 +33,7 @@ struct sum {
   using value = std::conditional_t<is_floating_v<T>, T, std::int64_t>;
   template <class A>
   EINLM_HD static A init() { return A(0); }
+  EINLM_EXEC_CHECK_DISABLE
   template <class A>
   EINLM_HD static A combine(A a, A x) { return a + x; }
   template <class A>
@@ -43,10 +45,12 @@ struct mean {
   using value = T;
   template <class A>
   EINLM_HD static A init() { return A(0); }
+  EINLM_EXEC_CHECK_DISABLE
   template <class A>
   EINLM_HD static A combine(A a, A x) { return a + x; }
+  EINLM_EXEC_CHECK_DISABLE
   template <class A>
-  EINLM_HD static A finish(A a, index_t n) { return a / static_cast<A>(n); }
+  EINLM_HD static A finish(A a, index_t n) { return a / A(static_cast<simd::scalar_t<A>>(n)); }
 };
 struct prod {
   static constexpr const char* name = "prod";
@@ -54,6 +58,7 @@ struct prod {
   using value = std::conditional_t<is_floating_v<T>, T, std::int64_t>;
   template <class A>
   EINLM_HD static A init() { return A(1); }
+  EINLM_EXEC_CHECK_DISABLE
   template <class A>
   EINLM_HD static A combine(A a, A x) { return a * x; }
   template <class A>
@@ -68,8 +73,9 @@ struct max {
     if constexpr (std::is_floating_point_v<A>) return -std::numeric_limits<A>::infinity();
     else return std::numeric_limits<A>::lowest();
   }
+  EINLM_EXEC_CHECK_DISABLE
   template <class A>
-  EINLM_HD static A combine(A a, A x) { return (x > a || x != x) ? x : a; }
+  EINLM_HD static A combine(A a, A x) { return math::detail::select((x > a) | (x != x), x, a); }
   template <class A>
   EINLM_HD static A finish(A a, index_t) { return a; }
 };
@@ -82,8 +88,9 @@ struct min {
     if constexpr (std::is_floating_point_v<A>) return std::numeric_limits<A>::infinity();
     else return std::numeric_limits<A>::max();
   }
+  EINLM_EXEC_CHECK_DISABLE
   template <class A>
-  EINLM_HD static A combine(A a, A x) { return (x < a || x != x) ? x : a; }
+  EINLM_HD static A combine(A a, A x) { return math::detail::select((x < a) | (x != x), x, a); }
   template <class A>
   EINLM_HD static A finish(A a, index_t) { return a; }
 };
@@ -94,7 +101,7 @@ struct any {
   template <class A>
   EINLM_HD static A init() { return false; }
   template <class A>
-  EINLM_HD static A combine(A a, A x) { return a || x; }
+  EINLM_HD static A combine(A a, A x) { return a | x; }
   template <class A>
   EINLM_HD static A finish(A a, index_t) { return a; }
 };
@@ -105,7 +112,7 @@ struct all {
   template <class A>
   EINLM_HD static A init() { return true; }
   template <class A>
-  EINLM_HD static A combine(A a, A x) { return a && x; }
+  EINLM_HD static A combine(A a, A x) { return a & x; }
   template <class A>
   EINLM_HD static A finish(A a, index_t) { return a; }
 };
@@ -133,38 +140,159 @@ class reduce_node : public expression_base {
         count_ *= map.length[a];
       }
     }
+    // The elementary axis that moves the child's last index by one: when the child is contiguous
+    // along its last axis, runs along it are read with cursors (a packet at a time on the CPU).
+    const int last_dim = map.n_in - 1;
+    if (last_dim >= 0 && map.in_size[last_dim] > 0 && x.rows_ok()) {
+      const int a = map.in_axes[map.in_first[last_dim] + map.in_size[last_dim] - 1];
+      if (map.is_reduced(a)) {
+        inner_run_ = a;  // reducing along the child's contiguous axis
+      } else if (R > 0 && map.out_size[R - 1] == 1 && map.out_axes[map.out_first[R - 1]] == a) {
+        outer_rows_ = true;  // the output's rows are the child's rows
+      }
+    }
   }
 
   EINLM_HD const E& extents() const { return extents_; }
+
   EINLM_HD compute_type at(const index_array<R>& idx) const {
     index_t el[pattern::max_elementary] = {};
     map_.decompose(idx, el);
-    accumulate_type acc = Op::template init<accumulate_type>();
-    if (count_ > 0) {
-      while (true) {
-        acc = Op::combine(acc, convert<accumulate_type>(x_.at(map_.compose<X::R>(el))));
-        // Odometer over the reduced axes (the last varies fastest).
-        int k = n_reduced_ - 1;
-        for (; k >= 0; --k) {
-          const int a = reduced_[k];
-          if (++el[a] < map_.length[a]) break;
-          el[a] = 0;
+    return convert<compute_type>(Op::finish(reduce_at<scalar_kind>(el, 0), count_));
+  }
+
+  /// The mode of a cursor: a cached value (the row is broadcast), a reduction per element of an
+  /// output row whose elements are adjacent in the child, or one at() per element.
+  enum class cursor_mode : std::uint8_t { splat, rows, indexed };
+
+  struct cursor {
+    reduce_node node;
+    index_array<R> base;
+    cursor_mode mode;
+    compute_type value;
+    EINLM_EXEC_CHECK_DISABLE
+    template <class K>
+    EINLM_HD kind_t<K, compute_type> load(index_t j) const {
+      using C = compute_type;
+      if (mode == cursor_mode::splat) {
+        if constexpr (is_lanes_kind_v<K>) {
+          kind_t<K, C> out;
+          for (int l = 0; l < K::width; ++l) out[l] = value;
+          return out;
+        } else {
+          return kind_t<K, C>(value);
         }
-        if (k < 0) break;
+      }
+      if constexpr (!is_lanes_kind_v<K>) {
+        if (mode == cursor_mode::rows) {
+          index_t el[pattern::max_elementary] = {};
+          node.map_.decompose(base, el);
+          return node.finish_kind<K>(node.template reduce_at<K>(el, j));
+        }
+      }
+      auto at = [&](index_t jj) {
+        index_array<R> idx = base;
+        if constexpr (R > 0) idx[R - 1] = jj;
+        return node.at(idx);
+      };
+      if constexpr (std::is_same_v<K, scalar_kind>) {
+        return at(j);
+      } else if constexpr (std::is_same_v<K, packet_kind>) {
+        return simd::generate<C>([&](int l) { return at(j + l); });
+      } else {
+        kind_t<K, C> out;
+        for (int l = 0; l < K::width; ++l) out[l] = at(j + l);
+        return out;
       }
     }
-    return convert<compute_type>(Op::finish(acc, count_));
+  };
+
+  EINLM_HD cursor row(const index_array<R>& idx, bool splat) const {
+    if (splat) return cursor{*this, idx, cursor_mode::splat, at(idx)};
+    return cursor{*this, idx, outer_rows_ ? cursor_mode::rows : cursor_mode::indexed, compute_type{}};
   }
-  using cursor = detail::indexed_cursor<reduce_node>;
-  EINLM_HD cursor row(const index_array<R>& idx, bool splat) const { return cursor{*this, idx, splat}; }
-  bool rows_ok() const { return false; }
+  bool rows_ok() const {
+    if constexpr (R == 0) return true;
+    else return outer_rows_ || extents_.extent(R - 1) <= 1;
+  }
   bool flat_ok() const { return false; }
   template <class F>
   void for_each_leaf(F&& f) const {
     x_.for_each_leaf(f);
   }
+  /// True when each output element reduces a run that is contiguous in the child (the CUDA
+  /// executor then reduces each output element with a whole thread block).
+  bool reduces_inner_run() const { return inner_run_ >= 0; }
   /// Number of input elements combined into each output element.
   index_t reduced_count() const { return count_; }
+  const X& child() const { return x_; }
+  const pattern::index_map& map() const { return map_; }
+
+  /// The accumulated value of the reduced elements for output elementary indices `el` (reduced
+  /// axes at 0): as a K-kind value over the output positions j, j+1, … when the output's rows are
+  /// the child's rows (K = scalar_kind: position j alone).
+  EINLM_EXEC_CHECK_DISABLE
+  template <class K>
+  EINLM_HD kind_t<K, accumulate_type> reduce_at(index_t* el, index_t j) const {
+    using A = kind_t<K, accumulate_type>;
+    A acc = A(Op::template init<accumulate_type>());
+    if (count_ == 0) return acc;
+    const int last = outer_rows_ ? -1 : inner_run_;
+    const index_t run = last >= 0 ? map_.length[last] : 1;
+    // Odometer over the reduced axes other than the contiguous run (the last varies fastest).
+    while (true) {
+      const auto in = map_.compose<X::R>(el);
+      if (outer_rows_) {
+        // el holds the row start; position j of the output row is position j of the child's row.
+        acc = Op::combine(acc, convert_kind<K, accumulate_type>(x_.row(in, false).template load<K>(j)));
+      } else if (last >= 0) {
+        const auto c = x_.row(in, false);
+#if EINLM_HAS_PACKETS
+        if constexpr (std::is_same_v<K, scalar_kind>) {
+          using P = simd::packet<accumulate_type>;
+          index_t t = 0;
+          if (run >= simd::width) {
+            P p(Op::template init<accumulate_type>());
+            for (; t + simd::width <= run; t += simd::width)
+              p = Op::combine(p, simd::convert_packet<accumulate_type>(c.template load<packet_kind>(t)));
+            for (int l = 0; l < simd::width; ++l) acc = Op::combine(acc, p[l]);
+          }
+          for (; t < run; ++t) acc = Op::combine(acc, convert<accumulate_type>(c.template load<scalar_kind>(t)));
+        }
+#else
+        if constexpr (std::is_same_v<K, scalar_kind>)
+          for (index_t t = 0; t < run; ++t) acc = Op::combine(acc, convert<accumulate_type>(c.template load<scalar_kind>(t)));
+#endif
+      } else {
+        if constexpr (std::is_same_v<K, scalar_kind>) acc = Op::combine(acc, convert<accumulate_type>(x_.at(in)));
+      }
+      int k = n_reduced_ - 1;
+      for (; k >= 0; --k) {
+        const int a = reduced_[k];
+        if (a == last) continue;
+        if (++el[a] < map_.length[a]) break;
+        el[a] = 0;
+      }
+      if (k < 0) break;
+    }
+    return acc;
+  }
+
+ private:
+  EINLM_EXEC_CHECK_DISABLE
+  template <class K, class To, class V>
+  EINLM_HD static kind_t<K, To> convert_kind(const V& v) {
+    if constexpr (std::is_same_v<K, packet_kind>) return simd::convert_packet<To>(v);
+    else return convert<To>(v);
+  }
+  EINLM_EXEC_CHECK_DISABLE
+  template <class K>
+  EINLM_HD kind_t<K, compute_type> finish_kind(const kind_t<K, accumulate_type>& acc) const {
+    if constexpr (std::is_same_v<K, packet_kind>)
+      return simd::convert_packet<compute_type>(Op::finish(acc, count_));
+    else
+      return convert<compute_type>(Op::finish(acc, count_));
+  }
 
  private:
   X x_;
@@ -173,6 +301,8 @@ class reduce_node : public expression_base {
   std::int8_t reduced_[pattern::max_elementary] = {};
   int n_reduced_ = 0;
   index_t count_ = 1;
+  int inner_run_ = -1;       // reduced elementary axis contiguous in the child, or -1
+  bool outer_rows_ = false;  // the output's last axis is the child's contiguous axis
 };
 
 }  // namespace einlm
