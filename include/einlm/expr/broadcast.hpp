@@ -102,6 +102,10 @@ class broadcast_node : public expression_base {
   }
   bool rows_ok() const { return x_.rows_ok(); }
   bool flat_ok() const { return x_.flat_ok() && detail::same_shape(x_.extents(), extents_); }
+  int contiguous_axis() const {
+    const int c = x_.contiguous_axis();
+    return c >= 0 && !((mask_ >> c) & 1u) ? c + static_cast<int>(R - X::R) : -1;
+  }
   template <class F>
   void for_each_leaf(F&& f) const {
     x_.for_each_leaf(f);

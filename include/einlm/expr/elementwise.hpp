@@ -130,6 +130,9 @@ class map_node : public expression_base {
   void for_each_leaf(F&& f) const {
     apply_all([&](const auto&... a) { (a.for_each_leaf(f), ...); });
   }
+  int contiguous_axis() const {
+    return contiguous_axis_impl(std::make_index_sequence<N>{});
+  }
 
   const Op& op() const { return op_; }
   template <std::size_t I>
@@ -154,6 +157,19 @@ class map_node : public expression_base {
   EINLM_HD cursor row_impl(const index_array<R>& idx, bool splat, std::index_sequence<I...>) const {
     return cursor{op_, {cuda::std::get<I>(args_).row(detail::broadcast_index<Args::R>(idx, masks_[I]),
                                                      splat || detail::broadcast_inner<Args::R>(masks_[I]))...}};
+  }
+
+  template <std::size_t... I>
+  int contiguous_axis_impl(std::index_sequence<I...>) const {
+    int axis = -1;
+    auto one = [&](const auto& a, unsigned mask) {
+      using A = std::remove_cvref_t<decltype(a)>;
+      if (axis >= 0) return;
+      const int c = a.contiguous_axis();
+      if (c >= 0 && !((mask >> c) & 1u)) axis = c + static_cast<int>(R - A::R);
+    };
+    (one(cuda::std::get<I>(args_), masks_[I]), ...);
+    return axis;
   }
 
   Op op_;

@@ -19,6 +19,8 @@
 //   rows_ok()              host check: every cursor can walk its rows contiguously
 //   flat_ok()              host check: the whole expression is one run (row-major contiguous leaves
 //                          of the result's shape, so row(0, false) covers every element in order)
+//   contiguous_axis()      host: an axis along which the first array leaf is contiguous in memory,
+//                          or −1 (the CPU executor walks transposes in tiles with it)
 //   for_each_leaf(f)       host: calls f(pointer, element size) for each array leaf
 //
 // Leaves: array_leaf (a tensor or view; any strides), scalar_leaf (a number, rank 0). Element-wise
@@ -204,6 +206,12 @@ class array_leaf : public expression_base {
     if constexpr (std::is_same_v<Mapping, typename cuda::std::layout_right::template mapping<E>>) return true;
     else return layout_strided::mapping<E>(map_).is_row_major();
   }
+  /// The axis along which consecutive elements are adjacent in memory (the last such), or −1.
+  int contiguous_axis() const {
+    for (std::size_t r = R; r-- > 0;)
+      if (map_.stride(r) == 1 && map_.extents().extent(r) > 1) return static_cast<int>(r);
+    return -1;
+  }
   template <class F>
   void for_each_leaf(F&& f) const {
     f(static_cast<const void*>(data_), sizeof(element_type));
@@ -248,6 +256,7 @@ class scalar_leaf : public expression_base {
   EINLM_HD cursor row(const index_array<0>&, bool) const { return cursor{value_}; }
   bool rows_ok() const { return true; }
   bool flat_ok() const { return true; }
+  int contiguous_axis() const { return -1; }
   template <class F>
   void for_each_leaf(F&&) const {}
 

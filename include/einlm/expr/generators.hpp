@@ -61,6 +61,7 @@ class generator_node : public expression_base {
   EINLM_HD cursor row(const index_array<R>& idx, bool splat) const { return cursor{gen_, linear(idx), splat}; }
   bool rows_ok() const { return true; }
   bool flat_ok() const { return true; }
+  int contiguous_axis() const { return -1; }
   template <class F>
   void for_each_leaf(F&&) const {}
 

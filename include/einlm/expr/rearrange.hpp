@@ -80,6 +80,7 @@ class rearrange_node : public expression_base {
   EINLM_HD cursor row(const index_array<R>& idx, bool splat) const { return cursor{*this, idx, splat}; }
   bool rows_ok() const { return false; }
   bool flat_ok() const { return false; }
+  int contiguous_axis() const { return -1; }
   template <class F>
   void for_each_leaf(F&& f) const {
     x_.for_each_leaf(f);
@@ -168,6 +169,12 @@ class rearranged_array : public expression_base {
   }
   bool flat_ok() const {
     return strided_ && layout_strided::mapping<E>(extents_, out_strides_).is_row_major();
+  }
+  int contiguous_axis() const {
+    if (strided_)
+      for (std::size_t r = R; r-- > 0;)
+        if (out_strides_[r] == 1 && extents_.extent(r) > 1) return static_cast<int>(r);
+    return -1;
   }
   template <class F>
   void for_each_leaf(F&& f) const {

@@ -216,6 +216,7 @@ class reduce_node : public expression_base {
     else return outer_rows_ || extents_.extent(R - 1) <= 1;
   }
   bool flat_ok() const { return false; }
+  int contiguous_axis() const { return -1; }
   template <class F>
   void for_each_leaf(F&& f) const {
     x_.for_each_leaf(f);
