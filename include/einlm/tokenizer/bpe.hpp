@@ -271,9 +271,120 @@ inline piece_cache& thread_piece_cache() {
   return cache;
 }
 
+[[noreturn]] inline void throw_disallowed(std::string_view token, std::size_t offset) {
+  throw tokenizer_error(einlm::detail::concat(
+      "encode: the text contains the disallowed special token ", quote_bytes(token), " at byte ",
+      offset,
+      "; to encode it as a special token, allow it (encode_options::allowed); to encode it as "
+      "ordinary text, remove it from encode_options::disallowed"));
+}
+
 inline std::uint64_t next_tokenizer_serial() {
   static std::atomic<std::uint64_t> serial{0};
   return ++serial;
+}
+
+/// Finds special tokens in text: the leftmost match, and the longest one at that position.
+class special_matcher {
+ public:
+  special_matcher() = default;
+  explicit special_matcher(std::vector<std::string> tokens) : tokens_(std::move(tokens)) {
+    first_.assign(256, 0);
+    for (const auto& t : tokens_) {
+      if (t.empty()) throw tokenizer_error("special token: the empty string cannot be a special token");
+      if (!first_[static_cast<unsigned char>(t[0])]++) ++distinct_first_;
+      single_first_ = static_cast<unsigned char>(t[0]);
+      max_length_ = std::max(max_length_, t.size());
+    }
+  }
+  std::size_t size() const noexcept { return tokens_.size(); }
+  const std::string& operator[](std::size_t k) const noexcept { return tokens_[k]; }
+  std::size_t max_length() const noexcept { return max_length_; }
+
+  /// Index of the leftmost-longest token (among those with mask[k] != 0; null mask: all) in
+  /// text[from, ...), or -1; sets pos to its offset (text.size() when none).
+  int find(std::string_view text, std::size_t from, const std::uint8_t* mask,
+           std::size_t& pos) const noexcept {
+    pos = text.size();
+    if (tokens_.empty()) return -1;
+    for (std::size_t i = from; i < text.size(); ++i) {
+      if (distinct_first_ == 1) {
+        const void* hit = std::memchr(text.data() + i, single_first_, text.size() - i);
+        if (!hit) return -1;
+        i = static_cast<std::size_t>(static_cast<const char*>(hit) - text.data());
+      } else if (!first_[static_cast<unsigned char>(text[i])]) {
+        continue;
+      }
+      int best = -1;
+      std::size_t best_len = 0;
+      for (std::size_t k = 0; k < tokens_.size(); ++k) {
+        const auto& t = tokens_[k];
+        if ((mask && !mask[k]) || t.size() <= best_len || t.size() > text.size() - i) continue;
+        if (std::memcmp(text.data() + i, t.data(), t.size()) == 0) {
+          best = static_cast<int>(k);
+          best_len = t.size();
+        }
+      }
+      if (best >= 0) {
+        pos = i;
+        return best;
+      }
+    }
+    return -1;
+  }
+
+  /// The first position p such that text[p, end) is a proper prefix of a (masked) token, i.e.
+  /// where a token cut by the end of a chunk may begin; text.size() when there is none.
+  std::size_t partial_suffix(std::string_view text, const std::uint8_t* mask) const noexcept {
+    const std::size_t lo = text.size() > max_length_ ? text.size() - max_length_ + 1 : 0;
+    for (std::size_t p = lo; p < text.size(); ++p) {
+      if (!first_[static_cast<unsigned char>(text[p])]) continue;
+      const auto tail = text.substr(p);
+      for (std::size_t k = 0; k < tokens_.size(); ++k) {
+        const auto& t = tokens_[k];
+        if ((!mask || mask[k]) && t.size() > tail.size() && t.compare(0, tail.size(), tail) == 0)
+          return p;
+      }
+    }
+    return text.size();
+  }
+
+ private:
+  std::vector<std::string> tokens_;
+  std::vector<std::uint16_t> first_ = std::vector<std::uint16_t>(256, 0);
+  unsigned distinct_first_ = 0;
+  unsigned char single_first_ = 0;
+  std::size_t max_length_ = 0;
+};
+
+/// A part of a text that can be pre-tokenized on its own: [begin, end), followed by the special
+/// token `special` (-1: none). `final`: the text ends at `end` for the pre-tokenizer (end of text,
+/// or a special token follows); otherwise `end` is a safe cut (find_safe_split).
+struct text_task {
+  std::size_t begin, end;
+  bool final;
+  int special;
+};
+
+/// Cuts `text` into tasks at special tokens (matcher/mask; null matcher: none) and, inside
+/// segments longer than 2 * target bytes, at safe cuts about every `target` bytes.
+inline void plan_tasks(std::string_view text, const special_matcher* matcher, const std::uint8_t* mask,
+                       std::size_t target, std::vector<text_task>& tasks) {
+  std::size_t pos = 0;
+  while (true) {
+    std::size_t at = text.size();
+    const int k = matcher ? matcher->find(text, pos, mask, at) : -1;
+    std::size_t a = pos;
+    while (at - a > 2 * target) {
+      const auto cut = find_safe_split(text.substr(0, at), a + target, 4 * target);
+      if (cut >= at) break;
+      tasks.push_back({a, cut, false, -1});
+      a = cut;
+    }
+    tasks.push_back({a, at, true, k});
+    if (k < 0) return;
+    pos = at + (*matcher)[static_cast<std::size_t>(k)].size();
+  }
 }
 
 /// Scratch buffers for merging long pieces.
@@ -400,7 +511,9 @@ class bpe_tokenizer {
   // Leftmost-longest match of an allowed special token in text[from, ...); returns its index in
   // specials_ or -1, and sets `pos`.
   int find_special(std::string_view text, std::size_t from, const std::vector<std::uint8_t>& allowed,
-                   std::size_t& pos) const noexcept;
+                   std::size_t& pos) const noexcept {
+    return matcher_.find(text, from, allowed.data(), pos);
+  }
   std::vector<std::uint8_t> allowed_mask(const special_set& allowed) const;
   void check_disallowed(std::string_view text, const encode_options& options) const;
 
@@ -419,8 +532,7 @@ class bpe_tokenizer {
   std::vector<std::uint8_t> whole_ok_;  // piece == token bytes -> emit the token
   token_id byte_id_[256] = {};
   std::vector<std::pair<std::string, token_id>> specials_;
-  std::vector<std::uint8_t> special_first_;  // 256 flags: some special starts with this byte
-  std::size_t max_special_ = 0;
+  detail::special_matcher matcher_;  // over specials_, same order
   std::uint64_t serial_ = 0;
 };
 
@@ -523,12 +635,9 @@ inline void bpe_tokenizer::build(bpe_model model) {
   pairs_ = std::move(pairs);
   std::copy(std::begin(byte_id), std::end(byte_id), byte_id_);
   specials_ = std::move(specials);
-  special_first_.assign(256, 0);
-  max_special_ = 0;
-  for (const auto& [t, id] : specials_) {
-    special_first_[static_cast<unsigned char>(t[0])] = 1;
-    max_special_ = std::max(max_special_, t.size());
-  }
+  std::vector<std::string> texts;
+  for (const auto& [t, id] : specials_) texts.push_back(t);
+  matcher_ = detail::special_matcher(std::move(texts));
   serial_ = detail::next_tokenizer_serial();
   // Whole-piece shortcut: tiktoken emits any piece that is a token (part of its semantics). With
   // a merges list only tokens that BPE rebuilds from their own bytes qualify; checking them here
@@ -697,30 +806,6 @@ inline std::vector<std::uint8_t> bpe_tokenizer::allowed_mask(const special_set& 
   return mask;
 }
 
-inline int bpe_tokenizer::find_special(std::string_view text, std::size_t from,
-                                       const std::vector<std::uint8_t>& allowed,
-                                       std::size_t& pos) const noexcept {
-  for (std::size_t i = from; i < text.size(); ++i) {
-    if (!special_first_[static_cast<unsigned char>(text[i])]) continue;
-    int best = -1;
-    std::size_t best_len = 0;
-    for (std::size_t k = 0; k < specials_.size(); ++k) {
-      const auto& t = specials_[k].first;
-      if (!allowed[k] || t.size() <= best_len || t.size() > text.size() - i) continue;
-      if (std::memcmp(text.data() + i, t.data(), t.size()) == 0) {
-        best = static_cast<int>(k);
-        best_len = t.size();
-      }
-    }
-    if (best >= 0) {
-      pos = i;
-      return best;
-    }
-  }
-  pos = text.size();
-  return -1;
-}
-
 inline void bpe_tokenizer::check_disallowed(std::string_view text,
                                             const encode_options& options) const {
   std::vector<std::string> bad;
@@ -742,12 +827,7 @@ inline void bpe_tokenizer::check_disallowed(std::string_view text,
       best = t;
     }
   }
-  if (best_pos != std::string_view::npos)
-    throw tokenizer_error(einlm::detail::concat(
-        "encode: the text contains the disallowed special token ", detail::quote_bytes(best),
-        " at byte ", best_pos,
-        "; to encode it as a special token, allow it (encode_options::allowed); to encode it as "
-        "ordinary text, remove it from encode_options::disallowed"));
+  if (best_pos != std::string_view::npos) detail::throw_disallowed(best, best_pos);
 }
 
 inline void bpe_tokenizer::encode_append(std::string_view text, std::vector<token_id>& out,
@@ -758,30 +838,10 @@ inline void bpe_tokenizer::encode_append(std::string_view text, std::vector<toke
   const bool any_allowed = std::find(allowed.begin(), allowed.end(), 1) != allowed.end();
 
   if (options.threads > 1 && text.size() >= (std::size_t(1) << 20)) {
-    // Cut into tasks at special tokens and at safe newline boundaries; encode them in parallel.
-    struct task {
-      std::size_t begin, end;
-      bool final;
-      token_id special;
-    };
-    std::vector<task> tasks;
-    constexpr std::size_t target = std::size_t(1) << 18;
-    std::size_t pos = 0;
-    while (pos <= text.size()) {
-      std::size_t at = text.size();
-      const int k = any_allowed ? find_special(text, pos, allowed, at) : -1;
-      // Split the text segment [pos, at) into parts of about `target` bytes.
-      std::size_t a = pos;
-      while (at - a > 2 * target) {
-        const auto cut = find_safe_split(text.substr(0, at), a + target, 4 * target);
-        if (cut >= at) break;
-        tasks.push_back({a, cut, false, no_token});
-        a = cut;
-      }
-      tasks.push_back({a, at, true, k >= 0 ? specials_[k].second : no_token});
-      if (k < 0) break;
-      pos = at + specials_[k].first.size();
-    }
+    // Cut into tasks at special tokens and at safe cuts; encode them in parallel.
+    std::vector<detail::text_task> tasks;
+    detail::plan_tasks(text, any_allowed ? &matcher_ : nullptr, allowed.data(), std::size_t(1) << 18,
+                       tasks);
     std::vector<std::vector<token_id>> parts(tasks.size());
     std::vector<encode_stats> part_stats(options.threads);
     std::atomic<std::size_t> next{0};
@@ -791,7 +851,7 @@ inline void bpe_tokenizer::encode_append(std::string_view text, std::vector<toke
         parts[t].reserve((tk.end - tk.begin) / 3 + 4);
         encode_ordinary_append(text.data() + tk.begin, text.data() + tk.end, tk.final, parts[t],
                                part_stats[w]);
-        if (tk.special != no_token) parts[t].push_back(tk.special);
+        if (tk.special >= 0) parts[t].push_back(specials_[static_cast<std::size_t>(tk.special)].second);
       }
     };
     std::vector<std::thread> pool;

@@ -200,9 +200,11 @@ inline std::vector<std::string_view> pretokenize(std::string_view text,
 }
 
 /// A position in [from, text.size()] where the text can be cut so that splitting both parts
-/// (the first with end_is_final = false) gives the pieces of the whole: just after a White_Space
-/// character other than U+0020 (a newline, typically) that is followed by a non-White_Space
-/// character. Returns text.size() when there is none in [from, from + max_scan).
+/// (the first with end_is_final = false) gives the pieces of the whole; text.size() when there is
+/// none in [from, from + max_scan). A cut at p is safe when the characters before and after p are
+///   (a) White_Space other than U+0020 (a newline, typically), then not White_Space; or
+///   (b) letter, number or other (but not an apostrophe), then a different one of the three,
+/// because no piece of GPT-2's pattern can contain such a pair of characters.
 inline std::size_t find_safe_split(std::string_view text, std::size_t from,
                                    std::size_t max_scan = std::size_t(-1)) noexcept {
   auto base = reinterpret_cast<const unsigned char*>(text.data());
@@ -212,12 +214,17 @@ inline std::size_t find_safe_split(std::string_view text, std::size_t from,
   auto p = base + from;
   while (p < e && (*p & 0xC0) == 0x80) ++p;
   const auto stop = (max_scan >= std::size_t(e - p)) ? e : p + max_scan;
-  bool prev_ws_not_space = false;
+  std::uint8_t prev = detail::k_invalid;  // class of the previous character
+  bool prev_blocks = true;                // the previous character cannot end a piece early
   while (p < stop) {
     const auto u = detail::unit_at(p, e);
-    if (prev_ws_not_space && u.cls != detail::k_space && u.cls != detail::k_invalid)
-      return static_cast<std::size_t>(p - base);
-    prev_ws_not_space = (u.cls == detail::k_space && *p != ' ');
+    if (u.cls != detail::k_invalid && !prev_blocks && prev != detail::k_invalid) {
+      if (prev == detail::k_space ? u.cls != detail::k_space
+                                  : (u.cls != detail::k_space && u.cls != prev))
+        return static_cast<std::size_t>(p - base);
+    }
+    prev = u.cls;
+    prev_blocks = (*p == ' ' || *p == '\'');
     p += u.len;
   }
   return text.size();
