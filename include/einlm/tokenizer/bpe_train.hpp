@@ -228,6 +228,12 @@ class bpe_trainer {
     stats_.count_seconds += seconds_since(t0);
   }
 
+  /// Counts a pre-token directly, `count` times (for callers with their own pre-tokenization, and
+  /// for the textbook examples that split on whitespace).
+  void add_word(std::string_view word, std::uint64_t count = 1) {
+    if (!word.empty() && count > 0) counters_[0].add(word.data(), word.size(), count);
+  }
+
   /// Counts the words of a file, reading it in blocks of options.block_bytes.
   void add_file(const std::string& path) {
     const auto t0 = std::chrono::steady_clock::now();
