@@ -204,49 +204,69 @@ class token_store {
   std::vector<std::size_t> offsets_{0};
 };
 
-/// Open-addressing map from token bytes to id (keys live in a token_store).
+/// Open-addressing map from token bytes to id (keys live in a token_store). Each slot keeps the
+/// first 8 bytes of its key, so most lookups touch one cache line; a flag bit per slot marks the
+/// tokens the encoder may emit for a whole piece.
 class token_index {
  public:
+  static constexpr std::uint32_t whole_flag = 0x80000000u;
+
   void build(const token_store& store, const std::vector<std::uint8_t>& include) {
-    slots_.assign(pow2_at_least(store.size() * 2), slot{0, no_token});
+    slots_.assign(pow2_at_least(store.size() * 2), slot{0, no_token, 0});
     mask_ = slots_.size() - 1;
     for (token_id id = 0; id < store.size(); ++id) {
       if (!include[id]) continue;
       const auto s = store[id];
-      const auto h = hash_bytes(s.data(), s.size());
-      std::size_t i = h & mask_;
+      std::size_t i = hash_bytes(s.data(), s.size()) & mask_;
       while (slots_[i].id != no_token) i = (i + 1) & mask_;
-      slots_[i] = {static_cast<std::uint32_t>(h >> 32), id};
+      slots_[i] = {head(s.data(), s.size()), id, static_cast<std::uint32_t>(s.size())};
+    }
+  }
+  /// Marks token `id` (with bytes s) as emittable for a whole piece.
+  void set_whole(std::string_view s, token_id id) noexcept {
+    for (std::size_t i = hash_bytes(s.data(), s.size()) & mask_;; i = (i + 1) & mask_) {
+      if (slots_[i].id == id) {
+        slots_[i].len |= whole_flag;
+        return;
+      }
+      if (slots_[i].id == no_token) return;
     }
   }
   token_id find(const token_store& store, const char* p, std::size_t n) const noexcept {
-    return find(store, p, n, hash_bytes(p, n));
+    const auto id = find(store, p, n, hash_bytes(p, n));
+    return id == no_token ? no_token : (id & ~whole_flag_id);
   }
-  token_id find(const token_store& store, const char* p, std::size_t n,
-                std::uint64_t h) const noexcept {
-    const auto tag = static_cast<std::uint32_t>(h >> 32);
+  /// The id, with whole_flag_id set when the token may stand for a whole piece; no_token if absent.
+  token_id find(const token_store& store, const char* p, std::size_t n, std::uint64_t h) const noexcept {
+    const auto key = head(p, n);
     for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
       const slot& s = slots_[i];
       if (s.id == no_token) return no_token;
-      if (s.tag == tag) {
-        const auto t = store[s.id];
-        if (t.size() == n && std::memcmp(t.data(), p, n) == 0) return s.id;
-      }
+      if ((s.len & ~whole_flag) == n && s.head == key &&
+          (n <= 8 || std::memcmp(store[s.id].data() + 8, p + 8, n - 8) == 0))
+        return s.id | ((s.len & whole_flag) ? whole_flag_id : 0);
     }
   }
+  static constexpr token_id whole_flag_id = 0x80000000u;  // ids stay below 2^31 in a vocabulary
 
  private:
+  static std::uint64_t head(const char* p, std::size_t n) noexcept {
+    std::uint64_t h = 0;
+    std::memcpy(&h, p, n < 8 ? n : 8);
+    return h;
+  }
   struct slot {
-    std::uint32_t tag;
+    std::uint64_t head;
     token_id id;
+    std::uint32_t len;  // key length, | whole_flag
   };
-  std::vector<slot> slots_{std::vector<slot>(16, slot{0, no_token})};
+  std::vector<slot> slots_{std::vector<slot>(16, slot{0, no_token, 0})};
   std::size_t mask_ = 15;
 };
 
 /// Per-thread cache of recently encoded pieces (direct-mapped, 64-byte slots).
 struct piece_cache {
-  static constexpr std::size_t slot_count = 8192;
+  static constexpr std::size_t slot_count = 16384;
   static constexpr std::size_t max_key = 22;
   static constexpr std::size_t max_ids = 8;
   struct slot {
@@ -529,7 +549,6 @@ class bpe_tokenizer {
   detail::token_store store_;
   detail::token_index index_;
   detail::pair_table pairs_;
-  std::vector<std::uint8_t> whole_ok_;  // piece == token bytes -> emit the token
   token_id byte_id_[256] = {};
   std::vector<std::pair<std::string, token_id>> specials_;
   detail::special_matcher matcher_;  // over specials_, same order
@@ -560,8 +579,8 @@ inline void bpe_tokenizer::build(bpe_model model) {
       specials.emplace_back(s, id);
     }
   }
-  if (model.vocab.size() >= no_token)
-    throw tokenizer_error("vocabulary: more than 2^32 - 2 tokens");
+  if (model.vocab.size() >= detail::token_index::whole_flag_id)
+    throw tokenizer_error("vocabulary: more than 2^31 - 1 tokens");
   std::vector<std::uint8_t> is_special(model.vocab.size(), 0);
   for (const auto& [t, id] : specials) is_special[id] = 1;
 
@@ -642,20 +661,19 @@ inline void bpe_tokenizer::build(bpe_model model) {
   // Whole-piece shortcut: tiktoken emits any piece that is a token (part of its semantics). With
   // a merges list only tokens that BPE rebuilds from their own bytes qualify; checking them here
   // keeps the shortcut exact for any vocabulary.
-  whole_ok_.assign(store_.size(), 0);
   std::vector<token_id> tmp;
   encode_stats st;
   for (token_id id = 0; id < store_.size(); ++id) {
     if (!ordinary[id]) continue;
-    if (model_.rule == merge_rule::ranks || store_[id].size() == 1) {
-      whole_ok_[id] = 1;
-      continue;
-    }
-    tmp.clear();
     const auto s = store_[id];
-    if (s.size() < 64) merge_small(s.data(), s.size(), tmp, st);
-    else merge_large(s.data(), s.size(), tmp, st);
-    whole_ok_[id] = tmp.size() == 1 && tmp[0] == id;
+    bool whole = model_.rule == merge_rule::ranks || s.size() == 1;
+    if (!whole) {
+      tmp.clear();
+      if (s.size() < 64) merge_small(s.data(), s.size(), tmp, st);
+      else merge_large(s.data(), s.size(), tmp, st);
+      whole = tmp.size() == 1 && tmp[0] == id;
+    }
+    if (whole) index_.set_whole(s, id);
   }
 }
 
@@ -762,9 +780,9 @@ inline void bpe_tokenizer::encode_piece_append(const char* p, std::size_t n,
   }
   const auto h = detail::hash_bytes(p, n);
   const auto whole = index_.find(store_, p, n, h);
-  if (whole != no_token && whole_ok_[whole]) {
+  if (whole != no_token && (whole & detail::token_index::whole_flag_id)) {
     ++st.whole_hits;
-    out.push_back(whole);
+    out.push_back(whole & ~detail::token_index::whole_flag_id);
     return;
   }
   detail::piece_cache::slot* slot = nullptr;
