@@ -84,8 +84,9 @@ struct train_stats {
 
 namespace detail {
 
-/// Counts distinct byte strings: open addressing, keys stored back to back.
-class word_counter {
+/// Counts distinct byte strings: open addressing, keys stored back to back. Aligned to its own
+/// cache lines, since each training thread fills one.
+class alignas(128) word_counter {
  public:
   struct slot {
     std::uint64_t hash = 0;
@@ -330,14 +331,16 @@ class bpe_trainer {
     std::vector<std::uint64_t> pieces(options_.threads, 0);
     auto worker = [&](unsigned w) {
       auto& counter = counters_[w];
+      std::uint64_t n_pieces = 0;  // a local count: a shared array would bounce between cores
       for (std::size_t t; (t = next.fetch_add(1)) < tasks.size();) {
         const auto& tk = tasks[t];
         detail::split_gpt2(text.data() + tk.begin, text.data() + tk.end, tk.final,
                            [&](const char* p, std::size_t n) {
                              counter.add(p, n);
-                             ++pieces[w];
+                             ++n_pieces;
                            });
       }
+      pieces[w] = n_pieces;
     };
     const unsigned n = static_cast<unsigned>(std::min<std::size_t>(options_.threads, tasks.size()));
     std::vector<std::thread> pool;
@@ -447,7 +450,6 @@ inline bpe_model bpe_trainer::train() {
 
   bpe_model model;
   std::vector<token_id> merged_ids;  // internal id of each merge's result
-  std::vector<std::uint64_t> word_stamp(words.size(), 0);
   std::vector<std::uint32_t> grown;  // pairs whose count rose during this merge
   std::uint64_t merge_no = 0;
   const auto tm = std::chrono::steady_clock::now();
@@ -488,9 +490,13 @@ inline bpe_model bpe_trainer::train() {
     merged_ids.push_back(C);
     ++stats_.merges;
 
-    // Rewrite every word that holds (A, B); apply the count changes of its neighbours.
-    const auto where = std::move(best.where);
+    // Rewrite every word that holds (A, B); apply the count changes of its neighbours. The list
+    // may name a word twice (a pair can reappear in a word): sorting dedupes it and walks the
+    // word arrays in memory order.
+    auto where = std::move(best.where);
     best.where = {};
+    std::sort(where.begin(), where.end());
+    where.erase(std::unique(where.begin(), where.end()), where.end());
     auto change = [&](token_id x, token_id y, std::int64_t delta, std::uint32_t w) {
       const auto pi = pair_of(x, y);
       auto& p = pairs[pi];
@@ -504,8 +510,6 @@ inline bpe_model bpe_trainer::train() {
       }
     };
     for (const std::uint32_t w : where) {
-      if (word_stamp[w] == merge_no) continue;
-      word_stamp[w] = merge_no;
       ++stats_.words_rescanned;
       auto& wd = words[w];
       token_id* s = syms.data() + wd.offset;
