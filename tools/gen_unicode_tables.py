@@ -35,23 +35,28 @@ def ucd_version(path):
     return None
 
 
-def read_classes(ucd):
-    cls = bytearray(MAX_CP)
-    first = None
+def read_general_categories(ucd):
+    """code point -> general category (two letters) for every assigned code point, with the
+    <..., First>/<..., Last> ranges of UnicodeData.txt expanded."""
+    gc, first = {}, None
     with open(os.path.join(ucd, "UnicodeData.txt"), encoding="utf-8") as f:
         for line in f:
             fields = line.split(";")
-            cp, name, gc = int(fields[0], 16), fields[1], fields[2]
-            c = LETTER if gc[0] == "L" else NUMBER if gc[0] == "N" else OTHER
+            cp, name, cat = int(fields[0], 16), fields[1], fields[2]
             if name.endswith(", First>"):
                 first = cp
-                continue
-            if name.endswith(", Last>"):
+            elif name.endswith(", Last>"):
                 for x in range(first, cp + 1):
-                    cls[x] = c
-                first = None
-                continue
-            cls[cp] = c
+                    gc[x] = cat
+            else:
+                gc[cp] = cat
+    return gc
+
+
+def read_classes(ucd):
+    cls = bytearray(MAX_CP)
+    for cp, cat in read_general_categories(ucd).items():
+        cls[cp] = LETTER if cat[0] == "L" else NUMBER if cat[0] == "N" else OTHER
     with open(os.path.join(ucd, "PropList.txt"), encoding="utf-8") as f:
         for line in f:
             line = line.split("#")[0].strip()

@@ -40,24 +40,6 @@ WHITE_SPACE = [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0x85, 0xA0, 0x1680, *range(0x
 NOT_SPACE = [0x1C, 0x1D, 0x1E, 0x1F, 0x180E, 0x200B, 0x2800, 0x3164, 0xFEFF, 0xAD, 0x200C, 0x200D]
 
 
-def general_categories():
-    gc = {}
-    first = None
-    with open("/usr/share/unicode/UnicodeData.txt", encoding="utf-8") as f:
-        for line in f:
-            fields = line.split(";")
-            cp, name, cat = int(fields[0], 16), fields[1], fields[2]
-            if name.endswith(", First>"):
-                first = cp
-                continue
-            if name.endswith(", Last>"):
-                for x in range(first, cp + 1):
-                    gc[x] = cat
-                continue
-            gc[cp] = cat
-    return gc
-
-
 def divergent_code_points(cls):
     """Code points classified differently by einlm's tables and by the installed regex."""
     letter, number, space = (regex.compile(p) for p in (r"\p{L}", r"\p{N}", r"\s"))
@@ -75,7 +57,7 @@ def divergent_code_points(cls):
 class Generator:
     def __init__(self, seed, excluded):
         self.r = random.Random(seed)
-        gc = general_categories()
+        gc = ucd.read_general_categories("/usr/share/unicode")
         ok = lambda cp: cp not in excluded and not (0xD800 <= cp < 0xE000)
         by = lambda cats: [cp for cp, c in gc.items() if c in cats and ok(cp)]
         self.marks = by({"Mn", "Mc", "Me"})

@@ -27,6 +27,14 @@ merge_list train_text(std::string_view text, std::size_t vocab, std::vector<std:
   return t.train().merges;
 }
 
+/// Trains on a fixture file with <|endoftext|> as the special token.
+tk::bpe_model train_fixture(const std::string& path, std::size_t vocab) {
+  tk::train_options o;
+  o.vocab_size = vocab;
+  o.special_tokens = {"<|endoftext|>"};
+  return tk::train_bpe({path}, o);
+}
+
 }  // namespace
 
 TEST_CASE("train: the CS336 handout example (words split on whitespace)") {
@@ -95,16 +103,14 @@ TEST_CASE("train: corpus.en with vocabulary 500 reproduces CS336's reference mer
 
 TEST_CASE("train: special tokens split the text and are never merged") {
   EINLM_REQUIRE_FIXTURES(fx);
-  tk::train_options o;
-  o.vocab_size = 600;
-  o.special_tokens = {"<|endoftext|>"};
-  const auto m = tk::train_bpe({fx + "tinystories_sample.txt"}, o);
+  const auto m = train_fixture(fx + "tinystories_sample.txt", 600);
   int with_marker = 0;
   for (const auto& v : m.vocab)
     if (v.find("<|") != std::string::npos) ++with_marker;
   CHECK(with_marker == 1);  // only the special token itself
   // Without the special token, its pieces are ordinary text and get merged.
-  o.special_tokens.clear();
+  tk::train_options o;
+  o.vocab_size = 600;
   const auto plain = tk::train_bpe({fx + "tinystories_sample.txt"}, o);
   CHECK(std::any_of(plain.vocab.begin(), plain.vocab.end(),
                     [](const std::string& v) { return v.find("<|") != std::string::npos || v == "endoftext"; }));
@@ -117,10 +123,7 @@ TEST_CASE("train: CS336 test_train_bpe_special_tokens snapshot (needs tinystorie
             "the snapshot itself is derived/test_train_bpe_special_tokens.json");
     return;
   }
-  tk::train_options o;
-  o.vocab_size = 1000;
-  o.special_tokens = {"<|endoftext|>"};
-  const auto m = tk::train_bpe({fx + "tinystories_sample_5M.txt"}, o);
+  const auto m = train_fixture(fx + "tinystories_sample_5M.txt", 1000);
   const auto snap = load_json(fx + "derived/test_train_bpe_special_tokens.json");
   auto unhex = [](const std::string& h) {
     std::string out;
@@ -184,10 +187,7 @@ TEST_CASE("train: counts are 64-bit") {
 
 TEST_CASE("train: the trained vocabulary encodes its own text and round-trips") {
   EINLM_REQUIRE_FIXTURES(fx);
-  tk::train_options o;
-  o.vocab_size = 1000;
-  o.special_tokens = {"<|endoftext|>"};
-  const auto m = tk::train_bpe({fx + "tinystories_sample.txt"}, o);
+  const auto m = train_fixture(fx + "tinystories_sample.txt", 1000);
   const tk::bpe_tokenizer tok(m);
   const auto text = read(fx + "tinystories_sample.txt");
   const auto ids = tok.encode(text);
