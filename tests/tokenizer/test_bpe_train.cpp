@@ -175,6 +175,47 @@ TEST_CASE("train: the result does not depend on threads, block size or how input
   std::filesystem::remove(path);
 }
 
+TEST_CASE("train: file blocks cut before special tokens and inside whitespace runs count like the whole text") {
+  // Whitespace runs that end at a special token are a piece of their own; a block cut next to a
+  // special token must keep that (a cut elsewhere treats the run as followed by text).
+  std::string text;
+  rng r(3);
+  const char* parts[] = {"a", " b", "  ", "\n", "\n\n", " \n ", "<|endoftext|>", "<|endoftext|>\n", "x\t", "'s", "é"};
+  while (text.size() < 5000) text += parts[r.below(std::size(parts))];
+  text += "a\n\n<|endoftext|>b  \n<|endoftext|><|endoftext|> \t <|endoftext|>";
+  tk::train_options o;
+  o.vocab_size = 400;
+  o.special_tokens = {"<|endoftext|>"};
+  tk::bpe_trainer whole(o);
+  whole.add_text(text);
+  const auto want = whole.word_counts();
+  const auto path = std::filesystem::temp_directory_path() / "einlm_train_specials.txt";
+  tk::detail::write_file(path.string(), text);
+  std::vector<std::size_t> blocks = {64, 333, 4096};
+  for (std::size_t b = 3; b <= 24; ++b) blocks.push_back(b);
+  for (const std::size_t block : blocks) {
+    o.block_bytes = block;
+    tk::bpe_trainer t(o);
+    t.add_file(path.string());
+    INFO("block ", block);
+    CHECK(t.word_counts() == want);
+  }
+  // Short texts where the only safe cut sits right before a special token.
+  for (const std::string small : {"a\n\n<|endoftext|>b", "x \t\n\n<|endoftext|><|endoftext|>\n\n y\n\n<|endoftext|>"}) {
+    tk::bpe_trainer w(o);
+    w.add_text(small);
+    tk::detail::write_file(path.string(), small);
+    for (std::size_t block = 1; block <= small.size(); ++block) {
+      o.block_bytes = block;
+      tk::bpe_trainer t(o);
+      t.add_file(path.string());
+      INFO(tk::detail::quote_bytes(small), " block ", block);
+      CHECK(t.word_counts() == w.word_counts());
+    }
+  }
+  std::filesystem::remove(path);
+}
+
 TEST_CASE("train: counts are 64-bit") {
   tk::train_options o;
   o.vocab_size = 257;

@@ -36,6 +36,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -252,20 +253,12 @@ class bpe_trainer {
       if (in.bad()) throw tokenizer_error(einlm::detail::concat(path, ": read error"));
       const bool last = got == 0 || in.eof();
       buf.append(block.data(), got);
-      // Cut where nothing can straddle: before a special token's possible start, at a safe
-      // pre-token boundary; at the end of the file, everything.
+      // Cut where nothing can straddle (at the end of the file: everything).
       std::size_t cut = buf.size();
-      if (!last) {
-        cut = matcher_.partial_suffix(buf, nullptr);
-        const std::size_t back = std::min<std::size_t>(cut, std::size_t(1) << 16);
-        std::size_t safe = find_safe_split(std::string_view(buf).substr(0, cut), cut - back);
-        if (safe >= cut) safe = find_safe_split(std::string_view(buf).substr(0, cut), cut / 2);
-        // A special token ending before `cut` is fine to cut after; the safe split must not fall
-        // inside one: move it back to the start of a straddling match.
-        cut = safe < cut ? retreat_from_specials(buf, safe) : 0;
-      }
+      bool cut_final = true;  // the pre-tokenizer sees the text end at `cut`
+      if (!last) std::tie(cut, cut_final) = block_cut(buf);
       if (cut > 0) {
-        count_block(std::string_view(buf).substr(0, cut), !last || cut < buf.size());
+        count_block(std::string_view(buf).substr(0, cut), !cut_final);
         buf.erase(0, cut);
       }
       done += got;
@@ -307,19 +300,28 @@ class bpe_trainer {
     return n;
   }
 
-  // If a special token occurrence straddles `cut`, returns its start (searching back over the
-  // longest special token); otherwise `cut`.
-  std::size_t retreat_from_specials(std::string_view buf, std::size_t cut) const {
-    if (matcher_.size() == 0) return cut;
-    const std::size_t lo = cut > matcher_.max_length() ? cut - matcher_.max_length() : 0;
-    std::size_t pos = lo, at = 0;
-    while (true) {
-      const int k = matcher_.find(buf.substr(0, std::min(buf.size(), cut + matcher_.max_length())), pos,
-                                  nullptr, at);
-      if (k < 0 || at >= cut) return cut;
-      if (at + matcher_[static_cast<std::size_t>(k)].size() > cut) return at;
-      pos = at + 1;
+  // Where to cut a block that more input follows: after the last special token that is certainly
+  // complete, or at a safe pre-token boundary after it (find_safe_split; the second value is then
+  // false: the text does not end there for the pre-tokenizer). Special tokens are matched from the
+  // block start, as count_block will, and nothing from the first position that may begin a special
+  // token cut by the block end is consumed. (0, true): keep everything for the next block.
+  std::pair<std::size_t, bool> block_cut(std::string_view buf) const {
+    const std::size_t h = matcher_.partial_suffix(buf, nullptr);
+    std::size_t segment = 0;  // start of the text after the last special token before h
+    for (std::size_t pos = 0, at = 0; matcher_.size() > 0;) {
+      const int k = matcher_.find(buf, pos, nullptr, at);
+      if (k < 0 || at >= h) break;
+      pos = at + matcher_[static_cast<std::size_t>(k)].size();
+      segment = pos;
     }
+    if (segment < h) {
+      const auto head = buf.substr(0, h);
+      const std::size_t near_end = h - std::min<std::size_t>(h - segment, std::size_t(1) << 16);
+      std::size_t safe = find_safe_split(head, near_end);
+      if (safe >= h && near_end > segment) safe = find_safe_split(head, segment);
+      if (safe < h) return {safe, false};
+    }
+    return {segment, true};
   }
 
   // Counts the pieces of one block. `cut_inside`: the block was cut at a safe boundary (not final).
