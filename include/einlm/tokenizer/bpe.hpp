@@ -497,13 +497,21 @@ class bpe_tokenizer {
     return out;
   }
   void decode_bytes_append(std::span<const token_id> ids, std::string& out) const {
-    std::size_t n = 0;
+    // One pass: tokens of up to 12 bytes are copied as 16-byte blocks from a table indexed by id
+    // (one load per id); longer ones from the token store. The string keeps 16 bytes of slack.
+    std::size_t at = out.size();
+    out.resize(at + ids.size() * 4 + 16);
     for (std::size_t i = 0; i < ids.size(); ++i) {
-      check_id(ids[i], "decode", i);
-      n += store_[ids[i]].size();
+      const token_id id = ids[i];
+      check_id(id, "decode", i);
+      const auto& slot = short_tokens_[id];
+      const std::size_t n = slot.len;
+      if (at + std::max<std::size_t>(n, 16) + 16 > out.size()) out.resize(2 * out.size() + n + 16);
+      if (n <= sizeof slot.bytes) std::memcpy(out.data() + at, &slot, sizeof slot);  // bytes first
+      else std::memcpy(out.data() + at, store_[id].data(), n);
+      at += n;
     }
-    out.reserve(out.size() + n);
-    for (auto id : ids) out += store_[id];
+    out.resize(at);
   }
   /// Text: the bytes with invalid UTF-8 replaced by U+FFFD (Python's errors="replace").
   std::string decode(std::span<const token_id> ids) const {
@@ -552,6 +560,11 @@ class bpe_tokenizer {
   token_id byte_id_[256] = {};
   std::vector<std::pair<std::string, token_id>> specials_;
   detail::special_matcher matcher_;  // over specials_, same order
+  struct short_token {
+    char bytes[12];     // the token when it has at most 12 bytes
+    std::uint32_t len;  // its length
+  };
+  std::vector<short_token> short_tokens_;  // by id, for decoding
   std::uint64_t serial_ = 0;
 };
 
@@ -658,6 +671,12 @@ inline void bpe_tokenizer::build(bpe_model model) {
   for (const auto& [t, id] : specials_) texts.push_back(t);
   matcher_ = detail::special_matcher(std::move(texts));
   serial_ = detail::next_tokenizer_serial();
+  short_tokens_.assign(store_.size(), short_token{{}, 0});
+  for (token_id id = 0; id < store_.size(); ++id) {
+    const auto t = store_[id];
+    short_tokens_[id].len = static_cast<std::uint32_t>(t.size());
+    std::memcpy(short_tokens_[id].bytes, t.data(), std::min(t.size(), sizeof short_tokens_[id].bytes));
+  }
   // Whole-piece shortcut: tiktoken emits any piece that is a token (part of its semantics). With
   // a merges list only tokens that BPE rebuilds from their own bytes qualify; checking them here
   // keeps the shortcut exact for any vocabulary.
@@ -899,9 +918,10 @@ inline std::vector<std::vector<token_id>> bpe_tokenizer::encode_batch(
     std::span<const std::string_view> texts, const encode_options& options, unsigned threads) const {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   std::vector<std::vector<token_id>> out(texts.size());
+  for (const auto& t : texts) check_disallowed(t, options);  // fail before any work
   encode_options one = options;
   one.threads = 1;
-  for (const auto& t : texts) check_disallowed(t, options);  // fail before any work
+  one.disallowed = special_set::none();  // checked above
   std::atomic<std::size_t> next{0};
   auto worker = [&] {
     for (std::size_t i; (i = next.fetch_add(1)) < texts.size();) encode_append(texts[i], out[i], one);
