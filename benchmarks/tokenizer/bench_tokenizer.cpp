@@ -175,6 +175,22 @@ void BM_encode_baseline_textbook(benchmark::State& state) {
 }
 BENCHMARK(BM_encode_baseline_textbook)->Unit(benchmark::kMillisecond);
 
+// ours on worst cases for BPE and for regex engines: one unit repeated to 10^6 bytes (+ "x")
+const std::pair<const char*, const char*> k_pathological[] = {
+    {"x", "x"}, {"^", "^"}, {"0", "0"}, {" ", "space"}, {"\n", "newline"}, {"'s", "'s"}, {"ab", "ab"}};
+
+void BM_encode_pathological(benchmark::State& state) {
+  const auto& d = data();
+  const auto& [unit, name] = k_pathological[state.range(0)];
+  std::string text;
+  while (text.size() < (env("EINLM_BENCH_SMOKE") ? 1000u : 1000000u)) text += unit;
+  text += "x";
+  for (auto _ : state) benchmark::DoNotOptimize(d.tok.encode_ordinary(text).data());
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * text.size()));
+  state.SetLabel(name);
+}
+BENCHMARK(BM_encode_pathological)->DenseRange(0, std::size(k_pathological) - 1)->Unit(benchmark::kMillisecond);
+
 void BM_decode(benchmark::State& state) {
   const auto& d = data();
   const auto ids = d.tok.encode_ordinary(d.corpus);

@@ -131,6 +131,47 @@ HF_TRAIN = textwrap.dedent("""
 """)
 
 
+PATHOLOGICAL = [("x", "x"), ("^", "^"), ("0", "0"), (" ", "space"), ("\n", "newline"), ("'s", "'s"), ("ab", "ab")]
+
+PEER_PATHOLOGICAL = textwrap.dedent("""
+    import json, sys, time
+    which, unit, fx = sys.argv[1], sys.argv[2], sys.argv[3]
+    sys.path.insert(0, sys.argv[4])
+    text = unit * (1_000_000 // len(unit)) + "x"
+    if which == "tiktoken":
+        from tokenizer_common import gpt2_encoding
+        enc = gpt2_encoding(fx).encode_ordinary
+    else:
+        from tokenizers import Tokenizer, models, pre_tokenizers
+        tok = Tokenizer(models.BPE.from_file(fx + "/gpt2_vocab.json", fx + "/gpt2_merges.txt"))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        enc = lambda t: tok.encode(t).ids
+    best = 1e9
+    for _ in range(2):
+        t = time.perf_counter(); enc(text); best = min(best, time.perf_counter() - t)
+    print(json.dumps({"mb_s": len(text.encode()) / best / 1e6}))
+""")
+
+
+def pathological(args, fx, bench):
+    out = subprocess.run([bench, "--benchmark_filter=BM_encode_pathological", "--benchmark_format=json",
+                          "--benchmark_repetitions=3"],
+                         env={**os.environ, "EINLM_FIXTURES_DIR": os.path.dirname(fx)},
+                         capture_output=True, text=True, check=True).stdout
+    ours = {}
+    for b in json.loads(out)["benchmarks"]:
+        if b.get("run_type") == "iteration":
+            ours[b["label"]] = max(ours.get(b["label"], 0), b["bytes_per_second"] / 1e6)
+    print("\n| 10^6 bytes of | einlm MB/s | tiktoken MB/s | HF MB/s |\n|---|---:|---:|---:|")
+    for unit, name in PATHOLOGICAL:
+        cells = []
+        for which in ("tiktoken", "hf"):
+            p = subprocess.run([sys.executable, "-c", PEER_PATHOLOGICAL, which, unit, fx, os.path.join(ROOT, "tools")],
+                               capture_output=True, text=True)
+            cells.append(f"{json.loads(p.stdout)['mb_s']:.2f}" if p.returncode == 0 else "crashes")
+        print(f"| `{name}` repeated, then `x` | {ours[name]:.2f} | {cells[0]} | {cells[1]} |")
+
+
 def main():
     sys.stdout.reconfigure(line_buffering=True)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,6 +182,7 @@ def main():
     ap.add_argument("--vocab-size", type=int, default=30000)
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-encode", action="store_true")
+    ap.add_argument("--skip-pathological", action="store_true")
     args = ap.parse_args()
 
     from tokenizer_common import fixtures_dir, gpt2_encoding
@@ -207,6 +249,9 @@ def main():
                       f"{hf_rss:.0f} MB); ratio {wall / hf_wall:.3f}; merges identical to HF: {same} of "
                       f"{len(hf['merges'])} (einlm made {len(ours_merges)})")
                 rows.append((f"train {args.vocab_size} s, {t} thread(s)", wall, None, hf_wall))
+
+    if not args.skip_pathological:
+        pathological(args, fx, bench)
 
     print("\n| measure | einlm | tiktoken | HF tokenizers | einlm/tiktoken | einlm/HF |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -411,7 +412,7 @@ inline void plan_tasks(std::string_view text, const special_matcher* matcher, co
 struct merge_scratch {
   std::vector<token_id> ids;
   std::vector<std::int32_t> next, prev;
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> heap;  // (rank, node)
+  std::vector<std::uint64_t> heap;  // rank << 32 | node: one integer compare orders both
 };
 
 inline merge_scratch& thread_merge_scratch() {
@@ -748,26 +749,27 @@ inline void bpe_tokenizer::merge_large(const char* p, std::size_t n, std::vector
     s.prev[i] = static_cast<std::int32_t>(i) - 1;
   }
   // Min-heap on (rank, node): the lowest rank first, the leftmost node on ties.
-  auto greater = [](const auto& a, const auto& b) { return a > b; };
+  const std::greater<std::uint64_t> greater;
   auto push = [&](std::int32_t i) {
     if (i < 0 || s.next[i] < 0) return;
     ++st.pair_lookups;
     if (const auto* e = pairs_.find(s.ids[i], s.ids[s.next[i]])) {
       ++st.heap_ops;
-      s.heap.emplace_back(e->rank, static_cast<std::uint32_t>(i));
+      s.heap.push_back(std::uint64_t(e->rank) << 32 | static_cast<std::uint32_t>(i));
       std::push_heap(s.heap.begin(), s.heap.end(), greater);
     }
   };
   for (std::size_t i = 0; i + 1 < n; ++i) {
     ++st.pair_lookups;
     if (const auto* e = pairs_.find(s.ids[i], s.ids[i + 1]))
-      s.heap.emplace_back(e->rank, static_cast<std::uint32_t>(i));
+      s.heap.push_back(std::uint64_t(e->rank) << 32 | static_cast<std::uint32_t>(i));
   }
   std::make_heap(s.heap.begin(), s.heap.end(), greater);
   st.heap_ops += s.heap.size();
   while (!s.heap.empty()) {
     std::pop_heap(s.heap.begin(), s.heap.end(), greater);
-    const auto [r, node] = s.heap.back();
+    const auto r = static_cast<std::uint32_t>(s.heap.back() >> 32);
+    const auto node = static_cast<std::uint32_t>(s.heap.back());
     s.heap.pop_back();
     ++st.heap_ops;
     const auto i = static_cast<std::int32_t>(node);
