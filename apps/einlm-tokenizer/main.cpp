@@ -320,20 +320,15 @@ int cmd_decode(const args& a) {
   input in(a.positional);
   output out(a.out);
   std::vector<tk::token_id> ids;
-  std::string bytes, pending;  // pending: an incomplete UTF-8 character held for the next batch
+  std::string text;
+  tk::stream_decoder decoder(tok);  // holds a character split across batches
   auto flush_ids = [&](bool last) {
-    bytes.clear();
-    tok.decode_bytes_append(ids, bytes);
+    text.clear();
+    if (a.raw) tok.decode_bytes_append(ids, text);
+    else decoder.push(ids, text);
+    if (last && !a.raw) decoder.finish(text);
     ids.clear();
-    if (a.raw) {
-      out.write(bytes);
-      return;
-    }
-    pending += bytes;
-    const std::size_t keep = last ? 0 : tk::utf8_incomplete_tail(pending);
-    const std::string_view ready(pending.data(), pending.size() - keep);
-    out.write(tk::is_valid_utf8(ready) ? std::string(ready) : tk::to_valid_utf8(ready));
-    pending.erase(0, pending.size() - keep);
+    out.write(text);
   };
   if (f == id_format::text) {
     std::string line;

@@ -126,3 +126,32 @@ TEST_CASE("stream: disallowed special tokens are found across chunk boundaries")
   enc.push("hello <|endof", out);
   CHECK_THROWS_WITH_AS(enc.push("text|> world", out), doctest::Contains("at byte 6"), einlm::tokenizer_error);
 }
+
+TEST_CASE("stream: decoding in batches never splits a character") {
+  EINLM_REQUIRE_FIXTURES(fx);
+  const auto& tok = gpt2(fx);
+  const std::string text = read(data_dir() + "extra_text.txt") + "🙃🙃 \xF0\x9F end \xE2\x82";
+  const auto ids = tok.encode_ordinary(text);
+  const auto whole = tok.decode(ids);
+  rng r(17);
+  for (int t = 0; t < 200; ++t) {
+    tk::stream_decoder dec(tok);
+    std::string out;
+    for (std::size_t i = 0; i < ids.size();) {
+      const std::size_t n = std::min(ids.size() - i, 1 + r.below(t < 100 ? 3 : 40));
+      dec.push(std::span<const tk::token_id>(ids).subspan(i, n), out);
+      i += n;
+    }
+    dec.finish(out);
+    CHECK(out == whole);
+  }
+  // One token at a time: 🙃 is three GPT-2 tokens, and no U+FFFD appears on the way.
+  tk::stream_decoder dec(tok);
+  std::string out;
+  for (const auto id : tok.encode("🙃")) {
+    dec.push(std::span<const tk::token_id>(&id, 1), out);
+    CHECK(out.find("\xEF\xBF\xBD") == std::string::npos);
+  }
+  dec.finish(out);
+  CHECK(out == "🙃");
+}

@@ -1,12 +1,18 @@
-// einlm/tokenizer/stream.hpp — encoding a text that arrives in chunks (CS336's encode_iterable).
+// einlm/tokenizer/stream.hpp — encoding a text that arrives in chunks (CS336's encode_iterable),
+// and decoding ids that arrive in batches.
 //
-// Contract: for every way of cutting a text into chunks (even inside a UTF-8 character or a
+// Contract (stream_encoder): for every way of cutting a text into chunks (even inside a UTF-8 character or a
 // special token), pushing the chunks and then calling finish() yields exactly the ids of
 // bpe_tokenizer::encode on the whole text with the same options. Memory is O(chunk + longest
 // pre-token + longest special token): a piece is emitted as soon as it cannot change, which is
 // when at least two characters follow it (GPT-2's pattern never looks further; see
 // docs/tokenizer.md, "Streaming"). Work is amortised linear: a held-back tail is re-scanned only
 // after the buffer has doubled.
+//
+// Contract (stream_decoder): for every way of cutting an id sequence into batches, the text pieces
+// it returns concatenate to bpe_tokenizer::decode of the whole sequence: a UTF-8 character split
+// across tokens (an emoji over three GPT-2 tokens) is held back until it is complete, instead of
+// turning into two U+FFFD (the classic streaming-generation bug).
 #pragma once
 
 #include <algorithm>
@@ -126,6 +132,35 @@ class stream_encoder {
   std::size_t next_scan_ = 0;
   std::size_t consumed_ = 0;  // bytes of the text already encoded
   encode_stats stats_;
+};
+
+class stream_decoder {
+ public:
+  /// Decodes with `tok` (which must outlive the decoder).
+  explicit stream_decoder(const bpe_tokenizer& tok) : tok_(&tok) {}
+
+  /// Appends to `out` the text of `ids` that no later id can change; throws tokenizer_error for an
+  /// unknown id.
+  void push(std::span<const token_id> ids, std::string& out) {
+    tok_->decode_bytes_append(ids, pending_);
+    const std::size_t keep = utf8_incomplete_tail(pending_);
+    emit(std::string_view(pending_).substr(0, pending_.size() - keep), out);
+    pending_.erase(0, pending_.size() - keep);
+  }
+
+  /// Ends the sequence: appends what is held back (an incomplete character becomes U+FFFD).
+  void finish(std::string& out) {
+    emit(pending_, out);
+    pending_.clear();
+  }
+
+ private:
+  static void emit(std::string_view bytes, std::string& out) {
+    if (is_valid_utf8(bytes)) out += bytes;
+    else out += to_valid_utf8(bytes);
+  }
+  const bpe_tokenizer* tok_;
+  std::string pending_;
 };
 
 /// Encodes a whole stream in chunks of `chunk_bytes`, passing each batch of final ids to
