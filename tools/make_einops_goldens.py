@@ -73,7 +73,6 @@ RANK0_NOTE = (
 
 REDUCTIONS = ("min", "max", "sum", "mean", "prod")
 F32_UNIT = 2.0**-24
-F64_UNIT = 2.0**-53
 
 
 # --------------------------------------------------------------------- einops' tables, verbatim
@@ -176,7 +175,7 @@ def check_tables():
                                             for p in pair] + [p for p, _ in repeat_test_cases + test_cases_repeat_anonymous],
         "test_layers.py": [p for p, *_ in reduction_patterns],
         "test_einsum.py": [c[0] for c in test_functional_cases] + [c[1] for c in test_functional_cases],
-        "test_packing.py": [f'UnpackTestCase({s!r}, "{p}")'.replace("(5,)", "(5,)") for s, p in unpack_cases],
+        "test_packing.py": [f'UnpackTestCase({s!r}, "{p}")' for s, p in unpack_cases],
     }
     for name, items in patterns.items():
         for item in items:
@@ -442,7 +441,6 @@ def ops_suite():
 
     # The reduction test_cases table (test_reduction_imperatives and test_reduction_symbolic).
     def reduction_table(inp, symbolic):
-        f = lambda name, *axis: getattr(inp, name)  # noqa: E731
         rows = [
             ["a b c d e -> ", {}, lambda r: getattr(inp, r)()],
             ["a ... -> ", {}, lambda r: getattr(inp, r)()],
@@ -454,7 +452,6 @@ def ops_suite():
             ["a b c d e -> (e c a)", {}, lambda r: getattr(inp, r)(axis=(1, 3)).transpose(2, 1, 0).reshape([-1])],
             ["(a a2) ... -> (a2 a) ...", dict(a2=1), lambda r: inp],
         ]
-        del f
         return rows
 
     base = np.arange(720, dtype="int64").reshape([2, 3, 4, 5, 6])
@@ -796,7 +793,7 @@ def examples_suite():
                      'check_golden(rearrange<"(b h w) c2 -> b c2 h w">(t2, axis_size<"b">{s.get<"b">()}, '
                      'axis_size<"h">{s.get<"h">()}, axis_size<"w">{s.get<"w">()}), "examples", "' + m + '");'], 2))
     # test10 (stack) and test11 (concatenate): list inputs (pending)
-    for name, p, shape_check in [("test10", "b c h w -> b h w c", None), ("test11", "b c h w -> h (b w) c", None)]:
+    for name, p in [("test10", "b c h w -> b h w c"), ("test11", "b c h w -> h (b w) c")]:
         for kind, x, setup in inputs:
             r = rearrange(list(x + 0), p)
             m = A.add(f"{name}_{kind}", positions(r))
