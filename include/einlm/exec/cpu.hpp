@@ -155,7 +155,7 @@ class cpu_executor {
   }
 
   template <class F>
-  static void parallel(int team, index_t units, F&& f) {
+  static void parallel([[maybe_unused]] int team, index_t units, F&& f) {
 #if EINLM_HAS_OPENMP
     if (team > 1 && units > 1) {
 #pragma omp parallel for schedule(static) num_threads(team)
