@@ -126,10 +126,10 @@ TEST_CASE("pack and unpack") {
   CHECK(ub(1, 2, 3, 4) == b(1, 2, 3, 4));
   CHECK(ua(1, 4) == a(1, 4));
   CHECK_THROWS_WITH_AS(unpack<"i * k">(p2, packed_shape<1>{-1}, packed_shape<1>{-1}),
-                       "unpack(..., i * k) received more than one -1 in [(-1,), (-1,)] and can't infer dimensions",
+                       "unpack(..., i * k) received more than one -1 in [[-1], [-1]] and can't infer dimensions",
                        pattern_error);
   CHECK_THROWS_WITH_AS(unpack<"i * k">(p2, packed_shape<1>{2}, packed_shape<1>{3}),
-                       "Error during unpack(..., \"i * k\"): could not split axis of size 13 into requested [(2,), (3,)]",
+                       "Error during unpack(..., \"i * k\"): could not split axis of size 13 into requested [[2], [3]]",
                        pattern_error);
 }
 

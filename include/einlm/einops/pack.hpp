@@ -302,11 +302,17 @@ auto unpack(X&& x, const Shapes&... shapes) {
       star_values.push_back(std::move(vals));
     };
     (read(shapes), ...);
+    // The packed shapes as a Python list of lists, as einops prints the lists it is given.
     auto ps_string = [&] {
       std::string s = "[";
       for (std::size_t i = 0; i < star_values.size(); ++i) {
         if (i) s += ", ";
-        s += detail::format_shape(star_values[i]);
+        s += '[';
+        for (std::size_t k = 0; k < star_values[i].size(); ++k) {
+          if (k) s += ", ";
+          s += std::to_string(star_values[i][k]);
+        }
+        s += ']';
       }
       return s + "]";
     };

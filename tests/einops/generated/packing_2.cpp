@@ -4,10 +4,10 @@
 // test_packing.py: test_numpy_trivial (H=13, W=17; the embeddings' 32 channels kept) with aranges
 // instead of random values (r, g, b are x[0], x[1], x[2] of one arange, as einops unpacks rand(3,
 // H, W)); every UnpackTestCase with every packed-shapes list of test_pack_unpack_with_numpy and
-// test_pack_unpack_array_api: unpack against einops, then pack the pieces back. Pending: auto
-// [packed, shapes] = einlm::pack<"i j * k">(a, b, c) (shapes: std::vector<std::vector<index_t>>)
-// and auto [p, q, r] = einlm::unpack<"i j * k">(packed, extents…) with one extents object per
-// output for the * part (-1 in a dynamic extent = infer).
+// test_pack_unpack_array_api: unpack against einops, then pack the pieces back: auto [packed,
+// shapes] = einlm::pack<"i j * k">(a, b, c) (shapes: std::vector<std::vector<index_t>>) and auto
+// [p, q, r] = einlm::unpack<"i j * k">(packed, …) with one extents object or packed_shape<K>{…}
+// per output for the * part (-1 in a packed_shape = infer).
 // Part 2 of 5.
 #include <cstdint>
 #include <vector>
@@ -19,7 +19,7 @@ using namespace einlm::test;
 
 TEST_CASE("packing.unpack[1].[[2],[3],[-1]]: '* seven' on (5, 7)") {
   const auto x = iota<float, extents<5, 7>>();
-  const auto [p, q, r] = unpack<"* seven">(x, extents<2>{}, extents<3>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"* seven">(x, extents<2>{}, extents<3>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack1_4_0");
   check_golden(q, "packing", "unpack1_4_1");
   check_golden(r, "packing", "unpack1_4_2");
@@ -30,7 +30,7 @@ TEST_CASE("packing.unpack[1].[[2],[3],[-1]]: '* seven' on (5, 7)") {
 
 TEST_CASE("packing.unpack[1].[[1,2],[1,1],[-1,1]]: '* seven' on (5, 7)") {
   const auto x = iota<float, extents<5, 7>>();
-  const auto [p, q, r] = unpack<"* seven">(x, extents<1, 2>{}, extents<1, 1>{}, dims<2>(-1, 1));
+  const auto [p, q, r] = unpack<"* seven">(x, extents<1, 2>{}, extents<1, 1>{}, packed_shape<2>{-1, 1});
   check_golden(p, "packing", "unpack1_5_0");
   check_golden(q, "packing", "unpack1_5_1");
   check_golden(r, "packing", "unpack1_5_2");
@@ -41,7 +41,7 @@ TEST_CASE("packing.unpack[1].[[1,2],[1,1],[-1,1]]: '* seven' on (5, 7)") {
 
 TEST_CASE("packing.unpack[1].[[1,2],[1,-1],[1,1]]: '* seven' on (5, 7)") {
   const auto x = iota<float, extents<5, 7>>();
-  const auto [p, q, r] = unpack<"* seven">(x, extents<1, 2>{}, dims<2>(1, -1), extents<1, 1>{});
+  const auto [p, q, r] = unpack<"* seven">(x, extents<1, 2>{}, packed_shape<2>{1, -1}, extents<1, 1>{});
   check_golden(p, "packing", "unpack1_6_0");
   check_golden(q, "packing", "unpack1_6_1");
   check_golden(r, "packing", "unpack1_6_2");
@@ -52,7 +52,7 @@ TEST_CASE("packing.unpack[1].[[1,2],[1,-1],[1,1]]: '* seven' on (5, 7)") {
 
 TEST_CASE("packing.unpack[1].[[2,-1],[1,2],[1,1]]: '* seven' on (5, 7)") {
   const auto x = iota<float, extents<5, 7>>();
-  const auto [p, q, r] = unpack<"* seven">(x, dims<2>(2, -1), extents<1, 2>{}, extents<1, 1>{});
+  const auto [p, q, r] = unpack<"* seven">(x, packed_shape<2>{2, -1}, extents<1, 2>{}, extents<1, 1>{});
   check_golden(p, "packing", "unpack1_7_0");
   check_golden(q, "packing", "unpack1_7_1");
   check_golden(r, "packing", "unpack1_7_2");
@@ -63,7 +63,7 @@ TEST_CASE("packing.unpack[1].[[2,-1],[1,2],[1,1]]: '* seven' on (5, 7)") {
 
 TEST_CASE("packing.unpack[1].[[0],[5],[-1]]: '* seven' on (5, 7)") {
   const auto x = iota<float, extents<5, 7>>();
-  const auto [p, q, r] = unpack<"* seven">(x, extents<0>{}, extents<5>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"* seven">(x, extents<0>{}, extents<5>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack1_8_0");
   check_golden(q, "packing", "unpack1_8_1");
   check_golden(r, "packing", "unpack1_8_2");
@@ -74,7 +74,7 @@ TEST_CASE("packing.unpack[1].[[0],[5],[-1]]: '* seven' on (5, 7)") {
 
 TEST_CASE("packing.unpack[1].[[0],[-1],[5]]: '* seven' on (5, 7)") {
   const auto x = iota<float, extents<5, 7>>();
-  const auto [p, q, r] = unpack<"* seven">(x, extents<0>{}, dims<1>(-1), extents<5>{});
+  const auto [p, q, r] = unpack<"* seven">(x, extents<0>{}, packed_shape<1>{-1}, extents<5>{});
   check_golden(p, "packing", "unpack1_9_0");
   check_golden(q, "packing", "unpack1_9_1");
   check_golden(r, "packing", "unpack1_9_2");
@@ -85,7 +85,7 @@ TEST_CASE("packing.unpack[1].[[0],[-1],[5]]: '* seven' on (5, 7)") {
 
 TEST_CASE("packing.unpack[1].[[-1],[5],[0]]: '* seven' on (5, 7)") {
   const auto x = iota<float, extents<5, 7>>();
-  const auto [p, q, r] = unpack<"* seven">(x, dims<1>(-1), extents<5>{}, extents<0>{});
+  const auto [p, q, r] = unpack<"* seven">(x, packed_shape<1>{-1}, extents<5>{}, extents<0>{});
   check_golden(p, "packing", "unpack1_10_0");
   check_golden(q, "packing", "unpack1_10_1");
   check_golden(r, "packing", "unpack1_10_2");
@@ -96,7 +96,7 @@ TEST_CASE("packing.unpack[1].[[-1],[5],[0]]: '* seven' on (5, 7)") {
 
 TEST_CASE("packing.unpack[1].[[2,-1],[1,5]]: '* seven' on (5, 7)") {
   const auto x = iota<float, extents<5, 7>>();
-  const auto [p, q] = unpack<"* seven">(x, dims<2>(2, -1), extents<1, 5>{});
+  const auto [p, q] = unpack<"* seven">(x, packed_shape<2>{2, -1}, extents<1, 5>{});
   check_golden(p, "packing", "unpack1_11_0");
   check_golden(q, "packing", "unpack1_11_1");
   const auto [packed, shapes] = pack<"* seven">(p, q);
@@ -106,7 +106,7 @@ TEST_CASE("packing.unpack[1].[[2,-1],[1,5]]: '* seven' on (5, 7)") {
 
 TEST_CASE("packing.unpack[1].[[1],[1],[-1]]: '* seven' on (5, 7)") {
   const auto x = iota<float, extents<5, 7>>();
-  const auto [p, q, r] = unpack<"* seven">(x, extents<1>{}, extents<1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"* seven">(x, extents<1>{}, extents<1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack1_12_0");
   check_golden(q, "packing", "unpack1_12_1");
   check_golden(r, "packing", "unpack1_12_2");
@@ -117,7 +117,7 @@ TEST_CASE("packing.unpack[1].[[1],[1],[-1]]: '* seven' on (5, 7)") {
 
 TEST_CASE("packing.unpack[1].[[1],[1],[-1,3]]: '* seven' on (5, 7)") {
   const auto x = iota<float, extents<5, 7>>();
-  const auto [p, q, r] = unpack<"* seven">(x, extents<1>{}, extents<1>{}, dims<2>(-1, 3));
+  const auto [p, q, r] = unpack<"* seven">(x, extents<1>{}, extents<1>{}, packed_shape<2>{-1, 3});
   check_golden(p, "packing", "unpack1_13_0");
   check_golden(q, "packing", "unpack1_13_1");
   check_golden(r, "packing", "unpack1_13_2");
@@ -128,7 +128,7 @@ TEST_CASE("packing.unpack[1].[[1],[1],[-1,3]]: '* seven' on (5, 7)") {
 
 TEST_CASE("packing.unpack[1].[[2,1],[1,1,1],[-1]]: '* seven' on (5, 7)") {
   const auto x = iota<float, extents<5, 7>>();
-  const auto [p, q, r] = unpack<"* seven">(x, extents<2, 1>{}, extents<1, 1, 1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"* seven">(x, extents<2, 1>{}, extents<1, 1, 1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack1_14_0");
   check_golden(q, "packing", "unpack1_14_1");
   check_golden(r, "packing", "unpack1_14_2");
@@ -139,72 +139,72 @@ TEST_CASE("packing.unpack[1].[[2,1],[1,1,1],[-1]]: '* seven' on (5, 7)") {
 
 TEST_CASE("packing.unpack_error[1].[[2],[1],[1]]: '* seven' on (5, 7)") {
   const auto x = iota_dynamic<float, 2>({5, 7});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, dims<1>(2), dims<1>(1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[2], [1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, packed_shape<1>{2}, packed_shape<1>{1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[2], [1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[1].[[4],[1],[1]]: '* seven' on (5, 7)") {
   const auto x = iota_dynamic<float, 2>({5, 7});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, dims<1>(4), dims<1>(1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[4], [1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, packed_shape<1>{4}, packed_shape<1>{1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[4], [1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[1].[[2],[4],[-1]]: '* seven' on (5, 7)") {
   const auto x = iota_dynamic<float, 2>({5, 7});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, dims<1>(2), dims<1>(4), dims<1>(-1))), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[2], [4], [-1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, packed_shape<1>{2}, packed_shape<1>{4}, packed_shape<1>{-1})), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[2], [4], [-1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[1].[[-1],[1],[5]]: '* seven' on (5, 7)") {
   const auto x = iota_dynamic<float, 2>({5, 7});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, dims<1>(-1), dims<1>(1), dims<1>(5))), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[-1], [1], [5]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, packed_shape<1>{-1}, packed_shape<1>{1}, packed_shape<1>{5})), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[-1], [1], [5]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[1].[[-1,2],[1],[5]]: '* seven' on (5, 7)") {
   const auto x = iota_dynamic<float, 2>({5, 7});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, dims<2>(-1, 2), dims<1>(1), dims<1>(5))), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[-1, 2], [1], [5]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, packed_shape<2>{-1, 2}, packed_shape<1>{1}, packed_shape<1>{5})), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[-1, 2], [1], [5]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[1].[[2,2],[2],[5,-1]]: '* seven' on (5, 7)") {
   const auto x = iota_dynamic<float, 2>({5, 7});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, dims<2>(2, 2), dims<1>(2), dims<2>(5, -1))), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[2, 2], [2], [5, -1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, packed_shape<2>{2, 2}, packed_shape<1>{2}, packed_shape<2>{5, -1})), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[2, 2], [2], [5, -1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[1].[[2,1],[1],[3,-1]]: '* seven' on (5, 7)") {
   const auto x = iota_dynamic<float, 2>({5, 7});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, dims<2>(2, 1), dims<1>(1), dims<2>(3, -1))), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[2, 1], [1], [3, -1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, packed_shape<2>{2, 1}, packed_shape<1>{1}, packed_shape<2>{3, -1})), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[2, 1], [1], [3, -1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[1].[[2,1],[3,-1],[1]]: '* seven' on (5, 7)") {
   const auto x = iota_dynamic<float, 2>({5, 7});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, dims<2>(2, 1), dims<2>(3, -1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[2, 1], [3, -1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, packed_shape<2>{2, 1}, packed_shape<2>{3, -1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[2, 1], [3, -1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[1].[[3,-1],[2,1],[1]]: '* seven' on (5, 7)") {
   const auto x = iota_dynamic<float, 2>({5, 7});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, dims<2>(3, -1), dims<2>(2, 1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[3, -1], [2, 1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, packed_shape<2>{3, -1}, packed_shape<2>{2, 1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[3, -1], [2, 1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[1].[[2,3]]: '* seven' on (5, 7)") {
   const auto x = iota_dynamic<float, 2>({5, 7});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, dims<2>(2, 3))), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[2, 3]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, packed_shape<2>{2, 3})), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[2, 3]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[1].[[1],[5]]: '* seven' on (5, 7)") {
   const auto x = iota_dynamic<float, 2>({5, 7});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, dims<1>(1), dims<1>(5))), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[1], [5]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, packed_shape<1>{1}, packed_shape<1>{5})), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[1], [5]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[1].[[1],[5],[-1]]: '* seven' on (5, 7)") {
   const auto x = iota_dynamic<float, 2>({5, 7});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, dims<1>(1), dims<1>(5), dims<1>(-1))), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[1], [5], [-1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, packed_shape<1>{1}, packed_shape<1>{5}, packed_shape<1>{-1})), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[1], [5], [-1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[1].[[1],[2,3]]: '* seven' on (5, 7)") {
   const auto x = iota_dynamic<float, 2>({5, 7});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, dims<1>(1), dims<2>(2, 3))), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[1], [2, 3]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, packed_shape<1>{1}, packed_shape<2>{2, 3})), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[1], [2, 3]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[1].[[1],[5],[-1,2]]: '* seven' on (5, 7)") {
   const auto x = iota_dynamic<float, 2>({5, 7});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, dims<1>(1), dims<1>(5), dims<2>(-1, 2))), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[1], [5], [-1, 2]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* seven">(x, packed_shape<1>{1}, packed_shape<1>{5}, packed_shape<2>{-1, 2})), doctest::Contains("Error during unpack(..., \"* seven\"): could not split axis of size 5 into requested [[1], [5], [-1, 2]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack[2].[[2],[1],[2]]: 'seven *' on (7, 5)") {
@@ -220,7 +220,7 @@ TEST_CASE("packing.unpack[2].[[2],[1],[2]]: 'seven *' on (7, 5)") {
 
 TEST_CASE("packing.unpack[2].[[2],[1],[-1]]: 'seven *' on (7, 5)") {
   const auto x = iota<float, extents<7, 5>>();
-  const auto [p, q, r] = unpack<"seven *">(x, extents<2>{}, extents<1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"seven *">(x, extents<2>{}, extents<1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack2_1_0");
   check_golden(q, "packing", "unpack2_1_1");
   check_golden(r, "packing", "unpack2_1_2");
@@ -231,7 +231,7 @@ TEST_CASE("packing.unpack[2].[[2],[1],[-1]]: 'seven *' on (7, 5)") {
 
 TEST_CASE("packing.unpack[2].[[2],[-1],[2]]: 'seven *' on (7, 5)") {
   const auto x = iota<float, extents<7, 5>>();
-  const auto [p, q, r] = unpack<"seven *">(x, extents<2>{}, dims<1>(-1), extents<2>{});
+  const auto [p, q, r] = unpack<"seven *">(x, extents<2>{}, packed_shape<1>{-1}, extents<2>{});
   check_golden(p, "packing", "unpack2_2_0");
   check_golden(q, "packing", "unpack2_2_1");
   check_golden(r, "packing", "unpack2_2_2");
@@ -242,7 +242,7 @@ TEST_CASE("packing.unpack[2].[[2],[-1],[2]]: 'seven *' on (7, 5)") {
 
 TEST_CASE("packing.unpack[2].[[-1],[1],[2]]: 'seven *' on (7, 5)") {
   const auto x = iota<float, extents<7, 5>>();
-  const auto [p, q, r] = unpack<"seven *">(x, dims<1>(-1), extents<1>{}, extents<2>{});
+  const auto [p, q, r] = unpack<"seven *">(x, packed_shape<1>{-1}, extents<1>{}, extents<2>{});
   check_golden(p, "packing", "unpack2_3_0");
   check_golden(q, "packing", "unpack2_3_1");
   check_golden(r, "packing", "unpack2_3_2");
@@ -253,7 +253,7 @@ TEST_CASE("packing.unpack[2].[[-1],[1],[2]]: 'seven *' on (7, 5)") {
 
 TEST_CASE("packing.unpack[2].[[2],[3],[-1]]: 'seven *' on (7, 5)") {
   const auto x = iota<float, extents<7, 5>>();
-  const auto [p, q, r] = unpack<"seven *">(x, extents<2>{}, extents<3>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"seven *">(x, extents<2>{}, extents<3>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack2_4_0");
   check_golden(q, "packing", "unpack2_4_1");
   check_golden(r, "packing", "unpack2_4_2");
@@ -264,7 +264,7 @@ TEST_CASE("packing.unpack[2].[[2],[3],[-1]]: 'seven *' on (7, 5)") {
 
 TEST_CASE("packing.unpack[2].[[1,2],[1,1],[-1,1]]: 'seven *' on (7, 5)") {
   const auto x = iota<float, extents<7, 5>>();
-  const auto [p, q, r] = unpack<"seven *">(x, extents<1, 2>{}, extents<1, 1>{}, dims<2>(-1, 1));
+  const auto [p, q, r] = unpack<"seven *">(x, extents<1, 2>{}, extents<1, 1>{}, packed_shape<2>{-1, 1});
   check_golden(p, "packing", "unpack2_5_0");
   check_golden(q, "packing", "unpack2_5_1");
   check_golden(r, "packing", "unpack2_5_2");
@@ -275,7 +275,7 @@ TEST_CASE("packing.unpack[2].[[1,2],[1,1],[-1,1]]: 'seven *' on (7, 5)") {
 
 TEST_CASE("packing.unpack[2].[[1,2],[1,-1],[1,1]]: 'seven *' on (7, 5)") {
   const auto x = iota<float, extents<7, 5>>();
-  const auto [p, q, r] = unpack<"seven *">(x, extents<1, 2>{}, dims<2>(1, -1), extents<1, 1>{});
+  const auto [p, q, r] = unpack<"seven *">(x, extents<1, 2>{}, packed_shape<2>{1, -1}, extents<1, 1>{});
   check_golden(p, "packing", "unpack2_6_0");
   check_golden(q, "packing", "unpack2_6_1");
   check_golden(r, "packing", "unpack2_6_2");
@@ -286,7 +286,7 @@ TEST_CASE("packing.unpack[2].[[1,2],[1,-1],[1,1]]: 'seven *' on (7, 5)") {
 
 TEST_CASE("packing.unpack[2].[[2,-1],[1,2],[1,1]]: 'seven *' on (7, 5)") {
   const auto x = iota<float, extents<7, 5>>();
-  const auto [p, q, r] = unpack<"seven *">(x, dims<2>(2, -1), extents<1, 2>{}, extents<1, 1>{});
+  const auto [p, q, r] = unpack<"seven *">(x, packed_shape<2>{2, -1}, extents<1, 2>{}, extents<1, 1>{});
   check_golden(p, "packing", "unpack2_7_0");
   check_golden(q, "packing", "unpack2_7_1");
   check_golden(r, "packing", "unpack2_7_2");
@@ -297,7 +297,7 @@ TEST_CASE("packing.unpack[2].[[2,-1],[1,2],[1,1]]: 'seven *' on (7, 5)") {
 
 TEST_CASE("packing.unpack[2].[[0],[5],[-1]]: 'seven *' on (7, 5)") {
   const auto x = iota<float, extents<7, 5>>();
-  const auto [p, q, r] = unpack<"seven *">(x, extents<0>{}, extents<5>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"seven *">(x, extents<0>{}, extents<5>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack2_8_0");
   check_golden(q, "packing", "unpack2_8_1");
   check_golden(r, "packing", "unpack2_8_2");
@@ -308,7 +308,7 @@ TEST_CASE("packing.unpack[2].[[0],[5],[-1]]: 'seven *' on (7, 5)") {
 
 TEST_CASE("packing.unpack[2].[[0],[-1],[5]]: 'seven *' on (7, 5)") {
   const auto x = iota<float, extents<7, 5>>();
-  const auto [p, q, r] = unpack<"seven *">(x, extents<0>{}, dims<1>(-1), extents<5>{});
+  const auto [p, q, r] = unpack<"seven *">(x, extents<0>{}, packed_shape<1>{-1}, extents<5>{});
   check_golden(p, "packing", "unpack2_9_0");
   check_golden(q, "packing", "unpack2_9_1");
   check_golden(r, "packing", "unpack2_9_2");
@@ -319,7 +319,7 @@ TEST_CASE("packing.unpack[2].[[0],[-1],[5]]: 'seven *' on (7, 5)") {
 
 TEST_CASE("packing.unpack[2].[[-1],[5],[0]]: 'seven *' on (7, 5)") {
   const auto x = iota<float, extents<7, 5>>();
-  const auto [p, q, r] = unpack<"seven *">(x, dims<1>(-1), extents<5>{}, extents<0>{});
+  const auto [p, q, r] = unpack<"seven *">(x, packed_shape<1>{-1}, extents<5>{}, extents<0>{});
   check_golden(p, "packing", "unpack2_10_0");
   check_golden(q, "packing", "unpack2_10_1");
   check_golden(r, "packing", "unpack2_10_2");
@@ -330,7 +330,7 @@ TEST_CASE("packing.unpack[2].[[-1],[5],[0]]: 'seven *' on (7, 5)") {
 
 TEST_CASE("packing.unpack[2].[[2,-1],[1,5]]: 'seven *' on (7, 5)") {
   const auto x = iota<float, extents<7, 5>>();
-  const auto [p, q] = unpack<"seven *">(x, dims<2>(2, -1), extents<1, 5>{});
+  const auto [p, q] = unpack<"seven *">(x, packed_shape<2>{2, -1}, extents<1, 5>{});
   check_golden(p, "packing", "unpack2_11_0");
   check_golden(q, "packing", "unpack2_11_1");
   const auto [packed, shapes] = pack<"seven *">(p, q);

@@ -2,8 +2,7 @@
 //
 // einops 0.8 test tables → einlm (ops suite, goldens in tests/data/einops/ops.npz). test_ops.py:
 // test_list_inputs and test_concatenations_and_stacking (list inputs, stacked on a new first
-// axis). Pending: einlm does not stack lists yet; the planned spelling used here is a std::vector
-// of equally shaped tensors or views.
+// axis): a std::vector of equally shaped tensors or views.
 #include <cstdint>
 #include <vector>
 

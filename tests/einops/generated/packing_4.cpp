@@ -4,10 +4,10 @@
 // test_packing.py: test_numpy_trivial (H=13, W=17; the embeddings' 32 channels kept) with aranges
 // instead of random values (r, g, b are x[0], x[1], x[2] of one arange, as einops unpacks rand(3,
 // H, W)); every UnpackTestCase with every packed-shapes list of test_pack_unpack_with_numpy and
-// test_pack_unpack_array_api: unpack against einops, then pack the pieces back. Pending: auto
-// [packed, shapes] = einlm::pack<"i j * k">(a, b, c) (shapes: std::vector<std::vector<index_t>>)
-// and auto [p, q, r] = einlm::unpack<"i j * k">(packed, extents…) with one extents object per
-// output for the * part (-1 in a dynamic extent = infer).
+// test_pack_unpack_array_api: unpack against einops, then pack the pieces back: auto [packed,
+// shapes] = einlm::pack<"i j * k">(a, b, c) (shapes: std::vector<std::vector<index_t>>) and auto
+// [p, q, r] = einlm::unpack<"i j * k">(packed, …) with one extents object or packed_shape<K>{…}
+// per output for the * part (-1 in a packed_shape = infer).
 // Part 4 of 5.
 #include <cstdint>
 #include <vector>
@@ -19,22 +19,22 @@ using namespace einlm::test;
 
 TEST_CASE("packing.unpack_error[3].[[1],[5]]: '* three four' on (5, 3, 4)") {
   const auto x = iota_dynamic<float, 3>({5, 3, 4});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, dims<1>(1), dims<1>(5))), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[1], [5]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, packed_shape<1>{1}, packed_shape<1>{5})), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[1], [5]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[3].[[1],[5],[-1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota_dynamic<float, 3>({5, 3, 4});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, dims<1>(1), dims<1>(5), dims<1>(-1))), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[1], [5], [-1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, packed_shape<1>{1}, packed_shape<1>{5}, packed_shape<1>{-1})), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[1], [5], [-1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[3].[[1],[2,3]]: '* three four' on (5, 3, 4)") {
   const auto x = iota_dynamic<float, 3>({5, 3, 4});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, dims<1>(1), dims<2>(2, 3))), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[1], [2, 3]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, packed_shape<1>{1}, packed_shape<2>{2, 3})), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[1], [2, 3]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[3].[[1],[5],[-1,2]]: '* three four' on (5, 3, 4)") {
   const auto x = iota_dynamic<float, 3>({5, 3, 4});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, dims<1>(1), dims<1>(5), dims<2>(-1, 2))), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[1], [5], [-1, 2]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, packed_shape<1>{1}, packed_shape<1>{5}, packed_shape<2>{-1, 2})), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[1], [5], [-1, 2]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack[4].[[2],[1],[2]]: 'four * three' on (4, 5, 3)") {
@@ -50,7 +50,7 @@ TEST_CASE("packing.unpack[4].[[2],[1],[2]]: 'four * three' on (4, 5, 3)") {
 
 TEST_CASE("packing.unpack[4].[[2],[1],[-1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota<float, extents<4, 5, 3>>();
-  const auto [p, q, r] = unpack<"four * three">(x, extents<2>{}, extents<1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"four * three">(x, extents<2>{}, extents<1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack4_1_0");
   check_golden(q, "packing", "unpack4_1_1");
   check_golden(r, "packing", "unpack4_1_2");
@@ -61,7 +61,7 @@ TEST_CASE("packing.unpack[4].[[2],[1],[-1]]: 'four * three' on (4, 5, 3)") {
 
 TEST_CASE("packing.unpack[4].[[2],[-1],[2]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota<float, extents<4, 5, 3>>();
-  const auto [p, q, r] = unpack<"four * three">(x, extents<2>{}, dims<1>(-1), extents<2>{});
+  const auto [p, q, r] = unpack<"four * three">(x, extents<2>{}, packed_shape<1>{-1}, extents<2>{});
   check_golden(p, "packing", "unpack4_2_0");
   check_golden(q, "packing", "unpack4_2_1");
   check_golden(r, "packing", "unpack4_2_2");
@@ -72,7 +72,7 @@ TEST_CASE("packing.unpack[4].[[2],[-1],[2]]: 'four * three' on (4, 5, 3)") {
 
 TEST_CASE("packing.unpack[4].[[-1],[1],[2]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota<float, extents<4, 5, 3>>();
-  const auto [p, q, r] = unpack<"four * three">(x, dims<1>(-1), extents<1>{}, extents<2>{});
+  const auto [p, q, r] = unpack<"four * three">(x, packed_shape<1>{-1}, extents<1>{}, extents<2>{});
   check_golden(p, "packing", "unpack4_3_0");
   check_golden(q, "packing", "unpack4_3_1");
   check_golden(r, "packing", "unpack4_3_2");
@@ -83,7 +83,7 @@ TEST_CASE("packing.unpack[4].[[-1],[1],[2]]: 'four * three' on (4, 5, 3)") {
 
 TEST_CASE("packing.unpack[4].[[2],[3],[-1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota<float, extents<4, 5, 3>>();
-  const auto [p, q, r] = unpack<"four * three">(x, extents<2>{}, extents<3>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"four * three">(x, extents<2>{}, extents<3>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack4_4_0");
   check_golden(q, "packing", "unpack4_4_1");
   check_golden(r, "packing", "unpack4_4_2");
@@ -94,7 +94,7 @@ TEST_CASE("packing.unpack[4].[[2],[3],[-1]]: 'four * three' on (4, 5, 3)") {
 
 TEST_CASE("packing.unpack[4].[[1,2],[1,1],[-1,1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota<float, extents<4, 5, 3>>();
-  const auto [p, q, r] = unpack<"four * three">(x, extents<1, 2>{}, extents<1, 1>{}, dims<2>(-1, 1));
+  const auto [p, q, r] = unpack<"four * three">(x, extents<1, 2>{}, extents<1, 1>{}, packed_shape<2>{-1, 1});
   check_golden(p, "packing", "unpack4_5_0");
   check_golden(q, "packing", "unpack4_5_1");
   check_golden(r, "packing", "unpack4_5_2");
@@ -105,7 +105,7 @@ TEST_CASE("packing.unpack[4].[[1,2],[1,1],[-1,1]]: 'four * three' on (4, 5, 3)")
 
 TEST_CASE("packing.unpack[4].[[1,2],[1,-1],[1,1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota<float, extents<4, 5, 3>>();
-  const auto [p, q, r] = unpack<"four * three">(x, extents<1, 2>{}, dims<2>(1, -1), extents<1, 1>{});
+  const auto [p, q, r] = unpack<"four * three">(x, extents<1, 2>{}, packed_shape<2>{1, -1}, extents<1, 1>{});
   check_golden(p, "packing", "unpack4_6_0");
   check_golden(q, "packing", "unpack4_6_1");
   check_golden(r, "packing", "unpack4_6_2");
@@ -116,7 +116,7 @@ TEST_CASE("packing.unpack[4].[[1,2],[1,-1],[1,1]]: 'four * three' on (4, 5, 3)")
 
 TEST_CASE("packing.unpack[4].[[2,-1],[1,2],[1,1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota<float, extents<4, 5, 3>>();
-  const auto [p, q, r] = unpack<"four * three">(x, dims<2>(2, -1), extents<1, 2>{}, extents<1, 1>{});
+  const auto [p, q, r] = unpack<"four * three">(x, packed_shape<2>{2, -1}, extents<1, 2>{}, extents<1, 1>{});
   check_golden(p, "packing", "unpack4_7_0");
   check_golden(q, "packing", "unpack4_7_1");
   check_golden(r, "packing", "unpack4_7_2");
@@ -127,7 +127,7 @@ TEST_CASE("packing.unpack[4].[[2,-1],[1,2],[1,1]]: 'four * three' on (4, 5, 3)")
 
 TEST_CASE("packing.unpack[4].[[0],[5],[-1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota<float, extents<4, 5, 3>>();
-  const auto [p, q, r] = unpack<"four * three">(x, extents<0>{}, extents<5>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"four * three">(x, extents<0>{}, extents<5>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack4_8_0");
   check_golden(q, "packing", "unpack4_8_1");
   check_golden(r, "packing", "unpack4_8_2");
@@ -138,7 +138,7 @@ TEST_CASE("packing.unpack[4].[[0],[5],[-1]]: 'four * three' on (4, 5, 3)") {
 
 TEST_CASE("packing.unpack[4].[[0],[-1],[5]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota<float, extents<4, 5, 3>>();
-  const auto [p, q, r] = unpack<"four * three">(x, extents<0>{}, dims<1>(-1), extents<5>{});
+  const auto [p, q, r] = unpack<"four * three">(x, extents<0>{}, packed_shape<1>{-1}, extents<5>{});
   check_golden(p, "packing", "unpack4_9_0");
   check_golden(q, "packing", "unpack4_9_1");
   check_golden(r, "packing", "unpack4_9_2");
@@ -149,7 +149,7 @@ TEST_CASE("packing.unpack[4].[[0],[-1],[5]]: 'four * three' on (4, 5, 3)") {
 
 TEST_CASE("packing.unpack[4].[[-1],[5],[0]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota<float, extents<4, 5, 3>>();
-  const auto [p, q, r] = unpack<"four * three">(x, dims<1>(-1), extents<5>{}, extents<0>{});
+  const auto [p, q, r] = unpack<"four * three">(x, packed_shape<1>{-1}, extents<5>{}, extents<0>{});
   check_golden(p, "packing", "unpack4_10_0");
   check_golden(q, "packing", "unpack4_10_1");
   check_golden(r, "packing", "unpack4_10_2");
@@ -160,7 +160,7 @@ TEST_CASE("packing.unpack[4].[[-1],[5],[0]]: 'four * three' on (4, 5, 3)") {
 
 TEST_CASE("packing.unpack[4].[[2,-1],[1,5]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota<float, extents<4, 5, 3>>();
-  const auto [p, q] = unpack<"four * three">(x, dims<2>(2, -1), extents<1, 5>{});
+  const auto [p, q] = unpack<"four * three">(x, packed_shape<2>{2, -1}, extents<1, 5>{});
   check_golden(p, "packing", "unpack4_11_0");
   check_golden(q, "packing", "unpack4_11_1");
   const auto [packed, shapes] = pack<"four * three">(p, q);
@@ -170,7 +170,7 @@ TEST_CASE("packing.unpack[4].[[2,-1],[1,5]]: 'four * three' on (4, 5, 3)") {
 
 TEST_CASE("packing.unpack[4].[[1],[1],[-1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota<float, extents<4, 5, 3>>();
-  const auto [p, q, r] = unpack<"four * three">(x, extents<1>{}, extents<1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"four * three">(x, extents<1>{}, extents<1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack4_12_0");
   check_golden(q, "packing", "unpack4_12_1");
   check_golden(r, "packing", "unpack4_12_2");
@@ -181,7 +181,7 @@ TEST_CASE("packing.unpack[4].[[1],[1],[-1]]: 'four * three' on (4, 5, 3)") {
 
 TEST_CASE("packing.unpack[4].[[1],[1],[-1,3]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota<float, extents<4, 5, 3>>();
-  const auto [p, q, r] = unpack<"four * three">(x, extents<1>{}, extents<1>{}, dims<2>(-1, 3));
+  const auto [p, q, r] = unpack<"four * three">(x, extents<1>{}, extents<1>{}, packed_shape<2>{-1, 3});
   check_golden(p, "packing", "unpack4_13_0");
   check_golden(q, "packing", "unpack4_13_1");
   check_golden(r, "packing", "unpack4_13_2");
@@ -192,7 +192,7 @@ TEST_CASE("packing.unpack[4].[[1],[1],[-1,3]]: 'four * three' on (4, 5, 3)") {
 
 TEST_CASE("packing.unpack[4].[[2,1],[1,1,1],[-1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota<float, extents<4, 5, 3>>();
-  const auto [p, q, r] = unpack<"four * three">(x, extents<2, 1>{}, extents<1, 1, 1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"four * three">(x, extents<2, 1>{}, extents<1, 1, 1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack4_14_0");
   check_golden(q, "packing", "unpack4_14_1");
   check_golden(r, "packing", "unpack4_14_2");
@@ -203,72 +203,72 @@ TEST_CASE("packing.unpack[4].[[2,1],[1,1,1],[-1]]: 'four * three' on (4, 5, 3)")
 
 TEST_CASE("packing.unpack_error[4].[[2],[1],[1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota_dynamic<float, 3>({4, 5, 3});
-  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, dims<1>(2), dims<1>(1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[2], [1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, packed_shape<1>{2}, packed_shape<1>{1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[2], [1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[4].[[4],[1],[1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota_dynamic<float, 3>({4, 5, 3});
-  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, dims<1>(4), dims<1>(1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[4], [1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, packed_shape<1>{4}, packed_shape<1>{1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[4], [1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[4].[[2],[4],[-1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota_dynamic<float, 3>({4, 5, 3});
-  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, dims<1>(2), dims<1>(4), dims<1>(-1))), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[2], [4], [-1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, packed_shape<1>{2}, packed_shape<1>{4}, packed_shape<1>{-1})), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[2], [4], [-1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[4].[[-1],[1],[5]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota_dynamic<float, 3>({4, 5, 3});
-  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, dims<1>(-1), dims<1>(1), dims<1>(5))), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[-1], [1], [5]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, packed_shape<1>{-1}, packed_shape<1>{1}, packed_shape<1>{5})), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[-1], [1], [5]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[4].[[-1,2],[1],[5]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota_dynamic<float, 3>({4, 5, 3});
-  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, dims<2>(-1, 2), dims<1>(1), dims<1>(5))), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[-1, 2], [1], [5]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, packed_shape<2>{-1, 2}, packed_shape<1>{1}, packed_shape<1>{5})), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[-1, 2], [1], [5]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[4].[[2,2],[2],[5,-1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota_dynamic<float, 3>({4, 5, 3});
-  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, dims<2>(2, 2), dims<1>(2), dims<2>(5, -1))), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[2, 2], [2], [5, -1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, packed_shape<2>{2, 2}, packed_shape<1>{2}, packed_shape<2>{5, -1})), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[2, 2], [2], [5, -1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[4].[[2,1],[1],[3,-1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota_dynamic<float, 3>({4, 5, 3});
-  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, dims<2>(2, 1), dims<1>(1), dims<2>(3, -1))), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[2, 1], [1], [3, -1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, packed_shape<2>{2, 1}, packed_shape<1>{1}, packed_shape<2>{3, -1})), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[2, 1], [1], [3, -1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[4].[[2,1],[3,-1],[1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota_dynamic<float, 3>({4, 5, 3});
-  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, dims<2>(2, 1), dims<2>(3, -1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[2, 1], [3, -1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, packed_shape<2>{2, 1}, packed_shape<2>{3, -1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[2, 1], [3, -1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[4].[[3,-1],[2,1],[1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota_dynamic<float, 3>({4, 5, 3});
-  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, dims<2>(3, -1), dims<2>(2, 1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[3, -1], [2, 1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, packed_shape<2>{3, -1}, packed_shape<2>{2, 1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[3, -1], [2, 1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[4].[[2,3]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota_dynamic<float, 3>({4, 5, 3});
-  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, dims<2>(2, 3))), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[2, 3]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, packed_shape<2>{2, 3})), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[2, 3]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[4].[[1],[5]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota_dynamic<float, 3>({4, 5, 3});
-  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, dims<1>(1), dims<1>(5))), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[1], [5]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, packed_shape<1>{1}, packed_shape<1>{5})), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[1], [5]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[4].[[1],[5],[-1]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota_dynamic<float, 3>({4, 5, 3});
-  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, dims<1>(1), dims<1>(5), dims<1>(-1))), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[1], [5], [-1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, packed_shape<1>{1}, packed_shape<1>{5}, packed_shape<1>{-1})), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[1], [5], [-1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[4].[[1],[2,3]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota_dynamic<float, 3>({4, 5, 3});
-  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, dims<1>(1), dims<2>(2, 3))), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[1], [2, 3]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, packed_shape<1>{1}, packed_shape<2>{2, 3})), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[1], [2, 3]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[4].[[1],[5],[-1,2]]: 'four * three' on (4, 5, 3)") {
   const auto x = iota_dynamic<float, 3>({4, 5, 3});
-  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, dims<1>(1), dims<1>(5), dims<2>(-1, 2))), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[1], [5], [-1, 2]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"four * three">(x, packed_shape<1>{1}, packed_shape<1>{5}, packed_shape<2>{-1, 2})), doctest::Contains("Error during unpack(..., \"four * three\"): could not split axis of size 5 into requested [[1], [5], [-1, 2]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack[5].[[2],[1],[2]]: 'three four *' on (3, 4, 5)") {
@@ -284,7 +284,7 @@ TEST_CASE("packing.unpack[5].[[2],[1],[2]]: 'three four *' on (3, 4, 5)") {
 
 TEST_CASE("packing.unpack[5].[[2],[1],[-1]]: 'three four *' on (3, 4, 5)") {
   const auto x = iota<float, extents<3, 4, 5>>();
-  const auto [p, q, r] = unpack<"three four *">(x, extents<2>{}, extents<1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"three four *">(x, extents<2>{}, extents<1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack5_1_0");
   check_golden(q, "packing", "unpack5_1_1");
   check_golden(r, "packing", "unpack5_1_2");
@@ -295,7 +295,7 @@ TEST_CASE("packing.unpack[5].[[2],[1],[-1]]: 'three four *' on (3, 4, 5)") {
 
 TEST_CASE("packing.unpack[5].[[2],[-1],[2]]: 'three four *' on (3, 4, 5)") {
   const auto x = iota<float, extents<3, 4, 5>>();
-  const auto [p, q, r] = unpack<"three four *">(x, extents<2>{}, dims<1>(-1), extents<2>{});
+  const auto [p, q, r] = unpack<"three four *">(x, extents<2>{}, packed_shape<1>{-1}, extents<2>{});
   check_golden(p, "packing", "unpack5_2_0");
   check_golden(q, "packing", "unpack5_2_1");
   check_golden(r, "packing", "unpack5_2_2");
@@ -306,7 +306,7 @@ TEST_CASE("packing.unpack[5].[[2],[-1],[2]]: 'three four *' on (3, 4, 5)") {
 
 TEST_CASE("packing.unpack[5].[[-1],[1],[2]]: 'three four *' on (3, 4, 5)") {
   const auto x = iota<float, extents<3, 4, 5>>();
-  const auto [p, q, r] = unpack<"three four *">(x, dims<1>(-1), extents<1>{}, extents<2>{});
+  const auto [p, q, r] = unpack<"three four *">(x, packed_shape<1>{-1}, extents<1>{}, extents<2>{});
   check_golden(p, "packing", "unpack5_3_0");
   check_golden(q, "packing", "unpack5_3_1");
   check_golden(r, "packing", "unpack5_3_2");
@@ -317,7 +317,7 @@ TEST_CASE("packing.unpack[5].[[-1],[1],[2]]: 'three four *' on (3, 4, 5)") {
 
 TEST_CASE("packing.unpack[5].[[2],[3],[-1]]: 'three four *' on (3, 4, 5)") {
   const auto x = iota<float, extents<3, 4, 5>>();
-  const auto [p, q, r] = unpack<"three four *">(x, extents<2>{}, extents<3>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"three four *">(x, extents<2>{}, extents<3>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack5_4_0");
   check_golden(q, "packing", "unpack5_4_1");
   check_golden(r, "packing", "unpack5_4_2");
@@ -328,7 +328,7 @@ TEST_CASE("packing.unpack[5].[[2],[3],[-1]]: 'three four *' on (3, 4, 5)") {
 
 TEST_CASE("packing.unpack[5].[[1,2],[1,1],[-1,1]]: 'three four *' on (3, 4, 5)") {
   const auto x = iota<float, extents<3, 4, 5>>();
-  const auto [p, q, r] = unpack<"three four *">(x, extents<1, 2>{}, extents<1, 1>{}, dims<2>(-1, 1));
+  const auto [p, q, r] = unpack<"three four *">(x, extents<1, 2>{}, extents<1, 1>{}, packed_shape<2>{-1, 1});
   check_golden(p, "packing", "unpack5_5_0");
   check_golden(q, "packing", "unpack5_5_1");
   check_golden(r, "packing", "unpack5_5_2");

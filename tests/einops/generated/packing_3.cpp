@@ -4,10 +4,10 @@
 // test_packing.py: test_numpy_trivial (H=13, W=17; the embeddings' 32 channels kept) with aranges
 // instead of random values (r, g, b are x[0], x[1], x[2] of one arange, as einops unpacks rand(3,
 // H, W)); every UnpackTestCase with every packed-shapes list of test_pack_unpack_with_numpy and
-// test_pack_unpack_array_api: unpack against einops, then pack the pieces back. Pending: auto
-// [packed, shapes] = einlm::pack<"i j * k">(a, b, c) (shapes: std::vector<std::vector<index_t>>)
-// and auto [p, q, r] = einlm::unpack<"i j * k">(packed, extents…) with one extents object per
-// output for the * part (-1 in a dynamic extent = infer).
+// test_pack_unpack_array_api: unpack against einops, then pack the pieces back: auto [packed,
+// shapes] = einlm::pack<"i j * k">(a, b, c) (shapes: std::vector<std::vector<index_t>>) and auto
+// [p, q, r] = einlm::unpack<"i j * k">(packed, …) with one extents object or packed_shape<K>{…}
+// per output for the * part (-1 in a packed_shape = infer).
 // Part 3 of 5.
 #include <cstdint>
 #include <vector>
@@ -19,7 +19,7 @@ using namespace einlm::test;
 
 TEST_CASE("packing.unpack[2].[[1],[1],[-1]]: 'seven *' on (7, 5)") {
   const auto x = iota<float, extents<7, 5>>();
-  const auto [p, q, r] = unpack<"seven *">(x, extents<1>{}, extents<1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"seven *">(x, extents<1>{}, extents<1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack2_12_0");
   check_golden(q, "packing", "unpack2_12_1");
   check_golden(r, "packing", "unpack2_12_2");
@@ -30,7 +30,7 @@ TEST_CASE("packing.unpack[2].[[1],[1],[-1]]: 'seven *' on (7, 5)") {
 
 TEST_CASE("packing.unpack[2].[[1],[1],[-1,3]]: 'seven *' on (7, 5)") {
   const auto x = iota<float, extents<7, 5>>();
-  const auto [p, q, r] = unpack<"seven *">(x, extents<1>{}, extents<1>{}, dims<2>(-1, 3));
+  const auto [p, q, r] = unpack<"seven *">(x, extents<1>{}, extents<1>{}, packed_shape<2>{-1, 3});
   check_golden(p, "packing", "unpack2_13_0");
   check_golden(q, "packing", "unpack2_13_1");
   check_golden(r, "packing", "unpack2_13_2");
@@ -41,7 +41,7 @@ TEST_CASE("packing.unpack[2].[[1],[1],[-1,3]]: 'seven *' on (7, 5)") {
 
 TEST_CASE("packing.unpack[2].[[2,1],[1,1,1],[-1]]: 'seven *' on (7, 5)") {
   const auto x = iota<float, extents<7, 5>>();
-  const auto [p, q, r] = unpack<"seven *">(x, extents<2, 1>{}, extents<1, 1, 1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"seven *">(x, extents<2, 1>{}, extents<1, 1, 1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack2_14_0");
   check_golden(q, "packing", "unpack2_14_1");
   check_golden(r, "packing", "unpack2_14_2");
@@ -52,72 +52,72 @@ TEST_CASE("packing.unpack[2].[[2,1],[1,1,1],[-1]]: 'seven *' on (7, 5)") {
 
 TEST_CASE("packing.unpack_error[2].[[2],[1],[1]]: 'seven *' on (7, 5)") {
   const auto x = iota_dynamic<float, 2>({7, 5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, dims<1>(2), dims<1>(1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[2], [1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, packed_shape<1>{2}, packed_shape<1>{1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[2], [1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[2].[[4],[1],[1]]: 'seven *' on (7, 5)") {
   const auto x = iota_dynamic<float, 2>({7, 5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, dims<1>(4), dims<1>(1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[4], [1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, packed_shape<1>{4}, packed_shape<1>{1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[4], [1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[2].[[2],[4],[-1]]: 'seven *' on (7, 5)") {
   const auto x = iota_dynamic<float, 2>({7, 5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, dims<1>(2), dims<1>(4), dims<1>(-1))), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[2], [4], [-1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, packed_shape<1>{2}, packed_shape<1>{4}, packed_shape<1>{-1})), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[2], [4], [-1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[2].[[-1],[1],[5]]: 'seven *' on (7, 5)") {
   const auto x = iota_dynamic<float, 2>({7, 5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, dims<1>(-1), dims<1>(1), dims<1>(5))), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[-1], [1], [5]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, packed_shape<1>{-1}, packed_shape<1>{1}, packed_shape<1>{5})), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[-1], [1], [5]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[2].[[-1,2],[1],[5]]: 'seven *' on (7, 5)") {
   const auto x = iota_dynamic<float, 2>({7, 5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, dims<2>(-1, 2), dims<1>(1), dims<1>(5))), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[-1, 2], [1], [5]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, packed_shape<2>{-1, 2}, packed_shape<1>{1}, packed_shape<1>{5})), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[-1, 2], [1], [5]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[2].[[2,2],[2],[5,-1]]: 'seven *' on (7, 5)") {
   const auto x = iota_dynamic<float, 2>({7, 5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, dims<2>(2, 2), dims<1>(2), dims<2>(5, -1))), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[2, 2], [2], [5, -1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, packed_shape<2>{2, 2}, packed_shape<1>{2}, packed_shape<2>{5, -1})), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[2, 2], [2], [5, -1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[2].[[2,1],[1],[3,-1]]: 'seven *' on (7, 5)") {
   const auto x = iota_dynamic<float, 2>({7, 5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, dims<2>(2, 1), dims<1>(1), dims<2>(3, -1))), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[2, 1], [1], [3, -1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, packed_shape<2>{2, 1}, packed_shape<1>{1}, packed_shape<2>{3, -1})), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[2, 1], [1], [3, -1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[2].[[2,1],[3,-1],[1]]: 'seven *' on (7, 5)") {
   const auto x = iota_dynamic<float, 2>({7, 5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, dims<2>(2, 1), dims<2>(3, -1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[2, 1], [3, -1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, packed_shape<2>{2, 1}, packed_shape<2>{3, -1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[2, 1], [3, -1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[2].[[3,-1],[2,1],[1]]: 'seven *' on (7, 5)") {
   const auto x = iota_dynamic<float, 2>({7, 5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, dims<2>(3, -1), dims<2>(2, 1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[3, -1], [2, 1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, packed_shape<2>{3, -1}, packed_shape<2>{2, 1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[3, -1], [2, 1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[2].[[2,3]]: 'seven *' on (7, 5)") {
   const auto x = iota_dynamic<float, 2>({7, 5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, dims<2>(2, 3))), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[2, 3]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, packed_shape<2>{2, 3})), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[2, 3]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[2].[[1],[5]]: 'seven *' on (7, 5)") {
   const auto x = iota_dynamic<float, 2>({7, 5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, dims<1>(1), dims<1>(5))), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[1], [5]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, packed_shape<1>{1}, packed_shape<1>{5})), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[1], [5]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[2].[[1],[5],[-1]]: 'seven *' on (7, 5)") {
   const auto x = iota_dynamic<float, 2>({7, 5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, dims<1>(1), dims<1>(5), dims<1>(-1))), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[1], [5], [-1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, packed_shape<1>{1}, packed_shape<1>{5}, packed_shape<1>{-1})), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[1], [5], [-1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[2].[[1],[2,3]]: 'seven *' on (7, 5)") {
   const auto x = iota_dynamic<float, 2>({7, 5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, dims<1>(1), dims<2>(2, 3))), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[1], [2, 3]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, packed_shape<1>{1}, packed_shape<2>{2, 3})), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[1], [2, 3]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[2].[[1],[5],[-1,2]]: 'seven *' on (7, 5)") {
   const auto x = iota_dynamic<float, 2>({7, 5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, dims<1>(1), dims<1>(5), dims<2>(-1, 2))), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[1], [5], [-1, 2]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"seven *">(x, packed_shape<1>{1}, packed_shape<1>{5}, packed_shape<2>{-1, 2})), doctest::Contains("Error during unpack(..., \"seven *\"): could not split axis of size 5 into requested [[1], [5], [-1, 2]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack[3].[[2],[1],[2]]: '* three four' on (5, 3, 4)") {
@@ -133,7 +133,7 @@ TEST_CASE("packing.unpack[3].[[2],[1],[2]]: '* three four' on (5, 3, 4)") {
 
 TEST_CASE("packing.unpack[3].[[2],[1],[-1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota<float, extents<5, 3, 4>>();
-  const auto [p, q, r] = unpack<"* three four">(x, extents<2>{}, extents<1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"* three four">(x, extents<2>{}, extents<1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack3_1_0");
   check_golden(q, "packing", "unpack3_1_1");
   check_golden(r, "packing", "unpack3_1_2");
@@ -144,7 +144,7 @@ TEST_CASE("packing.unpack[3].[[2],[1],[-1]]: '* three four' on (5, 3, 4)") {
 
 TEST_CASE("packing.unpack[3].[[2],[-1],[2]]: '* three four' on (5, 3, 4)") {
   const auto x = iota<float, extents<5, 3, 4>>();
-  const auto [p, q, r] = unpack<"* three four">(x, extents<2>{}, dims<1>(-1), extents<2>{});
+  const auto [p, q, r] = unpack<"* three four">(x, extents<2>{}, packed_shape<1>{-1}, extents<2>{});
   check_golden(p, "packing", "unpack3_2_0");
   check_golden(q, "packing", "unpack3_2_1");
   check_golden(r, "packing", "unpack3_2_2");
@@ -155,7 +155,7 @@ TEST_CASE("packing.unpack[3].[[2],[-1],[2]]: '* three four' on (5, 3, 4)") {
 
 TEST_CASE("packing.unpack[3].[[-1],[1],[2]]: '* three four' on (5, 3, 4)") {
   const auto x = iota<float, extents<5, 3, 4>>();
-  const auto [p, q, r] = unpack<"* three four">(x, dims<1>(-1), extents<1>{}, extents<2>{});
+  const auto [p, q, r] = unpack<"* three four">(x, packed_shape<1>{-1}, extents<1>{}, extents<2>{});
   check_golden(p, "packing", "unpack3_3_0");
   check_golden(q, "packing", "unpack3_3_1");
   check_golden(r, "packing", "unpack3_3_2");
@@ -166,7 +166,7 @@ TEST_CASE("packing.unpack[3].[[-1],[1],[2]]: '* three four' on (5, 3, 4)") {
 
 TEST_CASE("packing.unpack[3].[[2],[3],[-1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota<float, extents<5, 3, 4>>();
-  const auto [p, q, r] = unpack<"* three four">(x, extents<2>{}, extents<3>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"* three four">(x, extents<2>{}, extents<3>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack3_4_0");
   check_golden(q, "packing", "unpack3_4_1");
   check_golden(r, "packing", "unpack3_4_2");
@@ -177,7 +177,7 @@ TEST_CASE("packing.unpack[3].[[2],[3],[-1]]: '* three four' on (5, 3, 4)") {
 
 TEST_CASE("packing.unpack[3].[[1,2],[1,1],[-1,1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota<float, extents<5, 3, 4>>();
-  const auto [p, q, r] = unpack<"* three four">(x, extents<1, 2>{}, extents<1, 1>{}, dims<2>(-1, 1));
+  const auto [p, q, r] = unpack<"* three four">(x, extents<1, 2>{}, extents<1, 1>{}, packed_shape<2>{-1, 1});
   check_golden(p, "packing", "unpack3_5_0");
   check_golden(q, "packing", "unpack3_5_1");
   check_golden(r, "packing", "unpack3_5_2");
@@ -188,7 +188,7 @@ TEST_CASE("packing.unpack[3].[[1,2],[1,1],[-1,1]]: '* three four' on (5, 3, 4)")
 
 TEST_CASE("packing.unpack[3].[[1,2],[1,-1],[1,1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota<float, extents<5, 3, 4>>();
-  const auto [p, q, r] = unpack<"* three four">(x, extents<1, 2>{}, dims<2>(1, -1), extents<1, 1>{});
+  const auto [p, q, r] = unpack<"* three four">(x, extents<1, 2>{}, packed_shape<2>{1, -1}, extents<1, 1>{});
   check_golden(p, "packing", "unpack3_6_0");
   check_golden(q, "packing", "unpack3_6_1");
   check_golden(r, "packing", "unpack3_6_2");
@@ -199,7 +199,7 @@ TEST_CASE("packing.unpack[3].[[1,2],[1,-1],[1,1]]: '* three four' on (5, 3, 4)")
 
 TEST_CASE("packing.unpack[3].[[2,-1],[1,2],[1,1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota<float, extents<5, 3, 4>>();
-  const auto [p, q, r] = unpack<"* three four">(x, dims<2>(2, -1), extents<1, 2>{}, extents<1, 1>{});
+  const auto [p, q, r] = unpack<"* three four">(x, packed_shape<2>{2, -1}, extents<1, 2>{}, extents<1, 1>{});
   check_golden(p, "packing", "unpack3_7_0");
   check_golden(q, "packing", "unpack3_7_1");
   check_golden(r, "packing", "unpack3_7_2");
@@ -210,7 +210,7 @@ TEST_CASE("packing.unpack[3].[[2,-1],[1,2],[1,1]]: '* three four' on (5, 3, 4)")
 
 TEST_CASE("packing.unpack[3].[[0],[5],[-1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota<float, extents<5, 3, 4>>();
-  const auto [p, q, r] = unpack<"* three four">(x, extents<0>{}, extents<5>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"* three four">(x, extents<0>{}, extents<5>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack3_8_0");
   check_golden(q, "packing", "unpack3_8_1");
   check_golden(r, "packing", "unpack3_8_2");
@@ -221,7 +221,7 @@ TEST_CASE("packing.unpack[3].[[0],[5],[-1]]: '* three four' on (5, 3, 4)") {
 
 TEST_CASE("packing.unpack[3].[[0],[-1],[5]]: '* three four' on (5, 3, 4)") {
   const auto x = iota<float, extents<5, 3, 4>>();
-  const auto [p, q, r] = unpack<"* three four">(x, extents<0>{}, dims<1>(-1), extents<5>{});
+  const auto [p, q, r] = unpack<"* three four">(x, extents<0>{}, packed_shape<1>{-1}, extents<5>{});
   check_golden(p, "packing", "unpack3_9_0");
   check_golden(q, "packing", "unpack3_9_1");
   check_golden(r, "packing", "unpack3_9_2");
@@ -232,7 +232,7 @@ TEST_CASE("packing.unpack[3].[[0],[-1],[5]]: '* three four' on (5, 3, 4)") {
 
 TEST_CASE("packing.unpack[3].[[-1],[5],[0]]: '* three four' on (5, 3, 4)") {
   const auto x = iota<float, extents<5, 3, 4>>();
-  const auto [p, q, r] = unpack<"* three four">(x, dims<1>(-1), extents<5>{}, extents<0>{});
+  const auto [p, q, r] = unpack<"* three four">(x, packed_shape<1>{-1}, extents<5>{}, extents<0>{});
   check_golden(p, "packing", "unpack3_10_0");
   check_golden(q, "packing", "unpack3_10_1");
   check_golden(r, "packing", "unpack3_10_2");
@@ -243,7 +243,7 @@ TEST_CASE("packing.unpack[3].[[-1],[5],[0]]: '* three four' on (5, 3, 4)") {
 
 TEST_CASE("packing.unpack[3].[[2,-1],[1,5]]: '* three four' on (5, 3, 4)") {
   const auto x = iota<float, extents<5, 3, 4>>();
-  const auto [p, q] = unpack<"* three four">(x, dims<2>(2, -1), extents<1, 5>{});
+  const auto [p, q] = unpack<"* three four">(x, packed_shape<2>{2, -1}, extents<1, 5>{});
   check_golden(p, "packing", "unpack3_11_0");
   check_golden(q, "packing", "unpack3_11_1");
   const auto [packed, shapes] = pack<"* three four">(p, q);
@@ -253,7 +253,7 @@ TEST_CASE("packing.unpack[3].[[2,-1],[1,5]]: '* three four' on (5, 3, 4)") {
 
 TEST_CASE("packing.unpack[3].[[1],[1],[-1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota<float, extents<5, 3, 4>>();
-  const auto [p, q, r] = unpack<"* three four">(x, extents<1>{}, extents<1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"* three four">(x, extents<1>{}, extents<1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack3_12_0");
   check_golden(q, "packing", "unpack3_12_1");
   check_golden(r, "packing", "unpack3_12_2");
@@ -264,7 +264,7 @@ TEST_CASE("packing.unpack[3].[[1],[1],[-1]]: '* three four' on (5, 3, 4)") {
 
 TEST_CASE("packing.unpack[3].[[1],[1],[-1,3]]: '* three four' on (5, 3, 4)") {
   const auto x = iota<float, extents<5, 3, 4>>();
-  const auto [p, q, r] = unpack<"* three four">(x, extents<1>{}, extents<1>{}, dims<2>(-1, 3));
+  const auto [p, q, r] = unpack<"* three four">(x, extents<1>{}, extents<1>{}, packed_shape<2>{-1, 3});
   check_golden(p, "packing", "unpack3_13_0");
   check_golden(q, "packing", "unpack3_13_1");
   check_golden(r, "packing", "unpack3_13_2");
@@ -275,7 +275,7 @@ TEST_CASE("packing.unpack[3].[[1],[1],[-1,3]]: '* three four' on (5, 3, 4)") {
 
 TEST_CASE("packing.unpack[3].[[2,1],[1,1,1],[-1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota<float, extents<5, 3, 4>>();
-  const auto [p, q, r] = unpack<"* three four">(x, extents<2, 1>{}, extents<1, 1, 1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"* three four">(x, extents<2, 1>{}, extents<1, 1, 1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack3_14_0");
   check_golden(q, "packing", "unpack3_14_1");
   check_golden(r, "packing", "unpack3_14_2");
@@ -286,50 +286,50 @@ TEST_CASE("packing.unpack[3].[[2,1],[1,1,1],[-1]]: '* three four' on (5, 3, 4)")
 
 TEST_CASE("packing.unpack_error[3].[[2],[1],[1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota_dynamic<float, 3>({5, 3, 4});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, dims<1>(2), dims<1>(1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[2], [1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, packed_shape<1>{2}, packed_shape<1>{1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[2], [1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[3].[[4],[1],[1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota_dynamic<float, 3>({5, 3, 4});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, dims<1>(4), dims<1>(1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[4], [1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, packed_shape<1>{4}, packed_shape<1>{1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[4], [1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[3].[[2],[4],[-1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota_dynamic<float, 3>({5, 3, 4});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, dims<1>(2), dims<1>(4), dims<1>(-1))), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[2], [4], [-1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, packed_shape<1>{2}, packed_shape<1>{4}, packed_shape<1>{-1})), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[2], [4], [-1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[3].[[-1],[1],[5]]: '* three four' on (5, 3, 4)") {
   const auto x = iota_dynamic<float, 3>({5, 3, 4});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, dims<1>(-1), dims<1>(1), dims<1>(5))), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[-1], [1], [5]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, packed_shape<1>{-1}, packed_shape<1>{1}, packed_shape<1>{5})), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[-1], [1], [5]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[3].[[-1,2],[1],[5]]: '* three four' on (5, 3, 4)") {
   const auto x = iota_dynamic<float, 3>({5, 3, 4});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, dims<2>(-1, 2), dims<1>(1), dims<1>(5))), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[-1, 2], [1], [5]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, packed_shape<2>{-1, 2}, packed_shape<1>{1}, packed_shape<1>{5})), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[-1, 2], [1], [5]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[3].[[2,2],[2],[5,-1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota_dynamic<float, 3>({5, 3, 4});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, dims<2>(2, 2), dims<1>(2), dims<2>(5, -1))), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[2, 2], [2], [5, -1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, packed_shape<2>{2, 2}, packed_shape<1>{2}, packed_shape<2>{5, -1})), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[2, 2], [2], [5, -1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[3].[[2,1],[1],[3,-1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota_dynamic<float, 3>({5, 3, 4});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, dims<2>(2, 1), dims<1>(1), dims<2>(3, -1))), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[2, 1], [1], [3, -1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, packed_shape<2>{2, 1}, packed_shape<1>{1}, packed_shape<2>{3, -1})), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[2, 1], [1], [3, -1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[3].[[2,1],[3,-1],[1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota_dynamic<float, 3>({5, 3, 4});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, dims<2>(2, 1), dims<2>(3, -1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[2, 1], [3, -1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, packed_shape<2>{2, 1}, packed_shape<2>{3, -1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[2, 1], [3, -1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[3].[[3,-1],[2,1],[1]]: '* three four' on (5, 3, 4)") {
   const auto x = iota_dynamic<float, 3>({5, 3, 4});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, dims<2>(3, -1), dims<2>(2, 1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[3, -1], [2, 1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, packed_shape<2>{3, -1}, packed_shape<2>{2, 1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[3, -1], [2, 1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[3].[[2,3]]: '* three four' on (5, 3, 4)") {
   const auto x = iota_dynamic<float, 3>({5, 3, 4});
-  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, dims<2>(2, 3))), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[2, 3]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"* three four">(x, packed_shape<2>{2, 3})), doctest::Contains("Error during unpack(..., \"* three four\"): could not split axis of size 5 into requested [[2, 3]]"), pattern_error);
 }

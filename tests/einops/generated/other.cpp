@@ -2,9 +2,9 @@
 //
 // einops 0.8 test tables → einlm (other suite, goldens in tests/data/einops/other.npz).
 // test_other.py: parse_shape (test_parse_shape_imperative, test_underscore*, test_ellipsis,
-// test_parse_with_anonymous_axes, test_failures, and the rearrange of test_parse_shape_symbolic).
-// Pending: einlm::parse_shape<"b _ h w">(x), with s.get<"b">() and s["b"]. Each case runs on
-// static extents and on dynamic extents.
+// test_parse_with_anonymous_axes, test_failures, and the rearrange of test_parse_shape_symbolic):
+// einlm::parse_shape<"b _ h w">(x), with s.get<"b">() and s["b"]. Each case runs on static
+// extents and on dynamic extents.
 #include <cstdint>
 #include <vector>
 

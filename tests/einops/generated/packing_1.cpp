@@ -4,10 +4,10 @@
 // test_packing.py: test_numpy_trivial (H=13, W=17; the embeddings' 32 channels kept) with aranges
 // instead of random values (r, g, b are x[0], x[1], x[2] of one arange, as einops unpacks rand(3,
 // H, W)); every UnpackTestCase with every packed-shapes list of test_pack_unpack_with_numpy and
-// test_pack_unpack_array_api: unpack against einops, then pack the pieces back. Pending: auto
-// [packed, shapes] = einlm::pack<"i j * k">(a, b, c) (shapes: std::vector<std::vector<index_t>>)
-// and auto [p, q, r] = einlm::unpack<"i j * k">(packed, extents…) with one extents object per
-// output for the * part (-1 in a dynamic extent = infer).
+// test_pack_unpack_array_api: unpack against einops, then pack the pieces back: auto [packed,
+// shapes] = einlm::pack<"i j * k">(a, b, c) (shapes: std::vector<std::vector<index_t>>) and auto
+// [p, q, r] = einlm::unpack<"i j * k">(packed, …) with one extents object or packed_shape<K>{…}
+// per output for the * part (-1 in a packed_shape = infer).
 // Part 1 of 5.
 #include <cstdint>
 #include <vector>
@@ -112,7 +112,7 @@ TEST_CASE("packing.unpack[0].[[2],[1],[2]]: '*' on (5,)") {
 
 TEST_CASE("packing.unpack[0].[[2],[1],[-1]]: '*' on (5,)") {
   const auto x = iota<float, extents<5>>();
-  const auto [p, q, r] = unpack<"*">(x, extents<2>{}, extents<1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"*">(x, extents<2>{}, extents<1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack0_1_0");
   check_golden(q, "packing", "unpack0_1_1");
   check_golden(r, "packing", "unpack0_1_2");
@@ -123,7 +123,7 @@ TEST_CASE("packing.unpack[0].[[2],[1],[-1]]: '*' on (5,)") {
 
 TEST_CASE("packing.unpack[0].[[2],[-1],[2]]: '*' on (5,)") {
   const auto x = iota<float, extents<5>>();
-  const auto [p, q, r] = unpack<"*">(x, extents<2>{}, dims<1>(-1), extents<2>{});
+  const auto [p, q, r] = unpack<"*">(x, extents<2>{}, packed_shape<1>{-1}, extents<2>{});
   check_golden(p, "packing", "unpack0_2_0");
   check_golden(q, "packing", "unpack0_2_1");
   check_golden(r, "packing", "unpack0_2_2");
@@ -134,7 +134,7 @@ TEST_CASE("packing.unpack[0].[[2],[-1],[2]]: '*' on (5,)") {
 
 TEST_CASE("packing.unpack[0].[[-1],[1],[2]]: '*' on (5,)") {
   const auto x = iota<float, extents<5>>();
-  const auto [p, q, r] = unpack<"*">(x, dims<1>(-1), extents<1>{}, extents<2>{});
+  const auto [p, q, r] = unpack<"*">(x, packed_shape<1>{-1}, extents<1>{}, extents<2>{});
   check_golden(p, "packing", "unpack0_3_0");
   check_golden(q, "packing", "unpack0_3_1");
   check_golden(r, "packing", "unpack0_3_2");
@@ -145,7 +145,7 @@ TEST_CASE("packing.unpack[0].[[-1],[1],[2]]: '*' on (5,)") {
 
 TEST_CASE("packing.unpack[0].[[2],[3],[-1]]: '*' on (5,)") {
   const auto x = iota<float, extents<5>>();
-  const auto [p, q, r] = unpack<"*">(x, extents<2>{}, extents<3>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"*">(x, extents<2>{}, extents<3>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack0_4_0");
   check_golden(q, "packing", "unpack0_4_1");
   check_golden(r, "packing", "unpack0_4_2");
@@ -156,7 +156,7 @@ TEST_CASE("packing.unpack[0].[[2],[3],[-1]]: '*' on (5,)") {
 
 TEST_CASE("packing.unpack[0].[[1,2],[1,1],[-1,1]]: '*' on (5,)") {
   const auto x = iota<float, extents<5>>();
-  const auto [p, q, r] = unpack<"*">(x, extents<1, 2>{}, extents<1, 1>{}, dims<2>(-1, 1));
+  const auto [p, q, r] = unpack<"*">(x, extents<1, 2>{}, extents<1, 1>{}, packed_shape<2>{-1, 1});
   check_golden(p, "packing", "unpack0_5_0");
   check_golden(q, "packing", "unpack0_5_1");
   check_golden(r, "packing", "unpack0_5_2");
@@ -167,7 +167,7 @@ TEST_CASE("packing.unpack[0].[[1,2],[1,1],[-1,1]]: '*' on (5,)") {
 
 TEST_CASE("packing.unpack[0].[[1,2],[1,-1],[1,1]]: '*' on (5,)") {
   const auto x = iota<float, extents<5>>();
-  const auto [p, q, r] = unpack<"*">(x, extents<1, 2>{}, dims<2>(1, -1), extents<1, 1>{});
+  const auto [p, q, r] = unpack<"*">(x, extents<1, 2>{}, packed_shape<2>{1, -1}, extents<1, 1>{});
   check_golden(p, "packing", "unpack0_6_0");
   check_golden(q, "packing", "unpack0_6_1");
   check_golden(r, "packing", "unpack0_6_2");
@@ -178,7 +178,7 @@ TEST_CASE("packing.unpack[0].[[1,2],[1,-1],[1,1]]: '*' on (5,)") {
 
 TEST_CASE("packing.unpack[0].[[2,-1],[1,2],[1,1]]: '*' on (5,)") {
   const auto x = iota<float, extents<5>>();
-  const auto [p, q, r] = unpack<"*">(x, dims<2>(2, -1), extents<1, 2>{}, extents<1, 1>{});
+  const auto [p, q, r] = unpack<"*">(x, packed_shape<2>{2, -1}, extents<1, 2>{}, extents<1, 1>{});
   check_golden(p, "packing", "unpack0_7_0");
   check_golden(q, "packing", "unpack0_7_1");
   check_golden(r, "packing", "unpack0_7_2");
@@ -189,7 +189,7 @@ TEST_CASE("packing.unpack[0].[[2,-1],[1,2],[1,1]]: '*' on (5,)") {
 
 TEST_CASE("packing.unpack[0].[[0],[5],[-1]]: '*' on (5,)") {
   const auto x = iota<float, extents<5>>();
-  const auto [p, q, r] = unpack<"*">(x, extents<0>{}, extents<5>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"*">(x, extents<0>{}, extents<5>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack0_8_0");
   check_golden(q, "packing", "unpack0_8_1");
   check_golden(r, "packing", "unpack0_8_2");
@@ -200,7 +200,7 @@ TEST_CASE("packing.unpack[0].[[0],[5],[-1]]: '*' on (5,)") {
 
 TEST_CASE("packing.unpack[0].[[0],[-1],[5]]: '*' on (5,)") {
   const auto x = iota<float, extents<5>>();
-  const auto [p, q, r] = unpack<"*">(x, extents<0>{}, dims<1>(-1), extents<5>{});
+  const auto [p, q, r] = unpack<"*">(x, extents<0>{}, packed_shape<1>{-1}, extents<5>{});
   check_golden(p, "packing", "unpack0_9_0");
   check_golden(q, "packing", "unpack0_9_1");
   check_golden(r, "packing", "unpack0_9_2");
@@ -211,7 +211,7 @@ TEST_CASE("packing.unpack[0].[[0],[-1],[5]]: '*' on (5,)") {
 
 TEST_CASE("packing.unpack[0].[[-1],[5],[0]]: '*' on (5,)") {
   const auto x = iota<float, extents<5>>();
-  const auto [p, q, r] = unpack<"*">(x, dims<1>(-1), extents<5>{}, extents<0>{});
+  const auto [p, q, r] = unpack<"*">(x, packed_shape<1>{-1}, extents<5>{}, extents<0>{});
   check_golden(p, "packing", "unpack0_10_0");
   check_golden(q, "packing", "unpack0_10_1");
   check_golden(r, "packing", "unpack0_10_2");
@@ -222,7 +222,7 @@ TEST_CASE("packing.unpack[0].[[-1],[5],[0]]: '*' on (5,)") {
 
 TEST_CASE("packing.unpack[0].[[2,-1],[1,5]]: '*' on (5,)") {
   const auto x = iota<float, extents<5>>();
-  const auto [p, q] = unpack<"*">(x, dims<2>(2, -1), extents<1, 5>{});
+  const auto [p, q] = unpack<"*">(x, packed_shape<2>{2, -1}, extents<1, 5>{});
   check_golden(p, "packing", "unpack0_11_0");
   check_golden(q, "packing", "unpack0_11_1");
   const auto [packed, shapes] = pack<"*">(p, q);
@@ -232,7 +232,7 @@ TEST_CASE("packing.unpack[0].[[2,-1],[1,5]]: '*' on (5,)") {
 
 TEST_CASE("packing.unpack[0].[[1],[1],[-1]]: '*' on (5,)") {
   const auto x = iota<float, extents<5>>();
-  const auto [p, q, r] = unpack<"*">(x, extents<1>{}, extents<1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"*">(x, extents<1>{}, extents<1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack0_12_0");
   check_golden(q, "packing", "unpack0_12_1");
   check_golden(r, "packing", "unpack0_12_2");
@@ -243,7 +243,7 @@ TEST_CASE("packing.unpack[0].[[1],[1],[-1]]: '*' on (5,)") {
 
 TEST_CASE("packing.unpack[0].[[1],[1],[-1,3]]: '*' on (5,)") {
   const auto x = iota<float, extents<5>>();
-  const auto [p, q, r] = unpack<"*">(x, extents<1>{}, extents<1>{}, dims<2>(-1, 3));
+  const auto [p, q, r] = unpack<"*">(x, extents<1>{}, extents<1>{}, packed_shape<2>{-1, 3});
   check_golden(p, "packing", "unpack0_13_0");
   check_golden(q, "packing", "unpack0_13_1");
   check_golden(r, "packing", "unpack0_13_2");
@@ -254,7 +254,7 @@ TEST_CASE("packing.unpack[0].[[1],[1],[-1,3]]: '*' on (5,)") {
 
 TEST_CASE("packing.unpack[0].[[2,1],[1,1,1],[-1]]: '*' on (5,)") {
   const auto x = iota<float, extents<5>>();
-  const auto [p, q, r] = unpack<"*">(x, extents<2, 1>{}, extents<1, 1, 1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"*">(x, extents<2, 1>{}, extents<1, 1, 1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack0_14_0");
   check_golden(q, "packing", "unpack0_14_1");
   check_golden(r, "packing", "unpack0_14_2");
@@ -265,72 +265,72 @@ TEST_CASE("packing.unpack[0].[[2,1],[1,1,1],[-1]]: '*' on (5,)") {
 
 TEST_CASE("packing.unpack_error[0].[[2],[1],[1]]: '*' on (5,)") {
   const auto x = iota_dynamic<float, 1>({5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, dims<1>(2), dims<1>(1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[2], [1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, packed_shape<1>{2}, packed_shape<1>{1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[2], [1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[0].[[4],[1],[1]]: '*' on (5,)") {
   const auto x = iota_dynamic<float, 1>({5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, dims<1>(4), dims<1>(1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[4], [1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, packed_shape<1>{4}, packed_shape<1>{1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[4], [1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[0].[[2],[4],[-1]]: '*' on (5,)") {
   const auto x = iota_dynamic<float, 1>({5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, dims<1>(2), dims<1>(4), dims<1>(-1))), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[2], [4], [-1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, packed_shape<1>{2}, packed_shape<1>{4}, packed_shape<1>{-1})), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[2], [4], [-1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[0].[[-1],[1],[5]]: '*' on (5,)") {
   const auto x = iota_dynamic<float, 1>({5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, dims<1>(-1), dims<1>(1), dims<1>(5))), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[-1], [1], [5]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, packed_shape<1>{-1}, packed_shape<1>{1}, packed_shape<1>{5})), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[-1], [1], [5]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[0].[[-1,2],[1],[5]]: '*' on (5,)") {
   const auto x = iota_dynamic<float, 1>({5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, dims<2>(-1, 2), dims<1>(1), dims<1>(5))), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[-1, 2], [1], [5]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, packed_shape<2>{-1, 2}, packed_shape<1>{1}, packed_shape<1>{5})), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[-1, 2], [1], [5]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[0].[[2,2],[2],[5,-1]]: '*' on (5,)") {
   const auto x = iota_dynamic<float, 1>({5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, dims<2>(2, 2), dims<1>(2), dims<2>(5, -1))), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[2, 2], [2], [5, -1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, packed_shape<2>{2, 2}, packed_shape<1>{2}, packed_shape<2>{5, -1})), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[2, 2], [2], [5, -1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[0].[[2,1],[1],[3,-1]]: '*' on (5,)") {
   const auto x = iota_dynamic<float, 1>({5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, dims<2>(2, 1), dims<1>(1), dims<2>(3, -1))), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[2, 1], [1], [3, -1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, packed_shape<2>{2, 1}, packed_shape<1>{1}, packed_shape<2>{3, -1})), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[2, 1], [1], [3, -1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[0].[[2,1],[3,-1],[1]]: '*' on (5,)") {
   const auto x = iota_dynamic<float, 1>({5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, dims<2>(2, 1), dims<2>(3, -1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[2, 1], [3, -1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, packed_shape<2>{2, 1}, packed_shape<2>{3, -1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[2, 1], [3, -1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[0].[[3,-1],[2,1],[1]]: '*' on (5,)") {
   const auto x = iota_dynamic<float, 1>({5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, dims<2>(3, -1), dims<2>(2, 1), dims<1>(1))), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[3, -1], [2, 1], [1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, packed_shape<2>{3, -1}, packed_shape<2>{2, 1}, packed_shape<1>{1})), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[3, -1], [2, 1], [1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[0].[[2,3]]: '*' on (5,)") {
   const auto x = iota_dynamic<float, 1>({5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, dims<2>(2, 3))), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[2, 3]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, packed_shape<2>{2, 3})), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[2, 3]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[0].[[1],[5]]: '*' on (5,)") {
   const auto x = iota_dynamic<float, 1>({5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, dims<1>(1), dims<1>(5))), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[1], [5]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, packed_shape<1>{1}, packed_shape<1>{5})), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[1], [5]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[0].[[1],[5],[-1]]: '*' on (5,)") {
   const auto x = iota_dynamic<float, 1>({5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, dims<1>(1), dims<1>(5), dims<1>(-1))), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[1], [5], [-1]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, packed_shape<1>{1}, packed_shape<1>{5}, packed_shape<1>{-1})), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[1], [5], [-1]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[0].[[1],[2,3]]: '*' on (5,)") {
   const auto x = iota_dynamic<float, 1>({5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, dims<1>(1), dims<2>(2, 3))), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[1], [2, 3]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, packed_shape<1>{1}, packed_shape<2>{2, 3})), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[1], [2, 3]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack_error[0].[[1],[5],[-1,2]]: '*' on (5,)") {
   const auto x = iota_dynamic<float, 1>({5});
-  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, dims<1>(1), dims<1>(5), dims<2>(-1, 2))), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[1], [5], [-1, 2]]"), pattern_error);
+  CHECK_THROWS_WITH_AS((void)(unpack<"*">(x, packed_shape<1>{1}, packed_shape<1>{5}, packed_shape<2>{-1, 2})), doctest::Contains("Error during unpack(..., \"*\"): could not split axis of size 5 into requested [[1], [5], [-1, 2]]"), pattern_error);
 }
 
 TEST_CASE("packing.unpack[1].[[2],[1],[2]]: '* seven' on (5, 7)") {
@@ -346,7 +346,7 @@ TEST_CASE("packing.unpack[1].[[2],[1],[2]]: '* seven' on (5, 7)") {
 
 TEST_CASE("packing.unpack[1].[[2],[1],[-1]]: '* seven' on (5, 7)") {
   const auto x = iota<float, extents<5, 7>>();
-  const auto [p, q, r] = unpack<"* seven">(x, extents<2>{}, extents<1>{}, dims<1>(-1));
+  const auto [p, q, r] = unpack<"* seven">(x, extents<2>{}, extents<1>{}, packed_shape<1>{-1});
   check_golden(p, "packing", "unpack1_1_0");
   check_golden(q, "packing", "unpack1_1_1");
   check_golden(r, "packing", "unpack1_1_2");
@@ -357,7 +357,7 @@ TEST_CASE("packing.unpack[1].[[2],[1],[-1]]: '* seven' on (5, 7)") {
 
 TEST_CASE("packing.unpack[1].[[2],[-1],[2]]: '* seven' on (5, 7)") {
   const auto x = iota<float, extents<5, 7>>();
-  const auto [p, q, r] = unpack<"* seven">(x, extents<2>{}, dims<1>(-1), extents<2>{});
+  const auto [p, q, r] = unpack<"* seven">(x, extents<2>{}, packed_shape<1>{-1}, extents<2>{});
   check_golden(p, "packing", "unpack1_2_0");
   check_golden(q, "packing", "unpack1_2_1");
   check_golden(r, "packing", "unpack1_2_2");
@@ -368,7 +368,7 @@ TEST_CASE("packing.unpack[1].[[2],[-1],[2]]: '* seven' on (5, 7)") {
 
 TEST_CASE("packing.unpack[1].[[-1],[1],[2]]: '* seven' on (5, 7)") {
   const auto x = iota<float, extents<5, 7>>();
-  const auto [p, q, r] = unpack<"* seven">(x, dims<1>(-1), extents<1>{}, extents<2>{});
+  const auto [p, q, r] = unpack<"* seven">(x, packed_shape<1>{-1}, extents<1>{}, extents<2>{});
   check_golden(p, "packing", "unpack1_3_0");
   check_golden(q, "packing", "unpack1_3_1");
   check_golden(r, "packing", "unpack1_3_2");
