@@ -34,6 +34,7 @@
 #include "einlm/core/simd.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/exec/common.hpp"
+#include "einlm/exec/transpose.hpp"
 #include "einlm/expr/expression.hpp"
 
 namespace einlm {
@@ -87,6 +88,8 @@ class cpu_executor {
   // Rows are cut into pieces of at most this many elements so that two long rows still keep
   // every thread busy; a multiple of the packet width.
   static constexpr index_t piece = 1 << 14;
+  // Side of the square tiles of transposing copies (32 × 32 × 4 bytes = 4 KiB read, 4 KiB written).
+  static constexpr index_t tile = 32;
 
   template <class DstV, class X>
   void run(const DstV& dst, const X& x) {
@@ -109,19 +112,47 @@ class cpu_executor {
         case detail::schedule::rows: {
           const index_t inner = dst.extent(R - 1);
           const index_t rows = n / inner;
-          const index_t per_row = (inner + piece - 1) / piece;
           const auto outer = subrange<0, R - 1>(dst.extents());
-          parallel(team, rows * per_row, [&](index_t u) {
-            const index_t row = u / per_row, p = u % per_row;
+          // Long rows are cut into pieces (shorter when there are few rows, so that every thread
+          // works); short rows are grouped, so that a unit of work walks consecutive rows without
+          // recomputing their indices.
+          index_t row_piece = piece;
+          while (rows * ((inner + row_piece - 1) / row_piece) < 4 * team && row_piece > 2048) row_piece /= 2;
+          const index_t per_row = (inner + row_piece - 1) / row_piece;
+          const index_t rows_per_unit = per_row > 1 ? 1 : std::max<index_t>(1, piece / std::max<index_t>(inner, 1));
+          const index_t units = per_row > 1 ? rows * per_row : (rows + rows_per_unit - 1) / rows_per_unit;
+          parallel(team, units, [&](index_t u) {
+            const index_t first_row = per_row > 1 ? u / per_row : u * rows_per_unit;
+            const index_t p = per_row > 1 ? u % per_row : 0;
+            const index_t last_row = per_row > 1 ? first_row + 1 : std::min(rows, first_row + rows_per_unit);
             index_array<R> idx{};
-            const auto o = detail::unravel<R - 1>(row, outer);
+            const auto o = detail::unravel<R - 1>(first_row, outer);
             for (std::size_t r = 0; r + 1 < R; ++r) idx[r] = o[r];
-            T* out = &dst(idx);
-            run_span(out, x.row(idx, false), p * piece, std::min(inner, (p + 1) * piece));
+            const index_t begin = p * row_piece, end = std::min(inner, begin + row_piece);
+            for (index_t row = first_row; row < last_row; ++row) {
+              T* out = &dst(idx);
+              bool done = false;
+              if constexpr (requires { x.store_row(idx, begin, end, out); }) done = x.store_row(idx, begin, end, out);
+              if (!done) run_span(out, x.row(idx, false), begin, end);
+              for (std::size_t r = R - 1; r-- > 0;) {
+                if (++idx[r] < dst.extent(r)) break;
+                idx[r] = 0;
+              }
+            }
           });
           break;
         }
         case detail::schedule::indexed: {
+          if constexpr (R >= 2) {
+            // A transposing copy: the source's contiguous axis is not the output's last axis.
+            // Walk 32×32 tiles of those two axes so that both read and written lines stay in cache.
+            const int p = x.contiguous_axis();
+            if (p >= 0 && p < static_cast<int>(R) - 1 && dst.extent(static_cast<std::size_t>(p)) > 1 &&
+                dst.extent(R - 1) > 1) {
+              if (!detail::copy_strided_source(dst, x, p, team)) run_tiled(dst, x, static_cast<std::size_t>(p), team);
+              break;
+            }
+          }
           const index_t pieces = (n + piece - 1) / piece;
           parallel(team, pieces, [&](index_t p) {
             const index_t begin = p * piece, end = std::min(n, begin + piece);
@@ -138,6 +169,38 @@ class cpu_executor {
         }
       }
     }
+  }
+
+  // dst ← x over tiles of (axis p, last axis); the other axes enumerate the tiles' planes.
+  template <class DstV, class X>
+  static void run_tiled(const DstV& dst, const X& x, std::size_t p, int team) {
+    constexpr std::size_t R = X::extents_type::rank();
+    using T = typename DstV::value_type;
+    index_array<R> plane_extents = to_array(dst.extents());
+    const index_t np = plane_extents[p], nl = plane_extents[R - 1];
+    plane_extents[p] = 1;
+    plane_extents[R - 1] = 1;
+    index_t planes = 1;
+    for (auto e : plane_extents) planes *= e;
+    const index_t tp = (np + tile - 1) / tile, tl = (nl + tile - 1) / tile;
+    parallel(team, planes * tp * tl, [&](index_t u) {
+      index_t plane = u / (tp * tl);
+      const index_t t = u % (tp * tl);
+      index_array<R> idx{};
+      for (std::size_t r = R; r-- > 0;) {
+        idx[r] = plane % plane_extents[r];
+        plane /= plane_extents[r];
+      }
+      const index_t p0 = (t / tl) * tile, l0 = (t % tl) * tile;
+      const index_t p1 = std::min(np, p0 + tile), l1 = std::min(nl, l0 + tile);
+      for (index_t i = p0; i < p1; ++i) {
+        idx[p] = i;
+        for (index_t j = l0; j < l1; ++j) {
+          idx[R - 1] = j;
+          dst(idx) = convert<T>(x.at(idx));
+        }
+      }
+    });
   }
 
   // out[j] ← cur[j] for j in [begin, end): packets of 8, then single elements.

@@ -110,6 +110,17 @@ class broadcast_node : public expression_base {
   void for_each_leaf(F&& f) const {
     x_.for_each_leaf(f);
   }
+  /// Forwards a child's store_row (see reduce_node) when nothing is broadcast.
+  template <class T>
+  bool store_row(const index_array<R>& idx, index_t begin, index_t end, T* out) const {
+    if constexpr (X::R == R && requires { x_.store_row(idx, begin, end, out); }) {
+      if (mask_ == 0) return x_.store_row(idx, begin, end, out);
+    }
+    return false;
+  }
+  const X& child() const { return x_; }
+  /// Bit k: axis k of the child is broadcast.
+  unsigned mask() const { return mask_; }
 
  private:
   X x_;

@@ -208,8 +208,9 @@ class array_leaf : public expression_base {
   }
   /// The axis along which consecutive elements are adjacent in memory (the last such), or −1.
   int contiguous_axis() const {
-    for (std::size_t r = R; r-- > 0;)
-      if (map_.stride(r) == 1 && map_.extents().extent(r) > 1) return static_cast<int>(r);
+    if constexpr (R > 0)
+      for (std::size_t r = R; r-- > 0;)
+        if (map_.stride(r) == 1 && map_.extents().extent(r) > 1) return static_cast<int>(r);
     return -1;
   }
   template <class F>

@@ -183,6 +183,8 @@ class rearranged_array : public expression_base {
 
   /// True when the result is an ordinary strided view of the array's memory.
   bool is_strided() const { return strided_; }
+  /// The strides of that view (valid when is_strided()).
+  const index_array<R>& strides() const { return out_strides_; }
   /// The result as a view (no copy); shape_error when no single stride per dimension exists.
   view<T, E, layout_strided, S> to_view() const {
     if (!strided_)

@@ -10,6 +10,7 @@
 // (NaN propagates); any and all give bool.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <type_traits>
@@ -221,6 +222,57 @@ class reduce_node : public expression_base {
   void for_each_leaf(F&& f) const {
     x_.for_each_leaf(f);
   }
+  /// Output positions [begin, end) of the row starting at idx, written to out, when the output's
+  /// rows are the child's rows: the reduced axes are walked outermost, so that the child is read
+  /// row after row (contiguous), into accumulators for a block of the row. False (nothing
+  /// written) in the other modes. Host only.
+  template <class T>
+  bool store_row(const index_array<R>& idx, index_t begin, index_t end, T* out) const {
+    if (!outer_rows_) return false;
+#if EINLM_HAS_PACKETS
+    using P = simd::packet<accumulate_type>;
+    // Accumulators for up to 16 KiB of the row: long contiguous reads per input row keep the
+    // hardware prefetchers streaming.
+    constexpr index_t block = 4096 / static_cast<index_t>(sizeof(accumulate_type)) / simd::width * simd::width;
+    P acc[block / simd::width];
+    index_t el[pattern::max_elementary] = {};
+    map_.decompose(idx, el);
+    for (index_t b = begin; b < end; b += block) {
+      const index_t n = std::min(block, end - b), full = n / simd::width * simd::width;
+      for (auto& a : acc) a = P(Op::template init<accumulate_type>());
+      accumulate_type tail[simd::width];
+      for (auto& t : tail) t = Op::template init<accumulate_type>();
+      index_t red[pattern::max_elementary] = {};
+      for (int k = 0; k < n_reduced_; ++k) red[k] = 0;
+      while (true) {
+        for (int k = 0; k < n_reduced_; ++k) el[reduced_[k]] = red[k];
+        const auto c = x_.row(map_.compose<X::R>(el), false);
+        for (index_t j = 0; j < full; j += simd::width)
+          acc[j / simd::width] = Op::combine(acc[j / simd::width],
+                                             simd::convert_packet<accumulate_type>(c.template load<packet_kind>(b + j)));
+        for (index_t j = full; j < n; ++j)
+          tail[j - full] = Op::combine(tail[j - full], convert<accumulate_type>(c.template load<scalar_kind>(b + j)));
+        int k = n_reduced_ - 1;
+        for (; k >= 0; --k) {
+          if (++red[k] < map_.length[reduced_[k]]) break;
+          red[k] = 0;
+        }
+        if (k < 0) break;
+      }
+      for (index_t j = 0; j < full; j += simd::width)
+        simd::store(out + b + j, simd::convert_packet<compute_type>(Op::finish(acc[j / simd::width], count_)));
+      for (index_t j = full; j < n; ++j) out[b + j] = convert<T>(convert<compute_type>(Op::finish(tail[j - full], count_)));
+    }
+    return true;
+#else
+    (void)idx;
+    (void)begin;
+    (void)end;
+    (void)out;
+    return false;
+#endif
+  }
+
   /// True when each output element reduces a run that is contiguous in the child (the CUDA
   /// executor then reduces each output element with a whole thread block).
   bool reduces_inner_run() const { return inner_run_ >= 0; }
@@ -253,9 +305,18 @@ class reduce_node : public expression_base {
           using P = simd::packet<accumulate_type>;
           index_t t = 0;
           if (run >= simd::width) {
-            P p(Op::template init<accumulate_type>());
+            // Four independent accumulators, so that the additions' latency overlaps.
+            const P init(Op::template init<accumulate_type>());
+            P p0 = init, p1 = init, p2 = init, p3 = init;
+            for (; t + 4 * simd::width <= run; t += 4 * simd::width) {
+              p0 = Op::combine(p0, simd::convert_packet<accumulate_type>(c.template load<packet_kind>(t)));
+              p1 = Op::combine(p1, simd::convert_packet<accumulate_type>(c.template load<packet_kind>(t + simd::width)));
+              p2 = Op::combine(p2, simd::convert_packet<accumulate_type>(c.template load<packet_kind>(t + 2 * simd::width)));
+              p3 = Op::combine(p3, simd::convert_packet<accumulate_type>(c.template load<packet_kind>(t + 3 * simd::width)));
+            }
             for (; t + simd::width <= run; t += simd::width)
-              p = Op::combine(p, simd::convert_packet<accumulate_type>(c.template load<packet_kind>(t)));
+              p0 = Op::combine(p0, simd::convert_packet<accumulate_type>(c.template load<packet_kind>(t)));
+            const P p = Op::combine(Op::combine(p0, p1), Op::combine(p2, p3));
             for (int l = 0; l < simd::width; ++l) acc = Op::combine(acc, p[l]);
           }
           for (; t < run; ++t) acc = Op::combine(acc, convert<accumulate_type>(c.template load<scalar_kind>(t)));

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Runs einlm's einops benchmark and the same operations in NumPy and PyTorch, in one job.
+
+Usage: benchmarks/einops_peers.py BUILD_DIR [--threads N]
+
+einlm: BUILD_DIR/benchmarks/bench_einops (Google Benchmark, bytes_per_second counters).
+NumPy: np.ascontiguousarray(x.transpose(...)) and x.sum(axis) — NumPy's transposing copy is
+single-threaded; PyTorch: x.permute(...).contiguous() and x.sum(dim) with torch.set_num_threads(N).
+Each peer takes the best of 10 runs after 2 warm-ups. Bandwidth counts bytes read plus written,
+as the C++ benchmark does. Prints one table with einlm's rate and the ratios to each peer
+(goals: transposes ≥ 2× NumPy and ≥ 1× PyTorch).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def best_time(f, runs=10, warmup=2):
+    for _ in range(warmup):
+        f()
+    best = float("inf")
+    for _ in range(runs):
+        t = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("build")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+
+    n = 4096
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    x4 = np.random.default_rng(1).random((16, 16, n // 16, n // 16), dtype=np.float32)
+    nbytes = a.nbytes
+
+    cases = {
+        "transpose_2d": ("rearrange 'a b -> b a'", 2 * nbytes,
+                         lambda: np.ascontiguousarray(a.T), None),
+        "heads_swap": ("rearrange 'b h s d -> b s h d'", 2 * nbytes,
+                       lambda: np.ascontiguousarray(x4.transpose(0, 2, 1, 3)), None),
+        "reduce_last": ("reduce 'a b -> a' sum", nbytes, lambda: a.sum(axis=1), None),
+        "reduce_first": ("reduce 'a b -> b' sum", nbytes, lambda: a.sum(axis=0), None),
+    }
+    try:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        ta, tx4 = torch.from_numpy(a), torch.from_numpy(x4)
+        torch_ops = {
+            "transpose_2d": lambda: ta.t().contiguous(),
+            "heads_swap": lambda: tx4.permute(0, 2, 1, 3).contiguous(),
+            "reduce_last": lambda: ta.sum(dim=1),
+            "reduce_first": lambda: ta.sum(dim=0),
+        }
+        torch_version = torch.__version__
+    except ImportError:
+        torch_ops, torch_version = {}, None
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    report = os.path.join(args.build, "bench_einops.json")
+    subprocess.run([os.path.join(args.build, "benchmarks", "bench_einops"), "--benchmark_min_time=0.5",
+                    f"--benchmark_out={report}", "--benchmark_out_format=json"],
+                   stdout=subprocess.DEVNULL, env=env, check=True)
+    with open(report) as f:
+        ours = {b["name"].split("/")[0]: b["bytes_per_second"] for b in json.load(f)["benchmarks"]}
+
+    print(f"einops on {args.threads} threads: einlm vs NumPy {np.__version__}"
+          + (f" and PyTorch {torch_version}" if torch_version else " (PyTorch not installed)"))
+    print(f"{'operation':34} {'einlm GB/s':>11} {'NumPy GB/s':>11} {'vs NumPy':>9} {'torch GB/s':>11} {'vs torch':>9}")
+    for key, (label, moved, numpy_op, _) in cases.items():
+        g_ours = ours[key] / 1e9
+        g_np = moved / best_time(numpy_op) / 1e9
+        line = f"{label:34} {g_ours:11.2f} {g_np:11.2f} {g_ours / g_np:8.2f}x"
+        if key in torch_ops:
+            g_t = moved / best_time(torch_ops[key]) / 1e9
+            line += f" {g_t:11.2f} {g_ours / g_t:8.2f}x"
+        print(line)
+    mem = ours.get("memcpy_parallel")
+    if mem:
+        print(f"{'memcpy (parallel), same run':34} {mem / 1e9:11.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
