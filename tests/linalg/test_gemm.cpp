@@ -83,6 +83,40 @@ TEST_CASE("output casts: float inputs to bf16, fp16 and double; double to float;
   }
 }
 
+TEST_CASE("every micro-kernel of this build: the packets', and those chosen at run time") {
+  // gemm_backend::own runs the widest kernel the CPU has; each is checked here directly.
+  const auto run_with = [](auto tiles, const auto& p, const char* what) {
+    using P = std::remove_cvref_t<decltype(p)>;
+    using In = std::remove_cv_t<std::remove_reference_t<decltype(*p.a.ref.data)>>;
+    using Out = std::remove_cv_t<std::remove_reference_t<decltype(*p.c.ref.data)>>;
+    static_assert(std::is_same_v<P, gemm_problem<In, Out>>);
+    auto out = p.initial_output();
+    detail::cpu_gemm_own<In, Out, decltype(tiles)>(matrix_ref<const In>(p.a.ref), matrix_ref<const In>(p.b.ref),
+                                                     p.c.template on<Out>(out.data()), p.ep, 2)
+        .run();
+    p.check(out, what);
+  };
+  std::uint64_t seed = 500;
+  for (const auto& c : test::standard_cases()) {
+    const gemm_problem<float, float> pf(c, seed++);
+    const gemm_problem<double, double> pd(c, seed++);
+    run_with(detail::cpu_gemm_tiles<float>{}, pf, "packet kernel, float");
+    run_with(detail::cpu_gemm_tiles<double>{}, pd, "packet kernel, double");
+#if EINLM_HAS_PACKETS && defined(__x86_64__) && !defined(__AVX512F__)
+    if (detail::cpu_gemm_vector_bytes() == 64) {
+      run_with(detail::cpu_gemm_tiles_x86<float, 64>{}, pf, "AVX-512 kernel, float");
+      run_with(detail::cpu_gemm_tiles_x86<double, 64>{}, pd, "AVX-512 kernel, double");
+    }
+#if !(defined(__AVX2__) && defined(__FMA__))
+    if (detail::cpu_gemm_vector_bytes() >= 32) {
+      run_with(detail::cpu_gemm_tiles_x86<float, 32>{}, pf, "AVX2 kernel, float");
+      run_with(detail::cpu_gemm_tiles_x86<double, 32>{}, pd, "AVX2 kernel, double");
+    }
+#endif
+#endif
+  }
+}
+
 TEST_CASE("large problems: several K panels, several row blocks and column groups, both threads") {
   gemm_case c;
   c.batch = 1;

@@ -13,8 +13,9 @@
 //          one conversion per reuse of a panel), and a register-blocked MR×NR micro-kernel on
 //          simd::packet runs over them (12×32 floats with AVX-512, 6×16 with AVX2, 6×8 with SSE2;
 //          4×4 scalars in nvcc translation units, which have no packets). The epilogue is applied
-//          when the last K panel of a tile is stored. Threads (OpenMP): over the batch when it has
-//          at least as many matrices as threads, otherwise over MC-row blocks and column groups.
+//          when the last K panel of a tile is stored. Threads (OpenMP): each takes independent
+//          blocks of C — whole matrices of the batch, or row (column) ranges of one matrix — with
+//          its own packed panels, so no thread waits for another.
 //
 // Threads: BLAS brings its own thread pool (OpenBLAS: OPENBLAS_NUM_THREADS); the own kernel and
 // the epilogue pass use OpenMP (options.threads, else OMP_NUM_THREADS). Calling gemm from inside a
@@ -96,7 +97,8 @@ struct cpu_vec {
 #endif
 };
 
-/// Tile sizes of the own CPU kernel for accumulator type Acc (see the file comment).
+/// Tile sizes of the own CPU kernel for accumulator type Acc on this translation unit's packets
+/// (see the file comment); its micro-kernel is micro_kernel<MR, NV>.
 template <class Acc>
 struct cpu_gemm_tiles {
   static constexpr int W = cpu_vec<Acc>::width;
@@ -106,8 +108,9 @@ struct cpu_gemm_tiles {
   /// Rows of a micro-tile: 2·MR accumulator registers of 32 (AVX-512) or 16 (others).
   static constexpr int MR = EINLM_HAS_PACKETS ? (cpu_vec<Acc>::native_bytes == 64 ? 12 : 6) : 4;
   static constexpr index_t KC = 256;
-  static constexpr index_t MC = MR * (cpu_vec<Acc>::native_bytes == 64 ? 12 : 24);
+  static constexpr index_t MC = MR * 12;
   static constexpr index_t NC = NR * (4096 / NR);
+  static void kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile);
 };
 
 inline int gemm_threads(const gemm_options& options) {
@@ -284,13 +287,99 @@ void micro_kernel(index_t kc, const Acc* EINLM_RESTRICT a, const Acc* EINLM_REST
   }
 }
 
-/// The own kernel for one matrix of the batch, or for all of them: see gemm_own_cpu.
-template <class In, class Out>
+template <class Acc>
+void cpu_gemm_tiles<Acc>::kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile) {
+  micro_kernel<MR, NV>(kc, a, b, tile);
+}
+
+#if EINLM_HAS_PACKETS && defined(__x86_64__) && !defined(__AVX512F__)
+// Builds for an x86-64 below AVX-512 (the default -march=x86-64 has 16-byte SSE2 vectors and no
+// FMA) also carry micro-kernels for AVX-512 and AVX2+FMA, chosen at run time from the CPU (as
+// BLAS libraries do); packing and the epilogue stay on the build's packets.
+
+/// The micro-kernel on GNU vectors of Bytes bytes; always inlined into the target-specific
+/// wrappers below, so that it is compiled with their instruction sets.
+template <int Bytes, int MR, int NR, class Acc>
+__attribute__((always_inline)) inline void micro_kernel_x86(index_t kc, const Acc* EINLM_RESTRICT a,
+                                                           const Acc* EINLM_RESTRICT b, Acc* EINLM_RESTRICT tile) {
+  typedef Acc vec __attribute__((vector_size(Bytes)));
+  constexpr int W = Bytes / static_cast<int>(sizeof(Acc)), NV = NR / W;
+  vec acc[MR][NV];
+  EINLM_UNROLL
+  for (int r = 0; r < MR; ++r) {
+    EINLM_UNROLL
+    for (int v = 0; v < NV; ++v) acc[r][v] = vec{};
+  }
+  for (index_t k = 0; k < kc; ++k) {
+    vec bv[NV];
+    EINLM_UNROLL
+    for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b + v * W, sizeof(vec));
+    EINLM_UNROLL
+    for (int r = 0; r < MR; ++r) {
+      const vec av = a[r] - vec{};  // a broadcast (x − 0 is x for every x, so it folds away)
+      EINLM_UNROLL
+      for (int v = 0; v < NV; ++v) acc[r][v] += av * bv[v];
+    }
+    a += MR;
+    b += NR;
+  }
+  EINLM_UNROLL
+  for (int r = 0; r < MR; ++r) {
+    EINLM_UNROLL
+    for (int v = 0; v < NV; ++v) std::memcpy(tile + r * NR + v * W, &acc[r][v], sizeof(vec));
+  }
+}
+
+/// Tiles for 64-byte vectors (AVX-512: 24 of 32 registers accumulate) and 32-byte ones (AVX2:
+/// 12 of 16).
+template <class Acc, int Bytes>
+struct cpu_gemm_tiles_x86 {
+  static constexpr int NR = 2 * Bytes / static_cast<int>(sizeof(Acc));  // two registers per row
+  static constexpr int MR = Bytes == 64 ? 12 : 6;
+  static constexpr index_t KC = 256;
+  static constexpr index_t MC = MR * 12;
+  static constexpr index_t NC = NR * (4096 / NR);
+  static void kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile);
+};
+
+template <class Acc>
+__attribute__((target("avx512f,fma"))) void micro_kernel_avx512(index_t kc, const Acc* a, const Acc* b, Acc* tile) {
+  micro_kernel_x86<64, cpu_gemm_tiles_x86<Acc, 64>::MR, cpu_gemm_tiles_x86<Acc, 64>::NR>(kc, a, b, tile);
+}
+template <class Acc>
+__attribute__((target("avx2,fma"))) void micro_kernel_avx2(index_t kc, const Acc* a, const Acc* b, Acc* tile) {
+  micro_kernel_x86<32, cpu_gemm_tiles_x86<Acc, 32>::MR, cpu_gemm_tiles_x86<Acc, 32>::NR>(kc, a, b, tile);
+}
+template <class Acc, int Bytes>
+void cpu_gemm_tiles_x86<Acc, Bytes>::kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile) {
+  if constexpr (Bytes == 64) micro_kernel_avx512(kc, a, b, tile);
+  else micro_kernel_avx2(kc, a, b, tile);
+}
+
+/// The widest vectors this CPU runs (64, 32) when wider than the build's, else 0.
+inline int cpu_gemm_vector_bytes() {
+  static const int bytes = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return 64;
+#if !(defined(__AVX2__) && defined(__FMA__))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 32;
+#endif
+    return 0;
+  }();
+  return bytes;
+}
+#endif
+
+/// The own kernel. Work is cut into independent blocks of C, one per thread or more (whole
+/// matrices of the batch, or row / column ranges of one matrix); each thread runs the blocked
+/// loops serially on its blocks with its own packed panels, so no thread ever waits for another
+/// (a team member descheduled on a busy machine delays only its own block).
+template <class In, class Out, class Tiles = cpu_gemm_tiles<gemm_acc_t<In>>>
 class cpu_gemm_own {
  public:
   using Acc = gemm_acc_t<In>;
-  using tiles = cpu_gemm_tiles<Acc>;
-  static constexpr int MR = tiles::MR, NR = tiles::NR, NV = tiles::NV;
+  using tiles = Tiles;
+  static constexpr int MR = tiles::MR, NR = tiles::NR;
 
   cpu_gemm_own(const matrix_ref<const In>& a, const matrix_ref<const In>& b, const matrix_ref<Out>& c,
                const epilogue<Out>& ep, int threads)
@@ -298,8 +387,6 @@ class cpu_gemm_own {
     M_ = c.rows;
     N_ = c.cols;
     K_ = a.cols;
-    kc_max_ = std::min<index_t>(tiles::KC, K_);
-    nc_max_ = std::min<index_t>(tiles::NC, round_up(N_, NR));
     // Partial sums of several K panels live in C itself when it holds Acc contiguously.
     partial_in_c_ = std::is_same_v<Out, Acc> && c.col_stride == 1;
   }
@@ -307,38 +394,36 @@ class cpu_gemm_own {
   void run() {
     if (M_ == 0 || N_ == 0 || c_.batch == 0) return;
     if (K_ == 0) return run_empty_k();
-    const double flops = 2.0 * static_cast<double>(M_) * static_cast<double>(N_) * static_cast<double>(K_);
-    const int team = flops * static_cast<double>(c_.batch) < 2e6 ? 1 : threads_;
-    if (team > 1 && c_.batch >= team) {
-      // Whole matrices per thread, each with its own workspace.
-      std::vector<workspace> ws;
-      for (int t = 0; t < team; ++t) ws.emplace_back(*this, 1);
-      gemm_parallel(team, c_.batch, [&](index_t b) { one_matrix(b, ws[static_cast<std::size_t>(thread_index())], 1); });
-    } else {
-      workspace w(*this, team);
-      for (index_t b = 0; b < c_.batch; ++b) one_matrix(b, w, team);
-    }
+    const double flops = 2.0 * static_cast<double>(M_) * static_cast<double>(N_) * static_cast<double>(K_) *
+                         static_cast<double>(c_.batch);
+    const int team = flops < 4e6 ? 1 : threads_;
+    // Blocks per matrix: enough for every thread, cut along the longer side of C in whole
+    // micro-tiles (the other operand's panels are then packed once per block: a small cost next
+    // to a block's arithmetic).
+    const index_t per_matrix = c_.batch >= team ? 1 : (team + c_.batch - 1) / c_.batch;
+    const bool by_rows = M_ / MR >= N_ / NR;
+    const index_t unit = by_rows ? MR : NR, extent = by_rows ? M_ : N_;
+    const index_t steps = (extent + unit - 1) / unit;
+    const index_t blocks = std::min<index_t>(per_matrix, steps);
+    std::vector<workspace> ws(static_cast<std::size_t>(team));
+    gemm_parallel(team, c_.batch * blocks, [&](index_t u) {
+      const index_t b = u / blocks, k = u % blocks;
+      const index_t lo = std::min(extent, steps * k / blocks * unit), hi = std::min(extent, steps * (k + 1) / blocks * unit);
+      workspace& w = ws[static_cast<std::size_t>(team > 1 ? thread_index() : 0)];
+      if (by_rows) one_block(b, lo, hi, 0, N_, w);
+      else one_block(b, 0, M_, lo, hi, w);
+    });
   }
 
  private:
   static index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
 
+  /// One thread's packed panels and buffers, allocated on first use.
   struct workspace {
-    buffer<Acc, host> bp;                     // packed B panel: KC × nc
-    std::vector<buffer<Acc, host>> ap;        // per thread: packed A block, MC × KC
-    std::vector<buffer<Acc, host>> tile;      // per thread: one MR × NR tile
-    std::vector<index_t> packed;              // per thread: which (panel, row block) ap holds
-    buffer<Acc, host> partial;                // M × nc partial sums when they cannot live in C
-    index_t panel = 0;                        // counts the K × N panels packed so far
-    workspace(const cpu_gemm_own& g, int team)
-        : bp(static_cast<std::size_t>(g.kc_max_ * g.nc_max_)),
-          packed(static_cast<std::size_t>(team), -1),
-          partial(g.K_ > tiles::KC && !g.partial_in_c_ ? static_cast<std::size_t>(g.M_ * g.nc_max_) : 0) {
-      for (int t = 0; t < team; ++t) {
-        ap.emplace_back(static_cast<std::size_t>(std::min<index_t>(tiles::MC, round_up(g.M_, MR)) * g.kc_max_));
-        tile.emplace_back(static_cast<std::size_t>(MR * NR));
-      }
-    }
+    buffer<Acc, host> bp;       // packed B panel: KC × NC
+    buffer<Acc, host> ap;       // packed A block: MC × KC
+    buffer<Acc, host> tile;     // one MR × NR tile
+    buffer<Acc, host> partial;  // block rows × NC partial sums, when they cannot live in C
   };
 
   static int thread_index() {
@@ -349,62 +434,50 @@ class cpu_gemm_own {
 #endif
   }
 
-  void one_matrix(index_t b, workspace& w, int team) {
+  template <class T>
+  static T* sized(buffer<T, host>& b, index_t n) {
+    if (static_cast<index_t>(b.size()) < n) b = buffer<T, host>(static_cast<std::size_t>(n));
+    return b.data();
+  }
+
+  /// C[b, i0:i1, j0:j1] on the calling thread: the BLIS loops jc (NC) → pc (KC, pack B) →
+  /// ic (MC, pack A) → jr (NR) → ir (MR, micro-kernel, store through the epilogue).
+  void one_block(index_t b, index_t i0, index_t i1, index_t j0, index_t j1, workspace& w) {
     const index_t ba = a_.batch == 1 ? 0 : b, bb = b_.batch == 1 ? 0 : b;
-    // Row blocks of at most MC rows, as many as a multiple of the team (balanced).
-    const index_t row_blocks = round_up((M_ + tiles::MC - 1) / tiles::MC, team);
-    const index_t mc = round_up((M_ + row_blocks - 1) / row_blocks, MR);
-    const index_t used_blocks = (M_ + mc - 1) / mc;
-    for (index_t jc = 0; jc < N_; jc += tiles::NC) {
-      const index_t nc = std::min<index_t>(tiles::NC, N_ - jc);
-      const index_t slivers = (nc + NR - 1) / NR;
-      // Column groups per row block, so that there are at least `team` units of work.
-      const index_t groups = std::min<index_t>(slivers, std::max<index_t>(1, (team + used_blocks - 1) / used_blocks));
+    const index_t rows = i1 - i0;
+    const index_t nc_max = std::min<index_t>(tiles::NC, round_up(j1 - j0, NR));
+    Acc* bp = sized(w.bp, std::min<index_t>(tiles::KC, K_) * nc_max);
+    Acc* ap = sized(w.ap, std::min<index_t>(tiles::MC, round_up(rows, MR)) * std::min<index_t>(tiles::KC, K_));
+    Acc* tile = sized(w.tile, MR * NR);
+    Acc* partial = K_ > tiles::KC && !partial_in_c_ ? sized(w.partial, rows * nc_max) : nullptr;
+    for (index_t jc = j0; jc < j1; jc += tiles::NC) {
+      const index_t nc = std::min<index_t>(tiles::NC, j1 - jc);
       for (index_t pc = 0; pc < K_; pc += tiles::KC) {
         const index_t kc = std::min<index_t>(tiles::KC, K_ - pc);
         const bool first = pc == 0, last = pc + kc == K_;
-        const index_t panel = w.panel++;
-        gemm_parallel(team, slivers, [&](index_t t) {
-          pack_b_sliver<NR>(w.bp.data() + t * kc * NR, b_, bb, pc, kc, jc + t * NR, std::min<index_t>(NR, nc - t * NR));
-        });
-        gemm_parallel(team, used_blocks * groups, [&](index_t u) {
-          const auto me = static_cast<std::size_t>(team > 1 ? thread_index() : 0);
-          const index_t blk = u / groups, grp = u % groups;
-          const index_t ic = blk * mc, m = std::min<index_t>(mc, M_ - ic);
-          Acc* ap = w.ap[me].data();
-          // Consecutive units of a thread share the row block when there are column groups.
-          const index_t key = panel * used_blocks + blk;
-          if (w.packed[me] != key) {
-            pack_a<MR>(ap, a_, ba, ic, m, pc, kc);
-            w.packed[me] = key;
-          }
-          const index_t s0 = slivers * grp / groups, s1 = slivers * (grp + 1) / groups;
-          Acc* tile = w.tile[me].data();
-          for (index_t s = s0; s < s1; ++s) {
-            const index_t j = s * NR, n = std::min<index_t>(NR, nc - j);
-            for (index_t ir = 0; ir < m; ir += MR) {
-              micro_kernel<MR, NV>(kc, ap + ir * kc, w.bp.data() + s * kc * NR, tile);
-              store_tile(tile, b, ic + ir, std::min<index_t>(MR, m - ir), jc, j, n, first, last, w);
+        for (index_t t = 0; t * NR < nc; ++t)
+          pack_b_sliver<NR>(bp + t * kc * NR, b_, bb, pc, kc, jc + t * NR, std::min<index_t>(NR, nc - t * NR));
+        for (index_t ic = i0; ic < i1; ic += tiles::MC) {
+          const index_t mc = std::min<index_t>(tiles::MC, i1 - ic);
+          pack_a<MR>(ap, a_, ba, ic, mc, pc, kc);
+          for (index_t jr = 0; jr < nc; jr += NR) {
+            const index_t n = std::min<index_t>(NR, nc - jr);
+            for (index_t ir = 0; ir < mc; ir += MR) {
+              tiles::kernel(kc, ap + ir * kc, bp + jr * kc, tile);
+              const index_t m = std::min<index_t>(MR, mc - ir);
+              for (index_t r = 0; r < m; ++r) {
+                const index_t i = ic + ir + r, j = jc + jr;
+                Acc* part = nullptr;
+                if (!(first && last)) {
+                  if constexpr (std::is_same_v<Out, Acc>) part = partial_in_c_ ? &c_(b, i, j) : nullptr;
+                  if (!part) part = partial + (i - i0) * nc_max + (j - jc);
+                }
+                epi_({b, i, j, n, tile + r * NR, 1, alpha_, first, first ? nullptr : part, last ? nullptr : part});
+              }
             }
           }
-        });
+        }
       }
-    }
-  }
-
-  void store_tile(const Acc* tile, index_t b, index_t i0, index_t rows, index_t jc, index_t j, index_t n, bool first,
-                  bool last, workspace& w) const {
-    for (index_t r = 0; r < rows; ++r) {
-      const index_t i = i0 + r;
-      Acc* part = nullptr;
-      if (!(first && last)) {
-        if constexpr (std::is_same_v<Out, Acc>) part = partial_in_c_ ? &c_(b, i, jc + j) : nullptr;
-        if (!part) part = w.partial.data() + i * nc_max_ + j;
-      }
-      typename cpu_epilogue<Acc, Out>::run run{b, i, jc + j, n, tile + r * NR, 1, alpha_,
-                                               first, first ? nullptr : part,
-                                               last ? nullptr : part};
-      epi_(run);
     }
   }
 
@@ -422,13 +495,23 @@ class cpu_gemm_own {
   cpu_epilogue<Acc, Out> epi_;
   Acc alpha_;
   int threads_;
-  index_t M_ = 0, N_ = 0, K_ = 0, kc_max_ = 0, nc_max_ = 0;
+  index_t M_ = 0, N_ = 0, K_ = 0;
   bool partial_in_c_ = false;
 };
 
 template <class In, class Out>
 void gemm_own_cpu(const matrix_ref<const In>& a, const matrix_ref<const In>& b, const matrix_ref<Out>& c,
                   const epilogue<Out>& ep, int threads) {
+#if EINLM_HAS_PACKETS && defined(__x86_64__) && !defined(__AVX512F__)
+  using Acc = gemm_acc_t<In>;
+  switch (cpu_gemm_vector_bytes()) {
+    case 64: return cpu_gemm_own<In, Out, cpu_gemm_tiles_x86<Acc, 64>>(a, b, c, ep, threads).run();
+#if !(defined(__AVX2__) && defined(__FMA__))
+    case 32: return cpu_gemm_own<In, Out, cpu_gemm_tiles_x86<Acc, 32>>(a, b, c, ep, threads).run();
+#endif
+    default: break;
+  }
+#endif
   cpu_gemm_own<In, Out>(a, b, c, ep, threads).run();
 }
 
