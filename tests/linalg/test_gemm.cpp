@@ -33,6 +33,13 @@ std::vector<Out> run_cpu(const gemm_problem<In, Out>& p, gemm_backend backend, i
   return out;
 }
 
+/// Fills a host tensor with numbers uniform in [lo, hi) from std::mt19937_64.
+template <class T>
+void fill_uniform(T& t, std::uint64_t seed, double lo, double hi) {
+  const auto v = test::random_values<double>(static_cast<std::size_t>(t.size()), lo, hi, seed);
+  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = convert<typename T::value_type>(v[static_cast<std::size_t>(i)]);
+}
+
 template <class In, class Out>
 void run_standard_cases(bool with_blas) {
   std::uint64_t seed = 1;
@@ -161,14 +168,10 @@ TEST_CASE("epilogue values equal the element-wise expressions'") {
   // bit: act(a·b + bias) + residual, evaluated by the expression engine.
   const index_t M = 9, N = 37;
   tensor<float, dims<2>> a(M, 1), b(1, N), bias2(1, N), res(M, N), c(M, N), want(M, N);
-  const auto fill = [](auto& t, std::uint64_t seed) {
-    const auto v = test::random_values<float>(static_cast<std::size_t>(t.size()), -4, 4, seed);
-    std::copy(v.begin(), v.end(), t.data());
-  };
-  fill(a, 1);
-  fill(b, 2);
-  fill(bias2, 3);
-  fill(res, 4);
+  fill_uniform(a, 1, -4, 4);
+  fill_uniform(b, 2, -4, 4);
+  fill_uniform(bias2, 3, -4, 4);
+  fill_uniform(res, 4, -4, 4);
   const auto bias = reshape(bias2, dims<1>(N));
   tensor<float, dims<2>> prod(M, N);
   for (index_t i = 0; i < M; ++i)
@@ -198,13 +201,9 @@ TEST_CASE("tensor interface: ranks 2 and 3, transposed views, static shapes") {
   tensor<float, extents<64, 48>> y;           // (S, F)
   // … fill x, w, b …
   // [end snippet]
-  const auto fill = [](auto& t, std::uint64_t seed) {
-    const auto v = test::random_values<float>(static_cast<std::size_t>(t.size()), -1, 1, seed);
-    std::copy(v.begin(), v.end(), t.data());
-  };
-  fill(x, 1);
-  fill(w, 2);
-  fill(b, 3);
+  fill_uniform(x, 1, -1, 1);
+  fill_uniform(w, 2, -1, 1);
+  fill_uniform(b, 3, -1, 1);
   // [snippet gemm-linear]
   gemm(x, transpose<1, 0>(w), y, {.bias = b, .act = activation::gelu});  // y = gelu(x·wᵀ + b)
   // [end snippet]

@@ -359,6 +359,27 @@ void check_gemm(const matrix_ref<const In>& a, const matrix_ref<const In>& b, co
   }
 }
 
+/// The operands of a GEMM after its checks, with canonical strides.
+template <class In, class Out>
+struct gemm_operands {
+  matrix_ref<const In> a, b;
+  matrix_ref<Out> c;
+};
+
+/// What gemm_cpu and gemm_cuda do first: the element types (at compile time), the sizes and
+/// strides (check_gemm), and canonical strides for axes of length 1.
+template <class TA, class TB, class Out>
+gemm_operands<std::remove_const_t<TA>, Out> prepare_gemm(const matrix_ref<TA>& a, const matrix_ref<TB>& b,
+                                                         const matrix_ref<Out>& c, const epilogue<Out>& ep) {
+  using In = std::remove_const_t<TA>;
+  static_assert(std::is_same_v<In, std::remove_const_t<TB>>, "gemm: A and B must have the same element type");
+  static_assert(is_gemm_input_v<In>, "gemm: inputs must be float, double, bf16 or fp16");
+  static_assert(is_gemm_input_v<Out> && !std::is_const_v<Out>, "gemm: the output must be float, double, bf16 or fp16");
+  const matrix_ref<const In> ac(a), bc(b);
+  check_gemm(ac, bc, c, ep, "gemm");
+  return {canonical(ac), canonical(bc), canonical(c)};
+}
+
 // ------------------------------------------------------------------ tensors and views
 
 template <class X>

@@ -122,17 +122,25 @@ inline int gemm_threads(const gemm_options& options) {
 #endif
 }
 
-/// Runs f(u) for u in [0, units) on `team` OpenMP threads (static schedule), or serially.
+/// Runs f(u) for u in [0, units) on `team` OpenMP threads, or serially. `dynamic`: units are
+/// handed out one at a time (a thread that is descheduled on a busy machine leaves its share to
+/// the others); otherwise each thread takes a contiguous range.
 template <class F>
-void gemm_parallel(int team, index_t units, F&& f) {
+void gemm_parallel(int team, index_t units, F&& f, bool dynamic = false) {
 #if EINLM_HAS_OPENMP
   if (team > 1 && units > 1) {
+    if (dynamic) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team)
+      for (index_t u = 0; u < units; ++u) f(u);
+    } else {
 #pragma omp parallel for schedule(static) num_threads(team)
-    for (index_t u = 0; u < units; ++u) f(u);
+      for (index_t u = 0; u < units; ++u) f(u);
+    }
     return;
   }
 #else
   (void)team;
+  (void)dynamic;
 #endif
   for (index_t u = 0; u < units; ++u) f(u);
 }
@@ -370,6 +378,19 @@ inline int cpu_gemm_vector_bytes() {
 }
 #endif
 
+/// One thread's packed panels (at most KC × NC and MC × KC elements), kept for the thread's later
+/// calls so that small GEMMs do not pay for allocating and faulting them in.
+template <class Acc>
+struct cpu_gemm_workspace {
+  std::vector<Acc> bp;    // packed B panel
+  std::vector<Acc> ap;    // packed A block
+  std::vector<Acc> tile;  // one MR × NR tile
+  static cpu_gemm_workspace& of_this_thread() {
+    static thread_local cpu_gemm_workspace w;
+    return w;
+  }
+};
+
 /// The own kernel. Work is cut into independent blocks of C, one per thread or more (whole
 /// matrices of the batch, or row / column ranges of one matrix); each thread runs the blocked
 /// loops serially on its blocks with its own packed panels, so no thread ever waits for another
@@ -397,47 +418,35 @@ class cpu_gemm_own {
     const double flops = 2.0 * static_cast<double>(M_) * static_cast<double>(N_) * static_cast<double>(K_) *
                          static_cast<double>(c_.batch);
     const int team = flops < 4e6 ? 1 : threads_;
-    // Blocks per matrix: enough for every thread, cut along the longer side of C in whole
-    // micro-tiles (the other operand's panels are then packed once per block: a small cost next
-    // to a block's arithmetic).
-    const index_t per_matrix = c_.batch >= team ? 1 : (team + c_.batch - 1) / c_.batch;
+    // Blocks per matrix: enough for every thread — two per thread when they still have ≥ 256
+    // rows (or columns), so that the threads balance their work — cut along the longer side of C
+    // in whole micro-tiles. The other operand's panels are packed once per block: a small cost
+    // next to a block's arithmetic.
     const bool by_rows = M_ / MR >= N_ / NR;
     const index_t unit = by_rows ? MR : NR, extent = by_rows ? M_ : N_;
+    index_t per_matrix = c_.batch >= team ? 1 : (team + c_.batch - 1) / c_.batch;
+    if (per_matrix > 1 && extent >= 2 * per_matrix * 256) per_matrix *= 2;
     const index_t steps = (extent + unit - 1) / unit;
     const index_t blocks = std::min<index_t>(per_matrix, steps);
-    std::vector<workspace> ws(static_cast<std::size_t>(team));
-    gemm_parallel(team, c_.batch * blocks, [&](index_t u) {
+    const index_t units = c_.batch * blocks;
+    gemm_parallel(team, units, [&](index_t u) {
       const index_t b = u / blocks, k = u % blocks;
       const index_t lo = std::min(extent, steps * k / blocks * unit), hi = std::min(extent, steps * (k + 1) / blocks * unit);
-      workspace& w = ws[static_cast<std::size_t>(team > 1 ? thread_index() : 0)];
+      workspace& w = thread_workspace();
       if (by_rows) one_block(b, lo, hi, 0, N_, w);
       else one_block(b, 0, M_, lo, hi, w);
-    });
+    }, units > team);
   }
 
  private:
   static index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
 
-  /// One thread's packed panels and buffers, allocated on first use.
-  struct workspace {
-    buffer<Acc, host> bp;       // packed B panel: KC × NC
-    buffer<Acc, host> ap;       // packed A block: MC × KC
-    buffer<Acc, host> tile;     // one MR × NR tile
-    buffer<Acc, host> partial;  // block rows × NC partial sums, when they cannot live in C
-  };
+  using workspace = cpu_gemm_workspace<Acc>;
+  static workspace& thread_workspace() { return cpu_gemm_workspace<Acc>::of_this_thread(); }
 
-  static int thread_index() {
-#if EINLM_HAS_OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-  }
-
-  template <class T>
-  static T* sized(buffer<T, host>& b, index_t n) {
-    if (static_cast<index_t>(b.size()) < n) b = buffer<T, host>(static_cast<std::size_t>(n));
-    return b.data();
+  static Acc* sized(std::vector<Acc>& v, index_t n) {
+    if (static_cast<index_t>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
+    return v.data();
   }
 
   /// C[b, i0:i1, j0:j1] on the calling thread: the BLIS loops jc (NC) → pc (KC, pack B) →
@@ -449,7 +458,9 @@ class cpu_gemm_own {
     Acc* bp = sized(w.bp, std::min<index_t>(tiles::KC, K_) * nc_max);
     Acc* ap = sized(w.ap, std::min<index_t>(tiles::MC, round_up(rows, MR)) * std::min<index_t>(tiles::KC, K_));
     Acc* tile = sized(w.tile, MR * NR);
-    Acc* partial = K_ > tiles::KC && !partial_in_c_ ? sized(w.partial, rows * nc_max) : nullptr;
+    // Partial sums of several K panels, when they cannot live in C (freed after the block).
+    std::vector<Acc> partial_sums(K_ > tiles::KC && !partial_in_c_ ? static_cast<std::size_t>(rows * nc_max) : 0);
+    Acc* partial = partial_sums.data();
     for (index_t jc = j0; jc < j1; jc += tiles::NC) {
       const index_t nc = std::min<index_t>(tiles::NC, j1 - jc);
       for (index_t pc = 0; pc < K_; pc += tiles::KC) {
@@ -622,13 +633,7 @@ template <class TA, class TB, class Out>
 void gemm_cpu(const matrix_ref<TA>& a_in, const matrix_ref<TB>& b_in, const matrix_ref<Out>& c_in,
               const epilogue<Out>& ep = {}, const gemm_options& options = {}) {
   using In = std::remove_const_t<TA>;
-  static_assert(std::is_same_v<In, std::remove_const_t<TB>>, "gemm: A and B must have the same element type");
-  static_assert(detail::is_gemm_input_v<In>, "gemm: inputs must be float, double, bf16 or fp16");
-  static_assert(detail::is_gemm_input_v<Out> && !std::is_const_v<Out>, "gemm: the output must be float, double, bf16 or fp16");
-  const matrix_ref<const In> a(a_in), b(b_in);
-  detail::check_gemm(a, b, c_in, ep, "gemm");
-  const auto ca = detail::canonical(a), cb = detail::canonical(b);
-  const auto cc = detail::canonical(c_in);
+  const auto [ca, cb, cc] = detail::prepare_gemm(a_in, b_in, c_in, ep);
   const int team = detail::gemm_threads(options);
   constexpr bool blas_type = EINLM_HAS_BLAS && (std::is_same_v<In, float> || std::is_same_v<In, double>);
   switch (options.backend) {

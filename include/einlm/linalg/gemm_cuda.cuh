@@ -668,13 +668,7 @@ void gemm_cuda(cudaStream_t stream, const matrix_ref<TA>& a_in, const matrix_ref
                const epilogue<Out>& ep = {}, const gemm_options& options = {}) {
   using In = std::remove_const_t<TA>;
   using Acc = detail::gemm_acc_t<In>;
-  static_assert(std::is_same_v<In, std::remove_const_t<TB>>, "gemm: A and B must have the same element type");
-  static_assert(detail::is_gemm_input_v<In>, "gemm: inputs must be float, double, bf16 or fp16");
-  static_assert(detail::is_gemm_input_v<Out> && !std::is_const_v<Out>, "gemm: the output must be float, double, bf16 or fp16");
-  const matrix_ref<const In> a0(a_in), b0(b_in);
-  detail::check_gemm(a0, b0, c_in, ep, "gemm");
-  const auto a = detail::canonical(a0), b = detail::canonical(b0);
-  const auto c = detail::canonical(c_in);
+  const auto [a, b, c] = detail::prepare_gemm(a_in, b_in, c_in, ep);
   if (c.batch == 0 || c.rows == 0 || c.cols == 0) return;
   if (a.cols == 0) return detail::launch_finish<Acc>(stream, matrix_ref<const Acc>{}, c, ep, Acc(0));
   constexpr bool half = is_half_v<In>;
