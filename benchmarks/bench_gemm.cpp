@@ -8,7 +8,8 @@
 //   own bf16       the own kernel on bf16 inputs and output (no BLAS has them)
 // Shapes: 512³; 2048 tokens × 768 × 768 (a GPT-2-small projection); a batch of 8 attention-like
 // products (256 × 256)·(256 × 64). Rates count 2·M·N·K flops per matrix. Without a BLAS in the
-// build, only the own kernel runs.
+// build, only the own kernel runs. On a machine shared with other work, run it with
+// OMP_WAIT_POLICY=passive (docs/gemm.md, "Threads").
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -92,6 +93,8 @@ void bench_cblas(benchmark::State& state, shape s0) {
 #endif
 
 std::vector<bench::ratio_row> register_all() {
+  // The own kernel's benchmarks first, BLAS's after: OpenBLAS's idle threads keep spinning for a
+  // while after each call and would slow whatever runs next.
   std::vector<bench::ratio_row> rows;
   for (const shape& s : shapes) {
     const std::string n = s.name;
@@ -101,20 +104,27 @@ std::vector<bench::ratio_row> register_all() {
         ->Unit(benchmark::kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark(("own_bf16/" + n).c_str(), bench_einlm<bf16>, s, gemm_backend::own, false)
         ->Unit(benchmark::kMillisecond)->UseRealTime();
+  }
 #if EINLM_HAS_BLAS
+  for (const shape& s : shapes) {
+    const std::string n = s.name;
     benchmark::RegisterBenchmark(("einlm_blas/" + n).c_str(), bench_einlm<float>, s, gemm_backend::blas, false)
         ->Unit(benchmark::kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark(("einlm_blas_bias_gelu/" + n).c_str(), bench_einlm<float>, s, gemm_backend::blas, true)
         ->Unit(benchmark::kMillisecond)->UseRealTime();
     benchmark::RegisterBenchmark(("cblas_sgemm/" + n).c_str(), bench_cblas, s)
         ->Unit(benchmark::kMillisecond)->UseRealTime();
-    rows.push_back({"own / cblas_sgemm, " + n, "own/" + n + "/real_time", "cblas_sgemm/" + n + "/real_time", 0.5});
-    rows.push_back({"einlm blas backend / cblas_sgemm, " + n, "einlm_blas/" + n + "/real_time",
-                    "cblas_sgemm/" + n + "/real_time", 0.9});
-    rows.push_back({"own + bias,gelu / blas + pass, " + n, "own_bias_gelu/" + n + "/real_time",
-                    "einlm_blas_bias_gelu/" + n + "/real_time", 0.5});
+  }
 #endif
-    rows.push_back({"own bf16 / own fp32, " + n, "own_bf16/" + n + "/real_time", "own/" + n + "/real_time", 0.8});
+  for (const shape& s : shapes) {
+    const std::string n = s.name;
+    const auto key = [&](const char* name) { return std::string(name) + "/" + n + "/real_time"; };
+    if (gemm_has_blas) {
+      rows.push_back({"own / cblas_sgemm, " + n, key("own"), key("cblas_sgemm"), 0.7});
+      rows.push_back({"einlm blas backend / cblas_sgemm, " + n, key("einlm_blas"), key("cblas_sgemm"), 0.9});
+      rows.push_back({"own + bias,gelu / blas + pass, " + n, key("own_bias_gelu"), key("einlm_blas_bias_gelu"), 0.7});
+    }
+    rows.push_back({"own bf16 / own fp32, " + n, key("own_bf16"), key("own"), 0.8});
   }
   return rows;
 }

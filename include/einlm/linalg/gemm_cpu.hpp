@@ -18,8 +18,9 @@
 //          its own packed panels, so no thread waits for another.
 //
 // Threads: BLAS brings its own thread pool (OpenBLAS: OPENBLAS_NUM_THREADS); the own kernel and
-// the epilogue pass use OpenMP (options.threads, else OMP_NUM_THREADS). Calling gemm from inside a
-// parallel region of your own oversubscribes the cores; see docs/gemm.md.
+// the epilogue pass use OpenMP (options.threads, else OMP_NUM_THREADS). Called from inside an
+// OpenMP parallel region of your own, the OpenMP parts run on the calling thread (no nesting) but
+// BLAS still starts its threads: docs/gemm.md says how to set the two.
 #pragma once
 
 #include <algorithm>

@@ -466,13 +466,17 @@ lt_operand lt_describe(const matrix_ref<T>& x) {
           std::max<std::int64_t>(x.row_stride, std::max<index_t>(x.cols, 1)), x.batch_stride, CUBLAS_OP_T};
 }
 
-/// True when cuBLASLt can read x in place: a unit stride, a leading dimension covering the
-/// stored rows, a non-negative batch stride.
+/// True when cuBLASLt takes x in place: a unit stride, a leading dimension covering the stored
+/// rows, a non-negative batch stride, and (to stay on its common algorithms) a 16-byte aligned
+/// pointer, leading dimension and batch stride.
 template <class T>
 bool lt_ready(const matrix_ref<T>& x) {
   const index_t rows = std::max<index_t>(x.rows, 1), cols = std::max<index_t>(x.cols, 1);
-  return ((x.row_stride == 1 && x.col_stride >= rows) || (x.col_stride == 1 && x.row_stride >= cols)) &&
-         x.batch_stride >= 0;
+  const bool layout = (x.row_stride == 1 && x.col_stride >= rows) || (x.col_stride == 1 && x.row_stride >= cols);
+  const index_t ld = x.row_stride == 1 ? x.col_stride : x.row_stride;
+  const auto bytes = static_cast<index_t>(sizeof(T));
+  return layout && x.batch_stride >= 0 && aligned_16(x.data) && (ld * bytes) % 16 == 0 &&
+         (x.batch_stride * bytes) % 16 == 0;
 }
 
 /// Largest power of two (≤ 256) dividing the address and the batch stride in bytes.
@@ -493,9 +497,10 @@ struct lt_key {
 inline constexpr std::size_t lt_workspace_bytes = std::size_t{32} << 20;
 
 /// D = alpha·op(A)·op(B) + beta·C with D = C in place, `batch` strided matrices, and the given
-/// cuBLASLt epilogue. Returns false when cuBLASLt has no algorithm for it.
+/// cuBLASLt epilogue. Returns the heuristic's status when it found no algorithm (nothing is run
+/// then; CUBLAS_STATUS_NOT_SUPPORTED when it answered with none), CUBLAS_STATUS_SUCCESS otherwise.
 template <class Scalar>
-bool lt_matmul(cudaStream_t stream, const lt_operand& A, const lt_operand& B, const lt_operand& D, std::uint64_t m,
+cublasStatus_t lt_matmul(cudaStream_t stream, const lt_operand& A, const lt_operand& B, const lt_operand& D, std::uint64_t m,
                std::uint64_t n, std::uint64_t k, int batch, Scalar alpha, Scalar beta, cublasLtEpilogue_t epilogue,
                const void* bias, cudaDataType_t bias_type) {
   const cublasLtHandle_t handle = cublaslt_handle();
@@ -577,8 +582,8 @@ bool lt_matmul(cudaStream_t stream, const lt_operand& A, const lt_operand& B, co
     int count = 0;
     const cublasStatus_t st =
         cublasLtMatmulAlgoGetHeuristic(handle, g.op, g.a, g.b, g.d, g.d, g.pref, 1, &result, &count);
-    if (st == CUBLAS_STATUS_NOT_SUPPORTED || (st == CUBLAS_STATUS_SUCCESS && count == 0)) return false;
-    cublas_check(st, "cublasLtMatmulAlgoGetHeuristic");
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    if (count == 0) return CUBLAS_STATUS_NOT_SUPPORTED;
     algo = result.algo;
     std::lock_guard<std::mutex> lock(cache_mutex);
     cache.emplace(key, algo);
@@ -587,7 +592,7 @@ bool lt_matmul(cudaStream_t stream, const lt_operand& A, const lt_operand& B, co
   cublas_check(cublasLtMatmul(handle, g.op, &alpha, A.data, g.a, B.data, g.b, &beta, D.data, g.d,
                               const_cast<void*>(D.data), g.d, &algo, workspace.data(), lt_workspace_bytes, stream),
                "cublasLtMatmul");
-  return true;
+  return CUBLAS_STATUS_SUCCESS;
 }
 
 /// The cuBLASLt path: see the file comment.
@@ -631,14 +636,16 @@ void gemm_cublaslt(cudaStream_t stream, matrix_ref<const In> a, matrix_ref<const
       }
       ok = lt_matmul<Acc>(stream, xa, xb, xd, static_cast<std::uint64_t>(m), static_cast<std::uint64_t>(n),
                           static_cast<std::uint64_t>(k), batch, static_cast<Acc>(ep.alpha), static_cast<Acc>(ep.beta),
-                          e, with_bias ? static_cast<const void*>(ep.bias.data) : nullptr, cuda_type_v<Out>);
+                          e, with_bias ? static_cast<const void*>(ep.bias.data) : nullptr,
+                          cuda_type_v<Out>) == CUBLAS_STATUS_SUCCESS;
       if (!ok && call > 0) throw error("gemm (cublaslt): an algorithm vanished between batches");
     }
     if (ok) return;
   }
   // Otherwise: P = alpha·A·B in the accumulator type (column-major m × n), then one fused pass.
-  auto work = stream_buffer<Acc>(static_cast<std::size_t>(c.batch * m * n), stream);
-  const matrix_ref<Acc> wd(work.data(), c.batch, m, n, m * n, 1, std::max<index_t>(m, 1));
+  const index_t ldw = (std::max<index_t>(m, 1) + 7) / 8 * 8;  // 16-byte aligned columns
+  auto work = stream_buffer<Acc>(static_cast<std::size_t>(c.batch * ldw * n), stream);
+  const matrix_ref<Acc> wd(work.data(), c.batch, m, n, ldw * n, 1, ldw);
   for (index_t call = 0; call < calls; ++call) {
     lt_operand xa = la, xb = lb, xd = lt_describe(wd);
     if (shared) {
@@ -646,10 +653,10 @@ void gemm_cublaslt(cudaStream_t stream, matrix_ref<const In> a, matrix_ref<const
       xb.data = B.data + (B.batch == 1 ? 0 : call * B.batch_stride);
       xd.data = wd.data + call * wd.batch_stride;
     }
-    if (!lt_matmul<Acc>(stream, xa, xb, xd, static_cast<std::uint64_t>(m), static_cast<std::uint64_t>(n),
-                        static_cast<std::uint64_t>(k), batch, static_cast<Acc>(ep.alpha), Acc(0),
-                        CUBLASLT_EPILOGUE_DEFAULT, nullptr, cuda_type_v<Acc>))
-      throw error(concat("gemm (cublaslt): cuBLASLt has no algorithm for ", dtype_traits<In>::name, " inputs"));
+    cublas_check(lt_matmul<Acc>(stream, xa, xb, xd, static_cast<std::uint64_t>(m), static_cast<std::uint64_t>(n),
+                                static_cast<std::uint64_t>(k), batch, static_cast<Acc>(ep.alpha), Acc(0),
+                                CUBLASLT_EPILOGUE_DEFAULT, nullptr, cuda_type_v<Acc>),
+                 "finding an algorithm (cublasLtMatmulAlgoGetHeuristic)");
   }
   const matrix_ref<const Acc> product = swap ? matrix_ref<const Acc>(wd.transposed()) : matrix_ref<const Acc>(wd);
   launch_finish<Acc>(stream, product, c, ep, Acc(1));
