@@ -163,7 +163,6 @@ void bench(benchmark::State& state, shape s, variant v) {
 /// ‖own − cuBLASLt‖ / ‖cuBLASLt‖ on one shape, printed before the timings.
 void compare_once(const shape& s) {
   operands x(s);
-  tensor<bf16, dims<2>, device> c2(s.M, s.N);
   cuda_executor ex;
   gemm(x.a, x.b, x.c, {}, {.backend = gemm_backend::own, .stream = ex.stream()});
   bare_lt lt(s, false, nullptr);

@@ -95,7 +95,7 @@ void compare_backends(const std::vector<gemm_case>& cases, std::uint64_t seed) {
 }
 
 /// The standard cases plus shapes that matter to the tensor-core kernel: full tiles, many tiles
-/// (the grouped raster), K not a multiple of 8 (operands copied to aligned rows).
+/// (the grouped raster), enough tiles for its 128 × 256 shape, long K.
 std::vector<gemm_case> gpu_cases() {
   auto cases = test::standard_cases();
   for (int lay = 0; lay < 4; ++lay) {
@@ -107,6 +107,22 @@ std::vector<gemm_case> gpu_cases() {
     c.layout.b_col_major = lay & 2;
     c.bias = true;
     c.act = activation::gelu_tanh;
+    cases.push_back(c);
+  }
+  for (int lay = 0; lay < 4; ++lay) {
+    // 2 × 2 tiles of 128 × 256 in each of 36 matrices: enough CTAs for the 128 × 256 kernel on
+    // any GPU with up to 144 multiprocessors (an H100 or H200 has 132).
+    gemm_case c;
+    c.batch = 36;
+    c.M = 200;
+    c.N = 300;
+    c.K = 72;
+    c.layout.a_col_major = lay & 1;
+    c.layout.b_col_major = lay & 2;
+    c.layout.b_shared = lay == 3;
+    c.bias = true;
+    c.residual = true;
+    c.act = activation::relu;
     cases.push_back(c);
   }
   {

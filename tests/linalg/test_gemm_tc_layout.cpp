@@ -109,8 +109,9 @@ std::vector<double> fill_tile(V value) {
 }
 
 /// Runs the whole CTA tile through the emulated warps and compares with the exact product.
-template <bool AK, bool BKM>
+template <class Shape, bool AK, bool BKM>
 void emulate_cta() {
+  constexpr int BM = Shape::BM, BN = Shape::BN;
   std::mt19937 rng(AK * 2 + BKM);
   std::uniform_int_distribution<int> dist(-8, 8);  // small integers: every sum is exact
   std::vector<double> A(static_cast<std::size_t>(BM * BK)), B(static_cast<std::size_t>(BK * BN));
@@ -120,20 +121,20 @@ void emulate_cta() {
   const auto b_smem = fill_tile<BKM, BN>([&](int n, int k) { return B[static_cast<std::size_t>(k * BN + n)]; });
   for (double x : a_smem) REQUIRE(x == x);  // every element written
   for (double x : b_smem) REQUIRE(x == x);
-  for (int warp = 0; warp < WARPS_M * WARPS_N; ++warp) {
-    const int wm = (warp / WARPS_N) * WM, wn = (warp % WARPS_N) * WN;
+  for (int warp = 0; warp < Shape::WARPS_M * Shape::WARPS_N; ++warp) {
+    const int wm = (warp / Shape::WARPS_N) * WM, wn = (warp % Shape::WARPS_N) * WN;
     std::array<std::array<double, 4>, 32> acc[MI][NI] = {};
     for (int ks = 0; ks < BK; ks += 16) {
       std::array<regs4, 32> af[MI];
       std::array<std::array<std::array<double, 2>, 2>, 32> bf[NI];
       for (int mi = 0; mi < MI; ++mi) {
         std::array<int, 32> addr{};
-        for (int l = 0; l < 32; ++l) addr[l] = a_fragment_offset<AK>(l, wm, mi, ks);
+        for (int l = 0; l < 32; ++l) addr[l] = a_fragment_offset<AK, BM>(l, wm, mi, ks);
         af[mi] = ldmatrix_x4(a_smem, addr, !AK);
       }
       for (int pr = 0; pr < NI / 2; ++pr) {
         std::array<int, 32> addr{};
-        for (int l = 0; l < 32; ++l) addr[l] = b_fragment_offset<BKM>(l, wn, pr, ks);
+        for (int l = 0; l < 32; ++l) addr[l] = b_fragment_offset<BKM, BN>(l, wn, pr, ks);
         const auto r = ldmatrix_x4(b_smem, addr, !BKM);
         for (int l = 0; l < 32; ++l) {
           bf[2 * pr][l] = {r[l][0], r[l][1]};
@@ -153,58 +154,73 @@ void emulate_cta() {
             for (int k = 0; k < BK; ++k) want += A[static_cast<std::size_t>(i * BK + k)] * B[static_cast<std::size_t>(k * BN + j)];
             wrong += acc[mi][ni][l][r] != want;
           }
-    INFO("warp ", warp, " A k-major ", AK, " B k-major ", BKM);
+    INFO("tile ", BM, "x", BN, " warp ", warp, " A k-major ", AK, " B k-major ", BKM);
     CHECK(wrong == 0);
   }
 }
 
-}  // namespace
+template <class Shape>
+void check_shape() {
+  constexpr int BM = Shape::BM, BN = Shape::BN;
+  INFO("tile ", BM, "x", BN);
+  static_assert(Shape::THREADS == 32 * (BM / WM) * (BN / WN) && MI == 4 && NI == 8);
+  static_assert(Shape::SMEM_BYTES >= Shape::PIPE_BYTES && Shape::SMEM_BYTES >= Shape::OUT_BYTES);
+  CHECK(Shape::OUT_PITCH % 2 == 0);  // float2 stores stay aligned
 
-TEST_CASE("tile sizes fit the kernel's assumptions") {
-  static_assert(THREADS == 128 && MI == 4 && NI == 8);
-  static_assert(BM * BK / CHUNK % THREADS == 0 && BN * BK / CHUNK % THREADS == 0);
-  static_assert(SMEM_BYTES >= PIPE_BYTES && SMEM_BYTES >= OUT_BYTES);
-  static_assert(SMEM_BYTES <= 227 * 1024, "fits one Hopper CTA's shared memory");
-  CHECK(OUT_PITCH % 2 == 0);  // float2 stores stay aligned
-}
-
-TEST_CASE("swizzles are bijections within each row") {
+  // Swizzles are bijections within each row, for both operand tiles in both layouts.
   check_swizzle_bijection<BK, BM>();
+  check_swizzle_bijection<BK, BN>();
   check_swizzle_bijection<BM, BK>();
-}
+  check_swizzle_bijection<BN, BK>();
 
-TEST_CASE("cp.async chunks cover each operand tile exactly once") {
-  const auto cover = [](auto tag) {
-    constexpr bool k_major = decltype(tag)::value;
+  // cp.async chunks cover each operand tile exactly once.
+  const auto cover = [](auto k_major_tag, auto rows_tag) {
+    constexpr bool k_major = decltype(k_major_tag)::value;
+    constexpr int rows = decltype(rows_tag)::value;
     std::set<int> offsets;
     std::set<std::pair<int, int>> starts;
-    for (int c = 0; c < BM * BK / CHUNK; ++c) {
-      const chunk_slot s = tile_chunk<k_major, BM>(c);
+    for (int c = 0; c < rows * BK / CHUNK; ++c) {
+      const chunk_slot s = tile_chunk<k_major, rows>(c);
       offsets.insert(s.offset);
       starts.insert({s.mn, s.k});
       CHECK((k_major ? s.k : s.mn) % CHUNK == 0);
-      CHECK(s.mn < BM);
+      CHECK(s.mn < rows);
       CHECK(s.k < BK);
     }
-    CHECK(offsets.size() == static_cast<std::size_t>(BM * BK / CHUNK));
-    CHECK(starts.size() == static_cast<std::size_t>(BM * BK / CHUNK));
+    CHECK(offsets.size() == static_cast<std::size_t>(rows * BK / CHUNK));
+    CHECK(starts.size() == static_cast<std::size_t>(rows * BK / CHUNK));
   };
-  cover(std::true_type{});
-  cover(std::false_type{});
+  cover(std::true_type{}, std::integral_constant<int, BM>{});
+  cover(std::false_type{}, std::integral_constant<int, BM>{});
+  cover(std::true_type{}, std::integral_constant<int, BN>{});
+  cover(std::false_type{}, std::integral_constant<int, BN>{});
+
+  // ldmatrix addresses are free of bank conflicts in every layout.
+  for (int ks = 0; ks < BK; ks += 16) {
+    for (int wm = 0; wm < BM; wm += WM)
+      for (int mi = 0; mi < MI; ++mi) {
+        check_conflict_free([&](int l) { return a_fragment_offset<true, BM>(l, wm, mi, ks); });
+        check_conflict_free([&](int l) { return a_fragment_offset<false, BM>(l, wm, mi, ks); });
+      }
+    for (int wn = 0; wn < BN; wn += WN)
+      for (int pr = 0; pr < NI / 2; ++pr) {
+        check_conflict_free([&](int l) { return b_fragment_offset<true, BN>(l, wn, pr, ks); });
+        check_conflict_free([&](int l) { return b_fragment_offset<false, BN>(l, wn, pr, ks); });
+      }
+  }
+
+  // float2 stores of one warp's accumulators (8 rows × 4 lanes) into rows of OUT_PITCH floats:
+  // 32 distinct 8-byte slots within two 128-byte wavefronts' worth of banks.
+  std::set<int> slots;
+  for (int l = 0; l < 32; ++l) slots.insert((acc_row(l, 0) * Shape::OUT_PITCH + acc_col(l, 0)) % 64);
+  CHECK(slots.size() == 32);
 }
 
-TEST_CASE("ldmatrix addresses are free of bank conflicts in every layout") {
-  for (int w = 0; w < 2; ++w)
-    for (int ks = 0; ks < BK; ks += 16) {
-      for (int mi = 0; mi < MI; ++mi) {
-        check_conflict_free([&](int l) { return a_fragment_offset<true>(l, w * WM, mi, ks); });
-        check_conflict_free([&](int l) { return a_fragment_offset<false>(l, w * WM, mi, ks); });
-      }
-      for (int pr = 0; pr < NI / 2; ++pr) {
-        check_conflict_free([&](int l) { return b_fragment_offset<true>(l, w * WN, pr, ks); });
-        check_conflict_free([&](int l) { return b_fragment_offset<false>(l, w * WN, pr, ks); });
-      }
-    }
+}  // namespace
+
+TEST_CASE("tile shapes: swizzles, chunk copies, conflict-free ldmatrix and epilogue stores") {
+  check_shape<tile_128x128>();
+  check_shape<tile_128x256>();
 }
 
 TEST_CASE("accumulator pairs are adjacent columns of one row (the epilogue's float2 stores)") {
@@ -214,11 +230,6 @@ TEST_CASE("accumulator pairs are adjacent columns of one row (the epilogue's flo
       CHECK(acc_col(l, 2 * h + 1) == acc_col(l, 2 * h) + 1);
       CHECK(acc_col(l, 2 * h) % 2 == 0);
     }
-  // float2 stores of one warp (8 rows × 4 lanes) into rows of OUT_PITCH floats: 32 distinct
-  // 8-byte slots within two 128-byte wavefronts' worth of banks.
-  std::set<int> slots;
-  for (int l = 0; l < 32; ++l) slots.insert((acc_row(l, 0) * OUT_PITCH + acc_col(l, 0)) % 64);
-  CHECK(slots.size() == 32);
 }
 
 TEST_CASE("the CTA raster visits every tile once") {
@@ -237,9 +248,13 @@ TEST_CASE("the CTA raster visits every tile once") {
     }
 }
 
-TEST_CASE("an emulated CTA computes the exact product through the kernel's addresses") {
-  emulate_cta<true, true>();
-  emulate_cta<true, false>();
-  emulate_cta<false, true>();
-  emulate_cta<false, false>();
+TEST_CASE("emulated CTAs compute the exact product through the kernel's addresses") {
+  emulate_cta<tile_128x128, true, true>();
+  emulate_cta<tile_128x128, true, false>();
+  emulate_cta<tile_128x128, false, true>();
+  emulate_cta<tile_128x128, false, false>();
+  emulate_cta<tile_128x256, true, true>();
+  emulate_cta<tile_128x256, true, false>();
+  emulate_cta<tile_128x256, false, true>();
+  emulate_cta<tile_128x256, false, false>();
 }

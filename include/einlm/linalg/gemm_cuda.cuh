@@ -7,10 +7,11 @@
 //
 // Backends:
 //   own (bf16, fp16)   tensor cores: mma.sync.m16n8k16 with fp32 accumulators, ldmatrix fragments
-//                      and a 4-stage cp.async pipeline; 128×128×32 CTA tiles, 4 warps of 64×64
-//                      (geometry in einlm/linalg/gemm_tc_layout.hpp). One kernel per (A k-major or
-//                      not, B k-major or not); the epilogue is applied to the accumulators as they
-//                      are stored. It needs each operand contiguous along k or along m/n, its other
+//                      and a 4-stage cp.async pipeline; CTA tiles of 128×256×32 (8 warps) when
+//                      the problem fills the GPU with them, else 128×128×32 (4 warps); warps of
+//                      64×64 (geometry in einlm/linalg/gemm_tc_layout.hpp). One kernel per tile
+//                      shape and (A k-major or not, B k-major or not); the epilogue is applied to
+//                      the accumulators as they are stored. It needs each operand contiguous along k or along m/n, its other
 //                      strides multiples of 8 elements and a 16-byte aligned pointer; any other
 //                      operand is first copied into an aligned row-major workspace.
 //   own (float, double) a SIMT kernel (64×64 tiles in shared memory, 4×4 outputs per thread), any
@@ -137,14 +138,14 @@ struct tc_args {
 /// Issues the cp.async copies of one BK slice of an operand tile (rows row0 … of Rows along M or
 /// N, k0 … along K) into the shared-memory tile at byte address `smem`; zero-fills outside the
 /// matrix (rows ≥ extent, k ≥ K).
-template <bool KMajor, int Rows, class In>
+template <bool KMajor, int Rows, int Threads, class In>
 EINLM_DEVICE inline void load_tile(unsigned smem, const In* base, index_t ld, index_t row0, index_t extent, index_t k0,
                                    index_t K, int tid) {
   constexpr int chunks = Rows * tc::BK / tc::CHUNK;
-  static_assert(chunks % tc::THREADS == 0);
+  static_assert(chunks % Threads == 0);
   EINLM_UNROLL
-  for (int it = 0; it < chunks / tc::THREADS; ++it) {
-    const tc::chunk_slot s = tc::tile_chunk<KMajor, Rows>(tid + it * tc::THREADS);
+  for (int it = 0; it < chunks / Threads; ++it) {
+    const tc::chunk_slot s = tc::tile_chunk<KMajor, Rows>(tid + it * Threads);
     const index_t mn = row0 + s.mn, k = k0 + s.k;
     index_t valid;  // elements of the chunk inside the matrix (the chunk runs along k or along mn)
     const In* src;
@@ -160,9 +161,11 @@ EINLM_DEVICE inline void load_tile(unsigned smem, const In* base, index_t ld, in
   }
 }
 
-template <class In, class Out, bool AK, bool BKM>
-EINLM_KERNEL void __launch_bounds__(tc::THREADS) tc_gemm_kernel(tc_args<In, Out> p) {
+template <class Shape, class In, class Out, bool AK, bool BKM>
+EINLM_KERNEL void __launch_bounds__(Shape::THREADS) tc_gemm_kernel(tc_args<In, Out> p) {
   using namespace tc;
+  constexpr int BM = Shape::BM, BN = Shape::BN, WARPS_N = Shape::WARPS_N, THREADS = Shape::THREADS;
+  constexpr int STAGE_BYTES = Shape::STAGE_BYTES, OUT_PITCH = Shape::OUT_PITCH;
   extern __shared__ __align__(128) unsigned char tc_smem[];
   const unsigned smem = ptx::smem_address(tc_smem);
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
@@ -186,8 +189,8 @@ EINLM_KERNEL void __launch_bounds__(tc::THREADS) tc_gemm_kernel(tc_args<In, Out>
     }
     const auto load_stage = [&](int stage, index_t kt) {
       const unsigned s = smem + static_cast<unsigned>(stage * STAGE_BYTES);
-      load_tile<AK, BM>(s, a, p.a_ld, m0, p.M, kt * BK, p.K, tid);
-      load_tile<BKM, BN>(s + TILE_ELEMS * 2, bm, p.b_ld, n0, p.N, kt * BK, p.K, tid);
+      load_tile<AK, BM, THREADS>(s, a, p.a_ld, m0, p.M, kt * BK, p.K, tid);
+      load_tile<BKM, BN, THREADS>(s + Shape::A_ELEMS * 2, bm, p.b_ld, n0, p.N, kt * BK, p.K, tid);
     };
     // Prologue: STAGES − 1 slices in flight (a group is committed even when empty, so that the
     // count of pending groups stays the loop's invariant).
@@ -203,17 +206,17 @@ EINLM_KERNEL void __launch_bounds__(tc::THREADS) tc_gemm_kernel(tc_args<In, Out>
       if (next < ktiles) load_stage(static_cast<int>(next % STAGES), next);
       ptx::cp_async_commit();
       const unsigned sa = smem + static_cast<unsigned>((kt % STAGES) * STAGE_BYTES);
-      const unsigned sb = sa + TILE_ELEMS * 2;
+      const unsigned sb = sa + Shape::A_ELEMS * 2;
       EINLM_UNROLL
       for (int ks = 0; ks < BK; ks += 16) {
         unsigned af[MI][4], bf[NI][2];
         EINLM_UNROLL
         for (int mi = 0; mi < MI; ++mi)
-          ptx::ldmatrix_x4<!AK>(af[mi], sa + static_cast<unsigned>(a_fragment_offset<AK>(lane, wm, mi, ks)) * 2u);
+          ptx::ldmatrix_x4<!AK>(af[mi], sa + static_cast<unsigned>(a_fragment_offset<AK, BM>(lane, wm, mi, ks)) * 2u);
         EINLM_UNROLL
         for (int pr = 0; pr < NI / 2; ++pr) {
           unsigned r[4];
-          ptx::ldmatrix_x4<!BKM>(r, sb + static_cast<unsigned>(b_fragment_offset<BKM>(lane, wn, pr, ks)) * 2u);
+          ptx::ldmatrix_x4<!BKM>(r, sb + static_cast<unsigned>(b_fragment_offset<BKM, BN>(lane, wn, pr, ks)) * 2u);
           bf[2 * pr][0] = r[0];
           bf[2 * pr][1] = r[1];
           bf[2 * pr + 1][0] = r[2];
@@ -369,14 +372,23 @@ bool tc_ready(const matrix_ref<const T>& m) {
          m.batch_stride % 8 == 0 && aligned_16(m.data);
 }
 
+template <class Shape, class In, class Out, bool AK, bool BKM>
+void launch_tc_shape(const tc_args<In, Out>& args, cudaStream_t stream) {
+  auto kernel = tc_gemm_kernel<Shape, In, Out, AK, BKM>;
+  EINLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES));
+  const index_t tiles = ((args.M + Shape::BM - 1) / Shape::BM) * ((args.N + Shape::BN - 1) / Shape::BN);
+  const dim3 grid(static_cast<unsigned>(tiles), 1, static_cast<unsigned>(min_of(args.batch, 65535)));
+  kernel<<<grid, Shape::THREADS, Shape::SMEM_BYTES, stream>>>(args);
+  EINLM_CUDA_CHECK(cudaGetLastError());
+}
+
+/// The 128×256 tile when it still gives every multiprocessor a CTA (it moves half the bytes per
+/// flop of the 128×128 one: the larger problems are bound by L2 bandwidth), else 128×128.
 template <class In, class Out, bool AK, bool BKM>
 void launch_tc(const tc_args<In, Out>& args, cudaStream_t stream) {
-  auto kernel = tc_gemm_kernel<In, Out, AK, BKM>;
-  EINLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, tc::SMEM_BYTES));
-  const index_t tiles = ((args.M + tc::BM - 1) / tc::BM) * ((args.N + tc::BN - 1) / tc::BN);
-  const dim3 grid(static_cast<unsigned>(tiles), 1, static_cast<unsigned>(min_of(args.batch, 65535)));
-  kernel<<<grid, tc::THREADS, tc::SMEM_BYTES, stream>>>(args);
-  EINLM_CUDA_CHECK(cudaGetLastError());
+  const index_t wide_tiles = ((args.M + 127) / 128) * ((args.N + 255) / 256) * args.batch;
+  if (wide_tiles >= multiprocessor_count()) launch_tc_shape<tc::tile_128x256, In, Out, AK, BKM>(args, stream);
+  else launch_tc_shape<tc::tile_128x128, In, Out, AK, BKM>(args, stream);
 }
 
 /// The own tensor-core path (bf16/fp16 inputs).
