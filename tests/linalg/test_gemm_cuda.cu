@@ -87,9 +87,12 @@ void compare_backends(const std::vector<gemm_case>& cases, std::uint64_t seed) {
     p.check(own, label("cuda own", dtype_traits<In>::name, dtype_traits<Out>::name));
     p.check_agree(own, cpu, "cuda own and cpu agree");
     if (gemm_has_cublaslt) {
+      // cuBLASLt's GELU epilogue (used for gelu_tanh) is its own approximation of the tanh form;
+      // allow it 2^-10 relative. Everything else it computes is held to the bound.
+      const double approx = c.act == activation::gelu_tanh ? 0x1p-10 : 0.0;
       const auto lt = run_gpu(p, gemm_backend::cublaslt, stream.s);
-      p.check(lt, label("cublaslt", dtype_traits<In>::name, dtype_traits<Out>::name));
-      p.check_agree(lt, cpu, "cublaslt and cpu agree");
+      p.check(lt, label("cublaslt", dtype_traits<In>::name, dtype_traits<Out>::name), approx);
+      p.check_agree(lt, cpu, "cublaslt and cpu agree", approx);
     }
   }
 }
