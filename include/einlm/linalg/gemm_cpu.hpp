@@ -41,9 +41,6 @@
 #include "einlm/core/simd.hpp"
 #include "einlm/linalg/gemm.hpp"
 
-#if !defined(EINLM_HAS_BLAS)
-#define EINLM_HAS_BLAS 0
-#endif
 #if EINLM_HAS_BLAS
 #include <cblas.h>
 #endif

@@ -41,9 +41,6 @@
 #include "einlm/linalg/gemm.hpp"
 #include "einlm/linalg/gemm_tc_layout.hpp"
 
-#if !defined(EINLM_HAS_CUBLASLT)
-#define EINLM_HAS_CUBLASLT 0
-#endif
 #if EINLM_HAS_CUBLASLT
 #include <cublasLt.h>
 #endif
