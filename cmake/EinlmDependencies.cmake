@@ -3,6 +3,11 @@
 #   einlm::cuda_headers  CCCL (cuda/std, thrust, cub) and the CUDA toolkit headers (cuda_bf16.h, …);
 #                        header-only use, host compilers included; nothing is linked
 #   einlm::openmp        OpenMP for the CPU executor (host compiler flags, and -Xcompiler for nvcc)
+# and two optional ones, which a target links to use them (defined only when found):
+#   einlm::blas          a CBLAS (OpenBLAS by default; EINLM_BLAS_VENDOR) for the CPU GEMM:
+#                        links it, adds its cblas.h, defines EINLM_HAS_BLAS=1
+#   einlm::cublaslt      cuBLASLt for the CUDA GEMM's cublaslt backend: links CUDA::cublasLt,
+#                        defines EINLM_HAS_CUBLASLT=1
 # The same functions are used by einlmConfig.cmake in an install tree.
 
 function(einlm_missing what debian_package hint)
@@ -38,6 +43,47 @@ macro(einlm_find_openmp)
     set_property(TARGET einlm::openmp PROPERTY INTERFACE_LINK_LIBRARIES OpenMP::OpenMP_CXX)
     set_property(TARGET einlm::openmp PROPERTY INTERFACE_COMPILE_OPTIONS
                  "$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=${OpenMP_CXX_FLAGS}>")
+  endif()
+endmacro()
+
+# einlm_find_blas — einlm::blas when a BLAS with a CBLAS header is installed; otherwise a message
+# (the CPU GEMM then uses its own kernel, which is always compiled).
+macro(einlm_find_blas)
+  if(NOT DEFINED EINLM_BLAS_VENDOR)
+    set(EINLM_BLAS_VENDOR OpenBLAS CACHE STRING
+        "BLAS for the CPU GEMM: a BLA_VENDOR of CMake's FindBLAS (OpenBLAS, FlexiBLAS, Intel10_64lp, All, …) or OFF")
+  endif()
+  if(NOT TARGET einlm::blas AND EINLM_BLAS_VENDOR)
+    set(_einlm_saved_vendor "${BLA_VENDOR}")
+    set(BLA_VENDOR "${EINLM_BLAS_VENDOR}")
+    find_package(BLAS QUIET)
+    set(BLA_VENDOR "${_einlm_saved_vendor}")
+    find_path(EINLM_CBLAS_INCLUDE_DIR cblas.h
+              PATH_SUFFIXES openblas-pthread openblas openblas-openmp openblas-serial flexiblas mkl
+              HINTS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE} /usr/include)
+    if(BLAS_FOUND AND EINLM_CBLAS_INCLUDE_DIR)
+      add_library(einlm::blas INTERFACE IMPORTED GLOBAL)
+      set_property(TARGET einlm::blas PROPERTY INTERFACE_LINK_LIBRARIES BLAS::BLAS)
+      set_property(TARGET einlm::blas PROPERTY INTERFACE_INCLUDE_DIRECTORIES ${EINLM_CBLAS_INCLUDE_DIR})
+      set_property(TARGET einlm::blas PROPERTY INTERFACE_SYSTEM_INCLUDE_DIRECTORIES ${EINLM_CBLAS_INCLUDE_DIR})
+      set_property(TARGET einlm::blas PROPERTY INTERFACE_COMPILE_DEFINITIONS EINLM_HAS_BLAS=1)
+      message(STATUS "einlm: BLAS (${EINLM_BLAS_VENDOR}) found: the CPU GEMM calls it for float and double")
+    else()
+      message(STATUS "einlm: no BLAS (${EINLM_BLAS_VENDOR}) with cblas.h found: the CPU GEMM uses its own kernel. "
+                     "For OpenBLAS on Debian/Ubuntu: apt-get install libopenblas-dev")
+    endif()
+  endif()
+endmacro()
+
+# einlm_find_cublaslt — einlm::cublaslt when the CUDA toolkit has cuBLASLt.
+macro(einlm_find_cublaslt)
+  if(NOT TARGET einlm::cublaslt)
+    find_package(CUDAToolkit QUIET)
+    if(TARGET CUDA::cublasLt)
+      add_library(einlm::cublaslt INTERFACE IMPORTED GLOBAL)
+      set_property(TARGET einlm::cublaslt PROPERTY INTERFACE_LINK_LIBRARIES CUDA::cublasLt)
+      set_property(TARGET einlm::cublaslt PROPERTY INTERFACE_COMPILE_DEFINITIONS EINLM_HAS_CUBLASLT=1)
+    endif()
   endif()
 endmacro()
 

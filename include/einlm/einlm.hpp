@@ -12,3 +12,4 @@
 #include "einlm/core/random.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/expr.hpp"
+#include "einlm/linalg.hpp"

@@ -16,6 +16,10 @@
 //   EINLM_RESTRICT        restrict qualifier
 //   EINLM_IF_DEVICE(dev, host)  expands to `dev` in the device pass and `host` otherwise (statements)
 //   EINLM_HAS_PACKETS     1 when the CPU executor evaluates 8 lanes at a time (see below)
+//   EINLM_HAS_BLAS        1 when the program links a CBLAS (the CMake target einlm::blas defines it):
+//                         the CPU GEMM then calls it for float and double; 0 otherwise
+//   EINLM_HAS_CUBLASLT    1 when the program links cuBLASLt (einlm::cublaslt): the CUDA GEMM's
+//                         cublaslt backend exists; 0 otherwise
 #pragma once
 
 #include <cstddef>
@@ -75,6 +79,15 @@
 #define EINLM_HAS_OPENMP 1
 #else
 #define EINLM_HAS_OPENMP 0
+#endif
+
+// Optional libraries: defined by the build (-D) when linked; every translation unit of a program
+// must agree, since inline code depends on them.
+#if !defined(EINLM_HAS_BLAS)
+#define EINLM_HAS_BLAS 0
+#endif
+#if !defined(EINLM_HAS_CUBLASLT)
+#define EINLM_HAS_CUBLASLT 0
 #endif
 
 namespace einlm {

@@ -1,0 +1,664 @@
+// einlm/linalg/gemm_cpu.hpp — GEMM on the CPU: an installed BLAS, or einlm's own blocked kernel.
+//
+//   gemm_cpu(a, b, c, epilogue, options)   matrix_refs in host memory (see einlm/linalg/gemm.hpp for
+//                                          the contract); gemm(a, b, c, …) on host tensors lands here
+//
+// Backends:
+//   blas   float and double inputs, when compiled with EINLM_HAS_BLAS=1 (CMake target einlm::blas,
+//          OpenBLAS from Debian's libopenblas-dev): cblas_sgemm / cblas_dgemm per batch, then one
+//          fused, OpenMP-threaded pass for the epilogue (bias, activation, residual, output cast).
+//          Operands whose rows or columns are not contiguous are copied first.
+//   own    every input type: the BLIS/GotoBLAS loop structure. B is packed in KC×NC panels and A in
+//          MC×KC blocks (converted to the accumulator type while packing, so bf16/fp16 inputs cost
+//          one conversion per reuse of a panel), and a register-blocked MR×NR micro-kernel on
+//          simd::packet runs over them (12×32 floats with AVX-512, 6×16 with AVX2, 6×8 with SSE2;
+//          4×4 scalars in nvcc translation units, which have no packets). The epilogue is applied
+//          when the last K panel of a tile is stored. Threads (OpenMP): each takes independent
+//          blocks of C — whole matrices of the batch, or row (column) ranges of one matrix — with
+//          its own packed panels, so no thread waits for another.
+//
+// Threads: BLAS brings its own thread pool (OpenBLAS: OPENBLAS_NUM_THREADS); the own kernel and
+// the epilogue pass use OpenMP (options.threads, else OMP_NUM_THREADS). Called from inside an
+// OpenMP parallel region of your own, the OpenMP parts run on the calling thread (no nesting) but
+// BLAS still starts its threads: docs/gemm.md says how to set the two.
+#pragma once
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "einlm/core/config.hpp"
+#include "einlm/core/dtype.hpp"
+#include "einlm/core/error.hpp"
+#include "einlm/core/math.hpp"
+#include "einlm/core/memory.hpp"
+#include "einlm/core/simd.hpp"
+#include "einlm/linalg/gemm.hpp"
+
+#if EINLM_HAS_BLAS
+#include <cblas.h>
+#endif
+
+namespace einlm {
+
+namespace detail {
+
+// --------------------------------------------------------------------------- vectors of Acc
+
+/// Loads and stores of `width` consecutive elements as one vector of Acc (a CPU packet; a single
+/// scalar in nvcc translation units), converting from and to the storage type S.
+template <class Acc>
+struct cpu_vec {
+#if EINLM_HAS_PACKETS
+  using type = simd::packet<Acc>;
+  static constexpr int width = simd::width;
+  static constexpr int native_bytes = simd::detail::native_bytes;
+  /// Every lane x, as one broadcast instruction. (packet(x) computes 0 + x, which the compiler
+  /// must keep because 0 + −0 is +0; x − 0 is x for every x, so it folds away.)
+  static type splat(Acc x) {
+    type r;
+    for (int k = 0; k < type::K; ++k) r.p[k] = x - typename type::part{};
+    return r;
+  }
+  template <class S>
+  static type load(const S* p) {
+    if constexpr (is_half_v<S> && std::is_same_v<Acc, double>) return simd::convert_packet<double>(simd::load<float>(p));
+    else return simd::load<Acc>(p);
+  }
+  template <class S>
+  static void store(S* p, const type& v) {
+    if constexpr (is_half_v<S> && std::is_same_v<Acc, double>) {
+      for (int l = 0; l < width; ++l) p[l] = convert<S>(v[l]);  // one rounding, as convert<bf16>(double)
+    } else {
+      simd::store(p, v);
+    }
+  }
+#else
+  using type = Acc;
+  static constexpr int width = 1;
+  static constexpr int native_bytes = 16;
+  static type splat(Acc x) { return x; }
+  template <class S>
+  static type load(const S* p) {
+    return convert<Acc>(*p);
+  }
+  template <class S>
+  static void store(S* p, const type& v) {
+    *p = convert<S>(v);
+  }
+#endif
+};
+
+/// Tile sizes of the own CPU kernel for accumulator type Acc on this translation unit's packets
+/// (see the file comment); its micro-kernel is micro_kernel<MR, NV>.
+template <class Acc>
+struct cpu_gemm_tiles {
+  static constexpr int W = cpu_vec<Acc>::width;
+  /// Vectors per micro-tile row: two registers' worth of Acc.
+  static constexpr int NV = EINLM_HAS_PACKETS ? (sizeof(Acc) == 4 ? 2 : 1) : 4;
+  static constexpr int NR = NV * W;
+  /// Rows of a micro-tile: 2·MR accumulator registers of 32 (AVX-512) or 16 (others).
+  static constexpr int MR = EINLM_HAS_PACKETS ? (cpu_vec<Acc>::native_bytes == 64 ? 12 : 6) : 4;
+  static constexpr index_t KC = 256;
+  static constexpr index_t MC = MR * 12;
+  static constexpr index_t NC = NR * (4096 / NR);
+  static void kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile);
+};
+
+inline int gemm_threads(const gemm_options& options) {
+#if EINLM_HAS_OPENMP
+  return options.threads > 0 ? options.threads : omp_get_max_threads();
+#else
+  (void)options;
+  return 1;
+#endif
+}
+
+/// Runs f(u) for u in [0, units) on `team` OpenMP threads, or serially. `dynamic`: units are
+/// handed out one at a time (a thread that is descheduled on a busy machine leaves its share to
+/// the others); otherwise each thread takes a contiguous range.
+template <class F>
+void gemm_parallel(int team, index_t units, F&& f, bool dynamic = false) {
+#if EINLM_HAS_OPENMP
+  if (team > 1 && units > 1) {
+    if (dynamic) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team)
+      for (index_t u = 0; u < units; ++u) f(u);
+    } else {
+#pragma omp parallel for schedule(static) num_threads(team)
+      for (index_t u = 0; u < units; ++u) f(u);
+    }
+    return;
+  }
+#else
+  (void)team;
+  (void)dynamic;
+#endif
+  for (index_t u = 0; u < units; ++u) f(u);
+}
+
+// ------------------------------------------------------------------------- the epilogue pass
+
+/// The epilogue over runs of one output row, shared by the micro-kernel's stores and the pass
+/// after BLAS. Values v (Acc) of a run become, in order:
+///   v = scale·src[j]                       the product (alpha·A·B, or what BLAS left)
+///   v += beta·C_old            when add_old   (the first K panel)
+///   v += partial[j]            when partial   (later K panels)
+///   then either partial_out[j] = v (not the last panel) or C = convert(post(v)) with
+///   post(v) = act(v + bias) + residual.
+template <class Acc, class Out>
+struct cpu_epilogue {
+  using vec = cpu_vec<Acc>;
+  using V = typename vec::type;
+  static constexpr int W = vec::width;
+
+  epilogue_op<Acc, Out> op;
+  bool add_old_values;  // beta ≠ 0
+  bool contiguous;      // C, residual and a per-column bias are contiguous along rows: vector path
+
+  cpu_epilogue(const matrix_ref<Out>& c, const epilogue<Out>& ep)
+      : op(c, ep), add_old_values(ep.beta != 0.0) {
+    contiguous = c.col_stride == 1 && (ep.residual.empty() || ep.residual.col_stride == 1 || ep.residual.cols <= 1) &&
+                 (ep.bias.empty() || ep.bias_along == bias_axis::rows || ep.bias.stride == 1 || ep.bias.size <= 1);
+  }
+
+  bool has_post() const { return op.has_post(); }
+
+  struct run {
+    index_t b, i, j0, n;        // batch, row, first column, length
+    const Acc* src;             // the product, src_stride apart
+    index_t src_stride;
+    Acc scale;
+    bool first;                 // + beta·C_old (when beta ≠ 0)
+    const Acc* partial;         // + partial[j] when not null (contiguous)
+    Acc* partial_out;           // not the last panel: store v here (contiguous)
+  };
+
+  void operator()(const run& r) const {
+    const bool add_old = r.first && add_old_values;
+    index_t j = 0;
+#if EINLM_HAS_PACKETS
+    if (contiguous && r.src_stride == 1) {
+      Out* out = &op.c(r.b, r.i, r.j0);
+      const Out* res = op.residual.empty() ? nullptr : &op.residual(op.residual.batch == 1 ? 0 : r.b, r.i, r.j0);
+      const bool col_bias = !op.bias.empty() && op.bias_along == bias_axis::columns;
+      const V row_bias = vec::splat(!op.bias.empty() && !col_bias ? convert<Acc>(op.bias[r.i]) : Acc(0));
+      const V scale = vec::splat(r.scale), beta = vec::splat(op.beta);
+      for (; j + W <= r.n; j += W) {
+        V v = scale * vec::load(r.src + j);
+        if (add_old) v = v + beta * vec::load(out + j);
+        if (r.partial) v = v + vec::load(r.partial + j);
+        if (r.partial_out) {
+          vec::store(r.partial_out + j, v);
+          continue;
+        }
+        if (col_bias) v = v + vec::load(&op.bias[r.j0 + j]);
+        else if (!op.bias.empty()) v = v + row_bias;
+        v = apply_activation(op.act, v);
+        if (res) v = v + vec::load(res + j);
+        vec::store(out + j, v);
+      }
+    }
+#endif
+    for (; j < r.n; ++j) {
+      const index_t jj = r.j0 + j;
+      Acc v = r.scale * r.src[j * r.src_stride];
+      if (add_old) v = v + op.beta * convert<Acc>(op.c(r.b, r.i, jj));
+      if (r.partial) v = v + r.partial[j];
+      if (r.partial_out) r.partial_out[j] = v;
+      else op.c(r.b, r.i, jj) = convert<Out>(op.post(v, r.b, r.i, jj));
+    }
+  }
+};
+
+// ----------------------------------------------------------------------------- own kernel
+
+/// Packs rows [i0, i0 + mc) × columns [p0, p0 + kc) of A (batch b) into slivers of MR rows:
+/// sliver s holds, for each k, the MR values A[i0 + s·MR + r, p0 + k] (zero past the last row).
+template <int MR, class Acc, class In>
+void pack_a(Acc* EINLM_RESTRICT dst, const matrix_ref<const In>& a, index_t b, index_t i0, index_t mc, index_t p0,
+            index_t kc) {
+  const In* base = a.data + b * a.batch_stride + i0 * a.row_stride + p0 * a.col_stride;
+  for (index_t s = 0; s < mc; s += MR) {
+    const index_t rows = std::min<index_t>(MR, mc - s);
+    Acc* out = dst + s * kc;
+    if (rows < MR) std::fill(out, out + kc * MR, Acc(0));
+    for (index_t r = 0; r < rows; ++r) {
+      const In* src = base + (s + r) * a.row_stride;
+      if (a.col_stride == 1) {
+        for (index_t k = 0; k < kc; ++k) out[k * MR + r] = convert<Acc>(src[k]);
+      } else {
+        for (index_t k = 0; k < kc; ++k) out[k * MR + r] = convert<Acc>(src[k * a.col_stride]);
+      }
+    }
+  }
+}
+
+/// Packs rows [p0, p0 + kc) × columns [j0, j0 + nc) of B (batch b) into slivers of NR columns:
+/// sliver t holds, for each k, the NR values B[p0 + k, j0 + t·NR + c] (zero past the last column).
+template <int NR, class Acc, class In>
+void pack_b_sliver(Acc* EINLM_RESTRICT out, const matrix_ref<const In>& b, index_t batch, index_t p0, index_t kc,
+                   index_t j, index_t cols) {
+  using vec = cpu_vec<Acc>;
+  const In* base = b.data + batch * b.batch_stride + p0 * b.row_stride + j * b.col_stride;
+  if (cols == NR && b.col_stride == 1) {
+    for (index_t k = 0; k < kc; ++k) {
+      const In* src = base + k * b.row_stride;
+      for (int v = 0; v < NR; v += vec::width) vec::store(out + k * NR + v, vec::load(src + v));
+    }
+    return;
+  }
+  if (cols < NR) std::fill(out, out + kc * NR, Acc(0));
+  for (index_t c = 0; c < cols; ++c) {
+    const In* src = base + c * b.col_stride;
+    for (index_t k = 0; k < kc; ++k) out[k * NR + c] = convert<Acc>(src[k * b.row_stride]);
+  }
+}
+
+/// tile[MR][NR] = Σ_k a[k][0..MR) ⊗ b[k][0..NR) over kc steps of the packed slivers.
+template <int MR, int NV, class Acc>
+void micro_kernel(index_t kc, const Acc* EINLM_RESTRICT a, const Acc* EINLM_RESTRICT b, Acc* EINLM_RESTRICT tile) {
+  using vec = cpu_vec<Acc>;
+  using V = typename vec::type;
+  constexpr int W = vec::width, NR = NV * W;
+  V acc[MR][NV];
+  EINLM_UNROLL
+  for (int r = 0; r < MR; ++r) {
+    EINLM_UNROLL
+    for (int v = 0; v < NV; ++v) acc[r][v] = V(Acc(0));
+  }
+  for (index_t k = 0; k < kc; ++k) {
+    V bv[NV];
+    EINLM_UNROLL
+    for (int v = 0; v < NV; ++v) bv[v] = vec::load(b + v * W);
+    EINLM_UNROLL
+    for (int r = 0; r < MR; ++r) {
+      const V av = vec::splat(a[r]);
+      EINLM_UNROLL
+      for (int v = 0; v < NV; ++v) acc[r][v] = acc[r][v] + av * bv[v];
+    }
+    a += MR;
+    b += NR;
+  }
+  EINLM_UNROLL
+  for (int r = 0; r < MR; ++r) {
+    EINLM_UNROLL
+    for (int v = 0; v < NV; ++v) vec::store(tile + r * NR + v * W, acc[r][v]);
+  }
+}
+
+template <class Acc>
+void cpu_gemm_tiles<Acc>::kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile) {
+  micro_kernel<MR, NV>(kc, a, b, tile);
+}
+
+#if EINLM_HAS_PACKETS && defined(__x86_64__) && !defined(__AVX512F__)
+// Builds for an x86-64 below AVX-512 (the default -march=x86-64 has 16-byte SSE2 vectors and no
+// FMA) also carry micro-kernels for AVX-512 and AVX2+FMA, chosen at run time from the CPU (as
+// BLAS libraries do); packing and the epilogue stay on the build's packets.
+
+/// The micro-kernel on GNU vectors of Bytes bytes; always inlined into the target-specific
+/// wrappers below, so that it is compiled with their instruction sets.
+template <int Bytes, int MR, int NR, class Acc>
+__attribute__((always_inline)) inline void micro_kernel_x86(index_t kc, const Acc* EINLM_RESTRICT a,
+                                                           const Acc* EINLM_RESTRICT b, Acc* EINLM_RESTRICT tile) {
+  typedef Acc vec __attribute__((vector_size(Bytes)));
+  constexpr int W = Bytes / static_cast<int>(sizeof(Acc)), NV = NR / W;
+  vec acc[MR][NV];
+  EINLM_UNROLL
+  for (int r = 0; r < MR; ++r) {
+    EINLM_UNROLL
+    for (int v = 0; v < NV; ++v) acc[r][v] = vec{};
+  }
+  for (index_t k = 0; k < kc; ++k) {
+    vec bv[NV];
+    EINLM_UNROLL
+    for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b + v * W, sizeof(vec));
+    EINLM_UNROLL
+    for (int r = 0; r < MR; ++r) {
+      const vec av = a[r] - vec{};  // a broadcast (x − 0 is x for every x, so it folds away)
+      EINLM_UNROLL
+      for (int v = 0; v < NV; ++v) acc[r][v] += av * bv[v];
+    }
+    a += MR;
+    b += NR;
+  }
+  EINLM_UNROLL
+  for (int r = 0; r < MR; ++r) {
+    EINLM_UNROLL
+    for (int v = 0; v < NV; ++v) std::memcpy(tile + r * NR + v * W, &acc[r][v], sizeof(vec));
+  }
+}
+
+/// Tiles for 64-byte vectors (AVX-512: 24 of 32 registers accumulate) and 32-byte ones (AVX2:
+/// 12 of 16).
+template <class Acc, int Bytes>
+struct cpu_gemm_tiles_x86 {
+  static constexpr int NR = 2 * Bytes / static_cast<int>(sizeof(Acc));  // two registers per row
+  static constexpr int MR = Bytes == 64 ? 12 : 6;
+  static constexpr index_t KC = 256;
+  static constexpr index_t MC = MR * 12;
+  static constexpr index_t NC = NR * (4096 / NR);
+  static void kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile);
+};
+
+template <class Acc>
+__attribute__((target("avx512f,fma"))) void micro_kernel_avx512(index_t kc, const Acc* a, const Acc* b, Acc* tile) {
+  micro_kernel_x86<64, cpu_gemm_tiles_x86<Acc, 64>::MR, cpu_gemm_tiles_x86<Acc, 64>::NR>(kc, a, b, tile);
+}
+template <class Acc>
+__attribute__((target("avx2,fma"))) void micro_kernel_avx2(index_t kc, const Acc* a, const Acc* b, Acc* tile) {
+  micro_kernel_x86<32, cpu_gemm_tiles_x86<Acc, 32>::MR, cpu_gemm_tiles_x86<Acc, 32>::NR>(kc, a, b, tile);
+}
+template <class Acc, int Bytes>
+void cpu_gemm_tiles_x86<Acc, Bytes>::kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile) {
+  if constexpr (Bytes == 64) micro_kernel_avx512(kc, a, b, tile);
+  else micro_kernel_avx2(kc, a, b, tile);
+}
+
+/// The widest vectors this CPU runs (64, 32) when wider than the build's, else 0.
+inline int cpu_gemm_vector_bytes() {
+  static const int bytes = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return 64;
+#if !(defined(__AVX2__) && defined(__FMA__))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 32;
+#endif
+    return 0;
+  }();
+  return bytes;
+}
+#endif
+
+/// One thread's packed panels (at most KC × NC and MC × KC elements), kept for the thread's later
+/// calls so that small GEMMs do not pay for allocating and faulting them in.
+template <class Acc>
+struct cpu_gemm_workspace {
+  std::vector<Acc> bp;    // packed B panel
+  std::vector<Acc> ap;    // packed A block
+  std::vector<Acc> tile;  // one MR × NR tile
+  static cpu_gemm_workspace& of_this_thread() {
+    static thread_local cpu_gemm_workspace w;
+    return w;
+  }
+};
+
+/// The own kernel. Work is cut into independent blocks of C, one per thread or more (whole
+/// matrices of the batch, or row / column ranges of one matrix); each thread runs the blocked
+/// loops serially on its blocks with its own packed panels, so no thread ever waits for another
+/// (a team member descheduled on a busy machine delays only its own block).
+template <class In, class Out, class Tiles = cpu_gemm_tiles<gemm_acc_t<In>>>
+class cpu_gemm_own {
+ public:
+  using Acc = gemm_acc_t<In>;
+  using tiles = Tiles;
+  static constexpr int MR = tiles::MR, NR = tiles::NR;
+
+  cpu_gemm_own(const matrix_ref<const In>& a, const matrix_ref<const In>& b, const matrix_ref<Out>& c,
+               const epilogue<Out>& ep, int threads)
+      : a_(a), b_(b), c_(c), epi_(c, ep), alpha_(static_cast<Acc>(ep.alpha)), threads_(threads) {
+    M_ = c.rows;
+    N_ = c.cols;
+    K_ = a.cols;
+    // Partial sums of several K panels live in C itself when it holds Acc contiguously.
+    partial_in_c_ = std::is_same_v<Out, Acc> && c.col_stride == 1;
+  }
+
+  void run() {
+    if (M_ == 0 || N_ == 0 || c_.batch == 0) return;
+    if (K_ == 0) return run_empty_k();
+    const double flops = 2.0 * static_cast<double>(M_) * static_cast<double>(N_) * static_cast<double>(K_) *
+                         static_cast<double>(c_.batch);
+    const int team = flops < 4e6 ? 1 : threads_;
+    // Blocks per matrix: enough for every thread — two per thread when they still have ≥ 256
+    // rows (or columns), so that the threads balance their work — cut along the longer side of C
+    // in whole micro-tiles. The other operand's panels are packed once per block: a small cost
+    // next to a block's arithmetic.
+    const bool by_rows = M_ / MR >= N_ / NR;
+    const index_t unit = by_rows ? MR : NR, extent = by_rows ? M_ : N_;
+    index_t per_matrix = c_.batch >= team ? 1 : (team + c_.batch - 1) / c_.batch;
+    if (per_matrix > 1 && extent >= 2 * per_matrix * 256) per_matrix *= 2;
+    const index_t steps = (extent + unit - 1) / unit;
+    const index_t blocks = std::min<index_t>(per_matrix, steps);
+    const index_t units = c_.batch * blocks;
+    gemm_parallel(team, units, [&](index_t u) {
+      const index_t b = u / blocks, k = u % blocks;
+      const index_t lo = std::min(extent, steps * k / blocks * unit), hi = std::min(extent, steps * (k + 1) / blocks * unit);
+      workspace& w = thread_workspace();
+      if (by_rows) one_block(b, lo, hi, 0, N_, w);
+      else one_block(b, 0, M_, lo, hi, w);
+    }, units > team);
+  }
+
+ private:
+  static index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
+
+  using workspace = cpu_gemm_workspace<Acc>;
+  static workspace& thread_workspace() { return cpu_gemm_workspace<Acc>::of_this_thread(); }
+
+  static Acc* sized(std::vector<Acc>& v, index_t n) {
+    if (static_cast<index_t>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
+    return v.data();
+  }
+
+  /// C[b, i0:i1, j0:j1] on the calling thread: the BLIS loops jc (NC) → pc (KC, pack B) →
+  /// ic (MC, pack A) → jr (NR) → ir (MR, micro-kernel, store through the epilogue).
+  void one_block(index_t b, index_t i0, index_t i1, index_t j0, index_t j1, workspace& w) {
+    const index_t ba = a_.batch == 1 ? 0 : b, bb = b_.batch == 1 ? 0 : b;
+    const index_t rows = i1 - i0;
+    const index_t nc_max = std::min<index_t>(tiles::NC, round_up(j1 - j0, NR));
+    Acc* bp = sized(w.bp, std::min<index_t>(tiles::KC, K_) * nc_max);
+    Acc* ap = sized(w.ap, std::min<index_t>(tiles::MC, round_up(rows, MR)) * std::min<index_t>(tiles::KC, K_));
+    Acc* tile = sized(w.tile, MR * NR);
+    // Partial sums of several K panels, when they cannot live in C (freed after the block).
+    std::vector<Acc> partial_sums(K_ > tiles::KC && !partial_in_c_ ? static_cast<std::size_t>(rows * nc_max) : 0);
+    Acc* partial = partial_sums.data();
+    for (index_t jc = j0; jc < j1; jc += tiles::NC) {
+      const index_t nc = std::min<index_t>(tiles::NC, j1 - jc);
+      for (index_t pc = 0; pc < K_; pc += tiles::KC) {
+        const index_t kc = std::min<index_t>(tiles::KC, K_ - pc);
+        const bool first = pc == 0, last = pc + kc == K_;
+        for (index_t t = 0; t * NR < nc; ++t)
+          pack_b_sliver<NR>(bp + t * kc * NR, b_, bb, pc, kc, jc + t * NR, std::min<index_t>(NR, nc - t * NR));
+        for (index_t ic = i0; ic < i1; ic += tiles::MC) {
+          const index_t mc = std::min<index_t>(tiles::MC, i1 - ic);
+          pack_a<MR>(ap, a_, ba, ic, mc, pc, kc);
+          for (index_t jr = 0; jr < nc; jr += NR) {
+            const index_t n = std::min<index_t>(NR, nc - jr);
+            for (index_t ir = 0; ir < mc; ir += MR) {
+              tiles::kernel(kc, ap + ir * kc, bp + jr * kc, tile);
+              const index_t m = std::min<index_t>(MR, mc - ir);
+              for (index_t r = 0; r < m; ++r) {
+                const index_t i = ic + ir + r, j = jc + jr;
+                Acc* part = nullptr;
+                if (!(first && last)) {
+                  if constexpr (std::is_same_v<Out, Acc>) part = partial_in_c_ ? &c_(b, i, j) : nullptr;
+                  if (!part) part = partial + (i - i0) * nc_max + (j - jc);
+                }
+                epi_({b, i, j, n, tile + r * NR, 1, alpha_, first, first ? nullptr : part, last ? nullptr : part});
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// K = 0: C = post(beta·C_old).
+  void run_empty_k() {
+    std::vector<Acc> zeros(static_cast<std::size_t>(N_), Acc(0));
+    gemm_parallel(threads_, c_.batch * M_, [&](index_t u) {
+      const index_t b = u / M_, i = u % M_;
+      epi_({b, i, 0, N_, zeros.data(), 1, Acc(0), true, nullptr, nullptr});
+    });
+  }
+
+  matrix_ref<const In> a_, b_;
+  matrix_ref<Out> c_;
+  cpu_epilogue<Acc, Out> epi_;
+  Acc alpha_;
+  int threads_;
+  index_t M_ = 0, N_ = 0, K_ = 0;
+  bool partial_in_c_ = false;
+};
+
+template <class In, class Out>
+void gemm_own_cpu(const matrix_ref<const In>& a, const matrix_ref<const In>& b, const matrix_ref<Out>& c,
+                  const epilogue<Out>& ep, int threads) {
+#if EINLM_HAS_PACKETS && defined(__x86_64__) && !defined(__AVX512F__)
+  using Acc = gemm_acc_t<In>;
+  switch (cpu_gemm_vector_bytes()) {
+    case 64: return cpu_gemm_own<In, Out, cpu_gemm_tiles_x86<Acc, 64>>(a, b, c, ep, threads).run();
+#if !(defined(__AVX2__) && defined(__FMA__))
+    case 32: return cpu_gemm_own<In, Out, cpu_gemm_tiles_x86<Acc, 32>>(a, b, c, ep, threads).run();
+#endif
+    default: break;
+  }
+#endif
+  cpu_gemm_own<In, Out>(a, b, c, ep, threads).run();
+}
+
+// ------------------------------------------------------------------------------------ BLAS
+
+#if EINLM_HAS_BLAS
+/// An operand as BLAS sees it in row-major order: a pointer per batch, a transpose flag and the
+/// leading dimension; or nothing when its layout does not fit (then it is copied first).
+struct blas_operand {
+  bool fits = false;
+  bool trans = false;
+  index_t ld = 0;
+};
+
+template <class T>
+blas_operand blas_layout(const matrix_ref<T>& m) {
+  const index_t rows = std::max<index_t>(m.rows, 1), cols = std::max<index_t>(m.cols, 1);
+  if (m.col_stride == 1 && m.row_stride >= cols && m.row_stride <= INT_MAX) return {true, false, m.row_stride};
+  if (m.row_stride == 1 && m.col_stride >= rows && m.col_stride <= INT_MAX) return {true, true, m.col_stride};
+  return {};
+}
+
+inline void blas_call(bool ta, bool tb, index_t m, index_t n, index_t k, float alpha, const float* a, index_t lda,
+                      const float* b, index_t ldb, float beta, float* c, index_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
+              c, static_cast<int>(ldc));
+}
+inline void blas_call(bool ta, bool tb, index_t m, index_t n, index_t k, double alpha, const double* a, index_t lda,
+                      const double* b, index_t ldb, double beta, double* c, index_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
+              c, static_cast<int>(ldc));
+}
+
+/// A contiguous row-major copy of one matrix of the batch.
+template <class T>
+void copy_matrix(T* dst, const matrix_ref<const T>& m, index_t b, int team) {
+  gemm_parallel(team, m.rows, [&](index_t i) {
+    for (index_t j = 0; j < m.cols; ++j) dst[i * m.cols + j] = m(b, i, j);
+  });
+}
+
+/// BLAS for the product, then one fused pass for what BLAS cannot do.
+template <class T, class Out>
+void gemm_blas_cpu(matrix_ref<const T> a, matrix_ref<const T> b, const matrix_ref<Out>& c, const epilogue<Out>& ep,
+                   int team) {
+  const index_t M = c.rows, N = c.cols, K = a.cols;
+  if (M == 0 || N == 0 || c.batch == 0) return;
+  if (M > INT_MAX || N > INT_MAX || K > INT_MAX) return gemm_own_cpu(a, b, c, ep, team);
+  const cpu_epilogue<T, Out> epi(c, ep);
+  // C itself receives the product when it holds T with a layout BLAS takes (possibly as the
+  // transposed problem Cᵀ = Bᵀ·Aᵀ); otherwise a row-major workspace does.
+  blas_operand lc = std::is_same_v<Out, T> ? blas_layout(c) : blas_operand{};
+  const bool in_c = lc.fits;
+  blas_operand la = blas_layout(a), lb = blas_layout(b);
+  buffer<T, host> a_copy(la.fits ? 0 : static_cast<std::size_t>(M * K));
+  buffer<T, host> b_copy(lb.fits ? 0 : static_cast<std::size_t>(K * N));
+  buffer<T, host> work(in_c ? 0 : static_cast<std::size_t>(M * N));
+  if (!la.fits) la = {true, false, std::max<index_t>(K, 1)};
+  if (!lb.fits) lb = {true, false, std::max<index_t>(N, 1)};
+  const bool post_in_c = in_c && epi.has_post();
+  for (index_t bt = 0; bt < c.batch; ++bt) {
+    const index_t ba = a.batch == 1 ? 0 : bt, bb = b.batch == 1 ? 0 : bt;
+    const T* pa = a.data + ba * a.batch_stride;
+    const T* pb = b.data + bb * b.batch_stride;
+    if (a_copy.data()) {
+      if (bt == 0 || a.batch != 1) copy_matrix(a_copy.data(), a, ba, team);
+      pa = a_copy.data();
+    }
+    if (b_copy.data()) {
+      if (bt == 0 || b.batch != 1) copy_matrix(b_copy.data(), b, bb, team);
+      pb = b_copy.data();
+    }
+    const T alpha = static_cast<T>(ep.alpha);
+    if (in_c) {
+      T* pc = reinterpret_cast<T*>(c.data + bt * c.batch_stride);
+      const T beta = static_cast<T>(ep.beta);
+      if (!lc.trans) {
+        blas_call(la.trans, lb.trans, M, N, K, alpha, pa, la.ld, pb, lb.ld, beta, pc, lc.ld);
+      } else {
+        // Cᵀ (N × M, row-major with ld) = Bᵀ · Aᵀ.
+        blas_call(!lb.trans, !la.trans, N, M, K, alpha, pb, lb.ld, pa, la.ld, beta, pc, lc.ld);
+      }
+      if (post_in_c) {
+        gemm_parallel(M * N < (1 << 15) ? 1 : team, M, [&](index_t i) {
+          const T* row = pc + i * (lc.trans ? 1 : lc.ld);
+          epi({bt, i, 0, N, row, lc.trans ? lc.ld : 1, T(1), false, nullptr, nullptr});
+        });
+      }
+    } else {
+      blas_call(la.trans, lb.trans, M, N, K, alpha, pa, la.ld, pb, lb.ld, T(0), work.data(), std::max<index_t>(N, 1));
+      gemm_parallel(M * N < (1 << 15) ? 1 : team, M, [&](index_t i) {
+        epi({bt, i, 0, N, work.data() + i * N, 1, T(1), true, nullptr, nullptr});
+      });
+    }
+  }
+}
+#endif
+
+}  // namespace detail
+
+/// True when this build calls a BLAS for float/double GEMMs on the CPU.
+inline constexpr bool gemm_has_blas = EINLM_HAS_BLAS != 0;
+
+/// C = epilogue(alpha·A·B + beta·C) on host memory (einlm/linalg/gemm.hpp has the contract).
+template <class TA, class TB, class Out>
+void gemm_cpu(const matrix_ref<TA>& a_in, const matrix_ref<TB>& b_in, const matrix_ref<Out>& c_in,
+              const epilogue<Out>& ep = {}, const gemm_options& options = {}) {
+  using In = std::remove_const_t<TA>;
+  const auto [ca, cb, cc] = detail::prepare_gemm(a_in, b_in, c_in, ep);
+  const int team = detail::gemm_threads(options);
+  constexpr bool blas_type = EINLM_HAS_BLAS && (std::is_same_v<In, float> || std::is_same_v<In, double>);
+  switch (options.backend) {
+    case gemm_backend::cublaslt:
+      throw value_error("gemm: the cublaslt backend needs device memory; on the CPU use own or blas");
+    case gemm_backend::blas:
+      if constexpr (!blas_type)
+        throw value_error(detail::concat("gemm: the blas backend ",
+                                         EINLM_HAS_BLAS ? "takes float and double inputs only (these are "
+                                                        : "is not compiled in (link einlm::blas, Debian: libopenblas-dev; inputs are ",
+                                         dtype_traits<In>::name, ")"));
+      [[fallthrough]];
+    case gemm_backend::automatic:
+#if EINLM_HAS_BLAS
+      if constexpr (blas_type) return detail::gemm_blas_cpu(ca, cb, cc, ep, team);
+#endif
+      [[fallthrough]];
+    case gemm_backend::own:
+      return detail::gemm_own_cpu(ca, cb, cc, ep, team);
+  }
+}
+
+/// The host overload that gemm(a, b, c, …) on host tensors and views calls.
+template <class In, class Out>
+void gemm_on(host, const matrix_ref<const In>& a, const matrix_ref<const In>& b, const matrix_ref<Out>& c,
+             const epilogue<Out>& ep, const gemm_options& options) {
+  gemm_cpu(a, b, c, ep, options);
+}
+
+}  // namespace einlm
