@@ -21,7 +21,23 @@ macro(einlm_find_cuda_headers)
       einlm_missing("The CUDA toolkit (its headers: CCCL and cuda_bf16.h are needed even for CPU-only builds)"
                     "nvidia-cuda-toolkit" "Or install NVIDIA's cuda-toolkit and set CUDAToolkit_ROOT.")
     endif()
-    find_package(CCCL CONFIG QUIET HINTS "${CUDAToolkit_LIBRARY_ROOT}/lib/cmake" "${CUDAToolkit_LIBRARY_ROOT}/lib64/cmake")
+    # CCCL's package files sit in the toolkit's lib/cmake (or lib64/cmake); FindCUDAToolkit leaves
+    # CUDAToolkit_LIBRARY_ROOT empty when CUDA is not an enabled language, so derive the roots from
+    # every directory it reports, and fall back to the CCCL that einlm itself was built with.
+    set(_einlm_cccl_hints)
+    foreach(_einlm_root "${CUDAToolkit_LIBRARY_ROOT}" "${CUDAToolkit_TARGET_DIR}" "${CUDAToolkit_BIN_DIR}/.."
+                        "${CUDAToolkit_ROOT}" "$ENV{CUDAToolkit_ROOT}" "$ENV{CUDA_PATH}")
+      if(_einlm_root AND NOT _einlm_root STREQUAL "/.." AND NOT _einlm_root STREQUAL "..")
+        list(APPEND _einlm_cccl_hints "${_einlm_root}/lib/cmake" "${_einlm_root}/lib64/cmake")
+      endif()
+    endforeach()
+    foreach(_einlm_include IN LISTS CUDAToolkit_INCLUDE_DIRS)
+      list(APPEND _einlm_cccl_hints "${_einlm_include}/../lib/cmake" "${_einlm_include}/../lib64/cmake")
+    endforeach()
+    if(EINLM_BUILT_WITH_CCCL_DIR)
+      list(APPEND _einlm_cccl_hints "${EINLM_BUILT_WITH_CCCL_DIR}/..")
+    endif()
+    find_package(CCCL CONFIG QUIET HINTS ${_einlm_cccl_hints})
     if(NOT CCCL_FOUND)
       einlm_missing("CCCL (libcu++/Thrust/CUB, shipped with the CUDA toolkit)" "nvidia-cuda-toolkit"
                     "Set CCCL_DIR to the toolkit's lib64/cmake/cccl directory.")
