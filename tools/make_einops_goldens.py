@@ -13,10 +13,10 @@ runs them with einops + NumPy, and writes
                                         (tests/einops/einops_check.hpp); at most ~60 patterns per
                                         file, since every pattern instantiates templates
   tests/einops/generated/tests.cmake    one test executable per generated file
-  tests/einops/pending/…                cases of APIs einlm does not have yet (einsum, pack/unpack,
-                                        parse_shape, list inputs) written against their planned
-                                        spelling, and pending/CMakeLists.txt to register them; not
-                                        built until tests/einops/CMakeLists.txt adds the directory
+  tests/einops/pending/…                cases of APIs einlm does not have yet (none at present),
+                                        written against their planned spelling, and
+                                        pending/CMakeLists.txt to register them; not built until
+                                        tests/einops/CMakeLists.txt adds the directory
 
 Suites: ops (test_ops.py), examples (test_examples.py), layers (test_layers.py), other
 (test_other.py, parse_shape), einsum (test_einsum.py), packing (test_packing.py). The tables and
@@ -984,11 +984,9 @@ def einsum_suite():
     part = Part("einsum", "test_einsum.py: test_functional_cases. Inputs: RandomState(0).uniform(size=shape) "
                 "as float32, as einops draws them (stored as <case>_in0, <case>_in1, …); the goldens are "
                 "np.einsum of the same inputs in float64. Tolerance 1e-5 relative: every input is in [0, 1), "
-                "so the float32 result's relative error is below n * 2^-24 for n ≤ 40 terms (2.4e-6). "
-                "Pending: einlm::einsum<\"...\">(a, b, …).", compiled=False)
+                "so the float32 result's relative error is below n * 2^-24 for n ≤ 40 terms (2.4e-6).")
     errors = Part("einsum_errors", "test_einsum.py: test_functional_errors. Every one is an error of the "
-                  "pattern alone, so in einlm a compile-time error (a static_assert carrying einops' sentence).",
-                  compiled=False)
+                  "pattern alone, so in einlm a compile-time error (a static_assert carrying einops' sentence).")
     for i, (pattern, true_pattern, in_shapes, out_shape) in enumerate(test_functional_cases):
         rstate = np.random.RandomState(0)
         inputs = [rstate.uniform(size=shape).astype("float32") for shape in in_shapes]
@@ -1268,11 +1266,12 @@ def main():
         lines.append("# Errors that are compile errors in einlm (the rank or the pattern is static).")
         lines.extend(cmake_compile_fail)
     generated["tests.cmake"] = "\n".join(lines) + "\n"
-    pending["CMakeLists.txt"] = "\n".join([
-        HEADER.replace("//", "#"),
-        "# Cases of APIs einlm does not have yet (einsum). Not built:",
-        "# tests/einops/CMakeLists.txt adds this directory once they exist (or copy single lines there).",
-        *cmake_pending]) + "\n"
+    if cmake_pending:
+        pending["CMakeLists.txt"] = "\n".join([
+            HEADER.replace("//", "#"),
+            "# Cases of APIs einlm does not have yet. Not built:",
+            "# tests/einops/CMakeLists.txt adds this directory once they exist (or copy single lines there).",
+            *cmake_pending]) + "\n"
 
     for directory, files in [(GEN_DIR, generated), (PENDING_DIR, pending)]:
         for name, text in sorted(files.items()):
@@ -1283,6 +1282,8 @@ def main():
                     changed.append(old)
                     if not args.check:
                         old.unlink()
+            if not files and not args.check and not any(directory.iterdir()):
+                directory.rmdir()
     for path in changed:
         print(("would change: " if args.check else "wrote: ") + str(path.relative_to(ROOT)))
     total = sum(p.stat().st_size for p in DATA_DIR.glob("*.npz")) if DATA_DIR.exists() else 0

@@ -6,6 +6,7 @@
 //   rearrange<"b s (h d) -> b h s d">(x, axis_size<"h">{heads})      size known at run time
 //   reduce<"b s d -> b d", "mean">(x)                                 sum mean max min prod any all
 //   repeat<"h w -> h w c">(x, axis<"c", 3>{})
+//   einsum<"b h i d, b h j d -> b h i j">(q, k)                      einlm/linalg/einsum.hpp
 // x is a tensor, a view (any strides), a lazy expression, or a list of equally shaped operands
 // (stacked on a new first axis, as einops does). The semantics are einops 0.8's, rule by rule; the
 // errors are its sentences: static_asserts when the pattern or the static shapes are wrong,
@@ -35,6 +36,7 @@
 #include "einlm/einops/pack.hpp"
 #include "einlm/einops/parse_shape.hpp"
 #include "einlm/expr/reduce.hpp"
+#include "einlm/linalg/einsum.hpp"
 #include "einlm/pattern/errors.hpp"
 #include "einlm/pattern/fixed_string.hpp"
 #include "einlm/pattern/lower.hpp"

@@ -94,6 +94,33 @@ inline std::string error_sentence(error_code code, std::string_view text, std::i
       return "Shape mismatch, can't divide axis of length " + std::to_string(a) + " in chunks of " + std::to_string(b);
     case error_code::length_mismatch: return "Shape mismatch, " + std::to_string(a) + " != " + std::to_string(b);
     case error_code::mean_not_floating: return "reduce_mean is not available for non-floating tensors";
+    case error_code::einsum_missing_arrow: return "Einsum pattern must contain '->'.";
+    case error_code::einsum_composition: return "Shape rearrangement is not yet supported in einsum.";
+    case error_code::einsum_singleton: return "Singleton () axes are not yet supported in einsum.";
+    case error_code::einsum_anonymous: return "Anonymous axes are not yet supported in einsum.";
+    case error_code::einsum_too_many_axes: return "Too many axes in einsum.";
+    case error_code::einsum_unknown_axis: return "Unknown axis " + t + " on right side of einsum " + std::string(op_name) + ".";
+    case error_code::einsum_no_tensors:
+      return "`einops.einsum` takes at minimum two arguments: the tensors (at least one), followed by the pattern.";
+    case error_code::einsum_operand_count:
+      return a < b ? "fewer operands provided to einstein sum function than specified in the subscripts string"
+                   : "more operands provided to einstein sum function than specified in the subscripts string";
+    case error_code::einsum_too_many_subscripts:
+      return "einstein sum subscripts string contains too many subscripts for operand " + std::to_string(a);
+    case error_code::einsum_too_few_subscripts:
+      return "operand has more dimensions than subscripts given in einstein sum, but no '...' ellipsis provided "
+             "to broadcast the extra dimensions.";
+    case error_code::einsum_output_ellipsis:
+      return "output has more dimensions than subscripts given in einstein sum, but no '...' ellipsis provided to "
+             "broadcast the extra dimensions.";
+    case error_code::einsum_diagonal_mismatch:
+      return "dimensions in single operand for collapsing index '" + t + "' don't match (" + std::to_string(a) +
+             " != " + std::to_string(b) + ")";
+    case error_code::einsum_broadcast_mismatch:
+      return "operands could not be broadcast together: axis '" + t + "' has lengths " + std::to_string(a) + " and " +
+             std::to_string(b);
+    case error_code::einsum_capacity:
+      return "einlm's einsum takes at most 8 inputs and 16 distinct axes (output and summed, ellipsis included)";
   }
   return "unknown error";
 }
@@ -175,6 +202,34 @@ constexpr void report_error() {
     static_assert(always_false<Code>, "einops: Shape mismatch (an axis length differs from the lengths the pattern gives)");
   else if constexpr (c == error_code::mean_not_floating)
     static_assert(always_false<Code>, "einops: reduce_mean is not available for non-floating tensors");
+  else if constexpr (c == error_code::einsum_missing_arrow)
+    static_assert(always_false<Code>, "einops: Einsum pattern must contain '->'.");
+  else if constexpr (c == error_code::einsum_composition)
+    static_assert(always_false<Code>, "einops: Shape rearrangement is not yet supported in einsum.");
+  else if constexpr (c == error_code::einsum_singleton)
+    static_assert(always_false<Code>, "einops: Singleton () axes are not yet supported in einsum.");
+  else if constexpr (c == error_code::einsum_anonymous)
+    static_assert(always_false<Code>, "einops: Anonymous axes are not yet supported in einsum.");
+  else if constexpr (c == error_code::einsum_too_many_axes)
+    static_assert(always_false<Code>, "einops: Too many axes in einsum.");
+  else if constexpr (c == error_code::einsum_unknown_axis)
+    static_assert(always_false<Code>, "einops: Unknown axis on right side of einsum (every output axis must appear in an input)");
+  else if constexpr (c == error_code::einsum_no_tensors)
+    static_assert(always_false<Code>, "einops: `einops.einsum` takes at minimum two arguments: the tensors (at least one), followed by the pattern.");
+  else if constexpr (c == error_code::einsum_operand_count)
+    static_assert(always_false<Code>, "einsum: the number of tensors differs from the number of inputs in the pattern (NumPy: fewer/more operands provided to einstein sum function than specified in the subscripts string)");
+  else if constexpr (c == error_code::einsum_too_many_subscripts)
+    static_assert(always_false<Code>, "einsum: einstein sum subscripts string contains too many subscripts for an operand (a tensor has fewer dimensions than its names)");
+  else if constexpr (c == error_code::einsum_too_few_subscripts)
+    static_assert(always_false<Code>, "einsum: operand has more dimensions than subscripts given in einstein sum, but no '...' ellipsis provided to broadcast the extra dimensions.");
+  else if constexpr (c == error_code::einsum_output_ellipsis)
+    static_assert(always_false<Code>, "einsum: output has more dimensions than subscripts given in einstein sum, but no '...' ellipsis provided to broadcast the extra dimensions.");
+  else if constexpr (c == error_code::einsum_diagonal_mismatch)
+    static_assert(always_false<Code>, "einsum: dimensions in single operand for collapsing index don't match (a name repeated in one input has two lengths)");
+  else if constexpr (c == error_code::einsum_broadcast_mismatch)
+    static_assert(always_false<Code>, "einsum: operands could not be broadcast together (an axis has two different lengths, neither of them 1)");
+  else if constexpr (c == error_code::einsum_capacity)
+    static_assert(always_false<Code>, "einlm's einsum takes at most 8 inputs and 16 distinct axes (output and summed, ellipsis included)");
 }
 
 }  // namespace pattern

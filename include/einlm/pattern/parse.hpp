@@ -56,6 +56,21 @@ enum class error_code : std::uint8_t {
   cannot_divide,            // Shape mismatch, can't divide axis of length {L} in chunks of {K}
   length_mismatch,          // Shape mismatch, {L} != {K}
   mean_not_floating,        // reduce_mean is not available for non-floating tensors
+  // einsum (einops' _compactify_pattern_for_einsum, then NumPy's einsum rules)
+  einsum_missing_arrow,     // Einsum pattern must contain '->'.
+  einsum_composition,       // Shape rearrangement is not yet supported in einsum.
+  einsum_singleton,         // Singleton () axes are not yet supported in einsum.
+  einsum_anonymous,         // Anonymous axes are not yet supported in einsum.
+  einsum_too_many_axes,     // Too many axes in einsum.
+  einsum_unknown_axis,      // Unknown axis {x} on right side of einsum {pattern}.
+  einsum_no_tensors,        // `einops.einsum` takes at minimum two arguments: …
+  einsum_operand_count,     // (NumPy) fewer/more operands provided to einstein sum function than specified …
+  einsum_too_many_subscripts,  // (NumPy) einstein sum subscripts string contains too many subscripts for operand {k}
+  einsum_too_few_subscripts,   // (NumPy) operand has more dimensions than subscripts given in einstein sum, …
+  einsum_output_ellipsis,   // (NumPy) output has more dimensions than subscripts given in einstein sum, …
+  einsum_diagonal_mismatch, // (NumPy) dimensions in single operand for collapsing index '{x}' don't match ({a} != {b})
+  einsum_broadcast_mismatch,  // (NumPy) operands could not be broadcast together …
+  einsum_capacity,          // (capacity) einlm's einsum takes at most 8 inputs and 16 distinct output and summed axes
 };
 
 /// An axis on one side: a name, an anonymous length (> 1), or the ellipsis.
