@@ -3,6 +3,8 @@
 
 Usage: benchmarks/einops_peers.py BUILD_DIR [--threads N]
 
+Also runs BUILD_DIR/benchmarks/bench_einsum beside numpy.einsum and torch.einsum.
+
 einlm: BUILD_DIR/benchmarks/bench_einops (Google Benchmark, bytes_per_second counters).
 NumPy: np.ascontiguousarray(x.transpose(...)) and x.sum(axis) — NumPy's transposing copy is
 single-threaded; PyTorch: x.permute(...).contiguous() and x.sum(dim) with torch.set_num_threads(N).
@@ -87,6 +89,45 @@ def main():
     mem = ours.get("memcpy_parallel")
     if mem:
         print(f"{'memcpy (parallel), same run':34} {mem / 1e9:11.2f}")
+    einsum_peers(args, env, torch_version)
+
+
+def einsum_peers(args, env, torch_version):
+    """bench_einsum against numpy.einsum (optimize=True, which calls BLAS) and torch.einsum."""
+    rng = np.random.default_rng(2)
+    cases = {
+        "einsum/16x256x256x256": ("'b i k, b k j -> b i j' 16x256^3", "bik,bkj->bij",
+                                  [(16, 256, 256), (16, 256, 256)], 2 * 16 * 256 ** 3),
+        "einsum/256x32x32x32": ("'b i k, b k j -> b i j' 256x32^3", "bik,bkj->bij",
+                                [(256, 32, 32), (256, 32, 32)], 2 * 256 * 32 ** 3),
+        "einsum_heads/2x8x512x512x64": ("'b h i d, b h j d -> b h i j'", "bhid,bhjd->bhij",
+                                        [(2, 8, 512, 64), (2, 8, 512, 64)], 2 * 16 * 512 * 512 * 64),
+    }
+    report = os.path.join(args.build, "bench_einsum.json")
+    subprocess.run([os.path.join(args.build, "benchmarks", "bench_einsum"), "--benchmark_min_time=0.5",
+                    f"--benchmark_out={report}", "--benchmark_out_format=json"],
+                   stdout=subprocess.DEVNULL, env=env, check=True)
+    with open(report) as f:
+        ours = {"/".join(b["name"].split("/")[:2]): b["flops_per_second"] for b in json.load(f)["benchmarks"]}
+    print()
+    print(f"einsum on {args.threads} threads (GFLOP/s): einlm vs numpy.einsum"
+          + (" and torch.einsum" if torch_version else ""))
+    print(f"{'operation':34} {'einlm':>9} {'NumPy':>9} {'vs NumPy':>9} {'torch':>9} {'vs torch':>9}")
+    for key, (label, subscripts, shapes, flops) in cases.items():
+        xs = [rng.random(shape, dtype=np.float32) for shape in shapes]
+        g_ours = ours[key] / 1e9
+        g_np = flops / best_time(lambda: np.einsum(subscripts, *xs, optimize=True)) / 1e9
+        line = f"{label:34} {g_ours:9.1f} {g_np:9.1f} {g_ours / g_np:8.2f}x"
+        if torch_version:
+            import torch
+
+            ts = [torch.from_numpy(x) for x in xs]
+            g_t = flops / best_time(lambda: torch.einsum(subscripts, *ts)) / 1e9
+            line += f" {g_t:9.1f} {g_ours / g_t:8.2f}x"
+        print(line)
+    base = {k: v for k, v in ours.items() if k.startswith("cblas")}
+    for k, v in base.items():
+        print(f"{'direct ' + k + ', same run':34} {v / 1e9:9.1f}")
 
 
 if __name__ == "__main__":
