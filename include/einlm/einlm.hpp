@@ -1,4 +1,6 @@
-// einlm/einlm.hpp — the umbrella header: everything einlm offers.
+// einlm/einlm.hpp — the umbrella header of the tensor library: core, expressions, einops (with
+// einsum) and linear algebra. The tokenizer, which needs none of them, has its own umbrella header,
+// einlm/tokenizer.hpp.
 #pragma once
 
 #include "einlm/core/config.hpp"
@@ -11,5 +13,6 @@
 #include "einlm/core/print.hpp"
 #include "einlm/core/random.hpp"
 #include "einlm/core/tensor.hpp"
+#include "einlm/einops.hpp"
 #include "einlm/expr.hpp"
 #include "einlm/linalg.hpp"

@@ -24,12 +24,14 @@ TEST_CASE("a pure reshape of a contiguous tensor is a contiguous view") {
 }
 
 TEST_CASE("permutations and splits of arrays are strided views") {
-  auto x = iota<float, extents<2, 3, 8>>();
+  // [snippet strided_views]
+  auto x = iota<float, extents<2, 3, 8>>();                            // (B, S, H*D)
   auto heads = rearrange<"b s (h d) -> b h s d">(x, axis<"h", 2>{});  // (B, H, S, D)
   static_assert(std::is_same_v<decltype(heads)::extents_type, extents<2, 2, 3, 4>>);
   REQUIRE(heads.is_strided());
-  const auto v = heads.to_view();
+  const auto v = heads.to_view();  // (B, H, S, D): strides (24, 4, 8, 1) into x, no copy
   CHECK(v(1, 1, 2, 3) == x(1, 2, 7));
+  // [end snippet]
   CHECK(v.stride(3) == 1);
   CHECK(v.stride(1) == 4);
   // Merging axes that are not adjacent in memory has no single stride.
@@ -58,10 +60,12 @@ TEST_CASE("static result extents, dynamic where the input is dynamic") {
 TEST_CASE("einops operations fuse with expressions into one pass") {
   const auto a = iota<float, extents<4, 6>>();
   const auto b = iota<float, extents<6, 4>>();
+  // [snippet one_pass]
   cpu_executor ex;
-  tensor<float, extents<4>> out;
+  tensor<float, extents<4>> out;                                                                     // (R,)
   ex.assign(out, reduce<"r (g c) -> r", "max">(rearrange<"c r -> r c">(b) * a + 1.0f, axis<"g", 2>{}));
-  CHECK(ex.passes() == 1);
+  CHECK(ex.passes() == 1);  // transpose, product, add and max: one pass over the inputs
+  // [end snippet]
   for (int r = 0; r < 4; ++r) {
     float m = -1e30f;
     for (int c = 0; c < 6; ++c) m = std::max(m, b(c, r) * a(r, c) + 1.0f);
@@ -134,10 +138,12 @@ TEST_CASE("pack and unpack") {
 }
 
 TEST_CASE("parse_shape") {
-  const auto x = iota<float, extents<2, 3, 5, 7>>();
-  const auto s = parse_shape<"batch _ h w">(x);
-  CHECK(s.get<"batch">() == 2);
-  CHECK(s["h"] == 5);
+  // [snippet parse_shape]
+  const auto x = iota<float, extents<2, 3, 5, 7>>();     // (B, C, H, W)
+  const auto s = parse_shape<"batch _ h w">(x);           // {batch: 2, h: 5, w: 7}
+  CHECK(s.get<"batch">() == 2);                          // by a compile-time name
+  CHECK(s["h"] == 5);                                    // or a run-time one
+  // [end snippet]
   CHECK(s.size() == 3);
   CHECK_THROWS_AS(s["c"], value_error);
   const auto e = parse_shape<"b ... w">(x);

@@ -205,17 +205,20 @@ TEST_CASE("einsum: patterns without a shared summed axis are one fused pass") {
 }
 
 TEST_CASE("einsum: with nothing to sum, one tensor gives a view") {
-  const auto x = iota<float, extents<2, 3, 4>>();
-  auto t = einsum<"i j k -> j i k">(x);
+  // [snippet einsum_views]
+  const auto x = iota<float, extents<2, 3, 4>>();     // (I, J, K)
+  auto t = einsum<"i j k -> j i k">(x);                // (J, I, K): a strided view of x
   static_assert(is_view_v<decltype(t)>);
+  CHECK(t(2, 1, 3) == x(1, 2, 3));
+  const auto m = iota<float, extents<4, 4>>();        // (N, N)
+  auto d = einsum<"i i -> i">(m);                      // (N,): the diagonal, a view with stride 5
+  static_assert(is_view_v<decltype(d)>);
+  auto trace = einsum<"i i ->">(m);                    // (): a lazy reduction over the diagonal
+  CHECK(eval(trace)() == 0 + 5 + 10 + 15);
+  // [end snippet]
   static_assert(std::is_same_v<decltype(t)::extents_type, extents<3, 2, 4>>);
   CHECK(t.data() == x.data());
-  CHECK(t(2, 1, 3) == x(1, 2, 3));
-  const auto m = iota<float, extents<4, 4>>();
-  auto d = einsum<"i i -> i">(m);
-  static_assert(is_view_v<decltype(d)>);
   for (index_t i = 0; i < 4; ++i) CHECK(d(i) == m(i, i));
-  CHECK(eval(einsum<"i i ->">(m))() == 0 + 5 + 10 + 15);
 }
 
 TEST_CASE("einsum: length-1 axes broadcast against the same name, as in NumPy") {
