@@ -36,16 +36,6 @@ tensor<T, E> input(const std::string& member) {
 constexpr double f32_tolerance(double k) { return k * k * 0x1p-24; }
 constexpr double bf16_tolerance(double k) { return 0x1p-8 + k * k * 0x1p-24; }
 
-template <class X>
-inline constexpr bool is_tensor_v = false;
-template <class T, class E, class S>
-inline constexpr bool is_tensor_v<tensor<T, E, S>> = true;
-
-template <class X>
-inline constexpr bool is_view_v = false;
-template <class T, class E, class L, class S>
-inline constexpr bool is_view_v<view<T, E, L, S>> = true;
-
 }  // namespace
 
 TEST_CASE("einsum: contractions run as GEMMs and match NumPy") {
@@ -53,7 +43,7 @@ TEST_CASE("einsum: contractions run as GEMMs and match NumPy") {
     const auto a = input<float, extents<3, 17, 33>>("bmm_in0");
     const auto b = input<float, extents<3, 33, 9>>("bmm_in1");
     auto r = einsum<"b i k, b k j -> b i j">(a, b);
-    static_assert(is_tensor_v<decltype(r)>);
+    static_assert(tensor_like<decltype(r)>);
     static_assert(std::is_same_v<decltype(r)::extents_type, extents<3, 17, 9>>);
     check_golden(r, archive, "bmm_out", f32_tolerance(33));
   }
@@ -159,7 +149,7 @@ TEST_CASE("einsum: strided, reversed, dynamic and lazy inputs") {
   }
   SUBCASE("lazy inputs are evaluated once, then contracted") {
     auto r = einsum<"i k, k j -> i j">(a * 2.0f, b);
-    static_assert(is_tensor_v<decltype(r)>);
+    static_assert(tensor_like<decltype(r)>);
     const auto want = eval(einsum<"i k, k j -> i j">(a, b));
     for (index_t i = 0; i < r.size(); ++i) CHECK(r.data()[i] == doctest::Approx(2.0f * want.data()[i]).epsilon(1e-6));
   }
@@ -175,7 +165,7 @@ TEST_CASE("einsum: patterns without a shared summed axis are one fused pass") {
     const auto a = input<float, extents<5>>("outer_in0");  // named: the result is lazy and reads them
     const auto b = input<float, extents<7>>("outer_in1");
     auto r = einsum<"i, j -> i j">(a, b);
-    static_assert(!is_tensor_v<decltype(r)>);
+    static_assert(!tensor_like<decltype(r)>);
     check_golden(r, archive, "outer_out", 1e-6);
   }
   SUBCASE("a diagonal times a vector") {
@@ -192,7 +182,7 @@ TEST_CASE("einsum: patterns without a shared summed axis are one fused pass") {
     const auto a = input<std::int32_t, extents<9, 12>>("mm_int_in0");
     const auto b = input<std::int32_t, extents<12, 5>>("mm_int_in1");
     auto r = einsum<"i k, k j -> i j">(a, b);
-    static_assert(!is_tensor_v<decltype(r)>);
+    static_assert(!tensor_like<decltype(r)>);
     check_golden(r, archive, "mm_int_out", 0);
   }
   SUBCASE("mixed element types promote, as in NumPy") {
@@ -208,11 +198,11 @@ TEST_CASE("einsum: with nothing to sum, one tensor gives a view") {
   // [snippet einsum_views]
   const auto x = iota<float, extents<2, 3, 4>>();     // (I, J, K)
   auto t = einsum<"i j k -> j i k">(x);                // (J, I, K): a strided view of x
-  static_assert(is_view_v<decltype(t)>);
+  static_assert(view_like<decltype(t)>);
   CHECK(t(2, 1, 3) == x(1, 2, 3));
   const auto m = iota<float, extents<4, 4>>();        // (N, N)
   auto d = einsum<"i i -> i">(m);                      // (N,): the diagonal, a view with stride 5
-  static_assert(is_view_v<decltype(d)>);
+  static_assert(view_like<decltype(d)>);
   auto trace = einsum<"i i ->">(m);                    // (): a lazy reduction over the diagonal
   CHECK(eval(trace)() == 0 + 5 + 10 + 15);
   // [end snippet]

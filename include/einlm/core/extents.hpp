@@ -205,9 +205,15 @@ template <extents_like E, std::size_t First, std::size_t Count>
 using subrange_t =
     typename detail::subrange_impl<std::remove_cvref_t<E>, First, std::make_index_sequence<Count>>::type;
 
+namespace detail {
+// A function, not an expression in the static_assert: nvcc warns (#186) about `0 <= rank` when
+// First + Count is 0.
+EINLM_HD constexpr bool range_fits(std::size_t end, std::size_t rank) { return end <= rank; }
+}  // namespace detail
+
 template <std::size_t First, std::size_t Count, extents_like E>
 EINLM_HD constexpr subrange_t<E, First, Count> subrange(const E& e) {
-  static_assert(First + Count <= E::rank(), "subrange: range exceeds the rank");
+  static_assert(detail::range_fits(First + Count, E::rank()), "subrange: range exceeds the rank");
   index_array<Count> v{};
   for (std::size_t r = 0; r != Count; ++r) v[r] = static_cast<index_t>(e.extent(First + r));
   return from_array<subrange_t<E, First, Count>>(v);
@@ -259,11 +265,12 @@ constexpr std::size_t broadcast_one(std::size_t a, std::size_t b) {
 template <class A, class B, std::size_t R, std::size_t... I>
 constexpr auto broadcast_static(std::index_sequence<I...>) {
   [[maybe_unused]] constexpr std::size_t ra = A::rank(), rb = B::rank();
-  [[maybe_unused]] constexpr auto at = [](auto e, std::size_t rank, std::size_t i) -> std::size_t {
-    // axis i of the result (rank R) aligns with axis i - (R - rank) of an operand of that rank
-    return i + rank < R ? 1 : decltype(e)::static_extent(i + rank - R);
+  // Axis i of the result (rank R) aligns with axis i - (R - rank) of an operand of that rank. R is
+  // passed as an argument: nvcc warns (#186) about `x < R` when the template argument R is 0.
+  [[maybe_unused]] constexpr auto at = [](auto e, std::size_t rank, std::size_t i, std::size_t r) -> std::size_t {
+    return i + rank < r ? 1 : decltype(e)::static_extent(i + rank - r);
   };
-  return std::array<std::size_t, R>{broadcast_one(at(A{}, ra, I), at(B{}, rb, I))...};
+  return std::array<std::size_t, R>{broadcast_one(at(A{}, ra, I, R), at(B{}, rb, I, R))...};
 }
 
 template <class A, class B>
