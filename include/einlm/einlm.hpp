@@ -12,6 +12,7 @@
 #include "einlm/core/npy.hpp"
 #include "einlm/core/print.hpp"
 #include "einlm/core/random.hpp"
+#include "einlm/core/safetensors.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/einops.hpp"
 #include "einlm/expr.hpp"

@@ -17,9 +17,7 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <string>
 #include <string_view>
@@ -29,6 +27,7 @@
 #include "einlm/core/dtype.hpp"
 #include "einlm/core/error.hpp"
 #include "einlm/core/extents.hpp"
+#include "einlm/core/file_io.hpp"
 #include "einlm/core/tensor.hpp"
 
 namespace einlm {
@@ -231,40 +230,6 @@ inline npy_array parse_npy(const std::uint8_t* bytes, std::size_t size, const st
   return out;
 }
 
-inline std::vector<std::uint8_t> read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw io_error(concat(path, ": cannot open for reading"));
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size < 0) throw io_error(concat(path, ": cannot determine the file size"));
-  in.seekg(0, std::ios::beg);
-  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
-  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size)) throw io_error(concat(path, ": read failed"));
-  return bytes;
-}
-
-/// Writes bytes to path atomically: a temporary file in the same directory, then rename.
-inline void write_file_atomically(const std::string& path, const std::string& header, const void* data,
-                                  std::size_t bytes) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw io_error(concat(path, ": cannot open ", tmp, " for writing"));
-    out.write(header.data(), static_cast<std::streamsize>(header.size()));
-    if (bytes) out.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
-    out.flush();
-    if (!out) {
-      out.close();
-      std::remove(tmp.c_str());
-      throw io_error(concat(path, ": write failed (disk full?); the previous file, if any, is unchanged"));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw io_error(concat(path, ": cannot replace the file"));
-  }
-}
-
 inline std::uint64_t read_le(const std::uint8_t* p, int bytes) {
   std::uint64_t v = 0;
   for (int i = bytes; i-- > 0;) v = (v << 8) | p[i];
@@ -384,7 +349,7 @@ void save_npy(const std::string& path, const X& x) {
     header += static_cast<char>((len >> 24) & 0xff);
   }
   header += dict;
-  detail::write_file_atomically(path, header, contiguous.data(), contiguous.bytes());
+  detail::write_file_atomically(path, {{header.data(), header.size()}, {contiguous.data(), contiguous.bytes()}});
 }
 
 }  // namespace einlm

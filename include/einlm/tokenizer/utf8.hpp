@@ -20,6 +20,8 @@
 #include <string>
 #include <string_view>
 
+#include "einlm/core/utf8.hpp"
+
 namespace einlm::tokenizer {
 
 namespace detail {
@@ -84,24 +86,7 @@ inline char32_t utf8_decode(const unsigned char* p, std::size_t len) noexcept {
   }
 }
 
-/// Appends the UTF-8 encoding of a scalar value (cp <= 0x10FFFF, not a surrogate).
-inline void utf8_append(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
+using einlm::utf8_append;  // (einlm/core/utf8.hpp)
 
 /// True when the whole string is well-formed UTF-8.
 inline bool is_valid_utf8(std::string_view s) noexcept {
