@@ -1,0 +1,150 @@
+// einlm/optim/adamw.hpp — AdamW (Loshchilov & Hutter), the update of torch.optim.AdamW and CS336:
+//
+//   θ ← θ·(1 − lr·λ)                                 decoupled weight decay, first
+//   m ← β₁m + (1 − β₁)g,   v ← β₂v + (1 − β₂)g²
+//   θ ← θ − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)  bias-corrected step
+//
+//   adamw opt({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
+//   opt.begin_step(schedule(it));          // t ← t + 1; the learning rate of this step
+//   opt.update("layers.0.ffn.w1.weight", w1, grad_w1);   // one call per parameter
+//   opt.update("ln_final.weight", g, grad_g, 0.0);       // a per-parameter weight decay
+//
+// Parameters are host tensors or views of float or double with a contiguous layout; gradients are
+// host arrays of the same shape (any strides, any floating type). The moments m and v live in the
+// optimizer, one pair per parameter name, in float for float parameters and double for double
+// ones; they are created (zero) on a name's first update, and a later update of the name with a
+// different number of elements is an error naming it. Each update is four fused passes on the CPU
+// executor (the gradient is read into the moments' type once). step() is the number of begin_step() calls; state() exposes the moments by name for
+// checkpoints (with set_step() to restore the count).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "einlm/core/error.hpp"
+#include "einlm/core/tensor.hpp"
+#include "einlm/expr.hpp"
+
+namespace einlm::optim {
+
+struct adamw_options {
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.01;
+};
+
+/// The moments of one parameter, flattened.
+template <class S>
+struct adamw_moments {
+  tensor<S, dims<1>, host> m, v;  // (N,), (N,)
+};
+
+class adamw {
+ public:
+  using moments = std::variant<adamw_moments<float>, adamw_moments<double>>;
+
+  explicit adamw(const adamw_options& options = {}) : options_(options) {
+    auto bad = [](const char* what, double value) {
+      throw value_error(einlm::detail::concat("adamw: ", what, ", got ", value));
+    };
+    if (!(options.beta1 >= 0 && options.beta1 < 1)) bad("beta1 must be in [0, 1)", options.beta1);
+    if (!(options.beta2 >= 0 && options.beta2 < 1)) bad("beta2 must be in [0, 1)", options.beta2);
+    if (!(options.eps >= 0)) bad("eps must be ≥ 0", options.eps);
+    if (!(options.weight_decay >= 0)) bad("weight_decay must be ≥ 0", options.weight_decay);
+  }
+
+  const adamw_options& options() const { return options_; }
+  std::int64_t step() const { return step_; }
+  double learning_rate() const { return lr_; }
+
+  /// Starts step t + 1 with learning rate lr.
+  void begin_step(double lr) {
+    if (!(lr >= 0) || !std::isfinite(lr))
+      throw value_error(einlm::detail::concat("adamw: the learning rate must be finite and ≥ 0, got ", lr));
+    lr_ = lr;
+    ++step_;
+  }
+
+  /// Updates one parameter in place from its gradient, with the options' weight decay.
+  template <class P, class G>
+  void update(const std::string& name, P&& param, const G& grad) {
+    update(name, std::forward<P>(param), grad, options_.weight_decay);
+  }
+
+  /// The same with this parameter's own weight decay (0 for norms and embeddings, say).
+  template <class P, class G>
+  void update(const std::string& name, P&& param, const G& grad, double weight_decay) {
+    auto p = as_view(std::forward<P>(param));
+    auto g = as_view(grad);
+    using PV = decltype(p);
+    using T = typename PV::value_type;
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "adamw: parameters must be float or double (bf16 training keeps float master weights)");
+    static_assert(std::is_same_v<typename PV::space, host> && std::is_same_v<typename decltype(g)::space, host>,
+                  "adamw: parameters and gradients must be in host memory");
+    static_assert(!std::is_const_v<typename PV::element_type>, "adamw: the parameter is read-only");
+    if (step_ == 0) throw value_error("adamw: call begin_step(lr) before update()");
+    if (to_array(p.extents()) != to_array(g.extents()))
+      throw shape_error(einlm::detail::concat("adamw: parameter '", name, "' has shape ", shape_string(p.extents()),
+                                              " but its gradient has shape ", shape_string(g.extents())));
+    if (!p.is_contiguous())
+      throw shape_error(einlm::detail::concat("adamw: parameter '", name, "' must be contiguous"));
+    const index_t n = p.size();
+    auto it = state_.find(name);
+    if (it == state_.end()) {
+      adamw_moments<T> fresh{tensor<T, dims<1>, host>(dims<1>(n)), tensor<T, dims<1>, host>(dims<1>(n))};
+      fresh.m = T(0);
+      fresh.v = T(0);
+      it = state_.emplace(name, std::move(fresh)).first;
+    }
+    auto* mom = std::get_if<adamw_moments<T>>(&it->second);
+    if (!mom || mom->m.size() != n)
+      throw shape_error(einlm::detail::concat("adamw: parameter '", name, "' changed its element type or size (",
+                                              n, " elements now) since its first update"));
+    const auto flat_p = reshape(p, dims<1>(n));                // (N,)
+    const tensor<T, dims<1>, host> flat_g = flat_copy<T>(g, n);  // (N,)
+    const T b1 = static_cast<T>(options_.beta1), b2 = static_cast<T>(options_.beta2);
+    const double t = static_cast<double>(step_);
+    const T decay = static_cast<T>(1.0 - lr_ * weight_decay);
+    const T step_size = static_cast<T>(lr_ / (1.0 - std::pow(options_.beta1, t)));
+    const T inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(options_.beta2, t)));
+    const T eps = static_cast<T>(options_.eps);
+    assign(mom->m, b1 * mom->m + (T(1) - b1) * flat_g);                                         // (N,)
+    assign(mom->v, b2 * mom->v + (T(1) - b2) * flat_g * flat_g);                                // (N,)
+    assign(flat_p, flat_p * decay - step_size * mom->m / (sqrt(mom->v) * inv_sqrt_bc2 + eps));  // (N,)
+  }
+
+  /// The moments by parameter name (for checkpoints and tests).
+  const std::map<std::string, moments>& state() const { return state_; }
+  std::map<std::string, moments>& state() { return state_; }
+  /// Restores the step count (after loading the moments from a checkpoint).
+  void set_step(std::int64_t step) { step_ = step; }
+
+ private:
+  /// The gradient as a flat (N,) tensor of T, whatever its strides and element type.
+  template <class T, class GV>
+  static tensor<T, dims<1>, host> flat_copy(const GV& g, index_t n) {
+    tensor<T, dims<1>, host> flat{dims<1>(n)};  // (N,)
+    if (g.is_contiguous()) {
+      assign(flat, cast<T>(reshape(g, dims<1>(n))));
+    } else {
+      tensor<typename GV::value_type, typename GV::extents_type, host> dense(g.extents());
+      copy(g, dense);
+      assign(flat, cast<T>(reshape(dense, dims<1>(n))));
+    }
+    return flat;
+  }
+
+  adamw_options options_;
+  std::int64_t step_ = 0;
+  double lr_ = 0;
+  std::map<std::string, moments> state_;
+};
+
+}  // namespace einlm::optim
