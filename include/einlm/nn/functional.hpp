@@ -1,0 +1,207 @@
+// einlm/nn/functional.hpp — the forward functions that transformer blocks are made of, written in
+// einlm's own vocabulary (expressions, einops reductions, einsum) and checked against CS336's
+// snapshots:
+//
+//   softmax(x), log_softmax(x)        over the last axis, max-subtracted (no overflow at x + 100)
+//   cross_entropy(logits, targets)    mean over rows of logsumexp(row) − row[target]; logits
+//                                     (…, V), integer targets (…); probabilities never materialised
+//   rms_norm(x, gain, eps = 1e-5)     x / √(mean(x²) + eps) · gain over the last axis, in fp32
+//   rope(x, positions, theta)         rotary embedding of interleaved pairs (x₀,x₁), (x₂,x₃), … by
+//                                     pos · θ^(−2k/d); x (…, S, D), positions (S,) or x's (…, S)
+//   scaled_dot_product_attention(q, k, v[, mask])
+//                                     softmax(q kᵀ / √d + (mask ? 0 : −∞)) v; q (…, Sq, D), k (…, Sk, D),
+//                                     v (…, Sk, Dv), mask (…, Sq, Sk) of bool, true = may attend
+//
+// Inputs are host or device arrays or lazy expressions; results are new tensors in the inputs'
+// memory space (cross_entropy returns a double on the host). 16-bit inputs compute in float and
+// round once on output. Reductions run through the executors, so each function is a few fused
+// passes: softmax three (row max, row sum of exp, the output), rms_norm two. rope and
+// cross_entropy's target gather run on the host (their CUDA kernels come with attention's).
+// Shapes are checked (static_asserts for static extents, shape_error otherwise); a target outside
+// [0, V) is a value_error naming its row and value.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "einlm/core/error.hpp"
+#include "einlm/core/tensor.hpp"
+#include "einlm/einops.hpp"
+#include "einlm/expr.hpp"
+
+namespace einlm::nn {
+
+namespace detail {
+
+/// The type a function computes in: float for 16-bit floats, the type itself otherwise.
+template <class T>
+using compute_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+
+template <class X>
+using value_t = typename decltype(as_expression(std::declval<const X&>()))::value_type;
+
+}  // namespace detail
+
+/// Softmax over the last axis.
+template <class X>
+auto softmax(const X& x) {
+  using T = detail::value_t<X>;
+  using C = detail::compute_t<T>;
+  const auto xc = cast<C>(x);                                                                  // (…, D)
+  const auto row_max = eval(reduce<"... d -> ... 1", "max">(xc));                              // (…, 1)
+  const auto row_sum = eval(reduce<"... d -> ... 1", "sum">(exp(xc - row_max)));               // (…, 1)
+  return eval(cast<T>(exp(xc - row_max) / row_sum));                                           // (…, D)
+}
+
+/// Log-softmax over the last axis.
+template <class X>
+auto log_softmax(const X& x) {
+  using T = detail::value_t<X>;
+  using C = detail::compute_t<T>;
+  const auto xc = cast<C>(x);                                                                  // (…, D)
+  const auto row_max = eval(reduce<"... d -> ... 1", "max">(xc));                              // (…, 1)
+  const auto log_sum = eval(log(reduce<"... d -> ... 1", "sum">(exp(xc - row_max))));          // (…, 1)
+  return eval(cast<T>(xc - row_max - log_sum));                                                // (…, D)
+}
+
+/// Mean cross-entropy of logits (…, V) against integer targets (…), on the host.
+template <class L, class Y>
+double cross_entropy(const L& logits, const Y& targets) {
+  const auto lv = as_view(logits);
+  const auto tv = as_view(targets);
+  using LV = decltype(lv);
+  using YV = decltype(tv);
+  using C = detail::compute_t<typename LV::value_type>;
+  static_assert(std::is_same_v<typename LV::space, host> && std::is_same_v<typename YV::space, host>,
+                "cross_entropy: logits and targets must be in host memory");
+  static_assert(std::is_integral_v<typename YV::value_type>, "cross_entropy: targets must be integers");
+  static_assert(LV::rank() == YV::rank() + 1, "cross_entropy: logits need one more axis (the vocabulary) than targets");
+  constexpr std::size_t R = LV::rank();
+  for (std::size_t r = 0; r + 1 < R; ++r)
+    if (lv.extent(r) != tv.extent(r))
+      throw shape_error(einlm::detail::concat("cross_entropy: logits of shape ", shape_string(lv.extents()),
+                                              " do not match targets of shape ", shape_string(tv.extents())));
+  const auto lc = cast<C>(lv);                                                                        // (…, V)
+  const auto row_max = eval(reduce<"... v -> ... 1", "max">(lc));                                     // (…, 1)
+  const auto lse = eval(row_max + log(reduce<"... v -> ... 1", "sum">(exp(lc - row_max))));          // (…, 1)
+  // Gather the target logits row by row (row-major over the leading axes).
+  const index_t V = static_cast<index_t>(lv.extent(R - 1));
+  const index_t rows = V == 0 ? 0 : lv.size() / V;
+  index_array<R> at{};
+  index_array<R - 1> yat{};
+  double total = 0;
+  for (index_t row = 0; row < rows; ++row) {
+    index_t rem = row;
+    for (std::size_t r = R - 1; r-- > 0;) {
+      at[r] = rem % static_cast<index_t>(lv.extent(r));
+      yat[r] = at[r];
+      rem /= static_cast<index_t>(lv.extent(r));
+    }
+    const auto target = static_cast<std::int64_t>(tv(yat));
+    if (target < 0 || target >= V)
+      throw value_error(einlm::detail::concat("cross_entropy: target ", target, " of row ", row,
+                                              " is outside the vocabulary [0, ", V, ")"));
+    at[R - 1] = static_cast<index_t>(target);
+    total += static_cast<double>(lse.data()[row]) - static_cast<double>(static_cast<C>(convert<C>(lv(at))));
+  }
+  return rows == 0 ? 0.0 : total / static_cast<double>(rows);
+}
+
+/// RMSNorm over the last axis, computed in fp32 (double for double inputs).
+template <class X, class G>
+auto rms_norm(const X& x, const G& gain, double eps = 1e-5) {
+  using T = detail::value_t<X>;
+  using C = detail::compute_t<T>;
+  const auto xc = cast<C>(x);                                                                  // (…, D)
+  const auto inv_rms = eval(rsqrt(reduce<"... d -> ... 1", "mean">(xc * xc) + static_cast<C>(eps)));  // (…, 1)
+  return eval(cast<T>(xc * inv_rms * cast<C>(gain)));                                          // (…, D)
+}
+
+/// Rotary position embedding of interleaved pairs, on the host; see the file comment.
+template <class X, class P>
+auto rope(const X& x_in, const P& positions_in, double theta) {
+  const auto x = eval(x_in);                                                                   // (…, S, D)
+  const auto pv = as_view(positions_in);
+  using XT = decltype(x);
+  using PV = decltype(pv);
+  using T = typename XT::value_type;
+  using C = detail::compute_t<T>;
+  constexpr std::size_t R = XT::extents_type::rank();
+  static_assert(std::is_same_v<typename XT::space, host> && std::is_same_v<typename PV::space, host>,
+                "rope: x and positions must be in host memory");
+  static_assert(std::is_integral_v<typename PV::value_type>, "rope: positions must be integers");
+  static_assert(R >= 2, "rope: x needs a sequence and a feature axis (…, S, D)");
+  static_assert(PV::rank() == 1 || PV::rank() == R - 1, "rope: positions are (S,) or x's shape without its last axis");
+  const index_t D = static_cast<index_t>(x.extent(R - 1)), S = static_cast<index_t>(x.extent(R - 2));
+  if (D % 2 != 0) throw shape_error(einlm::detail::concat("rope: the feature axis must be even, got ", D));
+  for (std::size_t r = 0; r < PV::rank(); ++r)
+    if (pv.extent(r) != x.extent(R - 1 - PV::rank() + r))
+      throw shape_error(einlm::detail::concat("rope: positions of shape ", shape_string(pv.extents()),
+                                              " do not match x of shape ", shape_string(x.extents())));
+  std::vector<double> inv_freq(static_cast<std::size_t>(D / 2));
+  for (index_t k = 0; k < D / 2; ++k)
+    inv_freq[static_cast<std::size_t>(k)] = std::pow(theta, -2.0 * static_cast<double>(k) / static_cast<double>(D));
+  tensor<T, typename XT::extents_type, host> out(x.extents());                                 // (…, S, D)
+  const index_t rows = D == 0 ? 0 : x.size() / D;
+  index_array<PV::rank()> pat{};
+  for (index_t row = 0; row < rows; ++row) {
+    // Row `row` is position index row % S of sequence row / S; positions index by the leading axes.
+    if constexpr (PV::rank() == 1) {
+      pat[0] = row % S;
+    } else {
+      index_t rem = row;
+      for (std::size_t r = PV::rank(); r-- > 0;) {
+        pat[r] = rem % static_cast<index_t>(pv.extent(r));
+        rem /= static_cast<index_t>(pv.extent(r));
+      }
+    }
+    const double pos = static_cast<double>(pv(pat));
+    const T* in = x.data() + row * D;
+    T* o = out.data() + row * D;
+    for (index_t k = 0; k < D / 2; ++k) {
+      const double angle = pos * inv_freq[static_cast<std::size_t>(k)];
+      const C c = static_cast<C>(std::cos(angle)), s = static_cast<C>(std::sin(angle));
+      const C a = convert<C>(in[2 * k]), b = convert<C>(in[2 * k + 1]);
+      o[2 * k] = convert<T>(a * c - b * s);
+      o[2 * k + 1] = convert<T>(a * s + b * c);
+    }
+  }
+  return out;
+}
+
+/// softmax(q kᵀ / √d) v, with an optional boolean mask (true = may attend).
+template <class Q, class K, class V>
+auto scaled_dot_product_attention(const Q& q, const K& k, const V& v) {
+  using T = detail::value_t<Q>;
+  using C = detail::compute_t<T>;
+  const auto qe = eval(cast<C>(q));                                                            // (…, Sq, D)
+  const auto ke = eval(cast<C>(k));                                                            // (…, Sk, D)
+  const C scale = static_cast<C>(1.0 / std::sqrt(static_cast<double>(qe.extent(decltype(qe)::extents_type::rank() - 1))));
+  const auto scores = einsum<"... q d, ... k d -> ... q k">(qe, ke);                           // (…, Sq, Sk)
+  const auto probs = softmax(scores * scale);                                         // (…, Sq, Sk)
+  const auto ve = eval(cast<C>(v));                                                            // (…, Sk, Dv)
+  auto out = einsum<"... q k, ... k d -> ... q d">(probs, ve);                                 // (…, Sq, Dv)
+  if constexpr (std::is_same_v<T, C>) return out;
+  else return eval(cast<T>(out));
+}
+
+template <class Q, class K, class V, class M>
+auto scaled_dot_product_attention(const Q& q, const K& k, const V& v, const M& mask) {
+  using T = detail::value_t<Q>;
+  using C = detail::compute_t<T>;
+  const auto qe = eval(cast<C>(q));                                                            // (…, Sq, D)
+  const auto ke = eval(cast<C>(k));                                                            // (…, Sk, D)
+  const C scale = static_cast<C>(1.0 / std::sqrt(static_cast<double>(qe.extent(decltype(qe)::extents_type::rank() - 1))));
+  const auto scores = einsum<"... q d, ... k d -> ... q k">(qe, ke);                           // (…, Sq, Sk)
+  const C minus_inf = -std::numeric_limits<C>::infinity();
+  const auto probs = softmax(where(mask, scores * scale, minus_inf));                          // (…, Sq, Sk)
+  const auto ve = eval(cast<C>(v));                                                            // (…, Sk, Dv)
+  auto out = einsum<"... q k, ... k d -> ... q d">(probs, ve);                                 // (…, Sq, Dv)
+  if constexpr (std::is_same_v<T, C>) return out;
+  else return eval(cast<T>(out));
+}
+
+}  // namespace einlm::nn
