@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "einlm/core/error.hpp"
@@ -45,15 +46,26 @@ using value_t = typename decltype(as_expression(std::declval<const X&>()))::valu
 
 }  // namespace detail
 
+namespace detail {
+
+/// The row maxima of x (…, D) and the row sums of exp(x − max), both (…, 1), in C.
+template <class C, class X>
+auto softmax_rows(const X& x) {
+  const auto xc = cast<C>(x);                                                     // (…, D)
+  auto row_max = eval(reduce<"... d -> ... 1", "max">(xc));                       // (…, 1)
+  auto row_sum = eval(reduce<"... d -> ... 1", "sum">(exp(xc - row_max)));        // (…, 1)
+  return std::pair{std::move(row_max), std::move(row_sum)};
+}
+
+}  // namespace detail
+
 /// Softmax over the last axis.
 template <class X>
 auto softmax(const X& x) {
   using T = detail::value_t<X>;
   using C = detail::compute_t<T>;
-  const auto xc = cast<C>(x);                                                                  // (…, D)
-  const auto row_max = eval(reduce<"... d -> ... 1", "max">(xc));                              // (…, 1)
-  const auto row_sum = eval(reduce<"... d -> ... 1", "sum">(exp(xc - row_max)));               // (…, 1)
-  return eval(cast<T>(exp(xc - row_max) / row_sum));                                           // (…, D)
+  const auto [row_max, row_sum] = detail::softmax_rows<C>(x);                     // (…, 1) twice
+  return eval(cast<T>(exp(cast<C>(x) - row_max) / row_sum));                      // (…, D)
 }
 
 /// Log-softmax over the last axis.
@@ -61,10 +73,8 @@ template <class X>
 auto log_softmax(const X& x) {
   using T = detail::value_t<X>;
   using C = detail::compute_t<T>;
-  const auto xc = cast<C>(x);                                                                  // (…, D)
-  const auto row_max = eval(reduce<"... d -> ... 1", "max">(xc));                              // (…, 1)
-  const auto log_sum = eval(log(reduce<"... d -> ... 1", "sum">(exp(xc - row_max))));          // (…, 1)
-  return eval(cast<T>(xc - row_max - log_sum));                                                // (…, D)
+  const auto [row_max, row_sum] = detail::softmax_rows<C>(x);                     // (…, 1) twice
+  return eval(cast<T>(cast<C>(x) - row_max - log(row_sum)));                      // (…, D)
 }
 
 /// Mean cross-entropy of logits (…, V) against integer targets (…), on the host.
@@ -172,36 +182,41 @@ auto rope(const X& x_in, const P& positions_in, double theta) {
   return out;
 }
 
-/// softmax(q kᵀ / √d) v, with an optional boolean mask (true = may attend).
-template <class Q, class K, class V>
-auto scaled_dot_product_attention(const Q& q, const K& k, const V& v) {
-  using T = detail::value_t<Q>;
-  using C = detail::compute_t<T>;
-  const auto qe = eval(cast<C>(q));                                                            // (…, Sq, D)
-  const auto ke = eval(cast<C>(k));                                                            // (…, Sk, D)
-  const C scale = static_cast<C>(1.0 / std::sqrt(static_cast<double>(qe.extent(decltype(qe)::extents_type::rank() - 1))));
-  const auto scores = einsum<"... q d, ... k d -> ... q k">(qe, ke);                           // (…, Sq, Sk)
-  const auto probs = softmax(scores * scale);                                         // (…, Sq, Sk)
-  const auto ve = eval(cast<C>(v));                                                            // (…, Sk, Dv)
-  auto out = einsum<"... q k, ... k d -> ... q d">(probs, ve);                                 // (…, Sq, Dv)
+namespace detail {
+
+struct no_mask {};
+
+template <class Q, class K, class V, class M>
+auto attention(const Q& q, const K& k, const V& v, const M& mask) {
+  using T = value_t<Q>;
+  using C = compute_t<T>;
+  const auto qe = eval(cast<C>(q));                                               // (…, Sq, D)
+  const auto ke = eval(cast<C>(k));                                               // (…, Sk, D)
+  constexpr std::size_t R = decltype(qe)::extents_type::rank();
+  const C scale = static_cast<C>(1.0 / std::sqrt(static_cast<double>(qe.extent(R - 1))));
+  const auto scores = einsum<"... q d, ... k d -> ... q k">(qe, ke);              // (…, Sq, Sk)
+  const auto probs = [&] {
+    if constexpr (std::is_same_v<M, no_mask>) return softmax(scores * scale);     // (…, Sq, Sk)
+    else return softmax(where(mask, scores * scale, -std::numeric_limits<C>::infinity()));
+  }();
+  const auto ve = eval(cast<C>(v));                                               // (…, Sk, Dv)
+  auto out = einsum<"... q k, ... k d -> ... q d">(probs, ve);                    // (…, Sq, Dv)
   if constexpr (std::is_same_v<T, C>) return out;
   else return eval(cast<T>(out));
 }
 
+}  // namespace detail
+
+/// softmax(q kᵀ / √d) v.
+template <class Q, class K, class V>
+auto scaled_dot_product_attention(const Q& q, const K& k, const V& v) {
+  return detail::attention(q, k, v, detail::no_mask{});
+}
+
+/// softmax(q kᵀ / √d, masked) v: positions where mask is false get no weight.
 template <class Q, class K, class V, class M>
 auto scaled_dot_product_attention(const Q& q, const K& k, const V& v, const M& mask) {
-  using T = detail::value_t<Q>;
-  using C = detail::compute_t<T>;
-  const auto qe = eval(cast<C>(q));                                                            // (…, Sq, D)
-  const auto ke = eval(cast<C>(k));                                                            // (…, Sk, D)
-  const C scale = static_cast<C>(1.0 / std::sqrt(static_cast<double>(qe.extent(decltype(qe)::extents_type::rank() - 1))));
-  const auto scores = einsum<"... q d, ... k d -> ... q k">(qe, ke);                           // (…, Sq, Sk)
-  const C minus_inf = -std::numeric_limits<C>::infinity();
-  const auto probs = softmax(where(mask, scores * scale, minus_inf));                          // (…, Sq, Sk)
-  const auto ve = eval(cast<C>(v));                                                            // (…, Sk, Dv)
-  auto out = einsum<"... q k, ... k d -> ... q d">(probs, ve);                                 // (…, Sq, Dv)
-  if constexpr (std::is_same_v<T, C>) return out;
-  else return eval(cast<T>(out));
+  return detail::attention(q, k, v, mask);
 }
 
 }  // namespace einlm::nn
