@@ -1,0 +1,192 @@
+// einlm/train/checkpoint.hpp — training checkpoints in one directory, safe against a crash at any
+// moment of a save.
+//
+//   train::save_checkpoint(dir, params, optimizer, state);     // state: step, seed, data draw, extras
+//   train::trainer_state s = train::load_checkpoint(dir, params, &optimizer);
+//
+// `params` is any object with `for_each_parameter(f)` calling f(name, tensor) for each parameter
+// (a host tensor of float or double; the names are the checkpoint's tensor names, CS336's
+// state-dict convention). Files in `dir`:
+//   model.safetensors       the parameters under their names (loadable by PyTorch's safetensors)
+//   optimizer.safetensors   AdamW's moments as "<name>.exp_avg" / "<name>.exp_avg_sq", its options
+//                           and step count as metadata
+//   state.safetensors       no tensors; the trainer state as metadata ("step", "seed", "data_draw",
+//                           and any extra strings)
+// Every file records the step it belongs to. A save writes each file atomically (temporary file,
+// fsync, rename), first moving the previous version to "<file>.prev", and state.safetensors last.
+// A load reads the step from state.safetensors and takes, for each other file, whichever of
+// "<file>" and "<file>.prev" belongs to that step — so a crash at any point of a save leaves the
+// previous checkpoint loadable, and once state.safetensors is replaced the new one is. A
+// checkpoint whose files do not agree, a missing parameter, or a tensor of another shape or dtype
+// is an io_error or shape_error naming the file and the tensor; nothing is modified until every
+// tensor has been checked.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+#include "einlm/core/error.hpp"
+#include "einlm/core/safetensors.hpp"
+#include "einlm/core/tensor.hpp"
+#include "einlm/optim/adamw.hpp"
+
+namespace einlm::train {
+
+/// What a trainer needs besides the model and the optimizer to continue exactly where it stopped.
+struct trainer_state {
+  std::int64_t step = 0;          // optimizer steps taken
+  std::uint64_t seed = 0;         // the run's random seed
+  std::uint64_t data_draw = 0;    // the next get_batch draw
+  std::map<std::string, std::string> extra = {};  // anything else, as strings
+};
+
+namespace detail {
+
+inline std::int64_t metadata_int(const safetensors_file& f, const std::string& key) {
+  const auto it = f.metadata().find(key);
+  if (it == f.metadata().end())
+    throw io_error(einlm::detail::concat(f.path(), ": the checkpoint metadata lacks '", key, "'"));
+  try {
+    std::size_t used = 0;
+    const long long v = std::stoll(it->second, &used);
+    if (used != it->second.size()) throw std::invalid_argument(key);
+    return v;
+  } catch (const std::exception&) {
+    throw io_error(einlm::detail::concat(f.path(), ": metadata '", key, "' is not an integer: '", it->second, "'"));
+  }
+}
+
+inline double metadata_double(const safetensors_file& f, const std::string& key) {
+  const auto it = f.metadata().find(key);
+  if (it == f.metadata().end())
+    throw io_error(einlm::detail::concat(f.path(), ": the checkpoint metadata lacks '", key, "'"));
+  return std::stod(it->second);
+}
+
+/// Writes `w` to dir/name, keeping the current dir/name as dir/name.prev.
+inline void replace_keeping_previous(const safetensors_writer& w, const std::filesystem::path& dir, const std::string& name) {
+  const auto path = dir / name, prev = dir / (name + ".prev");
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) {
+    std::filesystem::rename(path, prev, ec);
+    if (ec) throw io_error(einlm::detail::concat(path.string(), ": cannot keep the previous version as ", prev.string(), " (",
+                                                 ec.message(), ")"));
+  }
+  w.write(path.string());
+}
+
+/// dir/name or dir/name.prev, whichever belongs to `step`.
+inline safetensors_file open_for_step(const std::filesystem::path& dir, const std::string& name, std::int64_t step) {
+  std::string found;
+  for (const std::string& candidate : {name, name + ".prev"}) {
+    const auto path = dir / candidate;
+    if (!std::filesystem::exists(path)) continue;
+    safetensors_file f(path.string());
+    const std::int64_t s = metadata_int(f, "step");
+    if (s == step) return f;
+    found += einlm::detail::concat(found.empty() ? "" : ", ", candidate, " has step ", s);
+  }
+  throw io_error(einlm::detail::concat(dir.string(), ": no ", name, " for step ", step, " (",
+                                       found.empty() ? std::string("no such file") : found, ")"));
+}
+
+template <class F>
+void check_tensor(const safetensors_file& f, const std::string& name, const F& t) {
+  using T = typename std::remove_cvref_t<F>::value_type;
+  const safetensors_entry& e = f.info(name);
+  if (e.dtype != einlm::detail::safetensors_dtype<T>())
+    throw io_error(einlm::detail::concat(f.path(), ": tensor '", name, "' has dtype ", e.dtype, ", expected ",
+                                         einlm::detail::safetensors_dtype<T>()));
+  std::vector<index_t> want;
+  for (std::size_t r = 0; r < std::remove_cvref_t<F>::extents_type::rank(); ++r) want.push_back(static_cast<index_t>(t.extent(r)));
+  if (want != e.shape)
+    throw shape_error(einlm::detail::concat(f.path(), ": tensor '", name, "' has shape ", einlm::detail::format_dims(e.shape),
+                                            ", expected ", einlm::detail::format_dims(want)));
+}
+
+}  // namespace detail
+
+/// Saves parameters, AdamW's state and the trainer state to `dir` (created if missing).
+template <class Params>
+void save_checkpoint(const std::string& dir, Params& params, const optim::adamw& opt, const trainer_state& state) {
+  const std::filesystem::path d(dir);
+  std::error_code ec;
+  std::filesystem::create_directories(d, ec);
+  if (ec) throw io_error(einlm::detail::concat(dir, ": cannot create the checkpoint directory (", ec.message(), ")"));
+  const std::string step = std::to_string(state.step);
+
+  safetensors_writer model;
+  model.metadata["format"] = "pt";
+  model.metadata["step"] = step;
+  params.for_each_parameter([&](const std::string& name, const auto& t) { model.add(name, t); });
+
+  safetensors_writer optimizer;
+  optimizer.metadata["step"] = step;
+  optimizer.metadata["optimizer"] = "adamw";
+  optimizer.metadata["optimizer_step"] = std::to_string(opt.step());
+  optimizer.metadata["beta1"] = einlm::detail::concat(opt.options().beta1);
+  optimizer.metadata["beta2"] = einlm::detail::concat(opt.options().beta2);
+  optimizer.metadata["eps"] = einlm::detail::concat(opt.options().eps);
+  optimizer.metadata["weight_decay"] = einlm::detail::concat(opt.options().weight_decay);
+  for (const auto& [name, moments] : opt.state())
+    std::visit(
+        [&, &name = name](const auto& m) {
+          optimizer.add(name + ".exp_avg", m.m);
+          optimizer.add(name + ".exp_avg_sq", m.v);
+        },
+        moments);
+
+  safetensors_writer trainer;
+  trainer.metadata = state.extra;
+  trainer.metadata["step"] = step;
+  trainer.metadata["seed"] = std::to_string(state.seed);
+  trainer.metadata["data_draw"] = std::to_string(state.data_draw);
+
+  detail::replace_keeping_previous(model, d, "model.safetensors");
+  detail::replace_keeping_previous(optimizer, d, "optimizer.safetensors");
+  trainer.write((d / "state.safetensors").string());  // the commit point
+}
+
+/// Loads the checkpoint in `dir` into params (and opt, when given); returns the trainer state.
+template <class Params>
+trainer_state load_checkpoint(const std::string& dir, Params& params, optim::adamw* opt = nullptr) {
+  const std::filesystem::path d(dir);
+  const safetensors_file state_file((d / "state.safetensors").string());
+  trainer_state state;
+  state.step = detail::metadata_int(state_file, "step");
+  state.seed = static_cast<std::uint64_t>(detail::metadata_int(state_file, "seed"));
+  state.data_draw = static_cast<std::uint64_t>(detail::metadata_int(state_file, "data_draw"));
+  for (const auto& [k, v] : state_file.metadata())
+    if (k != "step" && k != "seed" && k != "data_draw") state.extra[k] = v;
+
+  const safetensors_file model = detail::open_for_step(d, "model.safetensors", state.step);
+  // Check every parameter before changing any.
+  params.for_each_parameter([&](const std::string& name, const auto& t) { detail::check_tensor(model, name, t); });
+  if (opt) {
+    const safetensors_file optimizer = detail::open_for_step(d, "optimizer.safetensors", state.step);
+    optim::adamw restored({.beta1 = detail::metadata_double(optimizer, "beta1"),
+                           .beta2 = detail::metadata_double(optimizer, "beta2"),
+                           .eps = detail::metadata_double(optimizer, "eps"),
+                           .weight_decay = detail::metadata_double(optimizer, "weight_decay")});
+    restored.set_step(detail::metadata_int(optimizer, "optimizer_step"));
+    params.for_each_parameter([&](const std::string& name, const auto& t) {
+      using T = typename std::remove_cvref_t<decltype(t)>::value_type;
+      if (!optimizer.contains(name + ".exp_avg")) return;  // never updated (frozen so far)
+      optim::adamw_moments<T> m{optimizer.load<T, dims<1>>(name + ".exp_avg"), optimizer.load<T, dims<1>>(name + ".exp_avg_sq")};
+      if (m.m.size() != t.size() || m.v.size() != t.size())
+        throw shape_error(einlm::detail::concat(optimizer.path(), ": the moments of '", name, "' have ", m.m.size(),
+                                                " elements, the parameter ", t.size()));
+      restored.state().emplace(name, std::move(m));
+    });
+    *opt = std::move(restored);
+  }
+  params.for_each_parameter([&](const std::string& name, auto& t) { model.load_into(name, t); });
+  return state;
+}
+
+}  // namespace einlm::train
