@@ -83,8 +83,18 @@ class cpu_executor {
   }
 
  private:
-  // Below this many elements one thread does the work (a parallel region costs a few µs).
+  // Below this many elements read one thread does the work (a parallel region costs a few µs).
   static constexpr index_t serial_below = 1 << 15;
+
+  // Input elements read per output element: the reduced count of a reduction at the root (seen
+  // through single-child wrappers), 1 otherwise. A reduction of 16 Mi elements to 4 Ki outputs is
+  // a lot of work for a small output, and gets every thread.
+  template <class X>
+  static index_t reads_per_element(const X& x) {
+    if constexpr (requires { x.reduced_count(); }) return std::max<index_t>(1, x.reduced_count());
+    else if constexpr (requires { x.child(); }) return reads_per_element(x.child());
+    else return 1;
+  }
   // Rows are cut into pieces of at most this many elements so that two long rows still keep
   // every thread busy; a multiple of the packet width.
   static constexpr index_t piece = 1 << 14;
@@ -100,7 +110,7 @@ class cpu_executor {
     if constexpr (R == 0) {
       dst.data()[0] = convert<T>(x.at(index_array<0>{}));
     } else {
-      const int team = n < serial_below ? 1 : threads();
+      const int team = n * reads_per_element(x) < serial_below ? 1 : threads();
       switch (detail::choose_schedule(dst, x)) {
         case detail::schedule::flat: {
           const auto cur = x.row(index_array<R>{}, false);
