@@ -168,6 +168,12 @@ TEST_CASE("repeat_adjoint: new axes, tile and repeat placement, ellipsis") {
                  [](const auto& dy, const auto& x) { return repeat_adjoint<"a b -> r a s b">(dy, x, axis_size<"r">{2}, axis_size<"s">{3}); },
                  xd, 25);
   }
+  SUBCASE("anonymous axes") {
+    check_einops([](const auto& x) { return repeat<"a b -> a b 2">(x); },
+                 [](const auto& dy, const auto& x) { return repeat_adjoint<"a b -> a b 2">(dy, x); }, x, 29);
+    check_einops([](const auto& x) { return repeat<"a b -> (a 3) b">(x); },
+                 [](const auto& dy, const auto& x) { return repeat_adjoint<"a b -> (a 3) b">(dy, x); }, x, 19);
+  }
   SUBCASE("no new axis (a rearrange)") {
     check_einops([](const auto& x) { return repeat<"a b -> b a">(x); },
                  [](const auto& dy, const auto& x) { return repeat_adjoint<"a b -> b a">(dy, x); }, x, 26);

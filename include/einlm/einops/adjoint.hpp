@@ -12,6 +12,8 @@
 //                                                              ties as torch.amax does; "min" alike
 //   reduce_adjoint<"b s d -> b d", "prod">(dy, x, axes…)       dy times the product of the others
 //   "any", "all"                                               no gradient (a static_assert)
+//   einsum_adjoint<"b i j, b j k -> b i k", K>(dy, a, b)       einlm/linalg/einsum_adjoint.hpp,
+//                                                              included here
 //
 // Arguments: the forward's pattern and axis sizes (the same axis<…>, axis_size<…> or parse_shape
 // arguments), dy (a tensor, a view of any strides, or a lazy expression, of the forward output's
@@ -23,9 +25,12 @@
 // (einlm/pattern/invert.hpp, the ellipsis written out as named axes) run through the same recipe
 // as the forward operations, with every axis length taken from the forward's. The result's extents
 // type is x's extents type. Results:
-//   rearrange, repeat, reduce sum, mean  lazy (one fused pass when evaluated): a view of dy when
-//                                        the adjoint is a reshape, a strided view (zero strides
-//                                        for repeated axes) when dy is an array, a node otherwise
+//   rearrange, reduce sum                lazy (one fused pass when evaluated): a view of dy when
+//                                        the adjoint is a reshape of a contiguous dy; when dy is
+//                                        a tensor or view, a rearranged_array of it (to_view():
+//                                        a strided view, zero strides along the axes a reduce
+//                                        removed); otherwise a rearrange node
+//   repeat, reduce mean                  lazy: a reduce-sum node; a node dividing the repeated dy
 //   reduce max, min                      a tensor: one pass counts the ties, one writes dx
 //   reduce prod                          a tensor: one pass counts the zeros, one multiplies the
 //                                        non-zero elements, one writes dx
@@ -148,12 +153,16 @@ struct adjoint_axis {
   static constexpr std::int64_t static_length = Names::given_static_length(K);
 };
 
+template <class Names, extents_like DyE, class Given>
+struct swapped_plan;
 template <class Names, extents_like DyE, int... K>
-auto swapped_plan_type(std::integer_sequence<int, K...>) -> einops_plan<Names::text, Names::op, DyE, adjoint_axis<Names, K>...>;
+struct swapped_plan<Names, DyE, std::integer_sequence<int, K...>> {
+  using type = einops_plan<Names::text, Names::op, DyE, adjoint_axis<Names, K>...>;
+};
 
 /// The plan of the swapped pattern applied to dy (extents DyE).
 template <class Names, extents_like DyE>
-using swapped_plan_t = decltype(swapped_plan_type<Names, DyE>(std::make_integer_sequence<int, Names::n_given>{}));
+using swapped_plan_t = typename swapped_plan<Names, DyE, std::make_integer_sequence<int, Names::n_given>>::type;
 
 /// The run-time half of an adjoint: x's and y's extents, the forward's index map (x → y) and the
 /// swapped pattern's (a y-shaped operand → x's shape).
