@@ -4,6 +4,7 @@
 //
 //   auto da = einsum_adjoint<"b i j, b j k -> b i k", 0>(dy, a, b);   // einsum "b i k, b j k -> b i j"
 //   auto db = einsum_adjoint<"b i j, b j k -> b i k", 1>(dy, a, b);   // einsum "b i k, b i j -> b j k"
+//   einsum_adjoint<P, K>(gemm_options{…}, dy, a, b)                   the GEMM's backend, threads, stream
 //
 // The adjoint is one einsum whose pattern is written at compile time from P's layout: dy's term
 // (the forward's output) and every input but K are its inputs, input K's term its output. Every
@@ -187,13 +188,14 @@ struct einsum_adjoint_plan {
 
 /// The adjoint einsum over dy and the inputs other than K (or over those only, times a scalar dy).
 template <class Plan, class DySource, class Sources, std::size_t... O>
-auto einsum_adjoint_product(const DySource& dy, const Sources& sources, std::index_sequence<O...>) {
+auto einsum_adjoint_product(const gemm_options& options, const DySource& dy, const Sources& sources,
+                            std::index_sequence<O...>) {
   if constexpr (Plan::dy_in_einsum) {
-    return einsum<Plan::text>(dy, std::get<Plan::others[O]>(sources)...);
+    return einsum<Plan::text>(options, dy, std::get<Plan::others[O]>(sources)...);
   } else if constexpr (sizeof...(O) == 0) {
     return dy;  // a scalar forward of one input: the gradient is dy broadcast
   } else {
-    auto rest = einsum<Plan::text>(std::get<Plan::others[O]>(sources)...);
+    auto rest = einsum<Plan::text>(options, std::get<Plan::others[O]>(sources)...);
     if constexpr (tensor_like<decltype(rest)>) return eval(as_expression(rest) * dy);
     else return as_expression(rest) * dy;
   }
@@ -245,7 +247,7 @@ auto scatter_to_input(const G& g_source, const XE& xe) {
 
 /// The checks and the computation of einsum_adjoint (see the file comment).
 template <fixed_string P, int K, class Dy, class... X>
-auto einsum_adjoint_apply(const Dy& dy, const X&... xs) {
+auto einsum_adjoint_apply(const gemm_options& options, const Dy& dy, const X&... xs) {
   static_assert(K >= 0 && K < static_cast<int>(sizeof...(X)),
                 "einsum_adjoint: K must number one of the einsum's inputs (0 <= K < the number of inputs)");
   constexpr int k_checked = K >= 0 && K < static_cast<int>(sizeof...(X)) ? K : 0;
@@ -279,7 +281,7 @@ auto einsum_adjoint_apply(const Dy& dy, const X&... xs) {
                                  ") that broadcasts against length ", joint_length,
                                  "; its gradient (a sum over that axis, keeping it) is not provided"));
     }
-    auto g = einsum_adjoint_product<Plan>(dy_source, sources, std::make_index_sequence<sizeof...(X) - 1>{});
+    auto g = einsum_adjoint_product<Plan>(options, dy_source, sources, std::make_index_sequence<sizeof...(X) - 1>{});
     if constexpr (Plan::direct) return g;
     else return scatter_to_input<Plan, XE>(g, x.extents());
   }
@@ -294,7 +296,15 @@ template <fixed_string P, int K, class Dy, class... X>
   requires(operand<Dy> && (operand<X> && ...) && !is_arithmetic_scalar_v<std::remove_cvref_t<Dy>> &&
            (!is_arithmetic_scalar_v<std::remove_cvref_t<X>> && ...))
 auto einsum_adjoint(const Dy& dy, const X&... xs) {
-  return detail::einsum_adjoint_apply<P, K>(dy, xs...);
+  return detail::einsum_adjoint_apply<P, K>(gemm_options{}, dy, xs...);
+}
+
+/// The same with the GEMM's options (backend, CPU threads, CUDA stream) for contractions.
+template <fixed_string P, int K, class Dy, class... X>
+  requires(operand<Dy> && (operand<X> && ...) && !is_arithmetic_scalar_v<std::remove_cvref_t<Dy>> &&
+           (!is_arithmetic_scalar_v<std::remove_cvref_t<X>> && ...))
+auto einsum_adjoint(const gemm_options& options, const Dy& dy, const X&... xs) {
+  return detail::einsum_adjoint_apply<P, K>(options, dy, xs...);
 }
 
 }  // namespace einlm
