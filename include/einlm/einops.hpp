@@ -280,3 +280,5 @@ auto reduce(const L& list, const A&... axes) {
 }
 
 }  // namespace einlm
+
+#include "einlm/einops/adjoint.hpp"  // the adjoints (vector-Jacobian products) of the operations above
