@@ -12,8 +12,9 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <limits>
 #include <type_traits>
+
+#include <cuda/std/limits>
 
 #include "einlm/core/config.hpp"
 #include "einlm/core/dtype.hpp"
@@ -69,10 +70,12 @@ struct max {
   static constexpr const char* name = "max";
   template <class T>
   using value = T;
+  // cuda::std::numeric_limits: its members are usable in device code (std::numeric_limits' are
+  // host-only constexpr functions, which nvcc rejects in __host__ __device__ code).
   template <class A>
   EINLM_HD static A init() {
-    if constexpr (std::is_floating_point_v<A>) return -std::numeric_limits<A>::infinity();
-    else return std::numeric_limits<A>::lowest();
+    if constexpr (std::is_floating_point_v<A>) return -cuda::std::numeric_limits<A>::infinity();
+    else return cuda::std::numeric_limits<A>::lowest();
   }
   EINLM_EXEC_CHECK_DISABLE
   template <class A>
@@ -86,8 +89,8 @@ struct min {
   using value = T;
   template <class A>
   EINLM_HD static A init() {
-    if constexpr (std::is_floating_point_v<A>) return std::numeric_limits<A>::infinity();
-    else return std::numeric_limits<A>::max();
+    if constexpr (std::is_floating_point_v<A>) return cuda::std::numeric_limits<A>::infinity();
+    else return cuda::std::numeric_limits<A>::max();
   }
   EINLM_EXEC_CHECK_DISABLE
   template <class A>
