@@ -207,7 +207,7 @@ using subrange_t =
 
 template <std::size_t First, std::size_t Count, extents_like E>
 EINLM_HD constexpr subrange_t<E, First, Count> subrange(const E& e) {
-  static_assert(First + Count <= E::rank(), "subrange: range exceeds the rank");
+  static_assert(First + Count < E::rank() + 1, "subrange: range exceeds the rank");  // not `<=`: nvcc warns (#186) when First + Count is 0
   index_array<Count> v{};
   for (std::size_t r = 0; r != Count; ++r) v[r] = static_cast<index_t>(e.extent(First + r));
   return from_array<subrange_t<E, First, Count>>(v);

@@ -14,6 +14,8 @@
 //                    which each thread loads and stores V consecutive elements with vector accesses
 //                    (V·sizeof(T) = 16 bytes when every pointer is aligned to it; V = 1 otherwise)
 //   indexed_kernel   anything else: the multi-index of each output element from its position
+//   reductions       a reduce node at the root: a warp or a block per output element, or block
+//                    columns for reductions over outer axes (einlm/exec/cuda_reduce.cuh)
 // Kernel template arguments are node types built from types and integers only (never a pattern
 // string), per ARCHITECTURE decision 3.
 #pragma once
@@ -30,6 +32,7 @@
 #include "einlm/core/error.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/exec/common.hpp"
+#include "einlm/exec/cuda_reduce.cuh"
 #include "einlm/expr/expression.hpp"
 
 static_assert(EINLM_HAS_CUDA, "einlm/exec/cuda.cuh must be compiled by nvcc");
@@ -139,6 +142,9 @@ class cuda_executor {
     const index_t n = dst.size();
     ++launches_;
     if (n == 0) return;
+    if constexpr (detail::is_reduce_root_v<X>) {
+      if (x.mask() == 0 && detail::launch_reduction(dst, x.child(), stream_, detail::multiprocessor_count())) return;
+    }
     if (R > 0 && dst.is_contiguous() && x.flat_ok()) {
       constexpr int V = sizeof(T) >= 16 ? 1 : static_cast<int>(16 / sizeof(T));
       bool aligned = reinterpret_cast<std::uintptr_t>(dst.data()) % (V * sizeof(T)) == 0;
