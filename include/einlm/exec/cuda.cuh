@@ -16,6 +16,9 @@
 //   indexed_kernel   anything else: the multi-index of each output element from its position
 //   reductions       a reduce node at the root: a warp or a block per output element, or block
 //                    columns for reductions over outer axes (einlm/exec/cuda_reduce.cuh)
+//   strided copies   a plain strided array into a destination with a contiguous last axis:
+//                    shared-memory tiles when the innermost axis moves (a transpose), rows of
+//                    16-byte vectors when only outer axes move (einlm/exec/cuda_transpose.cuh)
 // Kernel template arguments are node types built from types and integers only (never a pattern
 // string), per ARCHITECTURE decision 3.
 #pragma once
@@ -33,6 +36,7 @@
 #include "einlm/core/tensor.hpp"
 #include "einlm/exec/common.hpp"
 #include "einlm/exec/cuda_reduce.cuh"
+#include "einlm/exec/cuda_transpose.cuh"
 #include "einlm/expr/expression.hpp"
 
 static_assert(EINLM_HAS_CUDA, "einlm/exec/cuda.cuh must be compiled by nvcc");
@@ -157,7 +161,7 @@ class cuda_executor {
       } else {
         detail::flat_kernel<1><<<grid_for(n), block_threads, 0, stream_>>>(dst.data(), cur, n);
       }
-    } else {
+    } else if (!detail::launch_strided_copy(dst, x, stream_, detail::multiprocessor_count())) {
       detail::indexed_kernel<<<grid_for(n), block_threads, 0, stream_>>>(dst, x, n);
     }
     EINLM_CUDA_CHECK(cudaGetLastError());
