@@ -326,6 +326,17 @@ class reduce_node : public expression_base {
         }
         for (; t < run; t += step) acc = Op::combine(acc, convert<accumulate_type>(c.template load<scalar_kind>(t)));
       } else {
+        auto load = [&](index_t tt) {
+          el[fast] = tt;
+          return convert<accumulate_type>(x_.at(map_.compose<X::R>(el)));
+        };
+        for (; t + 3 * step < run; t += 4 * step) {  // (run > 1, so fast ≥ 0)
+          const auto v0 = load(t), v1 = load(t + step), v2 = load(t + 2 * step), v3 = load(t + 3 * step);
+          acc = Op::combine(acc, v0);
+          a1 = Op::combine(a1, v1);
+          a2 = Op::combine(a2, v2);
+          a3 = Op::combine(a3, v3);
+        }
         for (; t < run; t += step) {
           if (fast >= 0) el[fast] = t;
           acc = Op::combine(acc, convert<accumulate_type>(x_.at(map_.compose<X::R>(el))));
