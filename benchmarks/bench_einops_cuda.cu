@@ -6,6 +6,7 @@
 //   transpose_bchw   rearrange "b c h w -> b h w c"      (8, 64, 128, 256)     shared-memory tiles
 //   reduce_last      reduce "a b -> a", sum             (4096, 4096)          a block per row
 //   reduce_first     reduce "a b -> b", sum             (4096, 4096)          block columns
+//   reduce_all       reduce "a b ->", sum               (4096, 4096)          blocks split one output
 // Goal: each ≥ 90% of the copy's bandwidth. Before timing, each result is compared with the CPU
 // executor's (exact for rearranges, relative 1e-3 for sums, at least 1e-3 absolute); a mismatch fails the run.
 // Run by scripts/gpu-check; exits quietly without a device.
@@ -29,6 +30,7 @@ index_t side() { return bench::smoke() ? 256 : 4096; }  // side² fp32 elements:
 
 struct buffers {
   tensor<float, dims<1>, device> in, out, sums;
+  tensor<float, extents<>, device> total;
   buffers() : in(dims<1>(side() * side())), out(dims<1>(side() * side())), sums(dims<1>(side())) {
     in = uniform<float>(in.extents(), {11, 0}, -1.0, 1.0);
     EINLM_CUDA_CHECK(cudaDeviceSynchronize());
@@ -118,6 +120,11 @@ void reduce_last(benchmark::State& state) {
   timed(state, b.bytes() + static_cast<double>(b.sums.bytes()), [&] { assign(b.sums, reduce<"a b -> a", "sum">(b.in2())); });
 }
 
+void reduce_all(benchmark::State& state) {
+  auto& b = buffers::get();
+  timed(state, b.bytes(), [&] { assign(b.total, reduce<"a b ->", "sum">(b.in2())); });
+}
+
 void reduce_first(benchmark::State& state) {
   auto& b = buffers::get();
   timed(state, b.bytes() + static_cast<double>(b.sums.bytes()), [&] { assign(b.sums, reduce<"a b -> b", "sum">(b.in2())); });
@@ -141,6 +148,8 @@ void verify_all() {
   verify("reduce a b -> a", b.sums, eval(reduce<"a b -> a", "sum">(x2)), 1e-3);
   assign(b.sums, reduce<"a b -> b", "sum">(b.in2()));
   verify("reduce a b -> b", b.sums, eval(reduce<"a b -> b", "sum">(x2)), 1e-3);
+  assign(b.total, reduce<"a b ->", "sum">(b.in2()));
+  verify("reduce a b ->", b.total, eval(reduce<"a b ->", "sum">(x2)), 1e-3);
 }
 
 }  // namespace
@@ -151,6 +160,7 @@ BENCHMARK(transpose_bhsd)->Name("transpose_bhsd_f32")->UseManualTime()->Unit(ben
 BENCHMARK(transpose_bchw)->Name("transpose_bchw_f32")->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(reduce_last)->Name("reduce_last_f32")->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(reduce_first)->Name("reduce_first_f32")->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(reduce_all)->Name("reduce_all_f32")->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 int main(int argc, char** argv) {
   int devices = 0;
@@ -169,5 +179,6 @@ int main(int argc, char** argv) {
        {"rearrange b h s d -> b s h d fp32 / device copy", "transpose_bhsd_f32/manual_time", "copy_f32/manual_time", 0.9},
        {"rearrange b c h w -> b h w c fp32 / device copy", "transpose_bchw_f32/manual_time", "copy_f32/manual_time", 0.9},
        {"reduce a b -> a (sum, last axis) fp32 / device copy", "reduce_last_f32/manual_time", "copy_f32/manual_time", 0.9},
-       {"reduce a b -> b (sum, first axis) fp32 / device copy", "reduce_first_f32/manual_time", "copy_f32/manual_time", 0.9}});
+       {"reduce a b -> b (sum, first axis) fp32 / device copy", "reduce_first_f32/manual_time", "copy_f32/manual_time", 0.9},
+       {"reduce a b -> (sum, to a scalar) fp32 / device copy", "reduce_all_f32/manual_time", "copy_f32/manual_time", 0.9}});
 }

@@ -103,7 +103,7 @@ TEST_CASE("reductions over a middle axis agree with the CPU") {
   check_logical<"a b c -> a c">(900);
 }
 
-TEST_CASE("reductions over several axes and with a transposed output agree with the CPU") {
+TEST_CASE("reductions over several axes, to a scalar, and with a transposed output agree with the CPU") {
   for (const auto& s : shapes) {
     check_reduction<"a b c -> a", "sum", float>(s, 1000);
     check_reduction<"a b c -> c", "max", float>(s, 1001);
@@ -111,6 +111,8 @@ TEST_CASE("reductions over several axes and with a transposed output agree with 
     check_reduction<"a b c -> b", "sum", float>(s, 1003);
     check_reduction<"a b c -> c b", "min", float>(s, 1004);
     check_reduction<"a b c -> c b", "sum", bf16>(s, 1005);
+    check_reduction<"a b c ->", "sum", float>(s, 1006);
+    check_reduction<"a b c ->", "max", bf16>(s, 1007);
   }
 }
 

@@ -14,8 +14,10 @@
 //                    which each thread loads and stores V consecutive elements with vector accesses
 //                    (V·sizeof(T) = 16 bytes when every pointer is aligned to it; V = 1 otherwise)
 //   indexed_kernel   anything else: the multi-index of each output element from its position
-//   reductions       a reduce node at the root: a warp or a block per output element, or block
-//                    columns for reductions over outer axes (einlm/exec/cuda_reduce.cuh)
+//   reductions       a reduce node at the root: a warp or a block per output element, block
+//                    columns for reductions over outer axes, or several blocks per output when
+//                    there are few outputs (einlm/exec/cuda_reduce.cuh; the executor keeps
+//                    their device workspace)
 //   strided copies   a plain strided array into a destination with a contiguous last axis:
 //                    shared-memory tiles when the innermost axis moves (a transpose), rows of
 //                    16-byte vectors when only outer axes move (einlm/exec/cuda_transpose.cuh)
@@ -147,7 +149,8 @@ class cuda_executor {
     ++launches_;
     if (n == 0) return;
     if constexpr (detail::is_reduce_root_v<X>) {
-      if (x.mask() == 0 && detail::launch_reduction(dst, x.child(), stream_, detail::multiprocessor_count())) return;
+      if (x.mask() == 0 && detail::launch_reduction(dst, x.child(), stream_, detail::multiprocessor_count(), workspace_))
+        return;
     }
     if (R > 0 && dst.is_contiguous() && x.flat_ok()) {
       constexpr int V = sizeof(T) >= 16 ? 1 : static_cast<int>(16 / sizeof(T));
@@ -169,6 +172,7 @@ class cuda_executor {
 
   cudaStream_t stream_ = nullptr;
   bool owned_;
+  detail::reduction_workspace workspace_;  // device memory of reductions split among blocks
   std::atomic<std::uint64_t> launches_{0};
 };
 

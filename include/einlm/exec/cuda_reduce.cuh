@@ -9,6 +9,8 @@
 //                                 positions t, t + Threads, … (consecutive threads, consecutive
 //                                 elements when the reduced run is the child's contiguous axis),
 //                                 then cub::WarpReduce / cub::BlockReduce combine the parts
+//   reduce_split_kernel           few outputs, each of many elements: each output split among
+//                                 blocks, whose parts the last one to finish combines
 //   reduce_columns_kernel         reductions over outer axes (the output's last axis is the child's
 //                                 contiguous one): 32 consecutive outputs per block row, `ways`
 //                                 block rows share the reduced positions, a shared-memory tree
@@ -119,13 +121,85 @@ EINLM_KERNEL void __launch_bounds__(1024) reduce_columns_kernel(DstV dst, Node n
   }
 }
 
+template <class DstV, class Node>
+EINLM_KERNEL void __launch_bounds__(256) reduce_split_kernel(DstV dst, Node node, int splits,
+                                                             typename Node::accumulate_type* partials, unsigned* arrivals) {
+  using A = typename Node::accumulate_type;
+  using T = typename DstV::value_type;
+  using block_reduce = cub::BlockReduce<A, 256>;
+  __shared__ typename block_reduce::TempStorage temp;
+  __shared__ bool last;
+  const index_t o = blockIdx.x / splits;
+  const int s = static_cast<int>(blockIdx.x % splits);
+  index_t el[pattern::max_elementary] = {};
+  const auto idx = output_index(dst, node, o, el);
+  const A part = node.accumulate_strided(el, static_cast<index_t>(s) * 256 + threadIdx.x, static_cast<index_t>(splits) * 256);
+  const A total = block_reduce(temp).Reduce(part, combine_fn<Node>{});
+  if (threadIdx.x == 0) {
+    partials[o * splits + s] = total;
+    __threadfence();  // the part is visible before the arrival is counted
+    last = atomicAdd(&arrivals[o], 1u) == static_cast<unsigned>(splits - 1);
+  }
+  __syncthreads();
+  if (!last) return;
+  // The last block of this output combines every block's part (volatile: not from a stale L1).
+  A v = Node::identity();
+  for (int k = static_cast<int>(threadIdx.x); k < splits; k += 256)
+    v = Node::combine(v, *static_cast<volatile const A*>(partials + o * splits + k));
+  const A all_parts = block_reduce(temp).Reduce(v, combine_fn<Node>{});
+  if (threadIdx.x == 0) {
+    dst(idx) = convert<T>(node.finish(all_parts));
+    arrivals[o] = 0;  // ready for the next launch
+  }
+}
+
+/// Device memory the split reductions keep between launches: a counter of arrived blocks per
+/// output (zero between launches: each launch's last block resets its own) and their parts.
+class reduction_workspace {
+ public:
+  reduction_workspace() = default;
+  reduction_workspace(const reduction_workspace&) = delete;
+  reduction_workspace& operator=(const reduction_workspace&) = delete;
+  ~reduction_workspace() {
+    if (data_) cudaFree(data_);
+  }
+  /// At least `bytes` bytes, the first `counter_bytes` of them zero, ordered before later work
+  /// on `stream`. Growing frees the old memory (cudaFree waits for the device).
+  void* get(std::size_t bytes, cudaStream_t stream) {
+    if (bytes > size_) {
+      if (data_) EINLM_CUDA_CHECK(cudaFree(data_));
+      data_ = nullptr;
+      size_ = 0;
+      EINLM_CUDA_CHECK(cudaMalloc(&data_, bytes));
+      EINLM_CUDA_CHECK(cudaMemsetAsync(data_, 0, bytes, stream));
+      size_ = bytes;
+    }
+    return data_;
+  }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
 /// dst ← the reduce node `node` (of dst's shape) in one launch on `stream`; false (nothing
 /// launched) when each output combines fewer than 16 elements and one thread per output suits.
+/// Fewer outputs than 4 blocks per multiprocessor, each of at least 16384 elements, split each
+/// output among blocks; the last block of an output to finish combines the parts (`workspace`).
 template <class DstV, class Node>
-bool launch_reduction(const DstV& dst, const Node& node, cudaStream_t stream, int multiprocessors) {
+bool launch_reduction(const DstV& dst, const Node& node, cudaStream_t stream, int multiprocessors,
+                      reduction_workspace& workspace) {
+  using A = typename Node::accumulate_type;
   const index_t outputs = dst.size(), count = node.reduced_count();
-  const index_t max_blocks = static_cast<index_t>(multiprocessors) * 32;
-  if (node.reduces_outer_axes()) {
+  const index_t max_blocks = static_cast<index_t>(multiprocessors) * 32, wanted = static_cast<index_t>(multiprocessors) * 4;
+  if (outputs < wanted && count >= 16384) {
+    const index_t splits = std::max<index_t>(2, std::min((wanted + outputs - 1) / outputs, count / 4096));
+    const std::size_t counter_bytes = (static_cast<std::size_t>(outputs) * sizeof(unsigned) + 15) / 16 * 16;
+    auto* base = static_cast<unsigned char*>(
+        workspace.get(counter_bytes + static_cast<std::size_t>(outputs * splits) * sizeof(A), stream));
+    reduce_split_kernel<<<static_cast<unsigned>(outputs * splits), 256, 0, stream>>>(
+        dst, node, static_cast<int>(splits), reinterpret_cast<A*>(base + counter_bytes), reinterpret_cast<unsigned*>(base));
+  } else if (node.reduces_outer_axes()) {
     // Enough block rows (a power of two, up to 32) that about 4 blocks of 1024 threads per
     // multiprocessor are busy, and no more than there are reduced positions.
     const index_t groups = (outputs + 31) / 32;
