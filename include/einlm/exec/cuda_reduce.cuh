@@ -1,20 +1,21 @@
 // einlm/exec/cuda_reduce.cuh — the CUDA executor's reduction kernels: a reduce node at the root
 // of an assignment, in one launch, for any reduced length. nvcc only.
 //
-//   launch_reduction(dst, node, stream, sms)  false when the executor's thread-per-output kernel
-//                                 suits better (reducing fewer than 16 elements of a contiguous
-//                                 run per output); else launches one of
-//   reduce_rows_kernel<Threads>   Threads threads combine each output element (a warp, 32, for
-//                                 runs up to 2048 elements; a block, 256, beyond): thread t reads
-//                                 positions t, t + Threads, … (consecutive threads, consecutive
-//                                 elements when the reduced run is the child's contiguous axis),
-//                                 then cub::WarpReduce / cub::BlockReduce combine the parts
-//   reduce_split_kernel           few outputs, each of many elements: each output split among
-//                                 blocks, whose parts the last one to finish combines
+//   launch_reduction(dst, node, stream, sms, workspace)   one launch of the first that applies:
+//   reduce_split_kernel           fewer outputs than 4 blocks per multiprocessor, each of at least
+//                                 16384 elements: each output split among blocks; the last block
+//                                 of an output to finish combines the parts (kept in `workspace`)
 //   reduce_columns_kernel         reductions over outer axes (the output's last axis is the child's
 //                                 contiguous one): 32 consecutive outputs per block row, `ways`
 //                                 block rows share the reduced positions, a shared-memory tree
 //                                 combines them
+//   (none: false)                 fewer than 16 elements per output: the executor's
+//                                 thread-per-output kernel suits better
+//   reduce_rows_kernel<Threads>   Threads threads combine each output element (a warp, 32, for
+//                                 up to 2048 elements; a block, 256, beyond): thread t reads
+//                                 positions t, t + Threads, … (consecutive threads, consecutive
+//                                 elements when the reduced run is the child's contiguous axis),
+//                                 then cub::WarpReduce / cub::BlockReduce combine the parts
 // Values combine in the node's accumulate_type (float for bf16/fp16) and are rounded once on store.
 // Template arguments are node types and integers (no pattern strings).
 #pragma once
