@@ -113,3 +113,39 @@ TEST_CASE("integer and boolean reductions") {
   CHECK(mx(0) == 1.0f);
   CHECK(std::isnan(mx(1)));
 }
+
+namespace {
+
+// Each output element as the CUDA kernels compute it: `step` threads each accumulate the
+// positions first, first + step, … (reduce_node::accumulate_strided), and their parts combine.
+template <fixed_string P>
+void check_strided_parts(index_t step) {
+  tensor<std::int64_t, dims<3>> x(dims<3>(5, 7, 37));
+  const auto v = test::random_values<double>(static_cast<std::size_t>(x.size()), -1e6, 1e6, 4242);
+  for (index_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<std::int64_t>(v[static_cast<std::size_t>(i)]);
+  const auto node = reduce<P, "sum">(x);
+  const auto expected = eval(node);  // (the executor's own paths)
+  using N = std::remove_cvref_t<decltype(node)>;
+  for (index_t i = 0; i < expected.size(); ++i) {
+    const auto idx = detail::unravel<N::R>(i, expected.extents());
+    std::int64_t total = N::identity();
+    for (index_t first = 0; first < step; ++first) {
+      index_t el[pattern::max_elementary] = {};
+      node.elementary(idx, el);
+      total = N::combine(total, node.accumulate_strided(el, first, step));
+    }
+    CHECK(node.finish(total) == expected.data()[i]);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("strided parts of a reduction (the CUDA kernels' split) cover each element once") {
+  for (index_t step : {1, 3, 32, 256}) {
+    check_strided_parts<"a b c -> a b">(step);  // the contiguous run
+    check_strided_parts<"a b c -> b c">(step);  // outer axes
+    check_strided_parts<"a b c -> a c">(step);  // a middle axis
+    check_strided_parts<"a b c -> b">(step);    // outer and contiguous axes
+    check_strided_parts<"a b c -> c b">(step);  // no contiguous run
+  }
+}

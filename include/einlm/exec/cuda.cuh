@@ -14,6 +14,13 @@
 //                    which each thread loads and stores V consecutive elements with vector accesses
 //                    (V·sizeof(T) = 16 bytes when every pointer is aligned to it; V = 1 otherwise)
 //   indexed_kernel   anything else: the multi-index of each output element from its position
+//   reductions       a reduce node at the root: a warp or a block per output element, block
+//                    columns for reductions over outer axes, or several blocks per output when
+//                    there are few outputs (einlm/exec/cuda_reduce.cuh; the executor keeps
+//                    their device workspace)
+//   strided copies   a plain strided array into a destination with a contiguous last axis:
+//                    shared-memory tiles when the innermost axis moves (a transpose), rows of
+//                    16-byte vectors when only outer axes move (einlm/exec/cuda_transpose.cuh)
 // Kernel template arguments are node types built from types and integers only (never a pattern
 // string), per ARCHITECTURE decision 3.
 #pragma once
@@ -30,6 +37,8 @@
 #include "einlm/core/error.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/exec/common.hpp"
+#include "einlm/exec/cuda_reduce.cuh"
+#include "einlm/exec/cuda_transpose.cuh"
 #include "einlm/expr/expression.hpp"
 
 static_assert(EINLM_HAS_CUDA, "einlm/exec/cuda.cuh must be compiled by nvcc");
@@ -139,6 +148,10 @@ class cuda_executor {
     const index_t n = dst.size();
     ++launches_;
     if (n == 0) return;
+    if constexpr (detail::is_reduce_root_v<X>) {
+      if (x.mask() == 0 && detail::launch_reduction(dst, x.child(), stream_, detail::multiprocessor_count(), workspace_))
+        return;
+    }
     if (R > 0 && dst.is_contiguous() && x.flat_ok()) {
       constexpr int V = sizeof(T) >= 16 ? 1 : static_cast<int>(16 / sizeof(T));
       bool aligned = reinterpret_cast<std::uintptr_t>(dst.data()) % (V * sizeof(T)) == 0;
@@ -151,7 +164,7 @@ class cuda_executor {
       } else {
         detail::flat_kernel<1><<<grid_for(n), block_threads, 0, stream_>>>(dst.data(), cur, n);
       }
-    } else {
+    } else if (!detail::launch_strided_copy(dst, x, stream_, detail::multiprocessor_count())) {
       detail::indexed_kernel<<<grid_for(n), block_threads, 0, stream_>>>(dst, x, n);
     }
     EINLM_CUDA_CHECK(cudaGetLastError());
@@ -159,6 +172,7 @@ class cuda_executor {
 
   cudaStream_t stream_ = nullptr;
   bool owned_;
+  detail::reduction_workspace workspace_;  // device memory of reductions split among blocks
   std::atomic<std::uint64_t> launches_{0};
 };
 

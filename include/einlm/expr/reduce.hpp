@@ -12,8 +12,9 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <limits>
 #include <type_traits>
+
+#include <cuda/std/limits>
 
 #include "einlm/core/config.hpp"
 #include "einlm/core/dtype.hpp"
@@ -69,10 +70,12 @@ struct max {
   static constexpr const char* name = "max";
   template <class T>
   using value = T;
+  // cuda::std::numeric_limits: its members are usable in device code (std::numeric_limits' are
+  // host-only constexpr functions, which nvcc rejects in __host__ __device__ code).
   template <class A>
   EINLM_HD static A init() {
-    if constexpr (std::is_floating_point_v<A>) return -std::numeric_limits<A>::infinity();
-    else return std::numeric_limits<A>::lowest();
+    if constexpr (std::is_floating_point_v<A>) return -cuda::std::numeric_limits<A>::infinity();
+    else return cuda::std::numeric_limits<A>::lowest();
   }
   EINLM_EXEC_CHECK_DISABLE
   template <class A>
@@ -86,8 +89,8 @@ struct min {
   using value = T;
   template <class A>
   EINLM_HD static A init() {
-    if constexpr (std::is_floating_point_v<A>) return std::numeric_limits<A>::infinity();
-    else return std::numeric_limits<A>::max();
+    if constexpr (std::is_floating_point_v<A>) return cuda::std::numeric_limits<A>::infinity();
+    else return cuda::std::numeric_limits<A>::max();
   }
   EINLM_EXEC_CHECK_DISABLE
   template <class A>
@@ -281,6 +284,71 @@ class reduce_node : public expression_base {
   const X& child() const { return x_; }
   const pattern::index_map& map() const { return map_; }
 
+  // The pieces the CUDA executor's reduction kernels are made of (einlm/exec/cuda_reduce.cuh):
+  // several threads accumulate parts of one output element, combine their parts, and finish.
+
+  /// True when the output's last axis is the child's contiguous axis (reductions over outer axes).
+  bool reduces_outer_axes() const { return outer_rows_; }
+  /// The elementary indices of output index idx (reduced axes at 0).
+  EINLM_HD void elementary(const index_array<R>& idx, index_t* el) const { map_.decompose(idx, el); }
+  EINLM_HD static accumulate_type identity() { return Op::template init<accumulate_type>(); }
+  EINLM_EXEC_CHECK_DISABLE
+  EINLM_HD static accumulate_type combine(accumulate_type a, accumulate_type b) { return Op::combine(a, b); }
+  /// The output value of an element whose reduced elements combined to a.
+  EINLM_EXEC_CHECK_DISABLE
+  EINLM_HD compute_type finish(accumulate_type a) const { return convert<compute_type>(Op::finish(a, count_)); }
+
+  /// The combination of the reduced elements at linear positions first, first + step, … < count
+  /// for the output element with elementary indices el (overwritten). Positions are row-major
+  /// over the reduced axes with the child's contiguous one (when reduced) fastest, so that
+  /// threads with consecutive `first` read consecutive elements. Four loads are kept in flight.
+  EINLM_EXEC_CHECK_DISABLE
+  EINLM_HD accumulate_type accumulate_strided(index_t* el, index_t first, index_t step) const {
+    accumulate_type acc = identity();
+    if (first >= count_) return acc;
+    // The fastest axis: the contiguous run when there is one, else the last reduced axis.
+    const int fast = inner_run_ >= 0 ? inner_run_ : (n_reduced_ > 0 ? reduced_[n_reduced_ - 1] : -1);
+    const index_t run = fast >= 0 ? map_.length[fast] : 1;
+    for (int k = 0; k < n_reduced_; ++k) el[reduced_[k]] = 0;
+    index_t t = first % run;
+    bool more = advance_reduced(el, fast, first / run);
+    accumulate_type a1 = acc, a2 = acc, a3 = acc;
+    while (more) {
+      if (inner_run_ >= 0) {
+        const auto c = x_.row(map_.compose<X::R>(el), false);
+        for (; t + 3 * step < run; t += 4 * step) {
+          const auto v0 = c.template load<scalar_kind>(t), v1 = c.template load<scalar_kind>(t + step);
+          const auto v2 = c.template load<scalar_kind>(t + 2 * step), v3 = c.template load<scalar_kind>(t + 3 * step);
+          acc = Op::combine(acc, convert<accumulate_type>(v0));
+          a1 = Op::combine(a1, convert<accumulate_type>(v1));
+          a2 = Op::combine(a2, convert<accumulate_type>(v2));
+          a3 = Op::combine(a3, convert<accumulate_type>(v3));
+        }
+        for (; t < run; t += step) acc = Op::combine(acc, convert<accumulate_type>(c.template load<scalar_kind>(t)));
+      } else {
+        auto load = [&](index_t tt) {
+          el[fast] = tt;
+          return convert<accumulate_type>(x_.at(map_.compose<X::R>(el)));
+        };
+        for (; t + 3 * step < run; t += 4 * step) {  // (run > 1, so fast ≥ 0)
+          const auto v0 = load(t), v1 = load(t + step), v2 = load(t + 2 * step), v3 = load(t + 3 * step);
+          acc = Op::combine(acc, v0);
+          a1 = Op::combine(a1, v1);
+          a2 = Op::combine(a2, v2);
+          a3 = Op::combine(a3, v3);
+        }
+        for (; t < run; t += step) {
+          if (fast >= 0) el[fast] = t;
+          acc = Op::combine(acc, convert<accumulate_type>(x_.at(map_.compose<X::R>(el))));
+        }
+        if (fast >= 0) el[fast] = 0;
+      }
+      more = advance_reduced(el, fast, t / run);
+      t %= run;
+    }
+    return Op::combine(Op::combine(acc, a1), Op::combine(a2, a3));
+  }
+
   /// The accumulated value of the reduced elements for output elementary indices `el` (reduced
   /// axes at 0): as a K-kind value over the output positions j, j+1, … when the output's rows are
   /// the child's rows (K = scalar_kind: position j alone).
@@ -341,6 +409,19 @@ class reduce_node : public expression_base {
   }
 
  private:
+  /// Adds `carry` to the odometer of the reduced axes other than `fast` (the last varies fastest);
+  /// false when it runs past the end.
+  EINLM_HD bool advance_reduced(index_t* el, int fast, index_t carry) const {
+    for (int k = n_reduced_ - 1; k >= 0 && carry > 0; --k) {
+      const int a = reduced_[k];
+      if (a == fast) continue;
+      const index_t v = el[a] + carry;
+      el[a] = v % map_.length[a];
+      carry = v / map_.length[a];
+    }
+    return carry == 0;
+  }
+
   EINLM_EXEC_CHECK_DISABLE
   template <class K, class To, class V>
   EINLM_HD static kind_t<K, To> convert_kind(const V& v) {
