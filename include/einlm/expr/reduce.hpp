@@ -12,8 +12,9 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <limits>
 #include <type_traits>
+
+#include <cuda/std/limits>
 
 #include "einlm/core/config.hpp"
 #include "einlm/core/dtype.hpp"
@@ -71,8 +72,8 @@ struct max {
   using value = T;
   template <class A>
   EINLM_HD static A init() {
-    if constexpr (std::is_floating_point_v<A>) return -std::numeric_limits<A>::infinity();
-    else return std::numeric_limits<A>::lowest();
+    if constexpr (std::is_floating_point_v<A>) return -cuda::std::numeric_limits<A>::infinity();
+    else return cuda::std::numeric_limits<A>::lowest();
   }
   EINLM_EXEC_CHECK_DISABLE
   template <class A>
@@ -86,8 +87,8 @@ struct min {
   using value = T;
   template <class A>
   EINLM_HD static A init() {
-    if constexpr (std::is_floating_point_v<A>) return std::numeric_limits<A>::infinity();
-    else return std::numeric_limits<A>::max();
+    if constexpr (std::is_floating_point_v<A>) return cuda::std::numeric_limits<A>::infinity();
+    else return cuda::std::numeric_limits<A>::max();
   }
   EINLM_EXEC_CHECK_DISABLE
   template <class A>
