@@ -258,12 +258,16 @@ constexpr std::size_t broadcast_one(std::size_t a, std::size_t b) {
 
 template <class A, class B, std::size_t R, std::size_t... I>
 constexpr auto broadcast_static(std::index_sequence<I...>) {
-  [[maybe_unused]] constexpr std::size_t ra = A::rank(), rb = B::rank();
-  [[maybe_unused]] constexpr auto at = [](auto e, std::size_t rank, std::size_t i) -> std::size_t {
-    // axis i of the result (rank R) aligns with axis i - (R - rank) of an operand of that rank
-    return i + rank < R ? 1 : decltype(e)::static_extent(i + rank - R);
-  };
-  return std::array<std::size_t, R>{broadcast_one(at(A{}, ra, I), at(B{}, rb, I))...};
+  if constexpr (R == 0) {  // nvcc warns (#186) on `i + rank < R` with R = 0, even uncalled
+    return std::array<std::size_t, 0>{};
+  } else {
+    [[maybe_unused]] constexpr std::size_t ra = A::rank(), rb = B::rank();
+    [[maybe_unused]] constexpr auto at = [](auto e, std::size_t rank, std::size_t i) -> std::size_t {
+      // axis i of the result (rank R) aligns with axis i - (R - rank) of an operand of that rank
+      return i + rank < R ? 1 : decltype(e)::static_extent(i + rank - R);
+    };
+    return std::array<std::size_t, R>{broadcast_one(at(A{}, ra, I), at(B{}, rb, I))...};
+  }
 }
 
 template <class A, class B>
