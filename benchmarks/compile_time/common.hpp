@@ -27,21 +27,21 @@ using input = tensor<float, E, space>;
 
 /// The inputs of the 50 operations, filled with uniform numbers in [0.5, 1.5).
 struct inputs {
-  input<extents<2, 3, 4, 6>> x;            // (B, C, H, W)
-  input<dims<4>> x_dynamic{2, 3, 4, 6};    // (B, C, H, W), extents known at run time
-  input<extents<2, 5, 24>> seq;            // (B, S, D)
-  input<extents<2, 12, 2, 3>> deep;        // (B, C·4, H, W)
-  input<extents<2, 1, 6>> unit;            // (B, 1, D)
-  input<extents<6, 8>> m;                  // (R, C)
-  input<dims<2>> m_dynamic{6, 8};          // (R, C), extents known at run time
-  input<extents<6, 2, 3>> cube;            // (R, 2, 3)
-  input<extents<24>> flat;                 // (24,)
-  input<extents<144>> flat144;             // (144,): as many elements as x
-  input<extents<6, 14>> packed;            // (R, 8 + 2·3)
-  input<extents<11, 24>> packed_rows;      // (2·5 + 1, D)
-  input<extents<24, 8>> weight;            // (D, E)
-  input<extents<6, 6>> square;             // (R, R)
-  input<extents<8>> scale;                 // (C,)
+  input<extents<2, 3, 4, 6>> x;          // (B, C, H, W)
+  input<dims<4>> x_dynamic{2, 3, 4, 6};  // (B, C, H, W), extents known at run time
+  input<extents<2, 5, 24>> seq;          // (B, S, D)
+  input<extents<2, 12, 2, 3>> deep;      // (B, C·4, H, W)
+  input<extents<2, 1, 6>> unit;          // (B, 1, D)
+  input<extents<6, 8>> m;                // (R, C)
+  input<dims<2>> m_dynamic{6, 8};        // (R, C), extents known at run time
+  input<extents<6, 2, 3>> cube;          // (R, 2, 3)
+  input<extents<24>> flat;               // (24,)
+  input<extents<144>> flat144;           // (144,): as many elements as x
+  input<extents<6, 14>> packed;          // (R, 8 + 2·3)
+  input<extents<11, 24>> packed_rows;    // (2·5 + 1, D)
+  input<extents<24, 8>> weight;          // (D, E)
+  input<extents<6, 6>> square;           // (R, R)
+  input<extents<8>> scale;               // (C,)
   inputs() {
     std::uint64_t stream = 0;
     auto fill = [&](auto& t) { t = uniform<float>(t.extents(), {2026, stream++}, 0.5, 1.5); };
@@ -72,7 +72,8 @@ double checksum(const tensor<T, E, S>& t) {
   const auto& h = t;
 #endif
   double s = 0;
-  for (index_t i = 0; i != h.size(); ++i) s += convert<double>(h.data()[i]) * static_cast<double>(i % 13 + 1);
+  for (index_t i = 0; i != h.size(); ++i)
+    s += convert<double>(h.data()[i]) * static_cast<double>(i % 13 + 1);
   return s;
 }
 
