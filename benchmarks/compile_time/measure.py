@@ -5,8 +5,10 @@ Compiles each translation unit of benchmarks/compile_time/ with the exact comman
 (taken from the build directory's compile_commands.json, or from `ninja -t compdb` when the build
 was configured without CMAKE_EXPORT_COMPILE_COMMANDS), N times, and prints a markdown table of the
 median wall time and the median peak resident memory of each compilation, and the cost per pattern:
-(pattern TU - baseline TU) / 50. The output object goes to a temporary file; nothing in the build
-directory changes, and the build directory only has to be configured, not built.
+(pattern TU - baseline TU) / 50. Beside the wall time it reports the CPU time (user + system, of
+the compiler and its subprocesses), which varies less than the wall time on a busy machine. The
+output object goes to a temporary file; nothing in the build directory changes, and the build
+directory only has to be configured, not built.
 
 Peak memory is the largest resident set of any one process of the compilation (cc1plus for g++;
 cudafe++, cicc, ptxas or the host compiler for nvcc), as getrusage reports it for reaped children —
@@ -61,7 +63,8 @@ def verify(patterns_program, baseline_program):
         if len(pattern_lines) != len(baseline_lines):
             print(f"{len(pattern_lines)} lines against {len(baseline_lines)}", file=sys.stderr)
         return 1
-    print(f"the pattern and baseline programs agree on all {len(pattern_lines)} result lines of the {PATTERNS} operations")
+    print(f"the pattern and baseline programs agree on all {len(pattern_lines)} result lines "
+          f"of the {PATTERNS} operations")
     return 0
 
 
@@ -113,7 +116,7 @@ def display(args):
 
 
 def time_once(args, directory):
-    """(wall seconds, peak resident MiB) of one compilation; exits if it fails."""
+    """(wall seconds, CPU seconds, peak resident MiB) of one compilation; exits if it fails."""
     with tempfile.TemporaryFile() as log:
         start = time.perf_counter()
         process = subprocess.Popen(args, cwd=directory, stdout=log, stderr=subprocess.STDOUT)
@@ -124,7 +127,7 @@ def time_once(args, directory):
             log.seek(0)
             sys.exit(f"compilation failed ({process.returncode}): {shlex.join(args)}\n"
                      f"{log.read().decode(errors='replace')[-4000:]}")
-    return seconds, usage.ru_maxrss / 1024.0  # ru_maxrss is in KiB on Linux
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0  # ru_maxrss: KiB
 
 
 def compiler_version(args):
@@ -152,29 +155,30 @@ def measure(build, repeat, compilers):
             samples = []
             for i in range(repeat):
                 samples.append(time_once(args, directory))
-                print(f"{compiler} {name} run {i + 1}/{repeat}: {samples[-1][0]:.2f} s, {samples[-1][1]:.0f} MiB",
-                      file=sys.stderr)
-            rows[(compiler, role)] = (name, statistics.median(s[0] for s in samples),
-                                      statistics.median(s[1] for s in samples), compiler_version(args),
-                                      display(args))
+                wall, cpu, mib = samples[-1]
+                print(f"{compiler} {name} run {i + 1}/{repeat}: "
+                      f"{wall:.2f} s wall, {cpu:.2f} s CPU, {mib:.0f} MiB", file=sys.stderr)
+            medians = [statistics.median(s[k] for s in samples) for k in range(3)]
+            rows[(compiler, role)] = (name, *medians, compiler_version(args), display(args))
     return rows
 
 
 def table(rows, repeat):
-    lines = [f"| compiler | translation unit | seconds (median of {repeat}) | peak MiB | per pattern |",
-             "| --- | --- | ---: | ---: | ---: |"]
+    lines = [f"| compiler | translation unit | wall s | CPU s | peak MiB | per pattern: wall, CPU, memory |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
     for compiler in ("g++", "nvcc"):
         for role in ("baseline", "patterns"):
             if (compiler, role) not in rows:
                 continue
-            name, seconds, mib, _, _ = rows[(compiler, role)]
+            name, wall, cpu, mib, _, _ = rows[(compiler, role)]
             per_pattern = ""
             if role == "patterns" and (compiler, "baseline") in rows:
-                _, base_seconds, base_mib, _, _ = rows[(compiler, "baseline")]
-                per_pattern = (f"{(seconds - base_seconds) / PATTERNS * 1000:.0f} ms, "
-                               f"{(mib - base_mib) / PATTERNS:+.1f} MiB")
-            lines.append(f"| {compiler} | `{name}` | {seconds:.2f} | {mib:.0f} | {per_pattern} |")
-    return "\n".join(lines)
+                _, base_wall, base_cpu, base_mib, _, _ = rows[(compiler, "baseline")]
+                per_pattern = (f"{(wall - base_wall) / PATTERNS * 1000:+.0f} ms, "
+                               f"{(cpu - base_cpu) / PATTERNS * 1000:+.0f} ms, "
+                               f"{(mib - base_mib) / PATTERNS:+.2f} MiB")
+            lines.append(f"| {compiler} | `{name}` | {wall:.1f} | {cpu:.1f} | {mib:.0f} | {per_pattern} |")
+    return "\n".join(lines) + f"\n\nMedians of {repeat} compilations each."
 
 
 def main():
@@ -196,7 +200,7 @@ def main():
         sys.exit("nothing measured")
     print(table(rows, options.repeat))
     print()
-    for (compiler, role), (name, _, _, version, args) in sorted(rows.items()):
+    for (compiler, role), (name, _, _, _, version, args) in sorted(rows.items()):
         if role == "patterns":
             print(f"- {compiler}: {version}; `{args}`")
     return 0
