@@ -1,5 +1,6 @@
 // GPU tests of einops operations: rearrange, repeat and reduce of device tensors and of fused
-// expressions, against the CPU executor on the same inputs (device outputs poisoned first).
+// expressions, the max and min reductions and reductions to a scalar, against the CPU executor on
+// the same inputs (device outputs poisoned first).
 // Exits with 77 (skipped) when no device is present.
 #include <doctest/doctest.h>
 
@@ -55,4 +56,27 @@ TEST_CASE("rearrange, repeat and reduce on the GPU agree with the CPU") {
   tensor<float, E4, device> rep;
   rep = repeat<"b s d -> b s d c">(d, axis<"c", 3>{});
   check_equal(rep, tensor<float, E4>(repeat<"b s d -> b s d c">(x, axis<"c", 3>{})), 0);
+}
+
+TEST_CASE("max and min reductions on the GPU agree with the CPU") {
+  // All inputs below zero for max and above zero for min, so a wrong initial value shows.
+  const auto x = random_tensor<float, extents<4, 6, 32>>(2);
+  const auto d = to_device(x);
+  using E = extents<4, 32>;
+  tensor<float, E, device> out;
+  EINLM_CUDA_CHECK(cudaMemset(out.data(), 0xff, out.bytes()));
+  out = reduce<"b s d -> b d", "max">(d - 3.0f);
+  check_equal(out, tensor<float, E>(reduce<"b s d -> b d", "max">(x - 3.0f)), 0);
+  EINLM_CUDA_CHECK(cudaMemset(out.data(), 0xff, out.bytes()));
+  out = reduce<"b s d -> b d", "min">(d + 3.0f);
+  check_equal(out, tensor<float, E>(reduce<"b s d -> b d", "min">(x + 3.0f)), 0);
+}
+
+TEST_CASE("reductions to a scalar on the GPU agree with the CPU") {
+  const auto x = random_tensor<float, extents<4, 6, 32>>(3);
+  const auto d = to_device(x);
+  tensor<float, extents<>, device> total;
+  EINLM_CUDA_CHECK(cudaMemset(total.data(), 0xff, total.bytes()));
+  total = reduce<"b s d ->", "sum">(d);
+  check_equal(total, tensor<float, extents<>>(reduce<"b s d ->", "sum">(x)), 1e-5);
 }
