@@ -121,3 +121,33 @@ TEST_CASE("generators evaluate from the element's position") {
   CHECK(s(2, 1) == 2.0f);
   CHECK_THROWS_AS(truncated_normal<float>(extents<2>{}, g, 0.0, 1.0, 1.0, -1.0), value_error);
 }
+
+TEST_CASE("large transposes (streaming stores) and their edges match the element loop") {
+  // Outputs of 8 MiB and more take 1024-row tiles written with streaming stores; extents that are
+  // not multiples of the tile, a batched transpose and a misaligned destination (which falls back
+  // to normal stores) must all give the same elements.
+  tensor<float, dims<2>> a = uniform<float>(dims<2>(1500, 1700), {21, 0}, -1.0, 1.0);  // (1500, 1700)
+  tensor<float, dims<2>> t(dims<2>(1700, 1500));                                       // (1700, 1500)
+  assign(t, transpose<1, 0>(a));
+  bool same = true;
+  for (index_t i = 0; i < 1700; ++i)
+    for (index_t j = 0; j < 1500; ++j) same = same && t(i, j) == a(j, i);
+  CHECK(same);
+
+  tensor<float, dims<3>> b = uniform<float>(dims<3>(3, 700, 1300), {21, 1}, -1.0, 1.0);  // (B, 700, 1300)
+  tensor<float, dims<3>> bt(dims<3>(3, 1300, 700));                                     // (B, 1300, 700)
+  assign(bt, transpose<0, 2, 1>(b));
+  same = true;
+  for (index_t k = 0; k < 3; ++k)
+    for (index_t i = 0; i < 1300; ++i)
+      for (index_t j = 0; j < 700; ++j) same = same && bt(k, i, j) == b(k, j, i);
+  CHECK(same);
+
+  tensor<float, dims<1>> storage(dims<1>(1700 * 1500 + 1));  // (N + 1,)
+  view<float, dims<2>, cuda::std::layout_right, host> shifted(storage.data() + 1, dims<2>(1700, 1500));  // (1700, 1500)
+  assign(shifted, transpose<1, 0>(a));
+  same = true;
+  for (index_t i = 0; i < 1700; ++i)
+    for (index_t j = 0; j < 1500; ++j) same = same && shifted(i, j) == a(j, i);
+  CHECK(same);
+}

@@ -16,6 +16,7 @@
 //   EINLM_RESTRICT        restrict qualifier
 //   EINLM_IF_DEVICE(dev, host)  expands to `dev` in the device pass and `host` otherwise (statements)
 //   EINLM_HAS_PACKETS     1 when the CPU executor evaluates 8 lanes at a time (see below)
+//   EINLM_HAS_STREAMING_STORES  1 when CPU code may use SSE2 non-temporal stores (x86-64, packets)
 //   EINLM_HAS_BLAS        1 when the program links a CBLAS (the CMake target einlm::blas defines it):
 //                         the CPU GEMM then calls it for float and double; 0 otherwise
 //   EINLM_HAS_CUBLASLT    1 when the program links cuBLASLt (einlm::cublaslt): the CUDA GEMM's
@@ -73,6 +74,12 @@
 #define EINLM_HAS_PACKETS 1
 #else
 #define EINLM_HAS_PACKETS 0
+#endif
+
+#if EINLM_HAS_PACKETS && defined(__SSE2__)
+#define EINLM_HAS_STREAMING_STORES 1
+#else
+#define EINLM_HAS_STREAMING_STORES 0
 #endif
 
 #if defined(_OPENMP)

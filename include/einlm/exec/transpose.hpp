@@ -6,6 +6,9 @@
 // (on a 2-core EPYC this shape measured 1.5× faster than 32 × 32 tiles). Within a tile, 4-byte
 // elements move as 4 × 4 blocks: four 16-byte loads along p, a register transpose, four 16-byte
 // stores along the last axis. Other element types and conversions move one element at a time.
+// Outputs of 8 MiB and more of 4-byte elements (with 16-byte aligned rows) take 1024-row tiles
+// transposed into a per-thread buffer and written with streaming stores: no read-for-ownership of
+// output lines that would leave the cache before being read (1.25× on that EPYC).
 //
 // copy_strided_source(dst, x, p, team) applies it when x (the expression an executor received) is
 // a plain strided array — a tensor, a view or a strided rearrangement of one — and returns false
@@ -26,6 +29,9 @@
 
 #if defined(_OPENMP)
 #include <omp.h>
+#endif
+#if EINLM_HAS_STREAMING_STORES
+#include <emmintrin.h>
 #endif
 
 namespace einlm::detail {
@@ -111,6 +117,34 @@ inline void transpose_block(TD* dst, index_t dst_row, const TS* src, index_t src
     for (index_t j = 0; j < cols; ++j) dst[i * dst_row + j] = convert<TD>(src[i + j * src_col]);
 }
 
+#if EINLM_HAS_STREAMING_STORES
+/// Output bytes from which a 4-byte transpose writes whole cache lines with streaming stores:
+/// the output cannot stay in cache anyway, and streaming stores skip the read-for-ownership that a
+/// normal store of a missing line costs (a third of the memory traffic of a copy).
+inline constexpr std::size_t streaming_transpose_bytes = std::size_t{8} << 20;
+
+/// transpose_block of rows × 16 4-byte elements through a buffer in cache, each 64-byte output
+/// row written with four 16-byte streaming stores (dst rows 16-byte aligned).
+template <class T>
+inline void transpose_block_streaming(T* dst, index_t dst_row, const T* src, index_t src_col, index_t rows) {
+  static_assert(sizeof(T) == 4);
+  constexpr index_t width = 16, rows_max = 1024;
+  alignas(64) static thread_local T buffer[rows_max * width];
+  for (index_t r0 = 0; r0 < rows; r0 += rows_max) {
+    const index_t n = std::min(rows_max, rows - r0);
+    transpose_block(buffer, width, src + r0, src_col, n, width);
+    for (index_t i = 0; i < n; ++i) {
+      auto* out = reinterpret_cast<__m128i*>(dst + (r0 + i) * dst_row);
+      const auto* in = reinterpret_cast<const __m128i*>(buffer + i * width);
+      _mm_stream_si128(out + 0, _mm_load_si128(in + 0));
+      _mm_stream_si128(out + 1, _mm_load_si128(in + 1));
+      _mm_stream_si128(out + 2, _mm_load_si128(in + 2));
+      _mm_stream_si128(out + 3, _mm_load_si128(in + 3));
+    }
+  }
+}
+#endif
+
 /// dst ← x by tiles, when x is a plain strided array contiguous along output axis p and dst's last
 /// axis is contiguous; false when it is not such a copy.
 template <class DstV, class X>
@@ -127,7 +161,16 @@ bool copy_strided_source(const DstV& dst, const X& x, int p_axis, int team) {
     const index_array<R> ds = strides_of(dst.mapping());
     const auto p = static_cast<std::size_t>(p_axis);
     if (ss[p] != 1 || ds[R - 1] != 1) return false;
-    constexpr index_t tile_p = 256, tile_l = std::max<index_t>(4, 64 / static_cast<index_t>(sizeof(TD)));
+    constexpr index_t tile_l = std::max<index_t>(4, 64 / static_cast<index_t>(sizeof(TD)));
+#if EINLM_HAS_STREAMING_STORES
+    // Large 4-byte transposes with 16-byte aligned output rows stream whole lines, in taller tiles.
+    const bool streaming = std::is_same_v<TD, TS> && sizeof(TD) == 4 &&
+                           static_cast<std::size_t>(dst.size()) * sizeof(TD) >= streaming_transpose_bytes &&
+                           reinterpret_cast<std::uintptr_t>(dst.data()) % 16 == 0 && (ds[p] * sizeof(TD)) % 16 == 0;
+#else
+    constexpr bool streaming = false;
+#endif
+    const index_t tile_p = streaming ? 1024 : 256;
     index_array<R> plane_extents = to_array(dst.extents());
     const index_t np = plane_extents[p], nl = plane_extents[R - 1];
     plane_extents[p] = 1;
@@ -148,19 +191,38 @@ bool copy_strided_source(const DstV& dst, const X& x, int p_axis, int team) {
         doff += i * ds[r];
       }
       const index_t p0 = (t / tl) * tile_p, l0 = (t % tl) * tile_l;
-      transpose_block(out + doff + p0 * ds[p] + l0, ds[p], src + so + p0 + l0 * ss[R - 1], ss[R - 1],
-                      std::min(np, p0 + tile_p) - p0, std::min(nl, l0 + tile_l) - l0);
+      const index_t rows = std::min(np, p0 + tile_p) - p0, cols = std::min(nl, l0 + tile_l) - l0;
+      TD* const block_out = out + doff + p0 * ds[p] + l0;
+      const TS* const block_in = src + so + p0 + l0 * ss[R - 1];
+#if EINLM_HAS_STREAMING_STORES
+      if constexpr (std::is_same_v<TD, TS> && sizeof(TD) == 4) {
+        if (streaming && cols == tile_l && reinterpret_cast<std::uintptr_t>(block_out) % 16 == 0) {
+          transpose_block_streaming(block_out, ds[p], block_in, ss[R - 1], rows);
+          return;
+        }
+      }
+#endif
+      transpose_block(block_out, ds[p], block_in, ss[R - 1], rows, cols);
     };
 #if EINLM_HAS_OPENMP
     if (team > 1 && units > 1) {
-#pragma omp parallel for schedule(static) num_threads(team)
-      for (index_t u = 0; u < units; ++u) unit(u);
+#pragma omp parallel num_threads(team)
+      {
+#pragma omp for schedule(static)
+        for (index_t u = 0; u < units; ++u) unit(u);
+#if EINLM_HAS_STREAMING_STORES
+        if (streaming) _mm_sfence();  // each thread orders its own streaming stores
+#endif
+      }
       return true;
     }
 #else
     (void)team;
 #endif
     for (index_t u = 0; u < units; ++u) unit(u);
+#if EINLM_HAS_STREAMING_STORES
+    if (streaming) _mm_sfence();
+#endif
     return true;
   }
 }
