@@ -1,11 +1,15 @@
 // Helpers of the GPU tests that compare a device assignment with the CPU executor's result:
 // device_bytes(cpu_result, expr) assigns expr on the device (output poisoned first, exactly one
-// launch checked) and returns the output's bytes; check_close compares them element-wise.
+// launch checked) and returns the output's bytes; check_close compares them element-wise;
+// random_tensor makes a host input; check_device_close compares a device tensor or lazy device
+// expression with a host result, relative to max(1, |cpu|).
 #pragma once
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -49,6 +53,32 @@ void check_close(const std::vector<unsigned char>& gpu_bytes, const T* cpu, inde
     }
   }
   CHECK(bad == 0);
+}
+
+/// A host tensor of uniform random values in [lo, hi) (never zeros), from the Philox stream (seed, 0).
+template <class T, class E>
+tensor<T, E> random_tensor(std::uint64_t seed, double lo = -1.0, double hi = 1.0) {
+  tensor<T, E> t;
+  t = uniform<T>(E{}, {seed, 0}, lo, hi);
+  return t;
+}
+
+/// |gpu − cpu| ≤ tolerance · max(1, |cpu|) element by element; gpu_result is a device tensor or a
+/// lazy device expression (evaluated first), cpu_result a host tensor or host expression.
+template <class G, class C>
+void check_device_close(const G& gpu_result, const C& cpu_result, double tolerance) {
+  const auto h = to_host(eval(gpu_result));
+  const auto c = eval(cpu_result);
+  REQUIRE(to_array(h.extents()) == to_array(c.extents()));
+  for (index_t i = 0; i < h.size(); ++i)
+    CHECK(std::abs(convert<double>(h.data()[i]) - convert<double>(c.data()[i])) <=
+          tolerance * std::max(1.0, std::abs(convert<double>(c.data()[i]))));
+}
+
+/// Fills a device tensor with NaN bytes, so that an element a kernel forgets to write fails.
+template <class T, class E>
+void poison(tensor<T, E, device>& t) {
+  EINLM_CUDA_CHECK(cudaMemset(t.data(), 0xff, t.bytes()));
 }
 
 }  // namespace einlm::test

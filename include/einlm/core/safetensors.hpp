@@ -400,12 +400,7 @@ class safetensors_file {
     using T = typename V::value_type;
     static_assert(std::is_same_v<typename V::space, host>, "safetensors: load into host memory, then copy to the device");
     static_assert(!std::is_const_v<typename V::element_type>, "safetensors: the destination is read-only");
-    const safetensors_entry& e = checked<T>(name);
-    std::vector<index_t> want(V::rank());
-    for (std::size_t r = 0; r < V::rank(); ++r) want[r] = static_cast<index_t>(dst.extent(r));
-    if (want != e.shape)
-      throw shape_error(detail::concat(path(), ": tensor '", name, "' has shape ", detail::format_dims(e.shape),
-                                       ", expected ", detail::format_dims(want)));
+    const safetensors_entry& e = check_fits(name, dst);
     using E = typename V::extents_type;
     view<const T, E, cuda::std::layout_right, host> src(reinterpret_cast<const T*>(data_ + e.begin), dst.extents());
     if (reinterpret_cast<std::uintptr_t>(data_ + e.begin) % alignof(T) == 0) {
@@ -415,6 +410,20 @@ class safetensors_file {
       if (e.end > e.begin) std::memcpy(static_cast<void*>(aligned.data()), data_ + e.begin, e.end - e.begin);
       copy(aligned, dst);
     }
+  }
+
+  /// Checks that `name` has the element type and the shape of `dst` (a host tensor or view) and
+  /// returns its entry; io_error (dtype) or shape_error (shape) naming the tensor otherwise.
+  template <class Dst>
+  const safetensors_entry& check_fits(const std::string& name, const Dst& dst) const {
+    using V = std::remove_cvref_t<Dst>;
+    const safetensors_entry& e = checked<typename V::value_type>(name);
+    std::vector<index_t> want(V::extents_type::rank());
+    for (std::size_t r = 0; r < want.size(); ++r) want[r] = static_cast<index_t>(dst.extent(r));
+    if (want != e.shape)
+      throw shape_error(detail::concat(path(), ": tensor '", name, "' has shape ", detail::format_dims(e.shape),
+                                       ", expected ", detail::format_dims(want)));
+    return e;
   }
 
   static constexpr std::uint64_t max_header_bytes = 100'000'000;
@@ -450,14 +459,13 @@ class safetensors_writer {
     using T = typename V::value_type;
     static_assert(std::is_same_v<typename V::space, host>, "safetensors: copy device tensors to the host first");
     check_name(name);
-    tensor<T, typename V::extents_type, host> contiguous(v.extents());
-    copy(v, contiguous);
     item it;
     it.name = name;
     it.entry.dtype = detail::safetensors_dtype<T>();
     for (std::size_t r = 0; r < V::rank(); ++r) it.entry.shape.push_back(static_cast<index_t>(v.extent(r)));
-    const auto* p = reinterpret_cast<const std::uint8_t*>(contiguous.data());
-    it.bytes.assign(p, p + contiguous.bytes());
+    // Row-major into the item's own bytes (operator new aligns them for any element type).
+    it.bytes.resize(static_cast<std::size_t>(v.size()) * sizeof(T));
+    copy(v, view<T, typename V::extents_type, cuda::std::layout_right, host>(reinterpret_cast<T*>(it.bytes.data()), v.extents()));
     items_.push_back(std::move(it));
   }
 

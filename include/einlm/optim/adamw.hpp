@@ -13,8 +13,8 @@
 // host arrays of the same shape (any strides, any floating type). The moments m and v live in the
 // optimizer, one pair per parameter name, in float for float parameters and double for double
 // ones; they are created (zero) on a name's first update, and a later update of the name with a
-// different number of elements is an error naming it. Each update is four fused passes on the CPU
-// executor (the gradient is read into the moments' type once). step() is the number of begin_step() calls; state() exposes the moments by name for
+// different number of elements is an error naming it. Each update is three fused passes on the CPU
+// executor (a fourth copies the gradient first when it is not a contiguous array of the moments' type). step() is the number of begin_step() calls; state() exposes the moments by name for
 // checkpoints (with set_step() to restore the count).
 #pragma once
 
@@ -107,19 +107,31 @@ class adamw {
     if (!mom || mom->m.size() != n)
       throw shape_error(einlm::detail::concat("adamw: parameter '", name, "' changed its element type or size (",
                                               n, " elements now) since its first update"));
-    const auto flat_p = reshape(p, dims<1>(n));                // (N,)
-    const tensor<T, dims<1>, host> flat_g = flat_copy<T>(g, n);  // (N,)
+    const auto flat_p = reshape(p, dims<1>(n));  // (N,)
+    // The gradient is read in place when it is a contiguous array of T, else copied into one.
+    auto apply = [&](const auto& flat_g) { step_moments_and_parameter(flat_p, *mom, flat_g, weight_decay); };
+    if constexpr (std::is_same_v<typename decltype(g)::value_type, T>) {
+      if (g.is_contiguous()) return apply(reshape(g, dims<1>(n)));  // (N,)
+    }
+    apply(flat_copy<T>(g, n));  // (N,)
+  }
+
+ private:
+  /// m, v and the parameter (flat, (N,)) from the flat gradient g of the current step.
+  template <class PV, class T, class GF>
+  void step_moments_and_parameter(const PV& flat_p, adamw_moments<T>& mom, const GF& flat_g, double weight_decay) const {
     const T b1 = static_cast<T>(options_.beta1), b2 = static_cast<T>(options_.beta2);
     const double t = static_cast<double>(step_);
     const T decay = static_cast<T>(1.0 - lr_ * weight_decay);
     const T step_size = static_cast<T>(lr_ / (1.0 - std::pow(options_.beta1, t)));
     const T inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(options_.beta2, t)));
     const T eps = static_cast<T>(options_.eps);
-    assign(mom->m, b1 * mom->m + (T(1) - b1) * flat_g);                                         // (N,)
-    assign(mom->v, b2 * mom->v + (T(1) - b2) * flat_g * flat_g);                                // (N,)
-    assign(flat_p, flat_p * decay - step_size * mom->m / (sqrt(mom->v) * inv_sqrt_bc2 + eps));  // (N,)
+    assign(mom.m, b1 * mom.m + (T(1) - b1) * flat_g);                                         // (N,)
+    assign(mom.v, b2 * mom.v + (T(1) - b2) * flat_g * flat_g);                                // (N,)
+    assign(flat_p, flat_p * decay - step_size * mom.m / (sqrt(mom.v) * inv_sqrt_bc2 + eps));  // (N,)
   }
 
+ public:
   /// The moments by parameter name (for checkpoints and tests).
   const std::map<std::string, moments>& state() const { return state_; }
   std::map<std::string, moments>& state() { return state_; }

@@ -22,6 +22,7 @@
 // tensor has been checked.
 #pragma once
 
+#include <charconv>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -47,25 +48,25 @@ struct trainer_state {
 
 namespace detail {
 
-inline std::int64_t metadata_int(const safetensors_file& f, const std::string& key) {
+/// The number stored as metadata `key` of f (an integer or a floating-point value, whole string).
+template <class N>
+N metadata_number(const safetensors_file& f, const std::string& key) {
   const auto it = f.metadata().find(key);
   if (it == f.metadata().end())
     throw io_error(einlm::detail::concat(f.path(), ": the checkpoint metadata lacks '", key, "'"));
-  try {
-    std::size_t used = 0;
-    const long long v = std::stoll(it->second, &used);
-    if (used != it->second.size()) throw std::invalid_argument(key);
-    return v;
-  } catch (const std::exception&) {
-    throw io_error(einlm::detail::concat(f.path(), ": metadata '", key, "' is not an integer: '", it->second, "'"));
-  }
+  const std::string& text = it->second;
+  N value{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size())
+    throw io_error(einlm::detail::concat(f.path(), ": metadata '", key, "' is not a number: '", text, "'"));
+  return value;
 }
 
-inline double metadata_double(const safetensors_file& f, const std::string& key) {
-  const auto it = f.metadata().find(key);
-  if (it == f.metadata().end())
-    throw io_error(einlm::detail::concat(f.path(), ": the checkpoint metadata lacks '", key, "'"));
-  return std::stod(it->second);
+/// The shortest text that reads back as exactly x.
+inline std::string exact_text(double x) {
+  char buffer[32];
+  const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, x);
+  return std::string(buffer, ec == std::errc{} ? end : buffer);
 }
 
 /// Writes `w` to dir/name, keeping the current dir/name as dir/name.prev.
@@ -87,26 +88,12 @@ inline safetensors_file open_for_step(const std::filesystem::path& dir, const st
     const auto path = dir / candidate;
     if (!std::filesystem::exists(path)) continue;
     safetensors_file f(path.string());
-    const std::int64_t s = metadata_int(f, "step");
+    const std::int64_t s = metadata_number<std::int64_t>(f, "step");
     if (s == step) return f;
     found += einlm::detail::concat(found.empty() ? "" : ", ", candidate, " has step ", s);
   }
   throw io_error(einlm::detail::concat(dir.string(), ": no ", name, " for step ", step, " (",
                                        found.empty() ? std::string("no such file") : found, ")"));
-}
-
-template <class F>
-void check_tensor(const safetensors_file& f, const std::string& name, const F& t) {
-  using T = typename std::remove_cvref_t<F>::value_type;
-  const safetensors_entry& e = f.info(name);
-  if (e.dtype != einlm::detail::safetensors_dtype<T>())
-    throw io_error(einlm::detail::concat(f.path(), ": tensor '", name, "' has dtype ", e.dtype, ", expected ",
-                                         einlm::detail::safetensors_dtype<T>()));
-  std::vector<index_t> want;
-  for (std::size_t r = 0; r < std::remove_cvref_t<F>::extents_type::rank(); ++r) want.push_back(static_cast<index_t>(t.extent(r)));
-  if (want != e.shape)
-    throw shape_error(einlm::detail::concat(f.path(), ": tensor '", name, "' has shape ", einlm::detail::format_dims(e.shape),
-                                            ", expected ", einlm::detail::format_dims(want)));
 }
 
 }  // namespace detail
@@ -129,10 +116,10 @@ void save_checkpoint(const std::string& dir, Params& params, const optim::adamw&
   optimizer.metadata["step"] = step;
   optimizer.metadata["optimizer"] = "adamw";
   optimizer.metadata["optimizer_step"] = std::to_string(opt.step());
-  optimizer.metadata["beta1"] = einlm::detail::concat(opt.options().beta1);
-  optimizer.metadata["beta2"] = einlm::detail::concat(opt.options().beta2);
-  optimizer.metadata["eps"] = einlm::detail::concat(opt.options().eps);
-  optimizer.metadata["weight_decay"] = einlm::detail::concat(opt.options().weight_decay);
+  optimizer.metadata["beta1"] = detail::exact_text(opt.options().beta1);
+  optimizer.metadata["beta2"] = detail::exact_text(opt.options().beta2);
+  optimizer.metadata["eps"] = detail::exact_text(opt.options().eps);
+  optimizer.metadata["weight_decay"] = detail::exact_text(opt.options().weight_decay);
   for (const auto& [name, moments] : opt.state())
     std::visit(
         [&, &name = name](const auto& m) {
@@ -158,22 +145,22 @@ trainer_state load_checkpoint(const std::string& dir, Params& params, optim::ada
   const std::filesystem::path d(dir);
   const safetensors_file state_file((d / "state.safetensors").string());
   trainer_state state;
-  state.step = detail::metadata_int(state_file, "step");
-  state.seed = static_cast<std::uint64_t>(detail::metadata_int(state_file, "seed"));
-  state.data_draw = static_cast<std::uint64_t>(detail::metadata_int(state_file, "data_draw"));
+  state.step = detail::metadata_number<std::int64_t>(state_file, "step");
+  state.seed = detail::metadata_number<std::uint64_t>(state_file, "seed");
+  state.data_draw = detail::metadata_number<std::uint64_t>(state_file, "data_draw");
   for (const auto& [k, v] : state_file.metadata())
     if (k != "step" && k != "seed" && k != "data_draw") state.extra[k] = v;
 
   const safetensors_file model = detail::open_for_step(d, "model.safetensors", state.step);
   // Check every parameter before changing any.
-  params.for_each_parameter([&](const std::string& name, const auto& t) { detail::check_tensor(model, name, t); });
+  params.for_each_parameter([&](const std::string& name, const auto& t) { model.check_fits(name, t); });
   if (opt) {
     const safetensors_file optimizer = detail::open_for_step(d, "optimizer.safetensors", state.step);
-    optim::adamw restored({.beta1 = detail::metadata_double(optimizer, "beta1"),
-                           .beta2 = detail::metadata_double(optimizer, "beta2"),
-                           .eps = detail::metadata_double(optimizer, "eps"),
-                           .weight_decay = detail::metadata_double(optimizer, "weight_decay")});
-    restored.set_step(detail::metadata_int(optimizer, "optimizer_step"));
+    optim::adamw restored({.beta1 = detail::metadata_number<double>(optimizer, "beta1"),
+                           .beta2 = detail::metadata_number<double>(optimizer, "beta2"),
+                           .eps = detail::metadata_number<double>(optimizer, "eps"),
+                           .weight_decay = detail::metadata_number<double>(optimizer, "weight_decay")});
+    restored.set_step(detail::metadata_number<std::int64_t>(optimizer, "optimizer_step"));
     params.for_each_parameter([&](const std::string& name, const auto& t) {
       using T = typename std::remove_cvref_t<decltype(t)>::value_type;
       if (!optimizer.contains(name + ".exp_avg")) return;  // never updated (frozen so far)
