@@ -11,7 +11,9 @@
 // only the shape; accounting (parameters, FLOPs, memory) lives in nn/accounting.hpp, the model
 // itself in nn/transformer.hpp. num_kv_heads = 0 means "as many as num_heads" (multi-head
 // attention); 1 is multi-query attention; anything between that divides num_heads is grouped-query
-// attention. d_ff = 0 means the SwiGLU default: 8/3 · d_model rounded up to a multiple of 64.
+// attention. d_ff = 0 means the default width: 8/3 · d_model rounded up to a multiple of 64 for
+// SwiGLU, 4 · d_model for a GELU MLP. The defaults are CS336's architecture; GPT-2's (GELU MLP,
+// learned positions, LayerNorm, biases, tied embeddings) can be described too, for accounting.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +31,15 @@ struct config_error : value_error {
 /// SwiGLU's default hidden width for d_model: 8/3 · d_model rounded up to a multiple of 64.
 constexpr std::int64_t default_d_ff(std::int64_t d_model) { return (8 * d_model / 3 + 63) / 64 * 64; }
 
+/// The feed-forward network: SwiGLU (w2(silu(w1 x) ⊙ w3 x), the CS336/Llama choice) or a GELU MLP
+/// (fc2(gelu(fc1 x)), GPT-2).
+enum class ffn_kind : std::uint8_t { swiglu, gelu_mlp };
+/// How positions enter: rotary embeddings on q and k, or a learned table added to the token
+/// embeddings (GPT-2).
+enum class position_kind : std::uint8_t { rope, learned };
+/// The normalisation: RMSNorm with a gain, or LayerNorm with a gain and a bias (GPT-2).
+enum class norm_kind : std::uint8_t { rms_norm, layer_norm };
+
 struct transformer_config {
   std::int64_t vocab_size = 0;
   std::int64_t context_length = 0;
@@ -41,10 +52,18 @@ struct transformer_config {
   double norm_eps = 1e-5;
   bool tied_embeddings = false;         // lm_head.weight is token_embeddings.weight
   bool qk_norm = false;                 // RMSNorm of q and k per head before RoPE
+  ffn_kind ffn = ffn_kind::swiglu;
+  position_kind positions = position_kind::rope;
+  norm_kind norm = norm_kind::rms_norm;
+  bool linear_bias = false;             // biases on every projection (GPT-2: true)
 
   constexpr std::int64_t kv_heads() const { return num_kv_heads == 0 ? num_heads : num_kv_heads; }
   constexpr std::int64_t head_dim() const { return num_heads == 0 ? 0 : d_model / num_heads; }
-  constexpr std::int64_t ffn_dim() const { return d_ff == 0 ? default_d_ff(d_model) : d_ff; }
+  /// The hidden width of the feed-forward network; d_ff = 0 means SwiGLU's default, or 4·d_model
+  /// for a GELU MLP.
+  constexpr std::int64_t ffn_dim() const {
+    return d_ff != 0 ? d_ff : ffn == ffn_kind::swiglu ? default_d_ff(d_model) : 4 * d_model;
+  }
 
   /// The first problem with this configuration, or an empty string.
   std::string problem() const {
@@ -61,7 +80,7 @@ struct transformer_config {
       return einlm::detail::concat("d_model (", d_model, ") is not divisible by num_heads (", num_heads, ")");
     if (num_heads % kv_heads() != 0)
       return einlm::detail::concat("num_heads (", num_heads, ") is not divisible by num_kv_heads (", kv_heads(), ")");
-    if (head_dim() % 2 != 0)
+    if (positions == position_kind::rope && head_dim() % 2 != 0)
       return einlm::detail::concat("the head dimension d_model / num_heads = ", head_dim(),
                                    " is odd; RoPE rotates pairs and needs it even");
     if (!(rope_theta > 0)) return einlm::detail::concat("rope_theta must be positive, got ", rope_theta);
