@@ -1,10 +1,13 @@
 // Tests of einlm/nn/backward.hpp: every backward pass against central finite differences in double
 // (h = 1e-6) of a random linear functional ⟨w, f(x)⟩, so that dy = w; the error of a gradient is the
 // largest |finite difference − analytic| over the perturbed elements, divided by the largest
-// |analytic| element of that gradient. Measured worst (g++ 12, x86-64): 4.1e-9 over every case
-// below; the tolerance is 1e-7. The float versions are checked against the double ones (normwise
-// 1e-4; measured worst 2e-6), attention_forward against scaled_dot_product_attention with the
-// kv heads repeated and a causal mask, the loss against nn::cross_entropy, and the shape errors.
+// |analytic| element of that gradient. The tolerance is 1e-7; measured worst (g++ 12, x86-64):
+// softmax 3.6e-10, rms_norm 2.7e-10, rope 3.1e-10, swiglu 2.1e-10, cross-entropy 4.1e-9 (z_loss 0.5),
+// attention 3.4e-9. The float versions are checked against the double ones (normwise 1e-4, rope
+// 1e-6; measured worst 3.2e-7), attention_forward against scaled_dot_product_attention with the kv
+// heads repeated and a causal mask and its lse against a direct sum, the loss against
+// nn::cross_entropy and a direct z-loss, and the shape and target errors. Each case reports its
+// worst error as a MESSAGE.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -12,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "einlm/nn/backward.hpp"
@@ -83,6 +87,22 @@ double normwise(const A& a, const B& b) {
   return diff / std::max(scale, 1e-300);
 }
 
+double float_worst = 0;  // the worst float-against-double error, reported at the end
+
+/// normwise for a float result against the double one, remembered for the report.
+template <class A, class B>
+double float_error(const A& a, const B& b) {
+  const double e = normwise(a, b);
+  float_worst = std::max(float_worst, e);
+  return e;
+}
+
+/// Reports and resets the worst finite-difference error of one test case.
+void report(const char* what) {
+  MESSAGE(std::string(what), ": worst relative error against finite differences ", worst_seen);
+  worst_seen = 0;
+}
+
 template <class X>
 auto to_float(const X& x) {
   return eval(cast<float>(x));
@@ -120,7 +140,8 @@ TEST_CASE("softmax_backward against finite differences") {
   CHECK(fd_error(x3, dx3, [&] { return dot(w3, nn::softmax(x3)); }) <= fd_tolerance);
   const auto dx3f = nn::softmax_backward(nn::softmax(to_float(x3)), to_float(w3));  // (B, S, D)
   static_assert(std::is_same_v<decltype(dx3f)::value_type, float>);
-  CHECK(normwise(dx3f, dx3) <= 1e-4);
+  CHECK(float_error(dx3f, dx3) <= 1e-4);
+  report("softmax_backward");
 }
 
 TEST_CASE("rms_norm_backward against finite differences") {
@@ -146,8 +167,9 @@ TEST_CASE("rms_norm_backward against finite differences") {
   CHECK(fd_error(g1, dg1, loss1) <= fd_tolerance);
   // Float against double.
   const auto [dxf, dgf] = nn::rms_norm_backward(to_float(x), to_float(gain), to_float(w));
-  CHECK(normwise(dxf, dx) <= 1e-4);
-  CHECK(normwise(dgf, dgain) <= 1e-4);
+  CHECK(float_error(dxf, dx) <= 1e-4);
+  CHECK(float_error(dgf, dgain) <= 1e-4);
+  report("rms_norm_backward");
   // Errors.
   tensor<double, dims<1>> short_gain(dims<1>(7));
   CHECK_THROWS_WITH_AS(nn::rms_norm_backward(x, short_gain, w),
@@ -175,7 +197,8 @@ TEST_CASE("rope_backward against finite differences") {
   const auto back = nn::rope_backward(nn::rope(x, pos, 10000.0), pos, 10000.0);  // (B, S, D)
   CHECK(normwise(back, x) <= 1e-14);
   const auto dxf = nn::rope_backward(to_float(w), pos, 10000.0);  // (B, S, D)
-  CHECK(normwise(dxf, dx) <= 1e-6);
+  CHECK(float_error(dxf, dx) <= 1e-6);
+  report("rope_backward");
 }
 
 TEST_CASE("silu and swiglu_backward against finite differences") {
@@ -191,8 +214,9 @@ TEST_CASE("silu and swiglu_backward against finite differences") {
   CHECK(fd_error(a, da, loss) <= fd_tolerance);
   CHECK(fd_error(b, db, loss) <= fd_tolerance);
   const auto [daf, dbf] = nn::swiglu_backward(to_float(a), to_float(b), to_float(w));
-  CHECK(normwise(daf, da) <= 1e-4);
-  CHECK(normwise(dbf, db) <= 1e-4);
+  CHECK(float_error(daf, da) <= 1e-4);
+  CHECK(float_error(dbf, db) <= 1e-4);
+  report("swiglu_backward");
   tensor<double, dims<2>> narrow(dims<2>(3, 5));
   CHECK_THROWS_WITH_AS(nn::swiglu_backward(a, narrow, w), "swiglu_backward: a of shape (3, 6) does not match b of shape (3, 5)",
                        shape_error);
@@ -211,8 +235,9 @@ TEST_CASE("cross_entropy_with_grad against finite differences and cross_entropy"
     if (z == 0.0) CHECK(loss == doctest::Approx(nn::cross_entropy(logits, targets)).epsilon(1e-14));
     const auto f = nn::cross_entropy_with_grad(to_float(logits), targets, z);
     CHECK(f.loss == doctest::Approx(loss).epsilon(1e-6));
-    CHECK(normwise(f.dlogits, dlogits) <= 1e-4);
+    CHECK(float_error(f.dlogits, dlogits) <= 1e-4);
   }
+  report("cross_entropy_with_grad");
   // z-loss: the term is z · mean(lse²).
   const auto plain = nn::cross_entropy_with_grad(logits, targets).loss;
   const auto lse = [&](index_t row) {
@@ -287,11 +312,11 @@ void check_attention(const attention_case& c, bool causal) {
   const auto qf = to_float(q), kf = to_float(k), vf = to_float(v), wf = to_float(w);  // (B, H|Hkv, S, D)
   const auto [outf, lsef] = nn::attention_forward(qf, kf, vf, causal);
   static_assert(std::is_same_v<decltype(lsef), const tensor<float, dims<3>>>);
-  CHECK(normwise(outf, out) <= 1e-5);
+  CHECK(float_error(outf, out) <= 1e-5);
   const auto [dqf, dkf, dvf] = nn::attention_backward(qf, kf, vf, outf, lsef, wf, causal);
-  CHECK(normwise(dqf, dq) <= 1e-4);
-  CHECK(normwise(dkf, dk) <= 1e-4);
-  CHECK(normwise(dvf, dv) <= 1e-4);
+  CHECK(float_error(dqf, dq) <= 1e-4);
+  CHECK(float_error(dkf, dk) <= 1e-4);
+  CHECK(float_error(dvf, dv) <= 1e-4);
 }
 
 }  // namespace
@@ -301,7 +326,8 @@ TEST_CASE("attention_forward and attention_backward against finite differences")
   for (const attention_case c : {attention_case{2, 2, 2, 5, 4}, attention_case{1, 4, 2, 7, 4},
                                  attention_case{2, 4, 1, 6, 8}, attention_case{1, 3, 3, 1, 2}})
     for (const bool causal : {true, false}) check_attention(c, causal);
-  MESSAGE("worst relative error against finite differences: ", worst_seen);
+  report("attention_backward");
+  MESSAGE("worst float-against-double error (normwise) of every case so far: ", float_worst);
 }
 
 TEST_CASE("attention with static extents, and its shape errors") {

@@ -303,10 +303,11 @@ auto attention_forward(const Q& q, const K& k, const V& v, bool causal) {
   const auto v4 = reshape(ve, dims<4>(n.B, n.G, n.S, n.D));                             // (B, Hkv, S, Dh)
   const auto mask = detail::attention_mask(n.S, causal);                                // (S, S)
   auto scores = einsum<"b g r q d, b g k d -> b g r q k">(q5, k4);                      // (B, Hkv, R, S, S)
-  const auto masked = where(mask, scores * scale, -std::numeric_limits<C>::infinity()); // (B, Hkv, R, S, S)
-  const auto row_max = eval(reduce<"... k -> ... 1", "max">(masked));                   // (B, Hkv, R, S, 1)
-  const auto lse = eval(row_max + log(reduce<"... k -> ... 1", "sum">(exp(masked - row_max))));  // (B, Hkv, R, S, 1)
-  assign(scores, exp(masked - lse));                                                    // (B, Hkv, R, S, S): P
+  // Masked entries are selected away after exp rather than sent to exp as −∞ (which is slow).
+  const auto row_max = eval(reduce<"... k -> ... 1", "max">(where(mask, scores * scale, -std::numeric_limits<C>::infinity())));  // (B, Hkv, R, S, 1)
+  const auto row_sum = eval(reduce<"... k -> ... 1", "sum">(where(mask, exp(scores * scale - row_max), static_cast<C>(0))));  // (B, Hkv, R, S, 1)
+  const auto lse = eval(row_max + log(row_sum));                                        // (B, Hkv, R, S, 1)
+  assign(scores, where(mask, exp(scores * scale - lse), static_cast<C>(0)));            // (B, Hkv, R, S, S): P
   const auto o5 = einsum<"b g r q k, b g k d -> b g r q d">(scores, v4);                // (B, Hkv, R, S, Dh)
   auto out = detail::eval_as<T>(as_expression(q).extents(), cast<T>(reshape(o5, qe.extents())));  // (B, H, S, Dh)
   tensor<C, dims<3>, host> row_lse(dims<3>(n.B, n.H, n.S));                            // (B, H, S)
