@@ -334,9 +334,12 @@ TEST_CASE("attention with static extents, and its shape errors") {
   const auto q = random_float(extents<1, 4, 6, 8>{}, 30);  // (B, H, S, D)
   const auto k = random_float(extents<1, 2, 6, 8>{}, 31);  // (B, Hkv, S, D)
   const auto v = random_float(extents<1, 2, 6, 8>{}, 32);  // (B, Hkv, S, D)
-  const auto [out, lse] = nn::attention_forward(q, k, v, true);
+  const auto dout = random_float(extents<1, 4, 6, 8>{}, 33);  // (B, H, S, D)
+  // [snippet attention_backward]
+  const auto [out, lse] = nn::attention_forward(q, k, v, /*causal=*/true);         // (B, H, S, D), (B, H, S)
+  const auto [dq, dk, dv] = nn::attention_backward(q, k, v, out, lse, dout, true);  // like q, k, v
+  // [end snippet]
   static_assert(std::is_same_v<decltype(out), const tensor<float, extents<1, 4, 6, 8>>>);
-  const auto [dq, dk, dv] = nn::attention_backward(q, k, v, out, lse, out, true);
   static_assert(std::is_same_v<decltype(dq), const tensor<float, extents<1, 4, 6, 8>>>);
   static_assert(std::is_same_v<decltype(dk), const tensor<float, extents<1, 2, 6, 8>>>);
   static_assert(std::is_same_v<decltype(dv), const tensor<float, extents<1, 2, 6, 8>>>);
@@ -347,7 +350,7 @@ TEST_CASE("attention with static extents, and its shape errors") {
   assign(vd, v);
   const auto fd = nn::attention_forward(qd, kd, vd, true);
   CHECK(normwise(fd.out, out) == 0.0);
-  const auto gd = nn::attention_backward(qd, kd, vd, fd.out, fd.lse, fd.out, true);
+  const auto gd = nn::attention_backward(qd, kd, vd, fd.out, fd.lse, dout, true);
   CHECK(normwise(gd.dq, dq) == 0.0);
   CHECK(normwise(gd.dk, dk) == 0.0);
   CHECK(normwise(gd.dv, dv) == 0.0);
