@@ -238,6 +238,12 @@ TEST_CASE("cross_entropy_with_grad against finite differences and cross_entropy"
     CHECK(float_error(f.dlogits, dlogits) <= 1e-4);
   }
   report("cross_entropy_with_grad");
+  // A lazy expression as the logits gives what its evaluated tensor gives.
+  const auto doubled = eval(logits * 2.0);  // (B, S, V)
+  const auto lazy = nn::cross_entropy_with_grad(logits * 2.0, targets, 1e-3);
+  const auto direct = nn::cross_entropy_with_grad(doubled, targets, 1e-3);
+  CHECK(lazy.loss == direct.loss);
+  CHECK(normwise(lazy.dlogits, direct.dlogits) == 0.0);
   // z-loss: the term is z · mean(lse²).
   const auto plain = nn::cross_entropy_with_grad(logits, targets).loss;
   const auto lse = [&](index_t row) {

@@ -230,10 +230,10 @@ auto swiglu_backward(const A& a, const B& b, const DH& dh) {
 
 // ------------------------------------------------------------------------------ cross-entropy
 
-/// Mean cross-entropy of logits (…, V) against integer targets (…), plus z_loss · mean(lse²), and
-/// its gradient with respect to the logits; see the file comment.
+namespace detail {
+
 template <class L, class Y>
-auto cross_entropy_with_grad(const L& logits, const Y& targets, double z_loss = 0.0) {
+auto cross_entropy_with_grad(const L& logits, const Y& targets, double z_loss) {
   const auto lv = as_view(logits);
   const auto tv = as_view(targets);
   using LV = decltype(lv);
@@ -283,6 +283,23 @@ auto cross_entropy_with_grad(const L& logits, const Y& targets, double z_loss = 
   }
   const double loss = rows == 0 ? 0.0 : (total + z_loss * total_sq) / static_cast<double>(rows);
   return loss_with_grad<decltype(dlogits)>{loss, std::move(dlogits)};
+}
+
+}  // namespace detail
+
+/// Mean cross-entropy of logits (…, V) against integer targets (…), plus z_loss · mean(lse²), and
+/// its gradient with respect to the logits; see the file comment.
+template <class L, class Y>
+auto cross_entropy_with_grad(const L& logits, const Y& targets, double z_loss = 0.0) {
+  if constexpr (!array_like<L>) {
+    const auto evaluated = eval(logits);  // (…, V)
+    return cross_entropy_with_grad(evaluated, targets, z_loss);
+  } else if constexpr (!array_like<Y>) {
+    const auto evaluated = eval(targets);  // (…)
+    return cross_entropy_with_grad(logits, evaluated, z_loss);
+  } else {
+    return detail::cross_entropy_with_grad(logits, targets, z_loss);
+  }
 }
 
 // ---------------------------------------------------------------------------------- attention
