@@ -375,6 +375,30 @@ TEST_CASE("attention with static extents, and its shape errors") {
   CHECK_THROWS_AS(nn::attention_backward(qd, kd, vd, bad_out, fd.lse, fd.out, true), shape_error);
 }
 
+TEST_CASE("bf16 inputs compute in float and round once") {
+  const auto q = random_float(dims<4>(1, 2, 5, 4), 50);  // (B, H, S, D)
+  const auto k = random_float(dims<4>(1, 1, 5, 4), 51);  // (B, Hkv, S, D)
+  const auto v = random_float(dims<4>(1, 1, 5, 4), 52);  // (B, Hkv, S, D)
+  const auto qb = eval(cast<bf16>(q)), kb = eval(cast<bf16>(k)), vb = eval(cast<bf16>(v));  // (B, H|Hkv, S, D)
+  const auto qr = eval(cast<float>(qb)), kr = eval(cast<float>(kb)), vr = eval(cast<float>(vb));  // (B, H|Hkv, S, D)
+  const auto [out, lse] = nn::attention_forward(qb, kb, vb, true);
+  static_assert(std::is_same_v<decltype(out)::value_type, bf16>);
+  static_assert(std::is_same_v<decltype(lse)::value_type, float>);
+  const auto [outr, lser] = nn::attention_forward(qr, kr, vr, true);
+  CHECK(normwise(lse, lser) <= 1e-6);
+  CHECK(normwise(eval(cast<float>(out)), outr) <= 1e-2);
+  const auto [dq, dk, dv] = nn::attention_backward(qb, kb, vb, out, lse, out, true);
+  static_assert(std::is_same_v<decltype(dk)::value_type, bf16>);
+  const auto [dqr, dkr, dvr] = nn::attention_backward(qr, kr, vr, outr, lser, outr, true);
+  CHECK(normwise(eval(cast<float>(dq)), dqr) <= 3e-2);
+  CHECK(normwise(eval(cast<float>(dv)), dvr) <= 3e-2);
+  const auto y = nn::softmax(qb);  // (B, H, S, D)
+  const auto dx = nn::softmax_backward(y, qb);  // (B, H, S, D)
+  static_assert(std::is_same_v<decltype(dx)::value_type, bf16>);
+  const auto [da, db] = nn::swiglu_backward(qb, qb, qb);
+  static_assert(std::is_same_v<decltype(db)::value_type, bf16>);
+}
+
 TEST_CASE("softmax_backward shape errors") {
   tensor<float, dims<2>> y(dims<2>(3, 4)), dy(dims<2>(1, 4));
   CHECK_THROWS_WITH_AS(nn::softmax_backward(y, dy), "softmax_backward: y of shape (3, 4) does not match dy of shape (1, 4)",
