@@ -17,19 +17,36 @@ using nn::transformer_config;
 
 namespace {
 
-// V=16, D=8, 2 layers, 2 heads sharing 1 key/value head (head dim 4), SwiGLU 16, RoPE, RMSNorm, untied.
-constexpr transformer_config tiny{.vocab_size = 16, .context_length = 4, .d_model = 8, .num_layers = 2,
-                                  .num_heads = 2, .num_kv_heads = 1, .d_ff = 16};
+// V=16, D=8, 2 layers, 2 heads sharing 1 key/value head (head dim 4), SwiGLU 16, RoPE, RMSNorm,
+// untied.
+constexpr transformer_config tiny{.vocab_size = 16,
+                                  .context_length = 4,
+                                  .d_model = 8,
+                                  .num_layers = 2,
+                                  .num_heads = 2,
+                                  .num_kv_heads = 1,
+                                  .d_ff = 16};
 
 // The same sizes with GPT-2's choices: GELU MLP, learned positions, LayerNorm, biases, tied; MHA.
-constexpr transformer_config tiny_gpt2{.vocab_size = 16, .context_length = 4, .d_model = 8, .num_layers = 2,
-                                       .num_heads = 2, .d_ff = 16, .tied_embeddings = true,
-                                       .ffn = nn::ffn_kind::gelu_mlp, .positions = nn::position_kind::learned,
-                                       .norm = nn::norm_kind::layer_norm, .linear_bias = true};
+constexpr transformer_config tiny_gpt2{.vocab_size = 16,
+                                       .context_length = 4,
+                                       .d_model = 8,
+                                       .num_layers = 2,
+                                       .num_heads = 2,
+                                       .d_ff = 16,
+                                       .tied_embeddings = true,
+                                       .ffn = nn::ffn_kind::gelu_mlp,
+                                       .positions = nn::position_kind::learned,
+                                       .norm = nn::norm_kind::layer_norm,
+                                       .linear_bias = true};
 
 // CS336 assignment 1 (transformer_accounting): GPT-2 XL's shape with the CS336 architecture.
-constexpr transformer_config cs336_gpt2_xl{.vocab_size = 50257, .context_length = 1024, .d_model = 1600,
-                                           .num_layers = 48, .num_heads = 25, .d_ff = 6400};
+constexpr transformer_config cs336_gpt2_xl{.vocab_size = 50257,
+                                           .context_length = 1024,
+                                           .d_model = 1600,
+                                           .num_layers = 48,
+                                           .num_heads = 25,
+                                           .d_ff = 6400};
 
 // A model type whose dimensions are a template argument exposes its accounting as constants.
 template <transformer_config C>
@@ -45,7 +62,8 @@ static_assert(nn::param_count(nn::presets::gpt2_small()) == 124'439'808);
 static_assert(nn::param_count(tiny) == 1448);
 static_assert(nn::flops_forward(tiny, 2, 3) == 16512.0);
 static_assert(nn::activation_bytes(tiny, 2, 3, 4) == 6048);
-static_assert(nn::training_memory(tiny, 2, 3, nn::precision::bf16_mixed).total() == 16 * 1448 + 2 * 1512);
+static_assert(nn::training_memory(tiny, 2, 3, nn::precision::bf16_mixed).total() ==
+              16 * 1448 + 2 * 1512);
 static_assert(model_constants<cs336_gpt2_xl>::param_count == 2'127'057'600);
 static_assert(model_constants<cs336_gpt2_xl>::flops_per_sequence == 4'513'336'524'800.0);
 static_assert(nn::param_count(nn::presets::llama3_8b()) < 10'000'000'000);
@@ -65,7 +83,8 @@ TEST_CASE("GPT-2 parameter counts equal HF's num_parameters()") {
   CHECK(p.norms_per_layer == 4 * 768);
   CHECK(p.final_norm == 2 * 768);
   CHECK(p.lm_head == 0);
-  CHECK(nn::non_embedding_param_count(nn::presets::gpt2_small()) == 124'439'808 - 50257 * 768 - 1024 * 768);
+  CHECK(nn::non_embedding_param_count(nn::presets::gpt2_small()) ==
+        124'439'808 - 50257 * 768 - 1024 * 768);
   CHECK(nn::non_embedding_param_count(nn::presets::gpt2_small()) == 85'056'000);
 }
 
@@ -86,8 +105,9 @@ TEST_CASE("a tiny configuration, term by term") {
   const auto p = nn::param_counts(tiny);
   CHECK(p.token_embedding == 16 * 8);
   CHECK(p.position_embedding == 0);
-  CHECK(p.attention_per_layer == 8 * 8 + 8 * 4 + 8 * 4 + 8 * 8);  // q, k, v (1 kv head of 4), output
-  CHECK(p.ffn_per_layer == 3 * 8 * 16);                           // w1, w3, w2
+  CHECK(p.attention_per_layer ==
+        8 * 8 + 8 * 4 + 8 * 4 + 8 * 8);  // q, k, v (1 kv head of 4), output
+  CHECK(p.ffn_per_layer == 3 * 8 * 16);  // w1, w3, w2
   CHECK(p.norms_per_layer == 2 * 8);
   CHECK(p.final_norm == 8);
   CHECK(p.lm_head == 16 * 8);
@@ -97,8 +117,9 @@ TEST_CASE("a tiny configuration, term by term") {
 
   // batch 2, seq 3: 6 tokens.
   const auto f = nn::flops_forward_counts(tiny, 2, 3);
-  CHECK(f.attention_projections == 2 * (768 + 384 + 384 + 768));  // 2·6·8·8, 2·6·8·4, 2·6·8·4, 2·6·8·8
-  CHECK(f.attention_scores == 2 * (288 + 288));                   // 2·(B·H)·S·S·hd = 2·4·3·3·4, twice
+  CHECK(f.attention_projections ==
+        2 * (768 + 384 + 384 + 768));            // 2·6·8·8, 2·6·8·4, 2·6·8·4, 2·6·8·8
+  CHECK(f.attention_scores == 2 * (288 + 288));  // 2·(B·H)·S·S·hd = 2·4·3·3·4, twice
   CHECK(f.ffn == 2 * 3 * (2 * 6 * 8 * 16));
   CHECK(f.lm_head == 2 * 6 * 8 * 16);
   CHECK(f.total() == 16512);
@@ -137,7 +158,8 @@ TEST_CASE("a tiny GPT-2-style configuration, term by term") {
   CHECK(p.total() == 1376);
   // Tied: lm_head still multiplies. Per token 2·(4·64 + 2·128) per layer, 2·128 for lm_head, and
   // 4·S·D per layer for attention.
-  CHECK(nn::flops_forward(tiny_gpt2, 1, 4) == 4 * (2 * 2 * (256 + 256) + 2 * 128) + 2 * 4 * (4 * 4 * 8));
+  CHECK(nn::flops_forward(tiny_gpt2, 1, 4) ==
+        4 * (2 * 2 * (256 + 256) + 2 * 128) + 2 * 4 * (4 * 4 * 8));
   // Per layer per token 8 + 8 + (8 + 8 + 8) + 8 + 8 + 8 + 2·16 = 96; probabilities 2·4·4 = 32.
   CHECK(nn::activation_elements(tiny_gpt2, 1, 4) == 2 * (4 * 96 + 32) + 4 * (16 + 16));
 }
@@ -152,13 +174,15 @@ TEST_CASE("training FLOPs are 6·N·tokens plus the attention term") {
   const double expected = 3 * (2 * n_matmul + L * 4 * S * D) * tokens;
   CHECK(nn::training_flops(c, tokens, 1024) == doctest::Approx(expected).epsilon(1e-12));
   CHECK(nn::training_flops(c, tokens, 1024) == doctest::Approx(8.544384e17).epsilon(1e-12));
-  CHECK(nn::flops_per_token(c, 1024) == doctest::Approx(6 * n_matmul + 12 * L * S * D).epsilon(1e-12));
+  CHECK(nn::flops_per_token(c, 1024) ==
+        doctest::Approx(6 * n_matmul + 12 * L * S * D).epsilon(1e-12));
   CHECK(nn::flops_per_token(c, 1024, {.causal_savings = true}) ==
         doctest::Approx(6 * n_matmul + 6 * L * S * D).epsilon(1e-12));
   // GPT-2 XL on 20 tokens per parameter: beyond 64-bit integers, hence doubles.
   const auto xl = nn::presets::gpt2_xl();
   CHECK(nn::training_flops(xl, 20.0 * double(nn::param_count(xl)), 1024) > 9.3e18);
-  CHECK(nn::training_flops(xl, 20.0 * double(nn::param_count(xl)), 1024) == doctest::Approx(3.2004379380541e20).epsilon(1e-12));
+  CHECK(nn::training_flops(xl, 20.0 * double(nn::param_count(xl)), 1024) ==
+        doctest::Approx(3.2004379380541e20).epsilon(1e-12));
 }
 
 TEST_CASE("CS336 assignment 1: the GPT-2 XL-shaped model") {
@@ -183,7 +207,8 @@ TEST_CASE("report() prints parameters, memory, FLOPs and time") {
   INFO(r);
   CHECK(r.find("124.4M") != std::string::npos);
   CHECK(r.find("124,439,808") != std::string::npos);
-  CHECK(r.find("GELU MLP, learned positions, LayerNorm, biases, tied lm_head") != std::string::npos);
+  CHECK(r.find("GELU MLP, learned positions, LayerNorm, biases, tied lm_head") !=
+        std::string::npos);
   CHECK(r.find("lm_head") != std::string::npos);
   CHECK(r.find("tied") != std::string::npos);
   CHECK(r.find("non-embedding") != std::string::npos);

@@ -67,23 +67,30 @@ namespace einlm::nn {
 
 /// Parameter counts of a transformer_config by component; the per-layer fields are for one layer.
 struct param_breakdown {
-  std::int64_t token_embedding = 0;     // V·D
-  std::int64_t position_embedding = 0;  // context·D for learned positions, else 0
-  std::int64_t attention_per_layer = 0; // q, k, v, output projections (+ biases)
-  std::int64_t ffn_per_layer = 0;       // w1, w2, w3 or fc1, fc2 (+ biases)
-  std::int64_t norms_per_layer = 0;     // the two block norms (+ LayerNorm biases) and qk_norm gains
-  std::int64_t final_norm = 0;          // D (+ D for LayerNorm)
-  std::int64_t lm_head = 0;             // V·D, or 0 when tied to the token embedding
+  std::int64_t token_embedding = 0;      // V·D
+  std::int64_t position_embedding = 0;   // context·D for learned positions, else 0
+  std::int64_t attention_per_layer = 0;  // q, k, v, output projections (+ biases)
+  std::int64_t ffn_per_layer = 0;        // w1, w2, w3 or fc1, fc2 (+ biases)
+  std::int64_t norms_per_layer = 0;      // two block norms (+ LayerNorm biases), qk_norm gains
+  std::int64_t final_norm = 0;           // D (+ D for LayerNorm)
+  std::int64_t lm_head = 0;              // V·D, or 0 when tied to the token embedding
   std::int64_t num_layers = 0;
 
-  constexpr std::int64_t per_layer() const { return attention_per_layer + ffn_per_layer + norms_per_layer; }
+  constexpr std::int64_t per_layer() const {
+    return attention_per_layer + ffn_per_layer + norms_per_layer;
+  }
   constexpr std::int64_t attention() const { return num_layers * attention_per_layer; }
   constexpr std::int64_t ffn() const { return num_layers * ffn_per_layer; }
   /// Every norm's parameters: the blocks' (with qk_norm) and the final one.
   constexpr std::int64_t norms() const { return num_layers * norms_per_layer + final_norm; }
-  constexpr std::int64_t embeddings() const { return token_embedding + position_embedding + lm_head; }
-  constexpr std::int64_t total() const { return embeddings() + num_layers * per_layer() + final_norm; }
-  /// Kaplan et al.'s N: everything but the token embedding, the position table and an untied lm_head.
+  constexpr std::int64_t embeddings() const {
+    return token_embedding + position_embedding + lm_head;
+  }
+  constexpr std::int64_t total() const {
+    return embeddings() + num_layers * per_layer() + final_norm;
+  }
+  /// Kaplan et al.'s N: everything but the token embedding, the position table and an untied
+  /// lm_head.
   constexpr std::int64_t non_embedding() const { return total() - embeddings(); }
 };
 
@@ -127,11 +134,13 @@ struct flops_breakdown {
   double ffn = 0;
   double lm_head = 0;
 
-  constexpr double total() const { return attention_projections + attention_scores + ffn + lm_head; }
+  constexpr double total() const {
+    return attention_projections + attention_scores + ffn + lm_head;
+  }
 };
 
-constexpr flops_breakdown flops_forward_counts(const transformer_config& c, std::int64_t batch, std::int64_t seq,
-                                               const flops_options& opt = {}) {
+constexpr flops_breakdown flops_forward_counts(const transformer_config& c, std::int64_t batch,
+                                               std::int64_t seq, const flops_options& opt = {}) {
   const double D = double(c.d_model), V = double(c.vocab_size), F = double(c.ffn_dim());
   const double kv_dim = double(c.kv_heads() * c.head_dim());
   const double L = double(c.num_layers), T = double(batch) * double(seq), S = double(seq);
@@ -159,7 +168,8 @@ constexpr double flops_backward(const transformer_config& c, std::int64_t batch,
 
 /// Training FLOPs (forward + backward) per token at sequence length `seq`: 6·N_matmul + the
 /// attention term 12·num_layers·seq·d_model (half that with causal_savings).
-constexpr double flops_per_token(const transformer_config& c, std::int64_t seq, const flops_options& opt = {}) {
+constexpr double flops_per_token(const transformer_config& c, std::int64_t seq,
+                                 const flops_options& opt = {}) {
   return 3 * flops_forward(c, 1, seq, opt) / double(seq);
 }
 
@@ -173,7 +183,8 @@ constexpr double training_flops(const transformer_config& c, double tokens, std:
 // Memory
 
 /// Elements of activations kept for backward (see the list at the top of this file).
-constexpr std::int64_t activation_elements(const transformer_config& c, std::int64_t batch, std::int64_t seq) {
+constexpr std::int64_t activation_elements(const transformer_config& c, std::int64_t batch,
+                                           std::int64_t seq) {
   const std::int64_t D = c.d_model, V = c.vocab_size, F = c.ffn_dim();
   const std::int64_t kv_dim = c.kv_heads() * c.head_dim();
   const std::int64_t T = batch * seq;
@@ -190,8 +201,8 @@ constexpr std::int64_t activation_elements(const transformer_config& c, std::int
 }
 
 /// Bytes of activations kept for backward when stored at bytes_per_element.
-constexpr std::int64_t activation_bytes(const transformer_config& c, std::int64_t batch, std::int64_t seq,
-                                        std::int64_t bytes_per_element) {
+constexpr std::int64_t activation_bytes(const transformer_config& c, std::int64_t batch,
+                                        std::int64_t seq, std::int64_t bytes_per_element) {
   return activation_elements(c, batch, seq) * bytes_per_element;
 }
 
@@ -203,14 +214,14 @@ enum class precision : std::uint8_t { fp32, bf16_mixed };
 struct memory_breakdown {
   std::int64_t params = 0;
   std::int64_t grads = 0;
-  std::int64_t optimizer_state = 0;  // AdamW's two fp32 moments (+ fp32 master weights in bf16 mixed)
+  std::int64_t optimizer_state = 0;  // AdamW's fp32 moments (+ fp32 master weights, bf16 mixed)
   std::int64_t activations = 0;
 
   constexpr std::int64_t total() const { return params + grads + optimizer_state + activations; }
 };
 
-constexpr memory_breakdown training_memory(const transformer_config& c, std::int64_t batch, std::int64_t seq,
-                                           precision p = precision::fp32) {
+constexpr memory_breakdown training_memory(const transformer_config& c, std::int64_t batch,
+                                           std::int64_t seq, precision p = precision::fp32) {
   const std::int64_t n = param_count(c);
   const std::int64_t width = p == precision::fp32 ? 4 : 2;
   memory_breakdown m;
@@ -228,10 +239,19 @@ namespace presets {
 
 /// GPT-2 (Radford et al. 2019, HF's gpt2 family): GELU MLP 4·D, learned positions, LayerNorm,
 /// biases, lm_head tied to the token embedding.
-constexpr transformer_config gpt2(std::int64_t d_model, std::int64_t num_layers, std::int64_t num_heads) {
-  return {.vocab_size = 50257, .context_length = 1024, .d_model = d_model, .num_layers = num_layers,
-          .num_heads = num_heads, .d_ff = 4 * d_model, .tied_embeddings = true, .ffn = ffn_kind::gelu_mlp,
-          .positions = position_kind::learned, .norm = norm_kind::layer_norm, .linear_bias = true};
+constexpr transformer_config gpt2(std::int64_t d_model, std::int64_t num_layers,
+                                  std::int64_t num_heads) {
+  return {.vocab_size = 50257,
+          .context_length = 1024,
+          .d_model = d_model,
+          .num_layers = num_layers,
+          .num_heads = num_heads,
+          .d_ff = 4 * d_model,
+          .tied_embeddings = true,
+          .ffn = ffn_kind::gelu_mlp,
+          .positions = position_kind::learned,
+          .norm = norm_kind::layer_norm,
+          .linear_bias = true};
 }
 constexpr transformer_config gpt2_small() { return gpt2(768, 12, 12); }
 constexpr transformer_config gpt2_medium() { return gpt2(1024, 24, 16); }
@@ -241,15 +261,29 @@ constexpr transformer_config gpt2_xl() { return gpt2(1600, 48, 25); }
 /// Llama 3.2 1B's shape: 16 layers, D 2048, 32 heads sharing 8 key/value heads, SwiGLU 8192, RoPE
 /// θ = 500000, RMSNorm, tied lm_head. 1,235,814,400 parameters.
 constexpr transformer_config llama3_1b() {
-  return {.vocab_size = 128256, .context_length = 8192, .d_model = 2048, .num_layers = 16, .num_heads = 32,
-          .num_kv_heads = 8, .d_ff = 8192, .rope_theta = 500000.0, .tied_embeddings = true};
+  return {.vocab_size = 128256,
+          .context_length = 8192,
+          .d_model = 2048,
+          .num_layers = 16,
+          .num_heads = 32,
+          .num_kv_heads = 8,
+          .d_ff = 8192,
+          .rope_theta = 500000.0,
+          .tied_embeddings = true};
 }
 
 /// Llama 3 8B's shape: 32 layers, D 4096, 32 heads sharing 8 key/value heads, SwiGLU 14336, RoPE
 /// θ = 500000, RMSNorm, untied lm_head. 8,030,261,248 parameters.
 constexpr transformer_config llama3_8b() {
-  return {.vocab_size = 128256, .context_length = 8192, .d_model = 4096, .num_layers = 32, .num_heads = 32,
-          .num_kv_heads = 8, .d_ff = 14336, .rope_theta = 500000.0, .tied_embeddings = false};
+  return {.vocab_size = 128256,
+          .context_length = 8192,
+          .d_model = 4096,
+          .num_layers = 32,
+          .num_heads = 32,
+          .num_kv_heads = 8,
+          .d_ff = 14336,
+          .rope_theta = 500000.0,
+          .tied_embeddings = false};
 }
 
 }  // namespace presets
@@ -332,11 +366,13 @@ inline std::string row(const std::string& label, const std::string& a, const std
 }
 
 inline std::string describe(const transformer_config& c) {
-  std::string s = "V " + std::to_string(c.vocab_size) + ", ctx " + std::to_string(c.context_length) + ", D " +
-                  std::to_string(c.d_model) + ", " + std::to_string(c.num_layers) + " layers, " +
-                  std::to_string(c.num_heads) + " heads";
+  std::string s = "V " + std::to_string(c.vocab_size) + ", ctx " +
+                  std::to_string(c.context_length) + ", D " + std::to_string(c.d_model) + ", " +
+                  std::to_string(c.num_layers) + " layers, " + std::to_string(c.num_heads) +
+                  " heads";
   if (c.kv_heads() != c.num_heads) s += " (" + std::to_string(c.kv_heads()) + " kv)";
-  s += ", head dim " + std::to_string(c.head_dim()) + ", d_ff " + std::to_string(c.ffn_dim()) + "\n  ";
+  s += ", head dim " + std::to_string(c.head_dim()) + ", d_ff " + std::to_string(c.ffn_dim()) +
+       "\n  ";
   s += c.ffn == ffn_kind::swiglu ? "SwiGLU" : "GELU MLP";
   s += c.positions == position_kind::rope ? ", RoPE" : ", learned positions";
   s += c.norm == norm_kind::rms_norm ? ", RMSNorm" : ", LayerNorm";
@@ -360,33 +396,41 @@ inline std::string report(const transformer_config& c, std::int64_t batch, std::
   out += "parameters\n";
   out += row("total", human_count(n), with_commas(p.total()));
   out += row("token embedding", human_count(double(p.token_embedding)));
-  if (p.position_embedding != 0) out += row("position embedding", human_count(double(p.position_embedding)));
-  out += row("attention (" + std::to_string(c.num_layers) + " layers)", human_count(double(p.attention())));
-  out += row("feed-forward (" + std::to_string(c.num_layers) + " layers)", human_count(double(p.ffn())));
+  if (p.position_embedding != 0)
+    out += row("position embedding", human_count(double(p.position_embedding)));
+  out += row("attention (" + std::to_string(c.num_layers) + " layers)",
+             human_count(double(p.attention())));
+  out += row("feed-forward (" + std::to_string(c.num_layers) + " layers)",
+             human_count(double(p.ffn())));
   out += row("norms", human_count(double(p.norms())));
   out += row("lm_head", p.lm_head == 0 ? std::string("tied") : human_count(double(p.lm_head)));
   out += row("non-embedding", human_count(double(p.non_embedding())));
 
   const memory_breakdown m32 = training_memory(c, batch, seq, precision::fp32);
   const memory_breakdown m16 = training_memory(c, batch, seq, precision::bf16_mixed);
-  out += "training memory, AdamW (batch " + std::to_string(batch) + " x seq " + std::to_string(seq) + ")\n";
+  out += "training memory, AdamW (batch " + std::to_string(batch) + " x seq " +
+         std::to_string(seq) + ")\n";
   out += row("", "fp32", "bf16 mixed");
   out += row("parameters", human_bytes(double(m32.params)), human_bytes(double(m16.params)));
   out += row("gradients", human_bytes(double(m32.grads)), human_bytes(double(m16.grads)));
-  out += row("optimizer state", human_bytes(double(m32.optimizer_state)), human_bytes(double(m16.optimizer_state)));
-  out += row("activations", human_bytes(double(m32.activations)), human_bytes(double(m16.activations)));
+  out += row("optimizer state", human_bytes(double(m32.optimizer_state)),
+             human_bytes(double(m16.optimizer_state)));
+  out += row("activations", human_bytes(double(m32.activations)),
+             human_bytes(double(m16.activations)));
   out += row("total", human_bytes(double(m32.total())), human_bytes(double(m16.total())));
 
   const double tokens = opt.tokens > 0 ? opt.tokens : opt.tokens_per_parameter * n;
   const double forward_per_token = flops_forward(c, 1, seq, opt.flops) / double(seq);
   const double train = training_flops(c, tokens, seq, opt.flops);
   const double seconds = train / (opt.peak_flops * opt.mfu);
-  out += "FLOPs (seq " + std::to_string(seq) + (opt.flops.causal_savings ? ", causal savings" : "") + ")\n";
+  out += "FLOPs (seq " + std::to_string(seq) +
+         (opt.flops.causal_savings ? ", causal savings" : "") + ")\n";
   out += row("forward per token", human_flops(forward_per_token));
-  out += row("training per token (6N = " + human_flops(6 * n) + ")", human_flops(flops_per_token(c, seq, opt.flops)));
+  out += row("training per token (6N = " + human_flops(6 * n) + ")",
+             human_flops(flops_per_token(c, seq, opt.flops)));
   out += row("training, " + human_count(tokens) + " tokens", human_flops(train));
-  out += row("time at " + format("%.0f", opt.mfu * 100) + "% MFU of " + format("%.0f", opt.peak_flops / 1e12) +
-                 " TFLOP/s",
+  out += row("time at " + format("%.0f", opt.mfu * 100) + "% MFU of " +
+                 format("%.0f", opt.peak_flops / 1e12) + " TFLOP/s",
              human_time(seconds));
   return out;
 }
