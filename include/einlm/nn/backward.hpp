@@ -1,0 +1,356 @@
+// einlm/nn/backward.hpp — the backward passes (vector-Jacobian products) of the transformer's
+// functional pieces (einlm/nn/functional.hpp), on the host, written in einlm's own vocabulary:
+//
+//   softmax_backward(y, dy)                 dx = y ⊙ (dy − Σ_d dy ⊙ y), from the forward's output y
+//   rms_norm_backward(x, gain, dy, eps)     {dx (…, D), dgain (D,)} of x·rsqrt(mean(x²) + eps)·gain
+//   rope_backward(dy, positions, theta)     the rotation by the negative angles (rope with −positions)
+//   silu(a)                                 a·σ(a), a new tensor (the swiglu hidden's first factor)
+//   swiglu_backward(a, b, dh)               {da, db} of h = silu(a) ⊙ b
+//   cross_entropy_with_grad(logits, targets, z_loss = 0)
+//                                           {loss (double), dlogits (…, V)}: mean over rows of
+//                                           lse − row[target] + z_loss · mean(lse²), and its gradient
+//                                           ((softmax − onehot) + 2·z_loss·lse·softmax) / rows, written
+//                                           in one pass (the probabilities are never stored)
+//   attention_forward(q, k, v, causal)      {out (B, H, S, Dh), lse (B, H, S)}: softmax(q kᵀ/√Dh, causal
+//                                           mask) v and the row log-sum-exp of the scaled, masked scores
+//   attention_backward(q, k, v, out, lse, dout, causal)
+//                                           {dq (B, H, S, Dh), dk, dv (B, Hkv, S, Dh)}: P recomputed as
+//                                           exp(scores·scale − lse); dV = Pᵀ dO, dP = dO Vᵀ,
+//                                           dS = P ⊙ (dP − rowsum(dO ⊙ O)), dQ = dS K·scale, dK = dSᵀ Q·scale
+//
+// Attention is grouped-query: k and v have Hkv heads, H a multiple of Hkv, and query head h reads kv
+// head h / (H/Hkv) (Hkv = H is multi-head, Hkv = 1 multi-query); the key and value gradients sum over
+// the query heads that share them. The products are einsums over q viewed as (B, Hkv, H/Hkv, S, Dh),
+// so each is one batched GEMM.
+//
+// Inputs are host arrays, views or lazy expressions; results are new host tensors with the extents
+// types of the corresponding inputs (lse: dims<3>), in the inputs' value types. Float computes in
+// float, double in double, 16-bit types in float. Shapes are checked: a mismatch is a shape_error
+// naming the function and the shapes; a target outside [0, V) is a value_error naming its row.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <utility>
+
+#include "einlm/core/error.hpp"
+#include "einlm/core/tensor.hpp"
+#include "einlm/einops.hpp"
+#include "einlm/expr.hpp"
+#include "einlm/linalg/einsum.hpp"
+#include "einlm/nn/functional.hpp"
+
+namespace einlm::nn {
+
+/// The gradients of rms_norm: dx like x, dgain like gain.
+template <class TX, class TG>
+struct rms_norm_grads {
+  TX dx;     // (…, D)
+  TG dgain;  // (D,)
+};
+
+/// The gradients of the SwiGLU hidden h = silu(a) ⊙ b.
+template <class TA, class TB>
+struct swiglu_grads {
+  TA da;  // (…, F)
+  TB db;  // (…, F)
+};
+
+/// The loss and the gradient of cross_entropy_with_grad.
+template <class TL>
+struct loss_with_grad {
+  double loss;
+  TL dlogits;  // (…, V)
+};
+
+/// The forward results attention_backward needs besides q, k and v.
+template <class TO, class TLSE>
+struct attention_result {
+  TO out;    // (B, H, S, Dh)
+  TLSE lse;  // (B, H, S)
+};
+
+/// The gradients of attention.
+template <class TQ, class TK, class TV>
+struct attention_grads {
+  TQ dq;  // (B, H, S, Dh)
+  TK dk;  // (B, Hkv, S, Dh)
+  TV dv;  // (B, Hkv, S, Dh)
+};
+
+namespace detail {
+
+/// The extents type of an operand.
+template <class X>
+using extents_of = typename decltype(as_expression(std::declval<const X&>()))::extents_type;
+
+/// Throws shape_error "<op>: <a_name> of shape (…) does not match <b_name> of shape (…)" unless the
+/// extents are equal.
+template <class EA, class EB>
+void require_same_shape(const char* op, const char* a_name, const EA& a, const char* b_name, const EB& b) {
+  static_assert(EA::rank() == EB::rank(), "einlm::nn: the operands of a backward pass differ in rank");
+  if (to_array(a) != to_array(b))
+    throw shape_error(einlm::detail::concat(op, ": ", a_name, " of shape ", shape_string(a), " does not match ", b_name,
+                                            " of shape ", shape_string(b)));
+}
+
+/// A new host tensor of T with extents type E (the input's) holding x.
+template <class T, class E, class X>
+auto eval_as(const E& e, const X& x) {
+  tensor<T, E, host> out(e);  // like the input
+  assign(out, x);
+  return out;
+}
+
+/// The shape of an attention problem.
+struct attention_shape {
+  index_t B, H, G, R, S, D;  // batch, query heads, kv heads, query heads per kv head, sequence, head dim
+};
+
+template <class Q, class K, class V>
+attention_shape check_attention(const char* op, const Q& q, const K& k, const V& v) {
+  static_assert(Q::extents_type::rank() == 4 && K::extents_type::rank() == 4 && V::extents_type::rank() == 4,
+                "einlm::nn attention: q, k and v are (B, H, S, Dh)");
+  const auto fail = [&] {
+    return shape_error(einlm::detail::concat(op, ": q of shape ", shape_string(q.extents()), ", k of shape ",
+                                             shape_string(k.extents()), " and v of shape ", shape_string(v.extents()),
+                                             " do not fit (B, H, S, Dh), (B, Hkv, S, Dh) with H a multiple of Hkv"));
+  };
+  if (to_array(k.extents()) != to_array(v.extents())) throw fail();
+  const attention_shape s{q.extent(0), q.extent(1), k.extent(1), 0, q.extent(2), q.extent(3)};
+  if (k.extent(0) != s.B || k.extent(2) != s.S || k.extent(3) != s.D || s.G == 0 || s.H % s.G != 0) throw fail();
+  return {s.B, s.H, s.G, s.H / s.G, s.S, s.D};
+}
+
+/// The (S, S) mask of allowed (query, key) pairs: k ≤ q when causal, everything otherwise.
+inline tensor<bool, dims<2>> attention_mask(index_t S, bool causal) {
+  tensor<bool, dims<2>> mask(dims<2>(S, S));  // (S, S)
+  for (index_t i = 0; i < S; ++i)
+    for (index_t j = 0; j < S; ++j) mask(i, j) = !causal || j <= i;
+  return mask;
+}
+
+}  // namespace detail
+
+// ------------------------------------------------------------------------------------ softmax
+
+/// The gradient of x for y = softmax(x) over the last axis: y ⊙ (dy − Σ_d dy ⊙ y).
+template <class Y, class DY>
+auto softmax_backward(const Y& y, const DY& dy) {
+  using T = detail::value_t<Y>;
+  using C = detail::compute_t<T>;
+  const auto ye = as_expression(y);
+  detail::require_same_shape("softmax_backward", "y", ye.extents(), "dy", as_expression(dy).extents());
+  const auto yc = cast<C>(y);                                                       // (…, D)
+  const auto dyc = cast<C>(dy);                                                     // (…, D)
+  const auto dot = eval(reduce<"... d -> ... 1", "sum">(dyc * yc));                 // (…, 1)
+  return detail::eval_as<T>(ye.extents(), cast<T>(yc * (dyc - dot)));               // (…, D)
+}
+
+// ----------------------------------------------------------------------------------- rms_norm
+
+/// The gradients of rms_norm(x, gain, eps) = x·r·gain, r = rsqrt(mean(x²) + eps):
+/// dx = r·(gain ⊙ dy − x · r²·Σ(dy ⊙ gain ⊙ x)/D), dgain = Σ_rows dy ⊙ x·r.
+template <class X, class G, class DY>
+auto rms_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1e-5) {
+  using T = detail::value_t<X>;
+  using TG = detail::value_t<G>;
+  using C = detail::compute_t<T>;
+  const auto xe = as_expression(x);
+  const auto ge = as_expression(gain);
+  using XE = typename decltype(xe)::extents_type;
+  using GE = typename decltype(ge)::extents_type;
+  static_assert(GE::rank() == 1, "rms_norm_backward: gain is (D,)");
+  static_assert(XE::rank() >= 1, "rms_norm_backward: x needs a feature axis (…, D)");
+  constexpr std::size_t R = XE::rank();
+  detail::require_same_shape("rms_norm_backward", "x", xe.extents(), "dy", as_expression(dy).extents());
+  if (ge.extents().extent(0) != xe.extents().extent(R - 1))
+    throw shape_error(einlm::detail::concat("rms_norm_backward: gain of shape ", shape_string(ge.extents()),
+                                            " does not match x of shape ", shape_string(xe.extents())));
+  const auto xc = cast<C>(x);                                                                  // (…, D)
+  const auto gc = cast<C>(gain);                                                               // (D,)
+  const auto dyc = cast<C>(dy);                                                                // (…, D)
+  const C inv_d = static_cast<C>(1.0 / static_cast<double>(xe.extents().extent(R - 1)));
+  const auto r = eval(rsqrt(reduce<"... d -> ... 1", "mean">(xc * xc) + static_cast<C>(eps)));  // (…, 1)
+  const auto dot = eval(reduce<"... d -> ... 1", "sum">(dyc * gc * xc));                       // (…, 1)
+  auto dx = detail::eval_as<T>(xe.extents(), cast<T>(r * (gc * dyc - xc * (r * r * dot * inv_d))));  // (…, D)
+  tensor<TG, GE, host> dgain(ge.extents());                                                    // (D,)
+  if constexpr (R == 1) {
+    assign(dgain, cast<TG>(dyc * xc * r));                                                     // (D,)
+  } else {
+    // The rows flattened, so that the sum over them is one reduction of any rank.
+    const index_t D = static_cast<index_t>(xe.extents().extent(R - 1));
+    const index_t rows = D == 0 ? 0 : einlm::size(xe.extents()) / D;
+    const auto contrib = eval(dyc * xc * r);                                                   // (…, D)
+    const auto flat = reshape(contrib, dims<2>(rows, D));                                      // (N, D)
+    assign(dgain, cast<TG>(reduce<"n d -> d", "sum">(flat)));                                  // (D,)
+  }
+  return rms_norm_grads<decltype(dx), decltype(dgain)>{std::move(dx), std::move(dgain)};
+}
+
+// --------------------------------------------------------------------------------------- rope
+
+/// The gradient of rope(x, positions, theta): the rotation by the negative angles, which is rope
+/// with the positions negated (cos and sin of −a are exact mirrors of those of a).
+template <class DY, class P>
+auto rope_backward(const DY& dy, const P& positions, double theta) {
+  const auto pv = as_view(positions);
+  static_assert(std::is_integral_v<typename decltype(pv)::value_type>, "rope_backward: positions must be integers");
+  const auto negated = eval(-cast<std::int64_t>(pv));  // (S,) or (…, S)
+  return rope(dy, negated, theta);                     // (…, S, D)
+}
+
+// ------------------------------------------------------------------------------------- swiglu
+
+/// silu(a) = a·σ(a) as a new tensor.
+template <class A>
+auto silu(const A& a) {
+  return eval(einlm::silu(a));  // (…, F)
+}
+
+/// The gradients of h = silu(a) ⊙ b: da = dh ⊙ b ⊙ σ(a)(1 + a(1 − σ(a))), db = dh ⊙ silu(a).
+template <class A, class B, class DH>
+auto swiglu_backward(const A& a, const B& b, const DH& dh) {
+  using TA = detail::value_t<A>;
+  using TB = detail::value_t<B>;
+  using C = detail::compute_t<TA>;
+  const auto ae = as_expression(a);
+  const auto be = as_expression(b);
+  detail::require_same_shape("swiglu_backward", "a", ae.extents(), "b", be.extents());
+  detail::require_same_shape("swiglu_backward", "a", ae.extents(), "dh", as_expression(dh).extents());
+  const auto ac = cast<C>(a);                                                                      // (…, F)
+  const auto sig = sigmoid(ac);                                                                    // (…, F)
+  auto da = detail::eval_as<TA>(ae.extents(),
+                                cast<TA>(cast<C>(dh) * cast<C>(b) * sig * (static_cast<C>(1) + ac * (static_cast<C>(1) - sig))));  // (…, F)
+  auto db = detail::eval_as<TB>(be.extents(), cast<TB>(cast<C>(dh) * einlm::silu(ac)));            // (…, F)
+  return swiglu_grads<decltype(da), decltype(db)>{std::move(da), std::move(db)};
+}
+
+// ------------------------------------------------------------------------------ cross-entropy
+
+/// Mean cross-entropy of logits (…, V) against integer targets (…), plus z_loss · mean(lse²), and
+/// its gradient with respect to the logits; see the file comment.
+template <class L, class Y>
+auto cross_entropy_with_grad(const L& logits, const Y& targets, double z_loss = 0.0) {
+  const auto lv = as_view(logits);
+  const auto tv = as_view(targets);
+  using LV = decltype(lv);
+  using YV = decltype(tv);
+  using T = typename LV::value_type;
+  using C = detail::compute_t<T>;
+  static_assert(std::is_same_v<typename LV::space, host> && std::is_same_v<typename YV::space, host>,
+                "cross_entropy_with_grad: logits and targets must be in host memory");
+  static_assert(std::is_integral_v<typename YV::value_type>, "cross_entropy_with_grad: targets must be integers");
+  static_assert(LV::rank() == YV::rank() + 1,
+                "cross_entropy_with_grad: logits need one more axis (the vocabulary) than targets");
+  constexpr std::size_t R = LV::rank();
+  for (std::size_t r = 0; r + 1 < R; ++r)
+    if (lv.extent(r) != tv.extent(r))
+      throw shape_error(einlm::detail::concat("cross_entropy_with_grad: logits of shape ", shape_string(lv.extents()),
+                                              " do not match targets of shape ", shape_string(tv.extents())));
+  const index_t V = lv.extent(R - 1);
+  const index_t rows = V == 0 ? 0 : lv.size() / V;
+  const auto lc = cast<C>(lv);                                                                        // (…, V)
+  const auto row_max = eval(reduce<"... v -> ... 1", "max">(lc));                                     // (…, 1)
+  const auto lse = eval(row_max + log(reduce<"... v -> ... 1", "sum">(exp(lc - row_max))));          // (…, 1)
+  // Each row's softmax scaled by (1 + 2·z_loss·lse) / rows; the one-hot part is subtracted below.
+  const C inv_rows = static_cast<C>(rows == 0 ? 0.0 : 1.0 / static_cast<double>(rows));
+  const C two_z = static_cast<C>(2.0 * z_loss);
+  auto dlogits = detail::eval_as<T>(lv.extents(),
+                                    cast<T>(exp(lc - lse) * ((static_cast<C>(1) + two_z * lse) * inv_rows)));  // (…, V)
+  index_array<R> at{};
+  index_array<R - 1> yat{};
+  double total = 0, total_sq = 0;
+  for (index_t row = 0; row < rows; ++row) {
+    index_t rem = row;
+    for (std::size_t r = R - 1; r-- > 0;) {
+      at[r] = rem % lv.extent(r);
+      yat[r] = at[r];
+      rem /= lv.extent(r);
+    }
+    const auto target = static_cast<std::int64_t>(tv(yat));
+    if (target < 0 || target >= V)
+      throw value_error(einlm::detail::concat("cross_entropy_with_grad: target ", target, " of row ", row,
+                                              " is outside the vocabulary [0, ", V, ")"));
+    at[R - 1] = static_cast<index_t>(target);
+    const double row_lse = static_cast<double>(lse.data()[row]);
+    total += row_lse - static_cast<double>(static_cast<C>(convert<C>(lv(at))));
+    total_sq += row_lse * row_lse;
+    T& g = dlogits.data()[row * V + target];
+    g = convert<T>(static_cast<C>(convert<C>(g) - inv_rows));
+  }
+  const double loss = rows == 0 ? 0.0 : (total + z_loss * total_sq) / static_cast<double>(rows);
+  return loss_with_grad<decltype(dlogits)>{loss, std::move(dlogits)};
+}
+
+// ---------------------------------------------------------------------------------- attention
+
+/// Attention with grouped-query heads that also returns the row log-sum-exp of the scaled, masked
+/// scores; out equals scaled_dot_product_attention with a causal mask (or none).
+template <class Q, class K, class V>
+auto attention_forward(const Q& q, const K& k, const V& v, bool causal) {
+  using T = detail::value_t<Q>;
+  using C = detail::compute_t<T>;
+  const auto qe = eval(cast<C>(q));                                                     // (B, H, S, Dh)
+  const auto ke = eval(cast<C>(k));                                                     // (B, Hkv, S, Dh)
+  const auto ve = eval(cast<C>(v));                                                     // (B, Hkv, S, Dh)
+  const auto n = detail::check_attention("attention_forward", qe, ke, ve);
+  const C scale = static_cast<C>(1.0 / std::sqrt(static_cast<double>(n.D)));
+  const auto q5 = reshape(qe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
+  const auto k4 = reshape(ke, dims<4>(n.B, n.G, n.S, n.D));                             // (B, Hkv, S, Dh)
+  const auto v4 = reshape(ve, dims<4>(n.B, n.G, n.S, n.D));                             // (B, Hkv, S, Dh)
+  const auto mask = detail::attention_mask(n.S, causal);                                // (S, S)
+  auto scores = einsum<"b g r q d, b g k d -> b g r q k">(q5, k4);                      // (B, Hkv, R, S, S)
+  const auto masked = where(mask, scores * scale, -std::numeric_limits<C>::infinity()); // (B, Hkv, R, S, S)
+  const auto row_max = eval(reduce<"... k -> ... 1", "max">(masked));                   // (B, Hkv, R, S, 1)
+  const auto lse = eval(row_max + log(reduce<"... k -> ... 1", "sum">(exp(masked - row_max))));  // (B, Hkv, R, S, 1)
+  assign(scores, exp(masked - lse));                                                    // (B, Hkv, R, S, S): P
+  const auto o5 = einsum<"b g r q k, b g k d -> b g r q d">(scores, v4);                // (B, Hkv, R, S, Dh)
+  auto out = detail::eval_as<T>(as_expression(q).extents(), cast<T>(reshape(o5, qe.extents())));  // (B, H, S, Dh)
+  tensor<C, dims<3>, host> row_lse(dims<3>(n.B, n.H, n.S));                            // (B, H, S)
+  assign(row_lse, reshape(lse, dims<3>(n.B, n.H, n.S)));                                // (B, H, S)
+  return attention_result<decltype(out), decltype(row_lse)>{std::move(out), std::move(row_lse)};
+}
+
+/// The gradients of attention_forward's out from the saved out and lse; see the file comment.
+template <class Q, class K, class V, class O, class LSE, class DO>
+auto attention_backward(const Q& q, const K& k, const V& v, const O& out, const LSE& lse, const DO& dout, bool causal) {
+  using T = detail::value_t<Q>;
+  using TK = detail::value_t<K>;
+  using TV = detail::value_t<V>;
+  using C = detail::compute_t<T>;
+  const auto qe = eval(cast<C>(q));                                                     // (B, H, S, Dh)
+  const auto ke = eval(cast<C>(k));                                                     // (B, Hkv, S, Dh)
+  const auto ve = eval(cast<C>(v));                                                     // (B, Hkv, S, Dh)
+  const auto n = detail::check_attention("attention_backward", qe, ke, ve);
+  const auto oe = eval(cast<C>(out));                                                   // (B, H, S, Dh)
+  const auto doe = eval(cast<C>(dout));                                                 // (B, H, S, Dh)
+  const auto le = eval(cast<C>(lse));                                                   // (B, H, S)
+  detail::require_same_shape("attention_backward", "out", oe.extents(), "q", qe.extents());
+  detail::require_same_shape("attention_backward", "dout", doe.extents(), "q", qe.extents());
+  detail::require_same_shape("attention_backward", "lse", le.extents(), "(B, H, S)", dims<3>(n.B, n.H, n.S));
+  const C scale = static_cast<C>(1.0 / std::sqrt(static_cast<double>(n.D)));
+  const auto q5 = reshape(qe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
+  const auto k4 = reshape(ke, dims<4>(n.B, n.G, n.S, n.D));                             // (B, Hkv, S, Dh)
+  const auto v4 = reshape(ve, dims<4>(n.B, n.G, n.S, n.D));                             // (B, Hkv, S, Dh)
+  const auto o5 = reshape(oe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
+  const auto do5 = reshape(doe, dims<5>(n.B, n.G, n.R, n.S, n.D));                      // (B, Hkv, R, S, Dh)
+  const auto l5 = reshape(le, dims<5>(n.B, n.G, n.R, n.S, 1));                          // (B, Hkv, R, S, 1)
+  const auto mask = detail::attention_mask(n.S, causal);                                // (S, S)
+  auto p = einsum<"b g r q d, b g k d -> b g r q k">(q5, k4);                           // (B, Hkv, R, S, S): scores
+  assign(p, where(mask, exp(p * scale - l5), static_cast<C>(0)));                       // (B, Hkv, R, S, S): P
+  const auto dv5 = einsum<"b g r q k, b g r q d -> b g k d">(p, do5);                   // (B, Hkv, S, Dh)
+  auto ds = einsum<"b g r q d, b g k d -> b g r q k">(do5, v4);                         // (B, Hkv, R, S, S): dP
+  const auto delta = eval(reduce<"... d -> ... 1", "sum">(do5 * o5));                   // (B, Hkv, R, S, 1)
+  assign(ds, p * (ds - delta) * scale);                                                 // (B, Hkv, R, S, S): dS·scale
+  const auto dq5 = einsum<"b g r q k, b g k d -> b g r q d">(ds, k4);                   // (B, Hkv, R, S, Dh)
+  const auto dk4 = einsum<"b g r q k, b g r q d -> b g k d">(ds, q5);                   // (B, Hkv, S, Dh)
+  auto dq = detail::eval_as<T>(as_expression(q).extents(), cast<T>(reshape(dq5, qe.extents())));   // (B, H, S, Dh)
+  auto dk = detail::eval_as<TK>(as_expression(k).extents(), cast<TK>(reshape(dk4, ke.extents())));  // (B, Hkv, S, Dh)
+  auto dv = detail::eval_as<TV>(as_expression(v).extents(), cast<TV>(reshape(dv5, ve.extents())));  // (B, Hkv, S, Dh)
+  return attention_grads<decltype(dq), decltype(dk), decltype(dv)>{std::move(dq), std::move(dk), std::move(dv)};
+}
+
+}  // namespace einlm::nn
