@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/nn/data/transformer_<name>.safetensors: a PyTorch reference of the CS336 TransformerLM
+"""Writes tests/data/nn/transformer_<name>.safetensors: a PyTorch reference of the CS336 TransformerLM
 (forward logits, loss and every parameter gradient, all in float64) for three small configurations.
 
 Usage: python3 -m pip install torch numpy safetensors
@@ -69,7 +69,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-OUT_DIR = ROOT / "tests" / "nn" / "data"
+OUT_DIR = ROOT / "tests" / "data" / "nn"
 DTYPE = torch.float64
 INIT_STD = 0.3
 
