@@ -84,6 +84,14 @@ TEST_CASE("gradient clipping: CS336's case") {
   CHECK(optim::clip_grad_norm(1e9, grads[0]) == doctest::Approx(std::sqrt(25.0) * 0.0008944271109999231));
   CHECK(grads[0](0, 0) == doctest::Approx(0.0008944271109999231).epsilon(1e-6));
   CHECK_THROWS_AS(optim::clip_grad_norm(0.0, grads[0]), value_error);
+
+  // The same over a run-time list.
+  for (auto& g : grads) g = 1.0f;
+  const double listed = optim::clip_grad_norm_each(0.01, [&](auto&& f) {
+    for (auto& g : grads) f(g);
+  });
+  CHECK(listed == doctest::Approx(std::sqrt(125.0)).epsilon(1e-12));
+  for (const auto& g : grads) CHECK(std::abs(g(2, 3) - 0.0008944271109999231) <= 1e-6 * 1e-3);
 }
 
 TEST_CASE("gradient clipping: random float, double and strided gradients") {

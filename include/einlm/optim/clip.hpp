@@ -5,6 +5,8 @@
 //   double norm = clip_grad_norm(max_norm, g1, g2, …);   the norm before clipping; when it exceeds
 //                                                        max_norm every gᵢ is scaled in place by
 //                                                        max_norm / (norm + 1e-6)
+//   double norm = clip_grad_norm_each(max_norm, each);   the same over a run-time list: each(f)
+//                                                        calls f(g) for every gradient g
 // Arguments: host tensors or views (any strides) of float, double, bf16 or fp16; pass only the
 // gradients that exist (a frozen parameter has none and is left alone). Sums of squares accumulate
 // in double, each tensor in one threaded pass; the scaling is one fused pass per tensor. A NaN or
@@ -62,6 +64,25 @@ double clip_grad_norm(double max_norm, G&&... grads) {
           assign(v, cast<T>(cast<C>(v) * static_cast<C>(scale)));
         }(grads),
         ...);
+  }
+  return norm;
+}
+
+/// clip_grad_norm over a run-time list of gradients: `each(f)` calls f(g) for every gradient g.
+template <class Each>
+double clip_grad_norm_each(double max_norm, Each&& each) {
+  if (!(max_norm > 0)) throw value_error(einlm::detail::concat("clip_grad_norm: max_norm must be > 0, got ", max_norm));
+  double sum = 0.0;
+  each([&](const auto& g) { sum += detail::sum_of_squares(g); });
+  const double norm = std::sqrt(sum);
+  if (norm > max_norm) {
+    const double scale = max_norm / (norm + clip_eps);
+    each([&](auto& g) {
+      auto v = as_view(g);
+      using T = typename decltype(v)::value_type;
+      using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
+      assign(v, cast<T>(cast<C>(v) * static_cast<C>(scale)));
+    });
   }
   return norm;
 }

@@ -1,0 +1,324 @@
+// einlm-lm — trains, evaluates and samples transformer language models from the command line.
+//
+// Subcommands: train, eval, generate, logits (see k_usage or --help). A model lives in a directory:
+// DIR/config.json (nn::transformer_config) and DIR/model.safetensors (CS336 tensor names; F32, F16
+// or BF16), plus optimizer.safetensors and state.safetensors when einlm-lm trained it. Errors go
+// to stderr as "einlm-lm: error: ..." with exit status 1; usage errors exit with 2.
+#include <unistd.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "einlm/core/npy.hpp"
+#include "einlm/core/safetensors.hpp"
+#include "einlm/nn/accounting.hpp"
+#include "einlm/nn/generate.hpp"
+#include "einlm/nn/transformer.hpp"
+#include "einlm/tokenizer.hpp"
+#include "einlm/train/config_json.hpp"
+#include "einlm/train/trainer.hpp"
+
+using namespace einlm;
+
+namespace {
+
+constexpr const char* k_usage = R"(usage: einlm-lm COMMAND [OPTIONS]
+
+Transformer language models (CS336's architecture) on the CPU.
+
+Commands:
+  train --data TRAIN.u16 [--val VAL.u16 | --val-fraction F] --config config.json --out DIR
+        [--steps N] [--batch B] [--context T] [--lr LR] [--min-lr LR] [--warmup N]
+        [--weight-decay W] [--clip C] [--z-loss Z] [--seed S] [--resume DIR]
+        [--log-every N] [--eval-every N] [--eval-batches N] [--checkpoint-every N]
+        [--token-width u16|u32] [--peak-tflops X] [--progress auto|always|never] [--device cpu|cuda]
+      Trains a model of the shape in config.json on a token file (flat little-endian uint16 or
+      uint32 ids, as `einlm-tokenizer encode --format u16` writes) and keeps the latest checkpoint
+      in DIR (config.json, model.safetensors, optimizer.safetensors, state.safetensors, and
+      metrics.jsonl). --val-fraction F holds out the last fraction F of the data for validation.
+      --resume DIR continues a run exactly where it stopped (the same DIR as --out is fine).
+      Defaults: 1000 steps, batch 16, the model's context length, lr 1e-3 decaying to lr/10 by a
+      cosine schedule after 100 warm-up steps, weight decay 0.1 (not on norms and embeddings),
+      clip 1.0, seed 0. MFU is shown when --peak-tflops gives the machine's peak.
+
+  eval --checkpoint DIR --data FILE.u16 [--batch B] [--context T] [--batches N] [--token-width W]
+      Mean cross-entropy (nats per token) and perplexity over N fixed batches (default 16).
+
+  generate --checkpoint DIR --vocab vocab.json --merges merges.txt --prompt TEXT
+           [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--special TOKEN]...
+      Continues TEXT and streams the text to standard output as tokens arrive. Stops after
+      <|endoftext|> when the vocabulary has it (or any --special token). Defaults: 200 tokens,
+      temperature 0.8, top-p 0.95, no top-k, seed 0; temperature 0 is greedy.
+
+  logits --checkpoint DIR --ids "ID ID ..." --out FILE.npy
+      Writes the logits of one sequence as float32 .npy of shape (sequence, vocab).
+
+Options:
+  -h, --help    this text
+Exit status: 0 on success, 1 on an error (message on stderr), 2 on a usage error.
+)";
+
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct args {
+  std::string command;
+  std::map<std::string, std::string> values;
+  std::vector<std::string> specials;
+  bool has(const std::string& k) const { return values.count(k) != 0; }
+  std::string get(const std::string& k) const {
+    const auto it = values.find(k);
+    if (it == values.end()) throw usage_error(einlm::detail::concat(command, " needs --", k));
+    return it->second;
+  }
+  std::string get(const std::string& k, const std::string& fallback) const { return has(k) ? get(k) : fallback; }
+  double number(const std::string& k, double fallback) const {
+    if (!has(k)) return fallback;
+    const std::string s = get(k);
+    double v = 0;
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || !std::isfinite(v))
+      throw usage_error(einlm::detail::concat("--", k, " expects a number, got '", s, "'"));
+    return v;
+  }
+  std::int64_t integer(const std::string& k, std::int64_t fallback) const {
+    if (!has(k)) return fallback;
+    const std::string s = get(k);
+    std::int64_t v = 0;
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || v < 0)
+      throw usage_error(einlm::detail::concat("--", k, " expects a non-negative integer, got '", s, "'"));
+    return v;
+  }
+};
+
+args parse_args(int argc, char** argv) {
+  static const std::set<std::string> known = {
+      "data", "val", "val-fraction", "config", "out", "steps", "batch", "context", "lr", "min-lr", "warmup",
+      "weight-decay", "clip", "z-loss", "seed", "resume", "log-every", "eval-every", "eval-batches",
+      "checkpoint-every", "token-width", "peak-tflops", "progress", "device", "checkpoint", "batches", "vocab",
+      "merges", "prompt", "max-tokens", "temperature", "top-p", "top-k", "ids"};
+  args a;
+  if (argc < 2) throw usage_error("no command given");
+  a.command = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    const std::string f = argv[i];
+    if (f == "-h" || f == "--help") {
+      a.command = "help";
+      continue;
+    }
+    if (f.rfind("--", 0) != 0) throw usage_error("unexpected argument '" + f + "'");
+    const std::string key = f.substr(2);
+    if (key != "special" && !known.count(key)) throw usage_error("unknown option " + f);
+    if (i + 1 >= argc) throw usage_error(f + " needs a value");
+    if (key == "special") a.specials.push_back(argv[++i]);
+    else a.values[key] = argv[++i];
+  }
+  return a;
+}
+
+train::token_width width_of(const args& a) {
+  const std::string w = a.get("token-width", "u16");
+  if (w == "u16") return train::token_width::u16;
+  if (w == "u32") return train::token_width::u32;
+  throw usage_error("--token-width must be u16 or u32, got '" + w + "'");
+}
+
+std::string shape_text(const std::vector<index_t>& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+/// Loads DIR/config.json and DIR/model.safetensors (F32, F16 or BF16 tensors) into a float model.
+nn::transformer_lm<float> load_model(const std::string& dir) {
+  const auto d = std::filesystem::path(dir);
+  nn::transformer_lm<float> model(train::load_config((d / "config.json").string()));
+  const safetensors_file f((d / "model.safetensors").string());
+  // Check every tensor before loading any.
+  model.for_each_parameter([&](const std::string& name, auto& w) {
+    if (!f.contains(name)) throw io_error(einlm::detail::concat(f.path(), ": the model has no tensor '", name, "'"));
+    const auto& info = f.info(name);
+    std::vector<index_t> expected;
+    for (std::size_t r = 0; r < w.extents().rank(); ++r) expected.push_back(w.extent(r));
+    if (info.shape != expected)
+      throw shape_error(einlm::detail::concat(f.path(), ": tensor '", name, "' has shape ", shape_text(info.shape),
+                                              "; config.json implies ", shape_text(expected)));
+    if (info.dtype != "F32" && info.dtype != "BF16" && info.dtype != "F16")
+      throw io_error(einlm::detail::concat(f.path(), ": tensor '", name, "' has dtype ", info.dtype,
+                                           "; expected F32, BF16 or F16"));
+  });
+  model.for_each_parameter([&](const std::string& name, auto& w) {
+    using E = typename std::remove_cvref_t<decltype(w)>::extents_type;
+    const std::string& dtype = f.info(name).dtype;
+    if (dtype == "F32") {
+      f.load_into(name, w);
+    } else if (dtype == "BF16") {
+      const auto half = f.load<bf16, E>(name);
+      w = cast<float>(half);
+    } else {
+      const auto half = f.load<fp16, E>(name);
+      w = cast<float>(half);
+    }
+  });
+  return model;
+}
+
+int cmd_train(const args& a) {
+  if (a.get("device", "cpu") != "cpu")
+    throw usage_error("--device " + a.get("device") + ": only the CPU is supported by einlm-lm so far");
+  const auto config = train::load_config(a.get("config"));
+  const std::uint64_t seed = static_cast<std::uint64_t>(a.integer("seed", 0));
+  nn::transformer_lm<float> model(config, seed);
+  const auto all = train::token_dataset::open(a.get("data"), width_of(a));
+  std::optional<train::token_dataset> fit_data, val_data;
+  if (a.has("val") && a.has("val-fraction")) throw usage_error("give --val or --val-fraction, not both");
+  if (a.has("val")) {
+    fit_data = all;
+    val_data = train::token_dataset::open(a.get("val"), width_of(a));
+  } else if (a.has("val-fraction")) {
+    auto [x, y] = all.split(1.0 - a.number("val-fraction", 0.1));
+    fit_data = x;
+    val_data = y;
+  } else {
+    fit_data = all;
+  }
+  train::trainer_options o;
+  o.steps = a.integer("steps", 1000);
+  o.batch_size = a.integer("batch", 16);
+  o.context_length = a.integer("context", config.context_length);
+  o.max_lr = a.number("lr", 1e-3);
+  o.min_lr = a.number("min-lr", o.max_lr / 10);
+  o.warmup_steps = a.integer("warmup", std::min<std::int64_t>(100, o.steps / 10));
+  o.weight_decay = a.number("weight-decay", 0.1);
+  o.grad_clip = a.number("clip", 1.0);
+  o.z_loss = a.number("z-loss", 0.0);
+  o.seed = seed;
+  o.log_every = std::max<std::int64_t>(1, a.integer("log-every", 10));
+  o.eval_every = a.integer("eval-every", 100);
+  o.eval_batches = a.integer("eval-batches", 8);
+  o.checkpoint_every = a.integer("checkpoint-every", 0);
+  o.out_dir = a.get("out");
+  o.resume_dir = a.get("resume", "");
+  o.flops_per_step = nn::flops_forward(config, o.batch_size, o.context_length) +
+                     nn::flops_backward(config, o.batch_size, o.context_length);
+  o.peak_flops = a.number("peak-tflops", 0.0) * 1e12;
+  const std::string progress = a.get("progress", "auto");
+  if (progress != "auto" && progress != "always" && progress != "never")
+    throw usage_error("--progress must be auto, always or never");
+  o.progress_bar = progress == "always" || (progress == "auto" && isatty(STDERR_FILENO));
+  std::cerr << "model: " << model.parameters().size() << " parameters, " << config.num_layers << " layers, d_model "
+            << config.d_model << ", " << config.num_heads << " heads (" << config.kv_heads() << " kv), vocab "
+            << config.vocab_size << "; data: " << fit_data->size() << " training tokens"
+            << (val_data ? einlm::detail::concat(", ", val_data->size(), " validation tokens") : std::string()) << "\n";
+  const auto r = train::fit(model, *fit_data, val_data ? &*val_data : nullptr, o, std::cerr);
+  std::cerr << "trained to step " << r.steps << " in " << train::detail::duration_text(r.seconds) << ", "
+            << static_cast<long long>(r.tokens_per_second) << " tokens/s; final loss " << r.loss;
+  if (std::isfinite(r.val_loss)) std::cerr << ", validation loss " << r.val_loss;
+  std::cerr << "\ncheckpoint: " << o.out_dir << "\n";
+  return 0;
+}
+
+int cmd_eval(const args& a) {
+  auto model = load_model(a.get("checkpoint"));
+  const auto data = train::token_dataset::open(a.get("data"), width_of(a));
+  const auto batch = a.integer("batch", 16), context = a.integer("context", model.config().context_length);
+  const double loss = train::evaluate(model, data, batch, context, a.integer("batches", 16), 0);
+  std::printf("loss %.4f nats/token, perplexity %.2f\n", loss, std::exp(loss));
+  return 0;
+}
+
+int cmd_generate(const args& a) {
+  auto model = load_model(a.get("checkpoint"));
+  tokenizer::bpe_model m = tokenizer::load_gpt2(a.get("vocab"), a.get("merges"));
+  std::vector<std::string> specials = a.specials;
+  if (specials.empty()) specials.push_back("<|endoftext|>");
+  for (const auto& s : specials)
+    if (std::find(m.special_tokens.begin(), m.special_tokens.end(), s) == m.special_tokens.end())
+      m.special_tokens.push_back(s);
+  const tokenizer::bpe_tokenizer tok(std::move(m));
+  if (static_cast<std::int64_t>(tok.vocab_size()) > model.config().vocab_size)
+    throw value_error(einlm::detail::concat("the tokenizer has ", tok.vocab_size(), " tokens, the model's vocabulary ",
+                                            model.config().vocab_size));
+  const std::string prompt = a.get("prompt");
+  const auto ids = tok.encode(prompt);
+  if (ids.empty()) throw usage_error("--prompt must not be empty");
+  nn::generation_options o;
+  o.max_new_tokens = a.integer("max-tokens", 200);
+  o.sampling.temperature = a.number("temperature", 0.8);
+  o.sampling.top_p = a.number("top-p", 0.95);
+  o.sampling.top_k = a.integer("top-k", 0);
+  o.seed = static_cast<std::uint64_t>(a.integer("seed", 0));
+  if (const auto eos = tok.special_id(specials.front())) o.stop_token = *eos;
+  tokenizer::stream_decoder decoder(tok);
+  std::string piece;
+  std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+  nn::generate(model, std::vector<std::int64_t>(ids.begin(), ids.end()), o, [&](std::int64_t id) {
+    if (id == o.stop_token) return;
+    const tokenizer::token_id t = static_cast<tokenizer::token_id>(id);
+    piece.clear();
+    decoder.push(std::span<const tokenizer::token_id>(&t, 1), piece);
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+  });
+  piece.clear();
+  decoder.finish(piece);
+  std::fwrite(piece.data(), 1, piece.size(), stdout);
+  std::fputc('\n', stdout);
+  return 0;
+}
+
+int cmd_logits(const args& a) {
+  auto model = load_model(a.get("checkpoint"));
+  std::vector<std::int64_t> ids;
+  const std::string text = a.get("ids");
+  for (std::size_t i = 0; i < text.size();) {
+    while (i < text.size() && (text[i] == ' ' || text[i] == ',' || text[i] == '\t' || text[i] == '\n')) ++i;
+    if (i == text.size()) break;
+    std::int64_t v = 0;
+    const auto [p, ec] = std::from_chars(text.data() + i, text.data() + text.size(), v);
+    if (ec != std::errc()) throw usage_error("--ids expects integers separated by spaces or commas");
+    ids.push_back(v);
+    i = static_cast<std::size_t>(p - text.data());
+  }
+  if (ids.empty()) throw usage_error("--ids must hold at least one id");
+  tensor<std::int64_t, dims<2>> input(1, static_cast<index_t>(ids.size()));  // (1, S)
+  std::copy(ids.begin(), ids.end(), input.data());
+  const auto logits = model.logits(input);                                 // (1, S, V)
+  tensor<float, dims<2>> out(logits.extent(1), logits.extent(2));           // (S, V)
+  std::copy(logits.data(), logits.data() + logits.size(), out.data());
+  save_npy(a.get("out"), out);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const args a = parse_args(argc, argv);
+    if (a.command == "help" || a.command == "-h" || a.command == "--help") {
+      std::fputs(k_usage, stdout);
+      return 0;
+    }
+    if (a.command == "train") return cmd_train(a);
+    if (a.command == "eval") return cmd_eval(a);
+    if (a.command == "generate") return cmd_generate(a);
+    if (a.command == "logits") return cmd_logits(a);
+    throw usage_error("unknown command '" + a.command + "'");
+  } catch (const usage_error& e) {
+    std::fprintf(stderr, "einlm-lm: %s\nRun 'einlm-lm --help' for usage.\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "einlm-lm: error: %s\n", e.what());
+    return 1;
+  }
+}

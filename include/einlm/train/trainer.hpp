@@ -1,0 +1,236 @@
+// einlm/train/trainer.hpp — the training loop of a language model: batches, forward + backward,
+// NaN/inf stop, global-norm clipping, AdamW with a cosine schedule and parameter groups,
+// validation, progress, JSONL metrics and checkpoints (with resume).
+//
+//   train::trainer_options o{.steps = 2000, .batch_size = 32, .context_length = 256, .max_lr = 1e-3,
+//                            .out_dir = "runs/tiny"};
+//   train::fit_result r = train::fit(model, train_tokens, &val_tokens, o, std::cerr);
+//
+// `model` is any object with config(), zero_grad(), forward_backward(inputs, targets, z_loss),
+// logits(inputs), for_each_parameter(f) and for_each_parameter_and_gradient(f) — as
+// nn::transformer_lm has. Each step: batch `draw` of get_batch(train, B, T, (seed, 0)); gradients
+// zeroed; loss; a loss or gradient norm that is NaN or infinite stops training with a
+// training_error naming the step, before the parameters are touched, so the last checkpoint in
+// out_dir stays the last good state; gradients clipped to grad_clip (global L2 norm, CS336
+// semantics; 0 = no clipping, the norm is still reported); AdamW at the learning rate of
+// cosine_schedule{max_lr, min_lr, warmup_steps, steps}(step), with no weight decay for norm gains
+// and embeddings unless decay_all is set.
+//
+// Every log_every steps (and at the last) a line goes to `log`: step, loss, learning rate,
+// gradient norm, tokens/s, MFU (when flops_per_step and peak_flops are given) and ETA — drawn
+// over itself when progress_bar is set (a terminal). Every eval_every steps, and at the end, the
+// mean loss of eval_batches fixed validation batches (stream (seed, 1), draws 0, 1, …). With
+// out_dir set: metrics.jsonl (one JSON object per logged step and per validation), config.json,
+// and a checkpoint (train/checkpoint.hpp) every checkpoint_every steps and at the end. With
+// resume_dir set, training continues from that checkpoint: the step, the data draw, the seed and
+// the AdamW state are restored, so the continued run equals an uninterrupted one (bit for bit on
+// the CPU).
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "einlm/core/error.hpp"
+#include "einlm/nn/functional.hpp"
+#include "einlm/optim/adamw.hpp"
+#include "einlm/optim/clip.hpp"
+#include "einlm/optim/schedule.hpp"
+#include "einlm/train/checkpoint.hpp"
+#include "einlm/train/config_json.hpp"
+#include "einlm/train/data.hpp"
+
+namespace einlm::train {
+
+/// Training stopped because the loss or the gradient stopped being finite.
+struct training_error : value_error {
+  using value_error::value_error;
+};
+
+struct trainer_options {
+  std::int64_t steps = 1000;             // total optimizer steps (a resumed run continues to it)
+  index_t batch_size = 16;
+  index_t context_length = 128;
+  double max_lr = 1e-3;
+  double min_lr = 1e-4;
+  std::int64_t warmup_steps = 100;
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double weight_decay = 0.1;
+  bool decay_all = false;                // also decay norm gains and embeddings
+  double grad_clip = 1.0;                // 0: no clipping
+  double z_loss = 0.0;
+  std::uint64_t seed = 0;
+  std::int64_t log_every = 10;
+  std::int64_t eval_every = 100;         // 0: only at the end
+  std::int64_t eval_batches = 8;
+  std::int64_t checkpoint_every = 0;     // 0: only at the end
+  std::string out_dir = {};              // empty: no files
+  std::string resume_dir = {};           // empty: start fresh
+  double flops_per_step = 0;             // model FLOPs of one step (forward + backward), for MFU
+  double peak_flops = 0;                 // the hardware's peak FLOP/s, for MFU
+  bool progress_bar = false;             // redraw one line (a terminal) instead of printing lines
+};
+
+struct fit_result {
+  std::int64_t steps = 0;                // the step reached
+  double loss = 0;                       // the last training loss
+  double val_loss = NAN;                 // the last validation loss (NaN without validation data)
+  double tokens_per_second = 0;          // over this run's steps
+  double seconds = 0;
+  std::vector<std::pair<std::int64_t, double>> losses = {};     // (step, loss) of this run
+  std::vector<std::pair<std::int64_t, double>> val_losses = {}; // (step, loss) of this run
+};
+
+namespace detail {
+
+inline std::string duration_text(double s) {
+  char buf[32];
+  if (!(s >= 0) || s > 1e8) return "?";
+  const auto t = static_cast<long long>(s + 0.5);
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%lldh%02lldm", t / 3600, t / 60 % 60);
+  else if (t >= 60) std::snprintf(buf, sizeof buf, "%lldm%02llds", t / 60, t % 60);
+  else std::snprintf(buf, sizeof buf, "%llds", t);
+  return buf;
+}
+
+inline std::string format(const char* fmt, double v) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, fmt, v);
+  return buf;
+}
+
+}  // namespace detail
+
+/// Mean loss of `batches` fixed batches of `data` (stream (seed, 1), draws 0 … batches − 1).
+template <class Model>
+double evaluate(Model& model, const token_dataset& data, index_t batch_size, index_t context_length,
+                std::int64_t batches, std::uint64_t seed) {
+  double total = 0;
+  for (std::int64_t i = 0; i < batches; ++i) {
+    const auto b = get_batch(data, batch_size, context_length, random_stream{seed, 1}, static_cast<std::uint64_t>(i));
+    total += nn::cross_entropy(model.logits(b.inputs), b.targets);
+  }
+  return batches > 0 ? total / static_cast<double>(batches) : NAN;
+}
+
+/// Trains `model` on `train` (validating on `val` when not null); see the file comment.
+template <class Model>
+fit_result fit(Model& model, const token_dataset& train, const token_dataset* val, const trainer_options& o,
+               std::ostream& log) {
+  if (o.steps < 0 || o.batch_size <= 0 || o.context_length <= 0 || o.log_every <= 0 || o.eval_batches < 0)
+    throw value_error("trainer: steps must be ≥ 0, and batch_size, context_length and log_every positive");
+  if (o.context_length > model.config().context_length)
+    throw value_error(einlm::detail::concat("trainer: the batch context length ", o.context_length,
+                                            " exceeds the model's context_length ", model.config().context_length));
+  const optim::cosine_schedule schedule{o.max_lr, o.min_lr, o.warmup_steps, std::max(o.steps, o.warmup_steps)};
+  schedule.check();
+  optim::adamw opt({.beta1 = o.beta1, .beta2 = o.beta2, .eps = o.eps, .weight_decay = o.weight_decay});
+  trainer_state state{.step = 0, .seed = o.seed, .data_draw = 0};
+  if (!o.resume_dir.empty()) {
+    state = load_checkpoint(o.resume_dir, model, &opt);
+    log << "resumed from " << o.resume_dir << " at step " << state.step << "\n";
+  }
+  std::ofstream metrics;
+  if (!o.out_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.out_dir, ec);
+    if (ec) throw io_error(einlm::detail::concat(o.out_dir, ": cannot create the output directory (", ec.message(), ")"));
+    save_config((std::filesystem::path(o.out_dir) / "config.json").string(), model.config());
+    const auto path = (std::filesystem::path(o.out_dir) / "metrics.jsonl").string();
+    metrics.open(path, state.step > 0 ? std::ios::app : std::ios::trunc);
+    if (!metrics) throw io_error(einlm::detail::concat(path, ": cannot open for writing"));
+  }
+  auto checkpoint = [&] {
+    if (o.out_dir.empty()) return;
+    save_checkpoint(o.out_dir, model, opt, state);
+  };
+
+  fit_result result;
+  const auto start = std::chrono::steady_clock::now();
+  auto window_start = start;
+  std::int64_t window_steps = 0, run_steps = 0;
+  const double tokens_per_step = static_cast<double>(o.batch_size * o.context_length);
+  auto validate = [&] {
+    if (!val) return;
+    const double v = evaluate(model, *val, o.batch_size, o.context_length, o.eval_batches, state.seed);
+    result.val_loss = v;
+    result.val_losses.emplace_back(state.step, v);
+    if (o.progress_bar) log << "\n";
+    log << "step " << state.step << ": validation loss " << detail::format("%.4f", v) << "\n";
+    if (metrics) metrics << "{\"step\": " << state.step << ", \"val_loss\": " << detail::json_number(v) << "}\n" << std::flush;
+  };
+
+  while (state.step < o.steps) {
+    const auto batch = get_batch(train, o.batch_size, o.context_length, random_stream{state.seed, 0}, state.data_draw);
+    model.zero_grad();
+    const double loss = model.forward_backward(batch.inputs, batch.targets, o.z_loss);
+    auto each_gradient = [&](auto&& f) {
+      model.for_each_parameter_and_gradient([&](const std::string&, auto&, auto& g) { f(g); });
+    };
+    const double norm = o.grad_clip > 0 ? optim::clip_grad_norm_each(o.grad_clip, each_gradient)
+                                        : optim::clip_grad_norm_each(INFINITY, each_gradient);
+    if (!std::isfinite(loss) || !std::isfinite(norm)) {
+      if (o.progress_bar) log << "\n";
+      throw training_error(einlm::detail::concat(
+          "training stopped at step ", state.step + 1, ": the ", std::isfinite(loss) ? "gradient norm" : "loss", " is ",
+          std::isfinite(loss) ? norm : loss,
+          o.out_dir.empty() ? std::string() : einlm::detail::concat("; the last checkpoint in ", o.out_dir, " is intact")));
+    }
+    const double lr = schedule(state.step);
+    opt.begin_step(lr);
+    model.for_each_parameter_and_gradient([&](const std::string& name, auto& w, auto& g) {
+      const bool exempt = !o.decay_all && (w.extents().rank() == 1 || name == "token_embeddings.weight");
+      opt.update(name, w, g, exempt ? 0.0 : o.weight_decay);
+    });
+    ++state.step;
+    ++state.data_draw;
+    ++window_steps;
+    ++run_steps;
+    result.loss = loss;
+    result.losses.emplace_back(state.step, loss);
+
+    if (state.step % o.log_every == 0 || state.step == o.steps) {
+      const auto now = std::chrono::steady_clock::now();
+      const double window = std::chrono::duration<double>(now - window_start).count();
+      const double steps_per_second = window > 0 ? static_cast<double>(window_steps) / window : 0;
+      const double tps = steps_per_second * tokens_per_step;
+      const double mfu = o.flops_per_step > 0 && o.peak_flops > 0 ? steps_per_second * o.flops_per_step / o.peak_flops : NAN;
+      const double eta = steps_per_second > 0 ? static_cast<double>(o.steps - state.step) / steps_per_second : NAN;
+      std::string line;
+      if (o.progress_bar) {
+        const int width = 24, filled = static_cast<int>(width * state.step / std::max<std::int64_t>(o.steps, 1));
+        line = "\r[" + std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(width - filled), '.') + "] ";
+      }
+      line += einlm::detail::concat("step ", state.step, "/", o.steps, "  loss ", detail::format("%.4f", loss), "  lr ",
+                                    detail::format("%.2e", lr), "  |g| ", detail::format("%.3f", norm), "  ",
+                                    detail::format("%.0f", tps), " tok/s");
+      if (std::isfinite(mfu)) line += "  MFU " + detail::format("%.2f%%", 100 * mfu);
+      line += "  ETA " + detail::duration_text(eta);
+      log << line << (o.progress_bar ? "   " : "\n") << std::flush;
+      if (metrics)
+        metrics << "{\"step\": " << state.step << ", \"loss\": " << detail::json_number(loss) << ", \"lr\": " << detail::json_number(lr)
+                << ", \"grad_norm\": " << detail::json_number(norm) << ", \"tokens_per_second\": " << detail::json_number(tps)
+                << ", \"mfu\": " << (std::isfinite(mfu) ? detail::json_number(mfu) : std::string("null")) << "}\n"
+                << std::flush;
+      window_start = now;
+      window_steps = 0;
+    }
+    if (o.eval_every > 0 && state.step % o.eval_every == 0 && state.step != o.steps) validate();
+    if (o.checkpoint_every > 0 && state.step % o.checkpoint_every == 0 && state.step != o.steps) checkpoint();
+  }
+  if (o.progress_bar) log << "\n";
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.tokens_per_second = result.seconds > 0 ? static_cast<double>(run_steps) * tokens_per_step / result.seconds : 0;
+  result.steps = state.step;
+  validate();
+  checkpoint();
+  return result;
+}
+
+}  // namespace einlm::train
