@@ -173,6 +173,19 @@ nn::transformer_lm<float> load_model(const std::string& dir) {
   return model;
 }
 
+/// Cross-entropy (nats per token) of `val` under the add-one-smoothed token frequencies of
+/// `fit`: the loss of a model that ignores context, the baseline a language model must beat.
+double unigram_baseline(const train::token_dataset& fit, const train::token_dataset& val, std::int64_t vocab) {
+  std::vector<double> counts(static_cast<std::size_t>(vocab), 1.0);
+  for (std::size_t i = 0; i < fit.size(); ++i)
+    if (fit[i] < counts.size()) counts[fit[i]] += 1;
+  const double total = static_cast<double>(fit.size()) + static_cast<double>(vocab);
+  double loss = 0;
+  for (std::size_t i = 0; i < val.size(); ++i)
+    loss -= std::log((val[i] < counts.size() ? counts[val[i]] : 1.0) / total);
+  return val.size() ? loss / static_cast<double>(val.size()) : NAN;
+}
+
 int cmd_train(const args& a) {
   if (a.get("device", "cpu") != "cpu")
     throw usage_error("--device " + a.get("device") + ": only the CPU is supported by einlm-lm so far");
@@ -220,10 +233,18 @@ int cmd_train(const args& a) {
             << config.d_model << ", " << config.num_heads << " heads (" << config.kv_heads() << " kv), vocab "
             << config.vocab_size << "; data: " << fit_data->size() << " training tokens"
             << (val_data ? einlm::detail::concat(", ", val_data->size(), " validation tokens") : std::string()) << "\n";
+  double baseline = NAN;
+  if (val_data) {
+    baseline = unigram_baseline(*fit_data, *val_data, config.vocab_size);
+    std::cerr << "unigram baseline: " << train::detail::format("%.4f", baseline)
+              << " nats/token on the validation tokens (token frequencies alone, no context)\n";
+  }
   const auto r = train::fit(model, *fit_data, val_data ? &*val_data : nullptr, o, std::cerr);
   std::cerr << "trained to step " << r.steps << " in " << train::detail::duration_text(r.seconds) << ", "
             << static_cast<long long>(r.tokens_per_second) << " tokens/s; final loss " << r.loss;
-  if (std::isfinite(r.val_loss)) std::cerr << ", validation loss " << r.val_loss;
+  if (std::isfinite(r.val_loss))
+    std::cerr << ", validation loss " << train::detail::format("%.4f", r.val_loss) << " (unigram baseline "
+              << train::detail::format("%.4f", baseline) << ")";
   std::cerr << "\ncheckpoint: " << o.out_dir << "\n";
   return 0;
 }

@@ -264,18 +264,22 @@ TEST_CASE("transformer_lm: float agrees with double") {
 }
 
 TEST_CASE("transformer_lm: AdamW overfits one batch") {
-  nn::transformer_lm<float> model(small_config(), 11);
   const auto inputs = random_tokens(4, 12, 23, 6), targets = random_tokens(4, 12, 23, 7);  // (B, S) twice
+  std::vector<double> losses;
+  // [snippet train_step]
+  const nn::transformer_config config{.vocab_size = 23, .context_length = 16, .d_model = 16, .num_layers = 2,
+                                      .num_heads = 4, .num_kv_heads = 2, .d_ff = 24};
+  nn::transformer_lm<float> model(config, /*seed=*/11);
   optim::adamw opt({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.0});
-  double first = 0, last = 0;
   for (int step = 0; step < 60; ++step) {
     model.zero_grad();
-    const double loss = model.forward_backward(inputs, targets);
-    if (step == 0) first = loss;
-    last = loss;
+    const double loss = model.forward_backward(inputs, targets);  // inputs, targets: (B, S) token ids
     opt.begin_step(1e-2);
     model.for_each_parameter_and_gradient([&](const std::string& name, auto& w, const auto& g) { opt.update(name, w, g); });
+    losses.push_back(loss);
   }
+  // [end snippet]
+  const double first = losses.front(), last = losses.back();
   CHECK(first == doctest::Approx(std::log(23.0)).epsilon(0.15));
   CHECK(last < 0.3 * first);
 }

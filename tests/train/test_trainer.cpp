@@ -106,8 +106,10 @@ TEST_CASE("trainer: resuming equals an uninterrupted run, bit for bit") {
   auto first = o;
   first.steps = 3;
   first.out_dir = dir;
-  nn::transformer_lm<float> part(byte_config(), 3);
-  train::fit(part, data, nullptr, first, log);
+  // [snippet fit]
+  nn::transformer_lm<float> part(byte_config(), /*seed=*/3);
+  train::fit(part, data, /*validation=*/nullptr, first, log);  // checkpoints, config.json, metrics.jsonl in first.out_dir
+  // [end snippet]
   CHECK(std::filesystem::exists(dir + "/config.json"));
   CHECK(std::filesystem::exists(dir + "/model.safetensors"));
   CHECK(train::load_config(dir + "/config.json") == byte_config());
@@ -191,8 +193,11 @@ TEST_CASE("config.json: round trip, CS336's model_config.json, and errors that n
 TEST_CASE("generate: deterministic with a seed, greedy follows the argmax, stops at the stop token") {
   nn::transformer_lm<float> model(byte_config(), 4);
   const std::vector<std::int64_t> prompt = {116, 104, 101};
+  // [snippet generate]
   nn::generation_options o{.max_new_tokens = 20, .sampling = {.temperature = 1.0}, .seed = 7};
-  const auto a = nn::generate(model, prompt, o), b = nn::generate(model, prompt, o);
+  const auto a = nn::generate(model, prompt, o);  // the prompt's ids followed by 20 new ones
+  // [end snippet]
+  const auto b = nn::generate(model, prompt, o);
   CHECK(a == b);
   CHECK(a.size() == 23);
   CHECK(std::equal(prompt.begin(), prompt.end(), a.begin()));

@@ -147,6 +147,18 @@ void accumulate(D& dst, const S& src) {
   dst = dst + src;
 }
 
+/// (B, H, S, Dh) → (B, S, H·Dh): the heads side by side. Written through a (B, S, H, Dh) view of
+/// the result, so that the copy is a permutation with contiguous rows of Dh (the executor's row
+/// path) rather than an element-wise gather into a merged axis.
+template <class T, class X>
+tensor<T, dims<3>> merge_heads(const X& x) {
+  const index_t B = x.extent(0), H = x.extent(1), S = x.extent(2), Dh = x.extent(3);
+  tensor<T, dims<3>> out(B, S, H * Dh);                                            // (B, S, H·Dh)
+  auto split = rearrange<"b s (h e) -> b s h e">(out, axis_size<"h">{H});          // (B, S, H, Dh) view
+  assign(split, rearrange<"b h s e -> b s h e">(x));
+  return out;
+}
+
 /// What a block keeps from its forward pass for its backward pass.
 template <class T>
 struct block_activations {
@@ -314,7 +326,7 @@ class transformer_lm {
         k = rope(k, positions_, theta);                                            // (B, K, S, Dh)
       }
       auto [o, lse] = attention_forward(q, k, v, /*causal=*/true);                 // (B, H, S, Dh), (B, H, S)
-      tensor<T, dims<3>> o_merged = rearrange<"b h s e -> b s (h e)">(o);          // (B, S, D)
+      auto o_merged = detail::merge_heads<T>(o);                                   // (B, S, D)
       const auto attn_out = einsum<"b s e, d e -> b s d">(o_merged, w.output_proj);  // (B, S, D)
       tensor<T, dims<3>> h = x + attn_out;                                         // (B, S, D)
       auto bn = rms_norm(h, w.ln2, eps);                                           // (B, S, D)
@@ -390,9 +402,9 @@ class transformer_lm {
         dq_pre = std::move(dq_raw);
         dk_pre = std::move(dk_raw);
       }
-      tensor<T, dims<3>> dq_flat = rearrange<"b h s e -> b s (h e)">(dq_pre);      // (B, S, H·Dh)
-      tensor<T, dims<3>> dk_flat = rearrange<"b h s e -> b s (h e)">(dk_pre);      // (B, S, K·Dh)
-      tensor<T, dims<3>> dv_flat = rearrange<"b h s e -> b s (h e)">(dv);          // (B, S, K·Dh)
+      const auto dq_flat = detail::merge_heads<T>(dq_pre);                         // (B, S, H·Dh)
+      const auto dk_flat = detail::merge_heads<T>(dk_pre);                         // (B, S, K·Dh)
+      const auto dv_flat = detail::merge_heads<T>(dv);                             // (B, S, K·Dh)
       detail::accumulate(gw.q_proj, einsum<"b s o, b s d -> o d">(dq_flat, act.a));  // (H·Dh, D)
       detail::accumulate(gw.k_proj, einsum<"b s o, b s d -> o d">(dk_flat, act.a));  // (K·Dh, D)
       detail::accumulate(gw.v_proj, einsum<"b s o, b s d -> o d">(dv_flat, act.a));  // (K·Dh, D)

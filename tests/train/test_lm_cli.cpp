@@ -1,0 +1,138 @@
+// Tests of the einlm-lm command-line tool end to end: a tokenizer trained and a corpus encoded with
+// einlm-tokenizer, then train (checkpoint files, unigram baseline, validation), resume, eval,
+// logits (equal to the library's logits for the saved checkpoint), generate (deterministic with a
+// seed), and errors (exit status 2 for usage, 1 with a message naming the problem otherwise).
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "einlm/core/npy.hpp"
+#include "einlm/nn/transformer.hpp"
+#include "einlm/train/checkpoint.hpp"
+
+using namespace einlm;
+
+namespace {
+
+struct result {
+  int status;
+  std::string out;
+};
+
+/// Runs a command through the shell; stdout and stderr are captured together.
+result run(const std::string& tool, const std::string& args) {
+  const std::string cmd = tool + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int st = ::pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+result lm(const std::string& args) { return run(EINLM_LM_CLI, args); }
+
+struct work_dir {
+  std::filesystem::path path = std::filesystem::temp_directory_path() / ("einlm_lm_cli_" + std::to_string(::getpid()));
+  work_dir() { std::filesystem::create_directories(path); }
+  ~work_dir() { std::filesystem::remove_all(path); }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+std::string q(const std::string& s) { return "'" + s + "'"; }
+
+void write(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+}  // namespace
+
+TEST_CASE("einlm-lm: --help documents every command") {
+  const auto r = lm("--help");
+  CHECK(r.status == 0);
+  for (const char* word : {"train", "eval", "generate", "logits", "--data", "--val-fraction", "--config", "--out",
+                           "--resume", "--checkpoint", "--prompt", "--temperature", "--top-p", "--top-k", "--seed",
+                           "--ids", "--peak-tflops"})
+    CHECK(r.out.find(word) != std::string::npos);
+}
+
+TEST_CASE("einlm-lm: tokenizer, train, resume, eval, logits, generate") {
+  const work_dir w;
+  std::string text;
+  for (int i = 0; i < 300; ++i)
+    text += "Once upon a time there was a small model number " + std::to_string(i % 17) +
+            ". It learned to count.<|endoftext|>";
+  write(w / "corpus.txt", text);
+  auto r = run(EINLM_TOKENIZER_CLI, "train --vocab-size 300 --special '<|endoftext|>' --out " + q(w / "tok") + " " +
+                                        q(w / "corpus.txt"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  const std::string tok = "--vocab " + q(w / "tok/vocab.json") + " --merges " + q(w / "tok/merges.txt");
+  r = run(EINLM_TOKENIZER_CLI, "encode " + tok + " --special '<|endoftext|>' --format u16 --out " + q(w / "ids.u16") +
+                                   " " + q(w / "corpus.txt"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  write(w / "config.json",
+        R"({"vocab_size": 300, "context_length": 32, "d_model": 32, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2})");
+
+  const std::string common = "--data " + q(w / "ids.u16") + " --val-fraction 0.1 --config " + q(w / "config.json") +
+                             " --batch 4 --lr 3e-3 --warmup 2 --eval-every 0 --eval-batches 2 --progress never";
+  r = lm("train " + common + " --steps 6 --out " + q(w / "model"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("unigram baseline: ") != std::string::npos);
+  CHECK(r.out.find("step 6/6") != std::string::npos);
+  CHECK(r.out.find("validation loss") != std::string::npos);
+  for (const char* f : {"config.json", "model.safetensors", "optimizer.safetensors", "state.safetensors", "metrics.jsonl"})
+    CHECK(std::filesystem::exists(w / ("model/" + std::string(f))));
+
+  // Resume to step 9 in the same directory.
+  r = lm("train " + common + " --steps 9 --resume " + q(w / "model") + " --out " + q(w / "model"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("resumed from") != std::string::npos);
+  CHECK(r.out.find("step 9/9") != std::string::npos);
+
+  r = lm("eval --checkpoint " + q(w / "model") + " --data " + q(w / "ids.u16") + " --batches 2 --batch 2");
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("perplexity") != std::string::npos);
+
+  // logits equal the library's for the same checkpoint.
+  r = lm("logits --checkpoint " + q(w / "model") + " --ids '5, 17 200 3' --out " + q(w / "logits.npy"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  const auto written = load_npy<float, dims<2>>(w / "logits.npy");  // (S, V)
+  CHECK(written.extent(0) == 4);
+  CHECK(written.extent(1) == 300);
+  nn::transformer_lm<float> model(nn::transformer_config{.vocab_size = 300, .context_length = 32, .d_model = 32,
+                                                         .num_layers = 2, .num_heads = 4, .num_kv_heads = 2});
+  CHECK(train::load_checkpoint(w / "model", model).step == 9);
+  tensor<std::int64_t, dims<2>> ids(1, 4);  // (1, S)
+  ids(0, 0) = 5, ids(0, 1) = 17, ids(0, 2) = 200, ids(0, 3) = 3;
+  const auto expected = model.logits(ids);  // (1, S, V)
+  for (index_t i = 0; i < written.size(); ++i) REQUIRE(written.data()[i] == expected.data()[i]);
+
+  const std::string gen = "generate --checkpoint " + q(w / "model") + " " + tok + " --prompt 'Once upon' --max-tokens 12";
+  const auto a = lm(gen + " --seed 3"), b = lm(gen + " --seed 3");
+  REQUIRE_MESSAGE(a.status == 0, a.out);
+  CHECK(a.out == b.out);
+  CHECK(a.out.rfind("Once upon", 0) == 0);
+
+  // Errors.
+  CHECK(lm("train " + common + " --steps 2 --out " + q(w / "m2") + " --device cuda").status == 2);
+  CHECK(lm("train " + common + " --stepz 2").status == 2);
+  write(w / "bad.json", R"({"vocab_size": 300, "context_length": 32, "d_model": 30, "num_layers": 2, "num_heads": 4})");
+  r = lm("train --data " + q(w / "ids.u16") + " --config " + q(w / "bad.json") + " --out " + q(w / "m3"));
+  CHECK(r.status == 1);
+  CHECK(r.out.find("d_model (30) is not divisible by num_heads (4)") != std::string::npos);
+  r = lm("eval --checkpoint " + q(w / "nowhere") + " --data " + q(w / "ids.u16"));
+  CHECK(r.status == 1);
+  CHECK(r.out.find("nowhere/config.json") != std::string::npos);
+  write(w / "small.json", R"({"vocab_size": 100, "context_length": 32, "d_model": 32, "num_layers": 2, "num_heads": 4})");
+  std::filesystem::copy_file(w / "small.json", w / "model/config.json", std::filesystem::copy_options::overwrite_existing);
+  r = lm("logits --checkpoint " + q(w / "model") + " --ids '1 2' --out " + q(w / "x.npy"));
+  CHECK(r.status == 1);
+  CHECK(r.out.find("tensor 'token_embeddings.weight' has shape (300, 32); config.json implies (100, 32)") !=
+        std::string::npos);
+}
