@@ -364,7 +364,7 @@ TEST_CASE("attention with static extents, and its shape errors") {
   tensor<float, dims<4>> k3(dims<4>(1, 3, 6, 8));  // H = 4 is not a multiple of Hkv = 3
   CHECK_THROWS_WITH_AS(nn::attention_forward(qd, k3, k3, true),
                        "attention_forward: q of shape (1, 4, 6, 8), k of shape (1, 3, 6, 8) and v of shape (1, 3, 6, 8) "
-                       "do not fit (B, H, S, Dh), (B, Hkv, S, Dh) with H a multiple of Hkv",
+                       "do not fit (B, H, Sq, Dh), (B, Hkv, Sk, Dh) with H a multiple of Hkv and Sq ≤ Sk",
                        shape_error);
   CHECK_THROWS_AS(nn::attention_forward(qd, kd, k3, true), shape_error);
   tensor<float, dims<3>> bad_lse(dims<3>(1, 4, 5));
@@ -373,6 +373,31 @@ TEST_CASE("attention with static extents, and its shape errors") {
                        shape_error);
   tensor<float, dims<4>> bad_out(dims<4>(1, 4, 6, 7));
   CHECK_THROWS_AS(nn::attention_backward(qd, kd, vd, bad_out, fd.lse, fd.out, true), shape_error);
+}
+
+TEST_CASE("attention_forward with more keys than queries: the queries are the last positions") {
+  // Decoding against a KV cache: q holds the last 3 of 7 positions.
+  const auto q = random_tensor(extents<2, 4, 7, 8>{}, 40);   // (B, H, S, D)
+  const auto k = random_tensor(extents<2, 2, 7, 8>{}, 41);   // (B, Hkv, S, D)
+  const auto v = random_tensor(extents<2, 2, 7, 8>{}, 42);   // (B, Hkv, S, D)
+  const auto full = nn::attention_forward(q, k, v, /*causal=*/true);
+  const auto q_last = eval(slice(q, full_extent, full_extent, range{4, 7}, full_extent));  // (B, H, 3, D)
+  const auto tail = nn::attention_forward(q_last, k, v, /*causal=*/true);
+  double worst = 0;
+  for (index_t b = 0; b < 2; ++b)
+    for (index_t h = 0; h < 4; ++h)
+      for (index_t i = 0; i < 3; ++i) {
+        worst = std::max(worst, std::abs(tail.lse(b, h, i) - full.lse(b, h, i + 4)));
+        for (index_t d = 0; d < 8; ++d) worst = std::max(worst, std::abs(tail.out(b, h, i, d) - full.out(b, h, i + 4, d)));
+      }
+  CHECK(worst < 1e-14);
+  // Not causal: every query sees all 7 keys.
+  const auto open = nn::attention_forward(q_last, k, v, /*causal=*/false);
+  const auto open_full = nn::attention_forward(q, k, v, /*causal=*/false);
+  CHECK(std::abs(open.out(1, 3, 0, 5) - open_full.out(1, 3, 4, 5)) < 1e-14);
+  // More queries than keys does not fit.
+  const auto k_short = eval(slice(k, full_extent, full_extent, range{0, 2}, full_extent));  // (B, Hkv, 2, D)
+  CHECK_THROWS_AS(nn::attention_forward(q_last, k_short, k_short, true), shape_error);
 }
 
 TEST_CASE("bf16 inputs compute in float and round once") {

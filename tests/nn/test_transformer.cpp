@@ -251,6 +251,35 @@ TEST_CASE("transformer_lm: a position's logits depend only on earlier tokens") {
   }
 }
 
+TEST_CASE("transformer_lm: logits with a KV cache equal logits without") {
+  auto c = small_config();
+  c.qk_norm = true;
+  nn::transformer_lm<double> model(c, 13);
+  const auto tokens = random_tokens(2, 12, 23, 10);  // (B, S)
+  const auto full = model.logits(tokens);            // (B, S, V)
+  auto cache = model.make_cache(2);
+  index_t done = 0;
+  double worst = 0;
+  for (const index_t chunk : {5, 1, 1, 3, 1, 1}) {  // prefill, decode, a chunk, decode
+    const auto piece = eval(slice(tokens, full_extent, range{done, done + chunk}));  // (B, chunk)
+    const auto part = model.logits(piece, cache);                                    // (B, chunk, V)
+    for (index_t b = 0; b < 2; ++b)
+      for (index_t s = 0; s < chunk; ++s)
+        for (index_t v = 0; v < 23; ++v) worst = std::max(worst, std::abs(part(b, s, v) - full(b, done + s, v)));
+    done += chunk;
+    CHECK(cache.length == done);
+  }
+  CHECK(worst < 1e-12);
+  // The cache holds context_length (16) positions; a batch of another size does not fit.
+  const auto five = random_tokens(2, 5, 23, 11);  // (B, 5)
+  CHECK_THROWS_WITH_AS(model.logits(five, cache), "transformer_lm: 5 new tokens after the cache's 12 exceed context_length 16",
+                       shape_error);
+  const auto other = random_tokens(3, 1, 23, 12);  // (3, 1)
+  CHECK_THROWS_AS(model.logits(other, cache), shape_error);
+  cache.clear();
+  CHECK(max_abs_diff(model.logits(five, cache), model.logits(five)) < 1e-12);
+}
+
 TEST_CASE("transformer_lm: float agrees with double") {
   nn::transformer_lm<double> d(small_config(), 9);
   nn::transformer_lm<float> f(small_config(), 9);  // same draws, rounded

@@ -224,3 +224,15 @@ TEST_CASE("generate: deterministic with a seed, greedy follows the argmax, stops
   CHECK(stopped.back() == g[5]);
   CHECK_THROWS_AS(nn::generate(model, {}, o), value_error);
 }
+
+TEST_CASE("generate: the KV cache gives the same tokens, also past the context length") {
+  nn::transformer_lm<double> model(byte_config(), 6);
+  for (const double temperature : {0.0, 1.0}) {
+    nn::generation_options o{.max_new_tokens = 45, .sampling = {.temperature = temperature}, .seed = 2};
+    const auto cached = nn::generate(model, {104, 105, 33, 32}, o);
+    o.use_cache = false;
+    const auto recomputed = nn::generate(model, {104, 105, 33, 32}, o);
+    CHECK(cached == recomputed);
+    CHECK(cached.size() == 49);  // beyond the context length of 32
+  }
+}

@@ -12,7 +12,9 @@
 //                                           ((softmax − onehot) + 2·z_loss·lse·softmax) / rows, written
 //                                           in one pass (the probabilities are never stored)
 //   attention_forward(q, k, v, causal)      {out (B, H, S, Dh), lse (B, H, S)}: softmax(q kᵀ/√Dh, causal
-//                                           mask) v and the row log-sum-exp of the scaled, masked scores
+//                                           mask) v and the row log-sum-exp of the scaled, masked scores;
+//                                           k, v may hold Sk ≥ S positions (a KV cache): the queries are
+//                                           the last S, and causal lets query i see keys ≤ Sk − S + i
 //   attention_backward(q, k, v, out, lse, dout, causal)
 //                                           {dq (B, H, S, Dh), dk, dv (B, Hkv, S, Dh)}: P recomputed as
 //                                           exp(scores·scale − lse); dV = Pᵀ dO, dP = dO Vᵀ,
@@ -107,28 +109,33 @@ auto eval_as(const E& e, const X& x) {
 /// The shape of an attention problem.
 struct attention_shape {
   index_t B, H, G, R, S, D;  // batch, query heads, kv heads, query heads per kv head, sequence, head dim
+  index_t Sk = 0;            // key sequence (S unless keys may be more than queries)
 };
 
 template <class Q, class K, class V>
-attention_shape check_attention(const char* op, const Q& q, const K& k, const V& v) {
+attention_shape check_attention(const char* op, const Q& q, const K& k, const V& v, bool more_keys = false) {
   static_assert(Q::extents_type::rank() == 4 && K::extents_type::rank() == 4 && V::extents_type::rank() == 4,
                 "einlm::nn attention: q, k and v are (B, H, S, Dh)");
   const auto fail = [&] {
     return shape_error(einlm::detail::concat(op, ": q of shape ", shape_string(q.extents()), ", k of shape ",
                                              shape_string(k.extents()), " and v of shape ", shape_string(v.extents()),
-                                             " do not fit (B, H, S, Dh), (B, Hkv, S, Dh) with H a multiple of Hkv"));
+                                             more_keys ? " do not fit (B, H, Sq, Dh), (B, Hkv, Sk, Dh) with H a multiple of Hkv and Sq ≤ Sk"
+                                                       : " do not fit (B, H, S, Dh), (B, Hkv, S, Dh) with H a multiple of Hkv"));
   };
   if (to_array(k.extents()) != to_array(v.extents())) throw fail();
-  const attention_shape s{q.extent(0), q.extent(1), k.extent(1), 0, q.extent(2), q.extent(3)};
-  if (k.extent(0) != s.B || k.extent(2) != s.S || k.extent(3) != s.D || s.G == 0 || s.H % s.G != 0) throw fail();
-  return {s.B, s.H, s.G, s.H / s.G, s.S, s.D};
+  const attention_shape s{q.extent(0), q.extent(1), k.extent(1), 0, q.extent(2), q.extent(3), k.extent(2)};
+  const bool lengths_fit = more_keys ? s.S <= s.Sk : s.S == s.Sk;
+  if (k.extent(0) != s.B || !lengths_fit || k.extent(3) != s.D || s.G == 0 || s.H % s.G != 0) throw fail();
+  return {s.B, s.H, s.G, s.H / s.G, s.S, s.D, s.Sk};
 }
 
-/// The (S, S) mask of allowed (query, key) pairs: k ≤ q when causal, everything otherwise.
-inline tensor<bool, dims<2>> attention_mask(index_t S, bool causal) {
-  tensor<bool, dims<2>> mask(dims<2>(S, S));  // (S, S)
-  for (index_t i = 0; i < S; ++i)
-    for (index_t j = 0; j < S; ++j) mask(i, j) = !causal || j <= i;
+/// The (Sq, Sk) mask of allowed (query, key) pairs: when causal, query i sits at position
+/// Sk − Sq + i (the queries are the last Sq of the Sk positions) and sees keys j ≤ that position;
+/// everything otherwise.
+inline tensor<bool, dims<2>> attention_mask(index_t Sq, index_t Sk, bool causal) {
+  tensor<bool, dims<2>> mask(dims<2>(Sq, Sk));  // (Sq, Sk)
+  for (index_t i = 0; i < Sq; ++i)
+    for (index_t j = 0; j < Sk; ++j) mask(i, j) = !causal || j <= Sk - Sq + i;
   return mask;
 }
 
@@ -305,21 +312,23 @@ auto cross_entropy_with_grad(const L& logits, const Y& targets, double z_loss = 
 // ---------------------------------------------------------------------------------- attention
 
 /// Attention with grouped-query heads that also returns the row log-sum-exp of the scaled, masked
-/// scores; out equals scaled_dot_product_attention with a causal mask (or none).
+/// scores; out equals scaled_dot_product_attention with a causal mask (or none). k and v may be
+/// longer than q (Sk ≥ Sq, decoding against a KV cache): the queries are then the last Sq
+/// positions, and causal lets query i see keys 0 … Sk − Sq + i.
 template <class Q, class K, class V>
 auto attention_forward(const Q& q, const K& k, const V& v, bool causal) {
   using T = detail::value_t<Q>;
   using C = detail::compute_t<T>;
   const auto qe = eval(cast<C>(q));                                                     // (B, H, S, Dh)
-  const auto ke = eval(cast<C>(k));                                                     // (B, Hkv, S, Dh)
-  const auto ve = eval(cast<C>(v));                                                     // (B, Hkv, S, Dh)
-  const auto n = detail::check_attention("attention_forward", qe, ke, ve);
+  const auto ke = eval(cast<C>(k));                                                     // (B, Hkv, Sk, Dh)
+  const auto ve = eval(cast<C>(v));                                                     // (B, Hkv, Sk, Dh)
+  const auto n = detail::check_attention("attention_forward", qe, ke, ve, /*more_keys=*/true);
   const C scale = static_cast<C>(1.0 / std::sqrt(static_cast<double>(n.D)));
   const auto q5 = reshape(qe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
-  const auto k4 = reshape(ke, dims<4>(n.B, n.G, n.S, n.D));                             // (B, Hkv, S, Dh)
-  const auto v4 = reshape(ve, dims<4>(n.B, n.G, n.S, n.D));                             // (B, Hkv, S, Dh)
-  const auto mask = detail::attention_mask(n.S, causal);                                // (S, S)
-  auto scores = einsum<"b g r q d, b g k d -> b g r q k">(q5, k4);                      // (B, Hkv, R, S, S)
+  const auto k4 = reshape(ke, dims<4>(n.B, n.G, n.Sk, n.D));                            // (B, Hkv, Sk, Dh)
+  const auto v4 = reshape(ve, dims<4>(n.B, n.G, n.Sk, n.D));                            // (B, Hkv, Sk, Dh)
+  const auto mask = detail::attention_mask(n.S, n.Sk, causal);                          // (S, Sk)
+  auto scores = einsum<"b g r q d, b g k d -> b g r q k">(q5, k4);                      // (B, Hkv, R, S, Sk)
   // Masked entries are selected away after exp rather than sent to exp as −∞ (which is slow).
   const auto row_max = eval(reduce<"... k -> ... 1", "max">(where(mask, scores * scale, -std::numeric_limits<C>::infinity())));  // (B, Hkv, R, S, 1)
   const auto row_sum = eval(reduce<"... k -> ... 1", "sum">(where(mask, exp(scores * scale - row_max), static_cast<C>(0))));  // (B, Hkv, R, S, 1)
@@ -356,7 +365,7 @@ auto attention_backward(const Q& q, const K& k, const V& v, const O& out, const 
   const auto o5 = reshape(oe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
   const auto do5 = reshape(doe, dims<5>(n.B, n.G, n.R, n.S, n.D));                      // (B, Hkv, R, S, Dh)
   const auto l5 = reshape(le, dims<5>(n.B, n.G, n.R, n.S, 1));                          // (B, Hkv, R, S, 1)
-  const auto mask = detail::attention_mask(n.S, causal);                                // (S, S)
+  const auto mask = detail::attention_mask(n.S, n.S, causal);                             // (S, S)
   auto p = einsum<"b g r q d, b g k d -> b g r q k">(q5, k4);                           // (B, Hkv, R, S, S): scores
   assign(p, where(mask, exp(p * scale - l5), static_cast<C>(0)));                       // (B, Hkv, R, S, S): P
   const auto dv5 = einsum<"b g r q k, b g r q d -> b g k d">(p, do5);                   // (B, Hkv, S, Dh)

@@ -12,8 +12,11 @@
 // most recent tokens. `on_token` (optional) is called with each new token as it is produced, so a
 // caller can stream text.
 //
-// `model` is any object with config() and logits(tokens (1, S)) → (1, S, V); the whole window is
-// recomputed for every token (no KV cache yet: the cost per token grows with the window).
+// `model` is any object with config() and logits(tokens (1, S)) → (1, S, V). When it also has
+// make_cache() and logits(tokens, cache) (nn::transformer_lm) and use_cache is set (the default),
+// the prompt is run once (prefill) and each new token then costs one position (decode); once the
+// sequence outgrows context_length, each token re-runs the most recent window, exactly as without
+// a cache — so the tokens are the same either way.
 #pragma once
 
 #include <algorithm>
@@ -33,11 +36,19 @@ struct generation_options {
   sampling_options sampling = {};
   std::uint64_t seed = 0;
   std::int64_t stop_token = -1;  // < 0: none
+  bool use_cache = true;          // decode with a KV cache when the model has one
 };
 
 namespace detail {
 struct no_callback {
   void operator()(std::int64_t) const {}
+};
+
+/// A model with make_cache(batch) and logits(tokens, cache).
+template <class M>
+concept cached_model = requires(M& m, tensor<std::int64_t, dims<2>>& tokens) {
+  m.make_cache(index_t{1});
+  requires requires(decltype(m.make_cache(index_t{1}))& cache) { m.logits(tokens, cache); };
 };
 }  // namespace detail
 
@@ -49,11 +60,29 @@ std::vector<std::int64_t> generate(Model& model, std::vector<std::int64_t> token
     throw value_error(einlm::detail::concat("generate: max_new_tokens must be ≥ 0, got ", o.max_new_tokens));
   const std::int64_t window = model.config().context_length;
   const random_stream g{o.seed, 0};
+  constexpr bool has_cache = detail::cached_model<Model>;
+  auto cache = [&] {
+    if constexpr (has_cache) return model.make_cache(1);
+    else return 0;
+  }();
   for (std::int64_t n = 0; n < o.max_new_tokens; ++n) {
-    const auto S = static_cast<index_t>(std::min<std::int64_t>(window, static_cast<std::int64_t>(tokens.size())));
+    const auto N = static_cast<std::int64_t>(tokens.size());
+    auto S = static_cast<index_t>(std::min(window, N));                           // positions to run
+    bool cached = false;
+    if constexpr (has_cache) {
+      cached = o.use_cache;
+      if (cached) {
+        if (N <= window && cache.length == N - 1) S = 1;  // decode: one new position
+        else cache.clear();                               // prefill (again) with the window
+      }
+    }
     tensor<std::int64_t, dims<2>> input(1, S);                                    // (1, S)
     std::copy(tokens.end() - S, tokens.end(), input.data());
-    const auto logits = model.logits(input);                                      // (1, S, V)
+    const auto logits = [&] {
+      if constexpr (has_cache)
+        if (cached) return model.logits(input, cache);                            // (1, S, V)
+      return model.logits(input);                                                 // (1, S, V)
+    }();
     const index_t V = logits.extent(2);
     using T = typename std::remove_cvref_t<decltype(logits)>::value_type;
     const std::span<const T> last(logits.data() + (S - 1) * V, static_cast<std::size_t>(V));

@@ -4,6 +4,8 @@
 //
 //   nn::transformer_lm<float> model(config, /*seed=*/42);   // CS336 initialisation, Philox
 //   auto logits = model.logits(tokens);                     // tokens (B, S) → (B, S, V)
+//   auto cache = model.make_cache(B);                       // keys and values for decoding
+//   auto next = model.logits(new_tokens, cache);            // (B, S_new) after cache.length tokens
 //   model.zero_grad();
 //   double loss = model.forward_backward(inputs, targets);  // mean cross-entropy (+ z-loss)
 //   model.for_each_parameter([](const std::string& name, auto& weight, auto& grad) { … });
@@ -24,6 +26,13 @@
 // functions of nn/backward.hpp. Activations kept for backward live in the model between the two
 // halves of forward_backward; tokens must lie in [0, vocab_size) (value_error otherwise) and the
 // sequence must not exceed context_length (shape_error).
+//
+// With a kv_cache, logits(tokens, cache) treats `tokens` as positions cache.length … cache.length +
+// S − 1 of the sequences the cache holds: it computes only their keys, values and logits, attends to
+// everything cached before them, and appends them to the cache — the same logits as a full pass
+// over the whole sequence (a test), for the cost of the new positions. The cache holds
+// context_length positions per sequence; going past that is a shape_error (generate() starts
+// over with the most recent window instead).
 //
 // Initialisation (CS336 §3.4.1): linear weights 𝒩(0, 2/(d_in + d_out)) truncated at ±3σ,
 // embeddings 𝒩(0, 1) truncated at ±3, norm gains 1. Parameter p draws from Philox stream p of the
@@ -173,6 +182,15 @@ struct block_activations {
 
 }  // namespace detail
 
+/// The keys and values of every layer for incremental decoding (see the file comment).
+template <class T>
+struct kv_cache {
+  std::vector<tensor<T, dims<4>>> k, v;  // per layer (B, K, context_length, Dh) each
+  index_t length = 0;                    // positions filled
+  index_t batch() const { return k.empty() ? 0 : k.front().extent(0); }
+  void clear() { length = 0; }
+};
+
 template <class T = float>
 class transformer_lm {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
@@ -246,6 +264,22 @@ class transformer_lm {
     return forward(tokens, /*keep=*/false);
   }
 
+  /// An empty KV cache for `batch` sequences of up to context_length positions.
+  kv_cache<T> make_cache(index_t batch) const {
+    kv_cache<T> c;
+    for (std::int64_t i = 0; i < config_.num_layers; ++i) {
+      c.k.emplace_back(batch, config_.kv_heads(), config_.context_length, config_.head_dim());  // (B, K, C, Dh)
+      c.v.emplace_back(batch, config_.kv_heads(), config_.context_length, config_.head_dim());  // (B, K, C, Dh)
+    }
+    return c;
+  }
+
+  /// Logits (B, S, V) of `tokens` (B, S) continuing the sequences in `cache`, which they extend.
+  template <class I>
+  tensor<T, dims<3>> logits(const I& tokens, kv_cache<T>& cache) {
+    return forward(tokens, /*keep=*/false, &cache);
+  }
+
   /// Mean cross-entropy of the next-token predictions for `inputs` (B, S) against `targets`
   /// (B, S), plus z_loss · mean(logsumexp²); accumulates d(loss)/d(parameter) into gradients().
   template <class I, class J>
@@ -269,14 +303,16 @@ class transformer_lm {
 
   /// The embedding rows of `tokens` (B, S), checking ids and length.
   template <class I>
-  tensor<T, dims<3>> embed(const I& tokens_in) {
+  tensor<T, dims<3>> embed(const I& tokens_in, index_t offset) {
     const auto tokens = as_view(tokens_in);
     static_assert(decltype(tokens)::rank() == 2, "transformer_lm: token ids are (batch, sequence)");
     static_assert(std::is_integral_v<typename decltype(tokens)::value_type>, "transformer_lm: token ids are integers");
     const index_t B = tokens.extent(0), S = tokens.extent(1), D = config_.d_model;
-    if (S > config_.context_length)
-      throw shape_error(einlm::detail::concat("transformer_lm: a sequence of ", S, " tokens exceeds context_length ",
-                                              config_.context_length));
+    if (offset + S > config_.context_length)
+      throw shape_error(offset == 0 ? einlm::detail::concat("transformer_lm: a sequence of ", S,
+                                                            " tokens exceeds context_length ", config_.context_length)
+                                    : einlm::detail::concat("transformer_lm: ", S, " new tokens after the cache's ", offset,
+                                                            " exceed context_length ", config_.context_length));
     tensor<T, dims<3>> x(B, S, D);                                                 // (B, S, D)
     tokens_.assign(static_cast<std::size_t>(B * S), 0);
     for (index_t b = 0; b < B; ++b)
@@ -297,13 +333,17 @@ class transformer_lm {
   }
 
   template <class I>
-  tensor<T, dims<3>> forward(const I& tokens, bool keep) {
+  tensor<T, dims<3>> forward(const I& tokens, bool keep, kv_cache<T>* cache = nullptr) {
     const double eps = config_.norm_eps, theta = config_.rope_theta;
     const index_t H = config_.num_heads, K = config_.kv_heads();
-    auto x = embed(tokens);                                                        // (B, S, D)
-    const index_t S = x.extent(1);
+    const index_t p0 = cache ? cache->length : 0;                                  // positions already cached
+    auto x = embed(tokens, p0);                                                    // (B, S, D)
+    const index_t B = x.extent(0), S = x.extent(1);
+    if (cache && (cache->batch() != B || static_cast<std::int64_t>(cache->k.size()) != config_.num_layers))
+      throw shape_error(einlm::detail::concat("transformer_lm: a cache for ", cache->batch(),
+                                              " sequences was given tokens of batch ", B));
     positions_ = tensor<std::int64_t, dims<1>>(S);                                 // (S,)
-    for (index_t s = 0; s < S; ++s) positions_(s) = s;
+    for (index_t s = 0; s < S; ++s) positions_(s) = p0 + s;
     acts_.clear();
     if (keep) acts_.resize(params_.layers.size());
     for (std::size_t i = 0; i < params_.layers.size(); ++i) {
@@ -325,7 +365,15 @@ class transformer_lm {
         q = rope(q, positions_, theta);                                            // (B, H, S, Dh)
         k = rope(k, positions_, theta);                                            // (B, K, S, Dh)
       }
-      auto [o, lse] = attention_forward(q, k, v, /*causal=*/true);                 // (B, H, S, Dh), (B, H, S)
+      auto [o, lse] = [&] {
+        if (!cache) return attention_forward(q, k, v, /*causal=*/true);           // (B, H, S, Dh), (B, H, S)
+        const range fresh{p0, p0 + S}, seen{0, p0 + S};
+        assign(slice(cache->k[i], full_extent, full_extent, fresh, full_extent), k);
+        assign(slice(cache->v[i], full_extent, full_extent, fresh, full_extent), v);
+        const auto k_all = slice(cache->k[i], full_extent, full_extent, seen, full_extent);  // (B, K, p0 + S, Dh)
+        const auto v_all = slice(cache->v[i], full_extent, full_extent, seen, full_extent);  // (B, K, p0 + S, Dh)
+        return attention_forward(q, k_all, v_all, /*causal=*/true);               // (B, H, S, Dh), (B, H, S)
+      }();
       auto o_merged = detail::merge_heads<T>(o);                                   // (B, S, D)
       const auto attn_out = einsum<"b s e, d e -> b s d">(o_merged, w.output_proj);  // (B, S, D)
       tensor<T, dims<3>> h = x + attn_out;                                         // (B, S, D)
@@ -353,6 +401,7 @@ class transformer_lm {
       }
       x = std::move(out);
     }
+    if (cache) cache->length = p0 + S;
     auto n = rms_norm(x, params_.ln_final, eps);                                   // (B, S, D)
     auto logits = einsum<"b s d, v d -> b s v">(n, head_weight());                 // (B, S, V)
     if (keep) {

@@ -1,0 +1,77 @@
+// bench_train — CPU training throughput of nn::transformer_lm: one step (zero_grad, forward +
+// backward, AdamW update) and the forward pass alone, in tokens per second, for the demo model
+// and issue-sized model (d_model 256, 4 layers, 8 heads, sequence 256, batch 8). The model FLOPs
+// of each step (nn::flops_forward + flops_backward) give an achieved GFLOP/s counter.
+// benchmarks/train_peers.py runs this program beside the same models in PyTorch eager (same
+// threads, same update) and prints the ratios.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <string>
+
+#include "einlm/nn/accounting.hpp"
+#include "einlm/nn/transformer.hpp"
+#include "einlm/optim/adamw.hpp"
+
+using namespace einlm;
+
+namespace {
+
+struct bench_case {
+  nn::transformer_config config;
+  index_t batch, seq;
+};
+
+bench_case make_case(int which) {
+  if (which == 0)  // the demo model
+    return {{.vocab_size = 2048, .context_length = 128, .d_model = 128, .num_layers = 4, .num_heads = 4, .d_ff = 384},
+            16, 128};
+  return {{.vocab_size = 8192, .context_length = 256, .d_model = 256, .num_layers = 4, .num_heads = 8, .d_ff = 768},
+          8, 256};
+}
+
+tensor<std::int64_t, dims<2>> tokens(index_t b, index_t s, std::int64_t vocab, std::uint64_t stream) {
+  tensor<std::int64_t, dims<2>> t(b, s);  // (B, S)
+  const random_stream g{7, stream};
+  for (index_t i = 0; i < t.size(); ++i)
+    t.data()[i] = static_cast<std::int64_t>(random_bits(g, static_cast<std::uint64_t>(i)) % static_cast<std::uint32_t>(vocab));
+  return t;
+}
+
+void bm_train_step(benchmark::State& state) {
+  const auto c = make_case(static_cast<int>(state.range(0)));
+  nn::transformer_lm<float> model(c.config, 1);
+  optim::adamw opt({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
+  const auto inputs = tokens(c.batch, c.seq, c.config.vocab_size, 0);   // (B, S)
+  const auto targets = tokens(c.batch, c.seq, c.config.vocab_size, 1);  // (B, S)
+  for (auto _ : state) {
+    model.zero_grad();
+    benchmark::DoNotOptimize(model.forward_backward(inputs, targets));
+    opt.begin_step(1e-3);
+    model.for_each_parameter_and_gradient([&](const std::string& name, auto& w, const auto& g) { opt.update(name, w, g); });
+  }
+  const double tokens_per_step = static_cast<double>(c.batch * c.seq);
+  state.counters["tokens_per_second"] = benchmark::Counter(tokens_per_step, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["flops"] = benchmark::Counter(nn::flops_forward(c.config, c.batch, c.seq) +
+                                                   nn::flops_backward(c.config, c.batch, c.seq),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(c.batch == 16 ? "demo model" : "d256 L4 H8 S256 B8");
+}
+
+void bm_forward(benchmark::State& state) {
+  const auto c = make_case(static_cast<int>(state.range(0)));
+  nn::transformer_lm<float> model(c.config, 1);
+  const auto inputs = tokens(c.batch, c.seq, c.config.vocab_size, 0);  // (B, S)
+  for (auto _ : state) benchmark::DoNotOptimize(model.logits(inputs));
+  state.counters["tokens_per_second"] =
+      benchmark::Counter(static_cast<double>(c.batch * c.seq), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["flops"] =
+      benchmark::Counter(nn::flops_forward(c.config, c.batch, c.seq), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(c.batch == 16 ? "demo model" : "d256 L4 H8 S256 B8");
+}
+
+}  // namespace
+
+BENCHMARK(bm_train_step)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_forward)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_MAIN();

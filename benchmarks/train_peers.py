@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Runs einlm's CPU training benchmark and the same models in PyTorch eager, in one job.
+
+Usage: benchmarks/train_peers.py BUILD_DIR [--threads N]
+
+einlm: BUILD_DIR/benchmarks/bench_train (Google Benchmark): one training step of
+nn::transformer_lm<float> (zero_grad, forward + backward, AdamW) and the forward pass alone.
+PyTorch: the same architecture (CS336's TransformerLM: pre-norm RMSNorm, RoPE on interleaved
+pairs, causal attention through torch.nn.functional.scaled_dot_product_attention, SwiGLU, untied
+LM head), float32, the same batch and sequence, cross-entropy through F.cross_entropy, and
+torch.optim.AdamW (foreach) — PyTorch's fast paths, eager mode, torch.set_num_threads(N). Each
+PyTorch case takes the best of 5 timed runs after 2 warm-ups. Prints one table: tokens/s of each
+and einlm / PyTorch (goal >= 1.0).
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import time
+
+import torch
+import torch.nn.functional as F
+
+CASES = {
+    0: dict(label="demo model", vocab=2048, d=128, layers=4, heads=4, d_ff=384, batch=16, seq=128),
+    1: dict(label="d256 L4 H8 S256 B8", vocab=8192, d=256, layers=4, heads=8, d_ff=768, batch=8, seq=256),
+}
+
+
+def rms_norm(x, w, eps=1e-5):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def rope(x, cos, sin):
+    x0, x1 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
+
+
+class Model(torch.nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d, f, v = c["d"], c["d_ff"], c["vocab"]
+        self.c = c
+        p = lambda *shape: torch.nn.Parameter(torch.randn(*shape) * 0.02)
+        self.emb = p(v, d)
+        self.layers = torch.nn.ModuleList()
+        for _ in range(c["layers"]):
+            layer = torch.nn.Module()
+            layer.ln1, layer.ln2 = torch.nn.Parameter(torch.ones(d)), torch.nn.Parameter(torch.ones(d))
+            layer.q, layer.k, layer.v, layer.o = p(d, d), p(d, d), p(d, d), p(d, d)
+            layer.w1, layer.w2, layer.w3 = p(f, d), p(d, f), p(f, d)
+            self.layers.append(layer)
+        self.ln_final = torch.nn.Parameter(torch.ones(d))
+        self.head = p(v, d)
+        dh = d // c["heads"]
+        angle = torch.arange(c["seq"], dtype=torch.float64)[:, None] * (
+            10000.0 ** (-2.0 * torch.arange(dh // 2, dtype=torch.float64) / dh))[None, :]
+        self.register_buffer("cos", torch.cos(angle).float())
+        self.register_buffer("sin", torch.sin(angle).float())
+
+    def forward(self, ids):
+        b, s = ids.shape
+        h = self.c["heads"]
+        x = self.emb[ids]
+        for l in self.layers:
+            a = rms_norm(x, l.ln1)
+            q = (a @ l.q.T).view(b, s, h, -1).transpose(1, 2)
+            k = (a @ l.k.T).view(b, s, h, -1).transpose(1, 2)
+            v = (a @ l.v.T).view(b, s, h, -1).transpose(1, 2)
+            q, k = rope(q, self.cos[:s], self.sin[:s]), rope(k, self.cos[:s], self.sin[:s])
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + o.transpose(1, 2).reshape(b, s, -1) @ l.o.T
+            m = rms_norm(x, l.ln2)
+            x = x + (F.silu(m @ l.w1.T) * (m @ l.w3.T)) @ l.w2.T
+        return rms_norm(x, self.ln_final) @ self.head.T
+
+
+def best_time(f, runs=5, warmup=2):
+    for _ in range(warmup):
+        f()
+    best = float("inf")
+    for _ in range(runs):
+        t = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def torch_rates(c):
+    torch.manual_seed(0)
+    model = Model(c)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, foreach=True)
+    ids = torch.randint(0, c["vocab"], (c["batch"], c["seq"]))
+    targets = torch.randint(0, c["vocab"], (c["batch"], c["seq"]))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(ids).view(-1, c["vocab"]), targets.view(-1))
+        loss.backward()
+        opt.step()
+
+    def forward():
+        with torch.no_grad():
+            model(ids)
+
+    tokens = c["batch"] * c["seq"]
+    return tokens / best_time(step), tokens / best_time(forward)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("build")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    out = subprocess.run([os.path.join(args.build, "benchmarks", "bench_train"), "--benchmark_format=json",
+                          "--benchmark_min_time=2"], env=env, check=True, capture_output=True, text=True).stdout
+    ours = {}
+    for b in json.loads(out)["benchmarks"]:
+        kind, case = b["name"].split("/")[:2]
+        ours[(kind, int(case))] = (b["tokens_per_second"], b["flops"])
+    print(f"CPU training, float32, {args.threads} threads (torch {torch.__version__})")
+    print(f"{'case':<22} {'what':<11} {'einlm tok/s':>12} {'GFLOP/s':>8} {'torch tok/s':>12} {'einlm/torch':>12}")
+    for case, c in CASES.items():
+        step, fwd = torch_rates(c)
+        for kind, what, theirs in (("bm_train_step", "train step", step), ("bm_forward", "forward", fwd)):
+            rate, flops = ours[(kind, case)]
+            print(f"{c['label']:<22} {what:<11} {rate:>12.0f} {flops / 1e9:>8.1f} {theirs:>12.0f} {rate / theirs:>12.2f}")
+
+
+if __name__ == "__main__":
+    main()
