@@ -155,30 +155,55 @@ auto rope(const X& x_in, const P& positions_in, double theta) {
   for (index_t k = 0; k < D / 2; ++k)
     inv_freq[static_cast<std::size_t>(k)] = std::pow(theta, -2.0 * static_cast<double>(k) / static_cast<double>(D));
   tensor<T, typename XT::extents_type, host> out(x.extents());                                 // (…, S, D)
-  const index_t rows = D == 0 ? 0 : x.size() / D;
-  index_array<PV::rank()> pat{};
-  for (index_t row = 0; row < rows; ++row) {
-    // Row `row` is position index row % S of sequence row / S; positions index by the leading axes.
+  const index_t rows = D == 0 ? 0 : x.size() / D, half = D / 2;
+  // One (cos, sin) table per sequence position when the positions are shared, (S, D/2) each;
+  // otherwise the angles of each row are computed where they are used.
+  std::vector<C> cos_table, sin_table;
+  if constexpr (PV::rank() == 1) {
+    cos_table.resize(static_cast<std::size_t>(S * half));
+    sin_table.resize(static_cast<std::size_t>(S * half));
+    for (index_t s = 0; s < S; ++s)
+      for (index_t k = 0; k < half; ++k) {
+        const double angle = static_cast<double>(pv(s)) * inv_freq[static_cast<std::size_t>(k)];
+        cos_table[static_cast<std::size_t>(s * half + k)] = static_cast<C>(std::cos(angle));
+        sin_table[static_cast<std::size_t>(s * half + k)] = static_cast<C>(std::sin(angle));
+      }
+  }
+  auto rotate_row = [&](index_t row) {
+    const T* in = x.data() + row * D;
+    T* o = out.data() + row * D;
+    auto apply = [&](index_t k, C c, C s) {
+      const C a = convert<C>(in[2 * k]), b = convert<C>(in[2 * k + 1]);
+      o[2 * k] = convert<T>(a * c - b * s);
+      o[2 * k + 1] = convert<T>(a * s + b * c);
+    };
     if constexpr (PV::rank() == 1) {
-      pat[0] = row % S;
+      const C* cs = cos_table.data() + (row % S) * half;
+      const C* sn = sin_table.data() + (row % S) * half;
+      for (index_t k = 0; k < half; ++k) apply(k, cs[k], sn[k]);
     } else {
+      // Row `row` belongs to the position of x's leading axes (row-major), which index positions.
+      index_array<PV::rank()> pat{};
       index_t rem = row;
       for (std::size_t r = PV::rank(); r-- > 0;) {
         pat[r] = rem % static_cast<index_t>(pv.extent(r));
         rem /= static_cast<index_t>(pv.extent(r));
       }
+      const double pos = static_cast<double>(pv(pat));
+      for (index_t k = 0; k < half; ++k) {
+        const double angle = pos * inv_freq[static_cast<std::size_t>(k)];
+        apply(k, static_cast<C>(std::cos(angle)), static_cast<C>(std::sin(angle)));
+      }
     }
-    const double pos = static_cast<double>(pv(pat));
-    const T* in = x.data() + row * D;
-    T* o = out.data() + row * D;
-    for (index_t k = 0; k < D / 2; ++k) {
-      const double angle = pos * inv_freq[static_cast<std::size_t>(k)];
-      const C c = static_cast<C>(std::cos(angle)), s = static_cast<C>(std::sin(angle));
-      const C a = convert<C>(in[2 * k]), b = convert<C>(in[2 * k + 1]);
-      o[2 * k] = convert<T>(a * c - b * s);
-      o[2 * k + 1] = convert<T>(a * s + b * c);
-    }
+  };
+#if EINLM_HAS_OPENMP
+  if (rows * D >= (index_t{1} << 15)) {
+#pragma omp parallel for schedule(static)
+    for (index_t row = 0; row < rows; ++row) rotate_row(row);
+    return out;
   }
+#endif
+  for (index_t row = 0; row < rows; ++row) rotate_row(row);
   return out;
 }
 
