@@ -124,3 +124,22 @@ TEST_CASE("host buffers are 64-byte aligned and counted") {
   CHECK(einlm::host_memory_stats().bytes_in_use == before);
   CHECK(einlm::host_memory_stats().peak_bytes_in_use >= before + 1001 * sizeof(float));
 }
+
+TEST_CASE("large host buffers are cached and reused") {
+  einlm::release_cached_host_memory();
+  const void* first = nullptr;
+  {
+    einlm::buffer<float, einlm::host> big(std::size_t{1} << 20);  // 4 MiB
+    first = big.data();
+    CHECK(reinterpret_cast<std::uintptr_t>(first) % 64 == 0);
+  }
+  CHECK(einlm::host_memory_stats().bytes_cached >= (std::size_t{4} << 20));
+  {
+    einlm::buffer<float, einlm::host> again(std::size_t{1} << 20);  // the same bin: the same block
+    CHECK(again.data() == first);
+    CHECK(einlm::host_memory_stats().bytes_cached == 0);
+  }
+  einlm::buffer<float, einlm::host> small(1000);  // below the threshold: not cached
+  einlm::release_cached_host_memory();
+  CHECK(einlm::host_memory_stats().bytes_cached == 0);
+}
