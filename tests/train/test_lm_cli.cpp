@@ -86,7 +86,8 @@ TEST_CASE("einlm-lm: tokenizer, train, resume, eval, logits, generate") {
   CHECK(r.out.find("unigram baseline: ") != std::string::npos);
   CHECK(r.out.find("step 6/6") != std::string::npos);
   CHECK(r.out.find("validation loss") != std::string::npos);
-  for (const char* f : {"config.json", "model.safetensors", "optimizer.safetensors", "state.safetensors", "metrics.jsonl"})
+  for (const char* f : {"config.json", "model.safetensors", "optimizer.safetensors", "state.safetensors", "metrics.jsonl",
+                        "loss.png"})
     CHECK(std::filesystem::exists(w / ("model/" + std::string(f))));
 
   // Resume to step 9 in the same directory.

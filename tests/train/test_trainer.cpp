@@ -125,6 +125,10 @@ TEST_CASE("trainer: resuming equals an uninterrupted run, bit for bit") {
   const std::string metrics = read_text(dir + "/metrics.jsonl");
   CHECK(metrics.find("{\"step\": 3, \"loss\": ") != std::string::npos);
   CHECK(metrics.find("{\"step\": 6, \"loss\": ") != std::string::npos);
+  // loss.png: the curves of both halves, a PNG.
+  const std::string png = read_text(dir + "/loss.png");
+  CHECK(png.size() > 1000);
+  CHECK(png.substr(0, 8) == std::string("\x89PNG\r\n\x1a\n", 8));
 }
 
 TEST_CASE("trainer: a NaN stops training, names the step and keeps the last checkpoint") {

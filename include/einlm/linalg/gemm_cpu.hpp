@@ -583,6 +583,26 @@ void gemm_blas_cpu(matrix_ref<const T> a, matrix_ref<const T> b, const matrix_re
   if (!la.fits) la = {true, false, std::max<index_t>(K, 1)};
   if (!lb.fits) lb = {true, false, std::max<index_t>(N, 1)};
   const bool post_in_c = in_c && epi.has_post();
+  // A batch of small products (attention's per-head GEMMs) runs one matrix per thread: BLAS
+  // threads each small call poorly, and the OpenMP build of OpenBLAS runs single-threaded inside
+  // a parallel region. Larger products keep BLAS's own threading.
+  if (team > 1 && c.batch >= team && in_c && !a_copy.data() && !b_copy.data() &&
+      static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) < double(1 << 22)) {
+    gemm_parallel(team, c.batch, [&](index_t bt) {
+      const T* pa = a.data + (a.batch == 1 ? 0 : bt) * a.batch_stride;
+      const T* pb = b.data + (b.batch == 1 ? 0 : bt) * b.batch_stride;
+      T* pc = reinterpret_cast<T*>(c.data + bt * c.batch_stride);
+      const T alpha = static_cast<T>(ep.alpha), beta = static_cast<T>(ep.beta);
+      if (!lc.trans) blas_call(la.trans, lb.trans, M, N, K, alpha, pa, la.ld, pb, lb.ld, beta, pc, lc.ld);
+      else blas_call(!lb.trans, !la.trans, N, M, K, alpha, pb, lb.ld, pa, la.ld, beta, pc, lc.ld);
+      if (post_in_c)
+        for (index_t i = 0; i < M; ++i) {
+          const T* row = pc + i * (lc.trans ? 1 : lc.ld);
+          epi({bt, i, 0, N, row, lc.trans ? lc.ld : 1, T(1), false, nullptr, nullptr});
+        }
+    });
+    return;
+  }
   for (index_t bt = 0; bt < c.batch; ++bt) {
     const index_t ba = a.batch == 1 ? 0 : bt, bb = b.batch == 1 ? 0 : bt;
     const T* pa = a.data + ba * a.batch_stride;

@@ -21,7 +21,9 @@
 // over itself when progress_bar is set (a terminal). Every eval_every steps, and at the end, the
 // mean loss of eval_batches fixed validation batches (stream (seed, 1), draws 0, 1, …). With
 // out_dir set: metrics.jsonl (one JSON object per logged step and per validation), config.json,
-// and a checkpoint (train/checkpoint.hpp) every checkpoint_every steps and at the end. With
+// a checkpoint (train/checkpoint.hpp) every checkpoint_every steps and at the end, and at the end
+// loss.png, the training and validation curves of metrics.jsonl (the whole run, resumes
+// included; train/plot.hpp). With
 // resume_dir set, training continues from that checkpoint: the step, the data draw, the seed and
 // the AdamW state are restored, so the continued run equals an uninterrupted one (bit for bit on
 // the CPU).
@@ -45,6 +47,8 @@
 #include "einlm/train/checkpoint.hpp"
 #include "einlm/train/config_json.hpp"
 #include "einlm/train/data.hpp"
+#include "einlm/train/plot.hpp"
+#include "einlm/tokenizer/json.hpp"
 
 namespace einlm::train {
 
@@ -103,6 +107,26 @@ inline std::string format(const char* fmt, double v) {
   char buf[48];
   std::snprintf(buf, sizeof buf, fmt, v);
   return buf;
+}
+
+/// Plots metrics.jsonl (training loss and validation loss against the step) as `png`.
+inline void plot_metrics(const std::string& jsonl, const std::string& png) {
+  namespace json = tokenizer::detail::json;
+  std::ifstream in(jsonl);
+  std::vector<std::pair<std::int64_t, double>> train_points, val_points;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const auto v = json::parse(line, jsonl);
+    const auto* step = v.find("step");
+    if (!step || step->type != json::value::kind::number) continue;
+    const auto s = static_cast<std::int64_t>(std::stoll(step->text));
+    if (const auto* l = v.find("loss"); l && l->type == json::value::kind::number) train_points.emplace_back(s, std::stod(l->text));
+    if (const auto* l = v.find("val_loss"); l && l->type == json::value::kind::number) val_points.emplace_back(s, std::stod(l->text));
+  }
+  std::vector<plot_series> curves;
+  if (!train_points.empty()) curves.push_back({"training", train_points, 0x1f77b4});
+  if (!val_points.empty()) curves.push_back({"validation", val_points, 0xd62728});
+  if (!curves.empty()) write_loss_png(png, curves, {.title = "loss (nats/token) by step"});
 }
 
 }  // namespace detail
@@ -230,6 +254,11 @@ fit_result fit(Model& model, const token_dataset& train, const token_dataset* va
   result.steps = state.step;
   validate();
   checkpoint();
+  if (metrics) {
+    metrics.close();
+    const auto dir = std::filesystem::path(o.out_dir);
+    detail::plot_metrics((dir / "metrics.jsonl").string(), (dir / "loss.png").string());
+  }
   return result;
 }
 
