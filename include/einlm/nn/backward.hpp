@@ -31,6 +31,7 @@
 // naming the function and the shapes; a target outside [0, V) is a value_error naming its row.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -38,6 +39,7 @@
 #include <utility>
 
 #include "einlm/core/error.hpp"
+#include "einlm/core/math.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/einops.hpp"
 #include "einlm/expr.hpp"
@@ -129,14 +131,56 @@ attention_shape check_attention(const char* op, const Q& q, const K& k, const V&
   return {s.B, s.H, s.G, s.H / s.G, s.S, s.D, s.Sk};
 }
 
-/// The (Sq, Sk) mask of allowed (query, key) pairs: when causal, query i sits at position
-/// Sk − Sq + i (the queries are the last Sq of the Sk positions) and sees keys j ≤ that position;
-/// everything otherwise.
-inline tensor<bool, dims<2>> attention_mask(index_t Sq, index_t Sk, bool causal) {
-  tensor<bool, dims<2>> mask(dims<2>(Sq, Sk));  // (Sq, Sk)
-  for (index_t i = 0; i < Sq; ++i)
-    for (index_t j = 0; j < Sk; ++j) mask(i, j) = !causal || j <= Sk - Sq + i;
-  return mask;
+/// Visible keys of query row i of an (Sq, Sk) attention: Sk, or Sk − Sq + i + 1 when causal.
+inline index_t visible_keys(index_t i, index_t Sq, index_t Sk, bool causal) { return causal ? Sk - Sq + i + 1 : Sk; }
+
+/// Runs f(row) for every row, on the executor's OpenMP threads when there is enough work.
+template <class F>
+void for_each_row(index_t rows, index_t work_per_row, F&& f) {
+#if EINLM_HAS_OPENMP
+  if (rows > 1 && rows * work_per_row >= (index_t{1} << 14)) {
+#pragma omp parallel for schedule(static)
+    for (index_t r = 0; r < rows; ++r) f(r);
+    return;
+  }
+#endif
+  for (index_t r = 0; r < rows; ++r) f(r);
+}
+
+/// In place, row by row over scores (rows, Sk) with query i = row % Sq: P = softmax(scores ·
+/// scale) over the visible keys, 0 elsewhere; lse[row] = the log-sum-exp of the visible scaled
+/// scores. One pass per row for the maximum, one for exp and the sum, one to normalise — the
+/// masked half of a causal square is never computed.
+template <class C>
+void masked_softmax_rows(C* scores, C* lse, index_t rows, index_t Sq, index_t Sk, C scale, bool causal) {
+  for_each_row(rows, Sk, [&](index_t r) {
+    C* s = scores + r * Sk;
+    const index_t n = visible_keys(r % Sq, Sq, Sk, causal);
+    C m = -std::numeric_limits<C>::infinity();
+    for (index_t j = 0; j < n; ++j) m = std::max(m, s[j] * scale);
+    C sum = 0;
+    for (index_t j = 0; j < n; ++j) {
+      const C e = math::exp(s[j] * scale - m);
+      s[j] = e;
+      sum += e;
+    }
+    lse[r] = m + static_cast<C>(std::log(sum));
+    const C inv = C(1) / sum;
+    for (index_t j = 0; j < n; ++j) s[j] *= inv;
+    for (index_t j = n; j < Sk; ++j) s[j] = 0;
+  });
+}
+
+/// In place: P = exp(scores · scale − lse[row]) over the visible keys, 0 elsewhere.
+template <class C>
+void probabilities_from_lse(C* scores, const C* lse, index_t rows, index_t Sq, index_t Sk, C scale, bool causal) {
+  for_each_row(rows, Sk, [&](index_t r) {
+    C* s = scores + r * Sk;
+    const index_t n = visible_keys(r % Sq, Sq, Sk, causal);
+    const C l = lse[r];
+    for (index_t j = 0; j < n; ++j) s[j] = math::exp(s[j] * scale - l);
+    for (index_t j = n; j < Sk; ++j) s[j] = 0;
+  });
 }
 
 }  // namespace detail
@@ -327,17 +371,12 @@ auto attention_forward(const Q& q, const K& k, const V& v, bool causal) {
   const auto q5 = reshape(qe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
   const auto k4 = reshape(ke, dims<4>(n.B, n.G, n.Sk, n.D));                            // (B, Hkv, Sk, Dh)
   const auto v4 = reshape(ve, dims<4>(n.B, n.G, n.Sk, n.D));                            // (B, Hkv, Sk, Dh)
-  const auto mask = detail::attention_mask(n.S, n.Sk, causal);                          // (S, Sk)
   auto scores = einsum<"b g r q d, b g k d -> b g r q k">(q5, k4);                      // (B, Hkv, R, S, Sk)
-  // Masked entries are selected away after exp rather than sent to exp as −∞ (which is slow).
-  const auto row_max = eval(reduce<"... k -> ... 1", "max">(where(mask, scores * scale, -std::numeric_limits<C>::infinity())));  // (B, Hkv, R, S, 1)
-  const auto row_sum = eval(reduce<"... k -> ... 1", "sum">(where(mask, exp(scores * scale - row_max), static_cast<C>(0))));  // (B, Hkv, R, S, 1)
-  const auto lse = eval(row_max + log(row_sum));                                        // (B, Hkv, R, S, 1)
-  assign(scores, where(mask, exp(scores * scale - lse), static_cast<C>(0)));            // (B, Hkv, R, S, S): P
+  // Rows (b, g, r, i) are rows (b, h, i) with h = g·R + r: the lse comes out in (B, H, S) order.
+  tensor<C, dims<3>, host> row_lse(dims<3>(n.B, n.H, n.S));                            // (B, H, S)
+  detail::masked_softmax_rows(scores.data(), row_lse.data(), n.B * n.H * n.S, n.S, n.Sk, scale, causal);  // P
   const auto o5 = einsum<"b g r q k, b g k d -> b g r q d">(scores, v4);                // (B, Hkv, R, S, Dh)
   auto out = detail::eval_as<T>(as_expression(q).extents(), cast<T>(reshape(o5, qe.extents())));  // (B, H, S, Dh)
-  tensor<C, dims<3>, host> row_lse(dims<3>(n.B, n.H, n.S));                            // (B, H, S)
-  assign(row_lse, reshape(lse, dims<3>(n.B, n.H, n.S)));                                // (B, H, S)
   return attention_result<decltype(out), decltype(row_lse)>{std::move(out), std::move(row_lse)};
 }
 
@@ -364,10 +403,8 @@ auto attention_backward(const Q& q, const K& k, const V& v, const O& out, const 
   const auto v4 = reshape(ve, dims<4>(n.B, n.G, n.S, n.D));                             // (B, Hkv, S, Dh)
   const auto o5 = reshape(oe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
   const auto do5 = reshape(doe, dims<5>(n.B, n.G, n.R, n.S, n.D));                      // (B, Hkv, R, S, Dh)
-  const auto l5 = reshape(le, dims<5>(n.B, n.G, n.R, n.S, 1));                          // (B, Hkv, R, S, 1)
-  const auto mask = detail::attention_mask(n.S, n.S, causal);                             // (S, S)
   auto p = einsum<"b g r q d, b g k d -> b g r q k">(q5, k4);                           // (B, Hkv, R, S, S): scores
-  assign(p, where(mask, exp(p * scale - l5), static_cast<C>(0)));                       // (B, Hkv, R, S, S): P
+  detail::probabilities_from_lse(p.data(), le.data(), n.B * n.H * n.S, n.S, n.S, scale, causal);  // P
   const auto dv5 = einsum<"b g r q k, b g r q d -> b g k d">(p, do5);                   // (B, Hkv, S, Dh)
   auto ds = einsum<"b g r q d, b g k d -> b g r q k">(do5, v4);                         // (B, Hkv, R, S, S): dP
   const auto delta = eval(reduce<"... d -> ... 1", "sum">(do5 * o5));                   // (B, Hkv, R, S, 1)
