@@ -125,6 +125,23 @@ TEST_CASE("transformer_lm: parameter names and shapes follow CS336's state dict"
   CHECK(tied.parameters().size() == nn::param_count(c));
 }
 
+TEST_CASE("static_transformer_lm: the shape and the cost are constants of the type") {
+  // [snippet static_model]
+  using tiny = nn::static_transformer_lm<nn::transformer_config{.vocab_size = 23, .context_length = 16, .d_model = 16,
+                                                                .num_layers = 2, .num_heads = 4, .num_kv_heads = 2,
+                                                                .d_ff = 24}>;
+  static_assert(tiny::param_count == 23 * 16 * 2 + 2 * (2 * 16 + 16 * 16 * 2 + 8 * 16 * 2 + 3 * 24 * 16) + 16);
+  static_assert(tiny::flops_backward(4, 16) == 2 * tiny::flops_forward(4, 16));
+  tiny model(/*seed=*/11);  // the same model as transformer_lm<float>(tiny::shape, 11)
+  // [end snippet]
+  nn::transformer_lm<float> dynamic(small_config(), 11);
+  CHECK(model.parameters().size() == tiny::param_count);
+  CHECK(max_abs_diff(model.parameters().layers[1].w3, dynamic.parameters().layers[1].w3) == 0.0);
+  static_assert(tiny::shape == nn::transformer_config{.vocab_size = 23, .context_length = 16, .d_model = 16,
+                                                      .num_layers = 2, .num_heads = 4, .num_kv_heads = 2, .d_ff = 24});
+  static_assert(tiny::activation_bytes(4, 16) == nn::activation_bytes(tiny::shape, 4, 16, 4));
+}
+
 TEST_CASE("transformer_lm: CS336 initialisation (truncated normals, unit gains, a function of the seed)") {
   nn::transformer_config c{.vocab_size = 1000, .context_length = 8, .d_model = 64, .num_layers = 1, .num_heads = 4,
                            .d_ff = 192};

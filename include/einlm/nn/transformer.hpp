@@ -52,6 +52,7 @@
 #include "einlm/einops.hpp"
 #include "einlm/expr.hpp"
 #include "einlm/linalg/einsum.hpp"
+#include "einlm/nn/accounting.hpp"
 #include "einlm/nn/backward.hpp"
 #include "einlm/nn/config.hpp"
 #include "einlm/nn/functional.hpp"
@@ -484,6 +485,45 @@ class transformer_lm {
   tensor<T, dims<3>> final_x_, final_n_;                                          // (B, S, D) twice
   tensor<std::int64_t, dims<1>> positions_;                                       // (S,)
   std::vector<std::int64_t> tokens_;                                              // B·S ids
+};
+
+/// A transformer_lm whose shape is fixed at compile time: the same model, with its configuration
+/// checked by static_asserts and its cost as constants of the type.
+///
+///   using tiny = nn::static_transformer_lm<nn::transformer_config{.vocab_size = 10'000, …}>;
+///   static_assert(tiny::param_count < 100'000'000);
+///   constexpr double flops = tiny::flops_forward(32, 256);   // per batch of 32 × 256 tokens
+///   tiny model(/*seed=*/1);
+///
+/// The dimensions are not yet used to specialise kernels: the model runs the run-time path.
+template <transformer_config C, class T = float>
+class static_transformer_lm : public transformer_lm<T> {
+  static_assert(C.vocab_size > 0 && C.context_length > 0 && C.d_model > 0 && C.num_layers > 0 && C.num_heads > 0,
+                "static_transformer_lm: vocab_size, context_length, d_model, num_layers and num_heads must be positive");
+  static_assert(C.num_kv_heads >= 0 && C.d_ff >= 0, "static_transformer_lm: num_kv_heads and d_ff must not be negative");
+  static_assert(C.d_model % C.num_heads == 0, "static_transformer_lm: d_model is not divisible by num_heads");
+  static_assert(C.num_heads % C.kv_heads() == 0, "static_transformer_lm: num_heads is not divisible by num_kv_heads");
+  static_assert(C.head_dim() % 2 == 0, "static_transformer_lm: the head dimension is odd; RoPE rotates pairs");
+  static_assert(C.ffn == ffn_kind::swiglu && C.positions == position_kind::rope && C.norm == norm_kind::rms_norm &&
+                    !C.linear_bias,
+                "static_transformer_lm: only the CS336 architecture (SwiGLU, RoPE, RMSNorm, no biases) runs");
+
+ public:
+  static constexpr transformer_config shape = C;
+  static constexpr std::int64_t param_count = nn::param_count(C);
+  static constexpr std::int64_t non_embedding_param_count = nn::non_embedding_param_count(C);
+  /// Model FLOPs of a forward (backward) pass over batch × seq tokens (nn/accounting.hpp).
+  static constexpr double flops_forward(std::int64_t batch, std::int64_t seq) { return nn::flops_forward(C, batch, seq); }
+  static constexpr double flops_backward(std::int64_t batch, std::int64_t seq) { return nn::flops_backward(C, batch, seq); }
+  /// Bytes of the activations kept for backward over batch × seq tokens, in T.
+  static constexpr std::int64_t activation_bytes(std::int64_t batch, std::int64_t seq) {
+    return nn::activation_bytes(C, batch, seq, sizeof(T));
+  }
+
+  /// CS336's initialisation from `seed`.
+  explicit static_transformer_lm(std::uint64_t seed) : transformer_lm<T>(C, seed) {}
+  /// Zero weights (to be loaded from a checkpoint).
+  static_transformer_lm() : transformer_lm<T>(C) {}
 };
 
 }  // namespace einlm::nn
