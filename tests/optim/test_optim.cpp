@@ -14,6 +14,8 @@
 #include "einlm/optim/adamw.hpp"
 #include "einlm/optim/clip.hpp"
 #include "einlm/optim/schedule.hpp"
+#include "einlm/optim/sgd.hpp"
+#include "einlm/core/safetensors.hpp"
 #include "support/check.hpp"
 
 using namespace einlm;
@@ -199,4 +201,60 @@ TEST_CASE("AdamW: errors name the parameter") {
   q = 3.0f;
   opt.update("q", q, zero_g, 0.0);
   CHECK(q(3) == 3.0f);
+}
+
+namespace {
+
+/// Runs optimizer `opt` over the steps of tests/data/optim/sgd_adagrad.safetensors and compares
+/// each step's parameters with torch.optim's; "b" is a no-weight-decay group, as in the script.
+template <class Opt>
+void check_against_torch(Opt opt, const std::string& name, const safetensors_file& f, double& worst) {
+  auto a = f.load<double, extents<4, 5>>("init.a");  // (4, 5)
+  auto b = f.load<double, extents<7>>("init.b");     // (7,)
+  const auto lr = f.load<double, extents<6>>("lr");  // (6,)
+  for (int s = 0; s < 6; ++s) {
+    const auto ga = f.load<double, extents<4, 5>>("grad." + std::to_string(s) + ".a");  // (4, 5)
+    const auto gb = f.load<double, extents<7>>("grad." + std::to_string(s) + ".b");     // (7,)
+    opt.begin_step(lr(s));
+    opt.update("a", a, ga);
+    opt.update("b", b, gb, 0.0);
+    const auto ea = f.load<double, extents<4, 5>>(name + "." + std::to_string(s) + ".a");  // (4, 5)
+    const auto eb = f.load<double, extents<7>>(name + "." + std::to_string(s) + ".b");     // (7,)
+    for (index_t i = 0; i < 20; ++i) worst = std::max(worst, std::abs(a.data()[i] - ea.data()[i]));
+    for (index_t i = 0; i < 7; ++i) worst = std::max(worst, std::abs(b.data()[i] - eb.data()[i]));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("SGD (plain, momentum with dampening, Nesterov) and AdaGrad equal torch.optim") {
+  const safetensors_file f(test::test_data_dir() + "/optim/sgd_adagrad.safetensors");
+  double worst = 0;
+  // [snippet sgd]
+  optim::sgd momentum({.momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01});
+  optim::adagrad adagrad({.lr_decay = 0.05, .weight_decay = 0.01, .initial_accumulator_value = 0.1});
+  // [end snippet]
+  check_against_torch(optim::sgd({.weight_decay = 0.01}), "sgd_plain", f, worst);
+  check_against_torch(std::move(momentum), "sgd_momentum", f, worst);
+  check_against_torch(optim::sgd({.momentum = 0.8, .weight_decay = 0.02, .nesterov = true}), "sgd_nesterov", f, worst);
+  check_against_torch(std::move(adagrad), "adagrad", f, worst);
+  CHECK(worst < 1e-14);
+  MESSAGE("SGD and AdaGrad against torch.optim: worst absolute difference " << worst);
+
+  // Float parameters, strided gradients, errors.
+  tensor<float, extents<3, 2>> w;
+  w = 1.0f;
+  tensor<float, extents<2, 3>> gt;
+  gt = 0.5f;
+  optim::sgd s({.momentum = 0.5});
+  CHECK_THROWS_WITH_AS(s.update("w", w, transpose<1, 0>(gt)), "sgd: call begin_step(lr) before update()", value_error);
+  s.begin_step(0.1);
+  s.update("w", w, transpose<1, 0>(gt));
+  CHECK(w(2, 1) == doctest::Approx(0.95));
+  tensor<float, extents<2, 2>> wrong;
+  CHECK_THROWS_WITH_AS(s.update("w", w, wrong), "sgd: parameter 'w' has shape (3, 2) but its gradient has shape (2, 2)",
+                       shape_error);
+  CHECK_THROWS_AS(optim::sgd({.momentum = 0.0, .nesterov = true}), value_error);
+  CHECK_THROWS_AS(optim::adagrad({.eps = -1}), value_error);
+  CHECK(s.state().count("w") == 1);
 }

@@ -8,7 +8,7 @@
 //   auto next = model.logits(new_tokens, cache);            // (B, S_new) after cache.length tokens
 //   model.zero_grad();
 //   double loss = model.forward_backward(inputs, targets);  // mean cross-entropy (+ z-loss)
-//   model.for_each_parameter([](const std::string& name, auto& weight, auto& grad) { … });
+//   model.for_each_parameter_and_gradient([](const std::string& name, auto& weight, auto& grad) { … });
 //
 // The architecture is CS336's TransformerLM (pre-norm blocks; RMSNorm in fp32 with eps
 // config.norm_eps; causal multi-head attention with RoPE on q and k — grouped-query when
@@ -39,6 +39,7 @@
 // seed (in the order for_each_parameter visits them), so a model is a function of (config, seed).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>

@@ -29,6 +29,7 @@
 #include "einlm/core/error.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/expr.hpp"
+#include "einlm/optim/update.hpp"
 
 namespace einlm::optim {
 
@@ -81,21 +82,8 @@ class adamw {
   template <class P, class G>
   void update(const std::string& name, P&& param, const G& grad, double weight_decay) {
     auto p = as_view(std::forward<P>(param));
-    auto g = as_view(grad);
-    using PV = decltype(p);
-    using T = typename PV::value_type;
-    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                  "adamw: parameters must be float or double (bf16 training keeps float master weights)");
-    static_assert(std::is_same_v<typename PV::space, host> && std::is_same_v<typename decltype(g)::space, host>,
-                  "adamw: parameters and gradients must be in host memory");
-    static_assert(!std::is_const_v<typename PV::element_type>, "adamw: the parameter is read-only");
-    if (step_ == 0) throw value_error("adamw: call begin_step(lr) before update()");
-    if (to_array(p.extents()) != to_array(g.extents()))
-      throw shape_error(einlm::detail::concat("adamw: parameter '", name, "' has shape ", shape_string(p.extents()),
-                                              " but its gradient has shape ", shape_string(g.extents())));
-    if (!p.is_contiguous())
-      throw shape_error(einlm::detail::concat("adamw: parameter '", name, "' must be contiguous"));
-    const index_t n = p.size();
+    const index_t n = detail::check_update("adamw", name, p, as_view(grad), step_);
+    using T = typename decltype(p)::value_type;
     auto it = state_.find(name);
     if (it == state_.end()) {
       adamw_moments<T> fresh{tensor<T, dims<1>, host>(dims<1>(n)), tensor<T, dims<1>, host>(dims<1>(n))};
@@ -108,12 +96,9 @@ class adamw {
       throw shape_error(einlm::detail::concat("adamw: parameter '", name, "' changed its element type or size (",
                                               n, " elements now) since its first update"));
     const auto flat_p = reshape(p, dims<1>(n));  // (N,)
-    // The gradient is read in place when it is a contiguous array of T, else copied into one.
-    auto apply = [&](const auto& flat_g) { step_moments_and_parameter(flat_p, *mom, flat_g, weight_decay); };
-    if constexpr (std::is_same_v<typename decltype(g)::value_type, T>) {
-      if (g.is_contiguous()) return apply(reshape(g, dims<1>(n)));  // (N,)
-    }
-    apply(flat_copy<T>(g, n));  // (N,)
+    detail::with_flat_gradient<T>(as_view(grad), n, [&](const auto& flat_g) {  // (N,)
+      step_moments_and_parameter(flat_p, *mom, flat_g, weight_decay);
+    });
   }
 
  private:
@@ -139,20 +124,6 @@ class adamw {
   void set_step(std::int64_t step) { step_ = step; }
 
  private:
-  /// The gradient as a flat (N,) tensor of T, whatever its strides and element type.
-  template <class T, class GV>
-  static tensor<T, dims<1>, host> flat_copy(const GV& g, index_t n) {
-    tensor<T, dims<1>, host> flat{dims<1>(n)};  // (N,)
-    if (g.is_contiguous()) {
-      assign(flat, cast<T>(reshape(g, dims<1>(n))));
-    } else {
-      tensor<typename GV::value_type, typename GV::extents_type, host> dense(g.extents());
-      copy(g, dense);
-      assign(flat, cast<T>(reshape(dense, dims<1>(n))));
-    }
-    return flat;
-  }
-
   adamw_options options_;
   std::int64_t step_ = 0;
   double lr_ = 0;
