@@ -129,6 +129,10 @@ TEST_CASE("a tiny configuration, term by term") {
   // Per layer per token: 8 + 8 + (8 + 4 + 4) + 8 + 8 + 8 + 3·16 = 104; probabilities 2·2·3·3 = 36.
   CHECK(nn::activation_elements(tiny, 2, 3) == 2 * (6 * 104 + 36) + 6 * (8 + 8 + 16));
   CHECK(nn::activation_bytes(tiny, 2, 3, 4) == 4 * 1512);
+  // Keeping attention's row log-sum-exp instead of its probabilities: 2 layers × 2 sequences × 2
+  // heads × (3 instead of 3 × 3).
+  CHECK(nn::activation_elements(tiny, 2, 3, nn::attention_activations::probabilities) == 1512);
+  CHECK(nn::activation_elements(tiny, 2, 3, nn::attention_activations::log_sum_exp) == 1512 - 2 * 2 * 2 * 9 + 2 * 2 * 2 * 3);
   transformer_config with_qk_norm = tiny;
   with_qk_norm.qk_norm = true;
   CHECK(nn::param_count(with_qk_norm) == 1448 + 2 * 2 * 4);

@@ -139,7 +139,18 @@ TEST_CASE("static_transformer_lm: the shape and the cost are constants of the ty
   CHECK(max_abs_diff(model.parameters().layers[1].w3, dynamic.parameters().layers[1].w3) == 0.0);
   static_assert(tiny::shape == nn::transformer_config{.vocab_size = 23, .context_length = 16, .d_model = 16,
                                                       .num_layers = 2, .num_heads = 4, .num_kv_heads = 2, .d_ff = 24});
-  static_assert(tiny::activation_bytes(4, 16) == nn::activation_bytes(tiny::shape, 4, 16, 4));
+  static_assert(tiny::activation_bytes(4, 16) ==
+                nn::activation_bytes(tiny::shape, 4, 16, 4, nn::attention_activations::log_sum_exp));
+  // The accounting is what the model keeps: measured after a forward_backward of (4, 16) tokens.
+  const auto inputs = random_tokens(4, 16, 23, 20), targets = random_tokens(4, 16, 23, 21);  // (B, S) twice
+  model.forward_backward(inputs, targets);
+  CHECK(static_cast<std::int64_t>(model.kept_activation_bytes()) == tiny::activation_bytes(4, 16));
+  auto with_qk = small_config();
+  with_qk.qk_norm = true;
+  nn::transformer_lm<double> qk(with_qk, 1);
+  qk.forward_backward(inputs, targets);
+  CHECK(static_cast<std::int64_t>(qk.kept_activation_bytes()) ==
+        nn::activation_bytes(with_qk, 4, 16, 8, nn::attention_activations::log_sum_exp));
 }
 
 TEST_CASE("transformer_lm: CS336 initialisation (truncated normals, unit gains, a function of the seed)") {

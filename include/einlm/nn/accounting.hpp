@@ -206,6 +206,26 @@ constexpr std::int64_t activation_bytes(const transformer_config& c, std::int64_
   return activation_elements(c, batch, seq) * bytes_per_element;
 }
 
+/// What attention keeps for its backward pass: its probabilities (B·H·S² per layer, the
+/// straightforward way), or only the row log-sum-exp of its scores (B·H·S per layer; the
+/// backward pass recomputes the probabilities — FlashAttention's way, and nn::transformer_lm's).
+enum class attention_activations : std::uint8_t { probabilities, log_sum_exp };
+
+/// activation_elements with the given attention activations.
+constexpr std::int64_t activation_elements(const transformer_config& c, std::int64_t batch, std::int64_t seq,
+                                           attention_activations kept) {
+  const std::int64_t probabilities = c.num_layers * batch * c.num_heads * seq * seq;
+  const std::int64_t lse = c.num_layers * batch * c.num_heads * seq;
+  return activation_elements(c, batch, seq) - probabilities +
+         (kept == attention_activations::log_sum_exp ? lse : probabilities);
+}
+
+/// activation_bytes with the given attention activations.
+constexpr std::int64_t activation_bytes(const transformer_config& c, std::int64_t batch, std::int64_t seq,
+                                        std::int64_t bytes_per_element, attention_activations kept) {
+  return activation_elements(c, batch, seq, kept) * bytes_per_element;
+}
+
 /// fp32: everything in fp32. bf16_mixed: bf16 parameters, gradients and activations, fp32 master
 /// weights and moments.
 enum class precision : std::uint8_t { fp32, bf16_mixed };

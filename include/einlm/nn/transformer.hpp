@@ -176,9 +176,8 @@ struct block_activations {
   tensor<T, dims<3>> x, a;                 // (B, S, D) block input, ln1(x)
   tensor<T, dims<4>> q_raw, k_raw;         // (B, H, S, Dh), (B, K, S, Dh) before the qk-norm (when on)
   tensor<T, dims<4>> q, k, v;              // (B, H, S, Dh), (B, K, S, Dh) twice: as attention reads them
-  tensor<T, dims<4>> o;                    // (B, H, S, Dh) attention output
   tensor<T, dims<3>> lse;                  // (B, H, S) row log-sum-exp of the scores
-  tensor<T, dims<3>> o_merged, h, b;       // (B, S, D) heads merged, after the attention residual, ln2(h)
+  tensor<T, dims<3>> o_merged, h, b;       // (B, S, D) attention output (heads merged), after the attention residual, ln2(h)
   tensor<T, dims<3>> f1, f3, g;            // (B, S, F) w1 b, w3 b, silu(f1)·f3
 };
 
@@ -282,11 +281,20 @@ class transformer_lm {
     return forward(tokens, /*keep=*/false, &cache);
   }
 
+  /// Bytes of the activations the last forward_backward kept for its backward pass (the logits
+  /// included): nn::activation_bytes(config, B, S, sizeof(T), attention_activations::log_sum_exp).
+  std::size_t kept_activation_bytes() const { return kept_bytes_; }
+
   /// Mean cross-entropy of the next-token predictions for `inputs` (B, S) against `targets`
   /// (B, S), plus z_loss · mean(logsumexp²); accumulates d(loss)/d(parameter) into gradients().
   template <class I, class J>
   double forward_backward(const I& inputs, const J& targets, double z_loss = 0.0) {
     auto logits = forward(inputs, /*keep=*/true);                                  // (B, S, V)
+    kept_bytes_ = logits.bytes() + final_x_.bytes() + final_n_.bytes();
+    for (const auto& a : acts_)
+      for (const auto* t : {&a.x, &a.a, &a.o_merged, &a.h, &a.b, &a.f1, &a.f3, &a.g, &a.lse}) kept_bytes_ += t->bytes();
+    for (const auto& a : acts_)
+      for (const auto* t : {&a.q_raw, &a.k_raw, &a.q, &a.k, &a.v}) kept_bytes_ += t->bytes();
     auto [loss, dlogits] = cross_entropy_with_grad(logits, targets, z_loss);       // (B, S, V)
     backward(dlogits);
     return loss;
@@ -391,7 +399,6 @@ class transformer_lm {
         act.q = std::move(q);
         act.k = std::move(k);
         act.v = std::move(v);
-        act.o = std::move(o);
         act.lse = std::move(lse);
         act.o_merged = std::move(o_merged);
         act.h = std::move(h);
@@ -442,7 +449,8 @@ class transformer_lm {
       detail::accumulate(gw.output_proj, einsum<"b s d, b s e -> d e">(dh, act.o_merged));  // (D, D)
       auto do_merged = einsum<"b s d, d e -> b s e">(dh, w.output_proj);          // (B, S, D)
       tensor<T, dims<4>> d_o = rearrange<"b s (h e) -> b h s e">(do_merged, axis_size<"h">{H});  // (B, H, S, Dh)
-      auto [dq, dk, dv] = attention_backward(act.q, act.k, act.v, act.o, act.lse, d_o, /*causal=*/true);
+      const auto o_heads = rearrange<"b s (h e) -> b h s e">(act.o_merged, axis_size<"h">{H});  // (B, H, S, Dh) view
+      auto [dq, dk, dv] = attention_backward(act.q, act.k, act.v, o_heads, act.lse, d_o, /*causal=*/true);
       tensor<T, dims<4>> dq_pre = rope_backward(dq, positions_, theta);           // (B, H, S, Dh)
       tensor<T, dims<4>> dk_pre = rope_backward(dk, positions_, theta);           // (B, K, S, Dh)
       if (config_.qk_norm) {
@@ -486,6 +494,7 @@ class transformer_lm {
   tensor<T, dims<3>> final_x_, final_n_;                                          // (B, S, D) twice
   tensor<std::int64_t, dims<1>> positions_;                                       // (S,)
   std::vector<std::int64_t> tokens_;                                              // B·S ids
+  std::size_t kept_bytes_ = 0;
 };
 
 /// A transformer_lm whose shape is fixed at compile time: the same model, with its configuration
@@ -516,9 +525,10 @@ class static_transformer_lm : public transformer_lm<T> {
   /// Model FLOPs of a forward (backward) pass over batch × seq tokens (nn/accounting.hpp).
   static constexpr double flops_forward(std::int64_t batch, std::int64_t seq) { return nn::flops_forward(C, batch, seq); }
   static constexpr double flops_backward(std::int64_t batch, std::int64_t seq) { return nn::flops_backward(C, batch, seq); }
-  /// Bytes of the activations kept for backward over batch × seq tokens, in T.
+  /// Bytes of the activations kept for backward over batch × seq tokens, in T (attention keeps
+  /// its row log-sum-exp, not its probabilities).
   static constexpr std::int64_t activation_bytes(std::int64_t batch, std::int64_t seq) {
-    return nn::activation_bytes(C, batch, seq, sizeof(T));
+    return nn::activation_bytes(C, batch, seq, sizeof(T), attention_activations::log_sum_exp);
   }
 
   /// CS336's initialisation from `seed`.
