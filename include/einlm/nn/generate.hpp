@@ -22,6 +22,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <span>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "einlm/core/error.hpp"
@@ -44,11 +46,14 @@ struct no_callback {
   void operator()(std::int64_t) const {}
 };
 
+/// The cache type of a model with make_cache(batch).
+template <class M>
+using cache_of = decltype(std::declval<M&>().make_cache(index_t{1}));
+
 /// A model with make_cache(batch) and logits(tokens, cache).
 template <class M>
-concept cached_model = requires(M& m, tensor<std::int64_t, dims<2>>& tokens) {
-  m.make_cache(index_t{1});
-  requires requires(decltype(m.make_cache(index_t{1}))& cache) { m.logits(tokens, cache); };
+concept cached_model = requires(M& m, tensor<std::int64_t, dims<2>>& tokens, cache_of<M>& cache) {
+  m.logits(tokens, cache);
 };
 }  // namespace detail
 
