@@ -23,10 +23,9 @@
 // out_dir set: metrics.jsonl (one JSON object per logged step and per validation), config.json,
 // a checkpoint (train/checkpoint.hpp) every checkpoint_every steps and at the end, and at the end
 // loss.png, the training and validation curves of metrics.jsonl (the whole run, resumes
-// included; train/plot.hpp). With
-// resume_dir set, training continues from that checkpoint: the step, the data draw, the seed and
-// the AdamW state are restored, so the continued run equals an uninterrupted one (bit for bit on
-// the CPU).
+// included; train/plot.hpp). With resume_dir set, training continues from that checkpoint: the
+// step, the data draw, the seed and the AdamW state are restored, so the continued run equals an
+// uninterrupted one (bit for bit on the CPU).
 #pragma once
 
 #include <chrono>
