@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -54,9 +55,11 @@ Commands:
 
   generate --checkpoint DIR --vocab vocab.json --merges merges.txt --prompt TEXT
            [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--special TOKEN]...
+           [--cache on|off] [--stats]
       Continues TEXT and streams the text to standard output as tokens arrive. Stops after
       <|endoftext|> when the vocabulary has it (or any --special token). Defaults: 200 tokens,
-      temperature 0.8, top-p 0.95, no top-k, seed 0; temperature 0 is greedy.
+      temperature 0.8, top-p 0.95, no top-k, seed 0; temperature 0 is greedy. The KV cache is on
+      by default (the same tokens either way); --stats prints tokens/s to standard error.
 
   logits --checkpoint DIR --ids "ID ID ..." --out FILE.npy
       Writes the logits of one sequence as float32 .npy of shape (sequence, vocab).
@@ -106,7 +109,7 @@ args parse_args(int argc, char** argv) {
       "data", "val", "val-fraction", "config", "out", "steps", "batch", "context", "lr", "min-lr", "warmup",
       "weight-decay", "clip", "z-loss", "seed", "resume", "log-every", "eval-every", "eval-batches",
       "checkpoint-every", "token-width", "peak-tflops", "progress", "device", "checkpoint", "batches", "vocab",
-      "merges", "prompt", "max-tokens", "temperature", "top-p", "top-k", "ids"};
+      "merges", "prompt", "max-tokens", "temperature", "top-p", "top-k", "ids", "cache"};
   args a;
   if (argc < 2) throw usage_error("no command given");
   a.command = argv[1];
@@ -114,6 +117,10 @@ args parse_args(int argc, char** argv) {
     const std::string f = argv[i];
     if (f == "-h" || f == "--help") {
       a.command = "help";
+      continue;
+    }
+    if (f == "--stats") {
+      a.values["stats"] = "1";
       continue;
     }
     if (f.rfind("--", 0) != 0) throw usage_error("unexpected argument '" + f + "'");
@@ -280,10 +287,14 @@ int cmd_generate(const args& a) {
   o.sampling.top_k = a.integer("top-k", 0);
   o.seed = static_cast<std::uint64_t>(a.integer("seed", 0));
   if (const auto eos = tok.special_id(specials.front())) o.stop_token = *eos;
+  const std::string cache = a.get("cache", "on");
+  if (cache != "on" && cache != "off") throw usage_error("--cache must be on or off");
+  o.use_cache = cache == "on";
   tokenizer::stream_decoder decoder(tok);
   std::string piece;
   std::fwrite(prompt.data(), 1, prompt.size(), stdout);
-  nn::generate(model, std::vector<std::int64_t>(ids.begin(), ids.end()), o, [&](std::int64_t id) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto all = nn::generate(model, std::vector<std::int64_t>(ids.begin(), ids.end()), o, [&](std::int64_t id) {
     if (id == o.stop_token) return;
     const tokenizer::token_id t = static_cast<tokenizer::token_id>(id);
     piece.clear();
@@ -295,6 +306,12 @@ int cmd_generate(const args& a) {
   decoder.finish(piece);
   std::fwrite(piece.data(), 1, piece.size(), stdout);
   std::fputc('\n', stdout);
+  if (a.has("stats")) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const auto generated = all.size() - ids.size();
+    std::fprintf(stderr, "%zu prompt tokens, %zu generated in %.3f s: %.1f tokens/s (KV cache %s)\n", ids.size(),
+                 generated, seconds, seconds > 0 ? static_cast<double>(generated) / seconds : 0.0, cache.c_str());
+  }
   return 0;
 }
 

@@ -119,6 +119,8 @@ TEST_CASE("einlm-lm: tokenizer, train, resume, eval, logits, generate") {
   REQUIRE_MESSAGE(a.status == 0, a.out);
   CHECK(a.out == b.out);
   CHECK(a.out.rfind("Once upon", 0) == 0);
+  CHECK(lm(gen + " --seed 3 --cache off").out == a.out);  // the KV cache changes nothing but the speed
+  CHECK(lm(gen + " --seed 3 --stats").out.find("tokens/s (KV cache on)") != std::string::npos);
 
   // Errors.
   CHECK(lm("train " + common + " --steps 2 --out " + q(w / "m2") + " --device cuda").status == 2);
