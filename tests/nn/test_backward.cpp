@@ -450,3 +450,48 @@ TEST_CASE("attention timing" * doctest::skip()) {
   }
   MESSAGE("attention_forward ", best_forward, " ms, attention_backward ", best_backward, " ms (best of 10)");
 }
+
+TEST_CASE("layer_norm, layer_norm_backward, gelu_backward and relu_backward against finite differences") {
+  auto x = random_tensor(extents<2, 3, 8>{}, 60, 2.0);  // (B, S, D)
+  for (index_t i = 0; i < x.size(); ++i) x.data()[i] += 0.5;  // a non-zero mean
+  auto gain = random_tensor(extents<8>{}, 61, 0.3);  // (D,)
+  auto bias = random_tensor(extents<8>{}, 62, 0.3);  // (D,)
+  for (index_t d = 0; d < 8; ++d) gain(d) += 1.0;
+  const auto w = random_tensor(extents<2, 3, 8>{}, 63);  // (B, S, D)
+  // Forward: zero mean and unit variance before the gain and bias (biased variance, eps 1e-5).
+  const auto y = nn::layer_norm(x, gain, bias);  // (B, S, D)
+  for (index_t b = 0; b < 2; ++b)
+    for (index_t s = 0; s < 3; ++s) {
+      double mean = 0, var = 0;
+      for (index_t d = 0; d < 8; ++d) mean += x(b, s, d) / 8;
+      for (index_t d = 0; d < 8; ++d) var += (x(b, s, d) - mean) * (x(b, s, d) - mean) / 8;
+      for (index_t d = 0; d < 8; ++d)
+        CHECK(y(b, s, d) == doctest::Approx((x(b, s, d) - mean) / std::sqrt(var + 1e-5) * gain(d) + bias(d)).epsilon(1e-12));
+    }
+  const auto [dx, dgain, dbias] = nn::layer_norm_backward(x, gain, w);
+  const auto loss = [&] { return dot(w, nn::layer_norm(x, gain, bias)); };
+  CHECK(fd_error(x, dx, loss) <= fd_tolerance);
+  CHECK(fd_error(gain, dgain, loss) <= fd_tolerance);
+  CHECK(fd_error(bias, dbias, loss) <= fd_tolerance);
+  const auto [dxf, dgf, dbf] = nn::layer_norm_backward(to_float(x), to_float(gain), to_float(w));
+  CHECK(float_error(dxf, dx) <= 1e-4);
+  CHECK(float_error(dgf, dgain) <= 1e-4);
+  CHECK(float_error(dbf, dbias) <= 1e-4);
+  tensor<double, dims<1>> short_gain(dims<1>(7));
+  CHECK_THROWS_WITH_AS(nn::layer_norm_backward(x, short_gain, w),
+                       "layer_norm_backward: gain of shape (7,) does not match x of shape (2, 3, 8)", shape_error);
+
+  // GELU (erf form) and ReLU; ReLU away from its kink.
+  auto a = random_tensor(extents<4, 9>{}, 64, 2.0);  // (N, D)
+  const auto wa = random_tensor(extents<4, 9>{}, 65);  // (N, D)
+  const auto dgelu = nn::gelu_backward(a, wa);         // (N, D)
+  const auto gelu_loss = [&] { return dot(wa, eval(gelu(a))); };
+  CHECK(fd_error(a, dgelu, gelu_loss) <= fd_tolerance);
+  for (index_t i = 0; i < a.size(); ++i)
+    if (std::abs(a.data()[i]) < 1e-3) a.data()[i] = 0.5;
+  const auto drelu = nn::relu_backward(a, wa);  // (N, D)
+  const auto relu_loss = [&] { return dot(wa, eval(relu(a))); };
+  CHECK(fd_error(a, drelu, relu_loss) <= fd_tolerance);
+  CHECK(float_error(nn::gelu_backward(to_float(a), to_float(wa)), nn::gelu_backward(a, wa)) <= 1e-5);
+  report("layer_norm, gelu, relu");
+}

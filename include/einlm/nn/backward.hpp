@@ -4,6 +4,9 @@
 //   softmax_backward(y, dy)                 dx = y ⊙ (dy − Σ_d dy ⊙ y), from the forward's output y
 //   rms_norm_backward(x, gain, dy, eps)     {dx (…, D), dgain (D,)} of x·rsqrt(mean(x²) + eps)·gain
 //   rope_backward(dy, positions, theta)     the rotation by the negative angles (rope with −positions)
+//   layer_norm_backward(x, gain, dy, eps)   {dx, dgain, dbias} of (x − mean)·rstd·gain + bias
+//   gelu_backward(x, dy), relu_backward(x, dy)
+//                                           dy · gelu'(x) (erf form: Φ(x) + x·φ(x)); dy where x > 0
 //   silu(a)                                 a·σ(a), a new tensor (the swiglu hidden's first factor)
 //   swiglu_backward(a, b, dh)               {da, db} of h = silu(a) ⊙ b
 //   cross_entropy_with_grad(logits, targets, z_loss = 0)
@@ -53,6 +56,14 @@ template <class TX, class TG>
 struct rms_norm_grads {
   TX dx;     // (…, D)
   TG dgain;  // (D,)
+};
+
+/// The gradients of layer_norm: dx like x, dgain and dbias like gain.
+template <class TX, class TG>
+struct layer_norm_grads {
+  TX dx;     // (…, D)
+  TG dgain;  // (D,)
+  TG dbias;  // (D,)
 };
 
 /// The gradients of the SwiGLU hidden h = silu(a) ⊙ b.
@@ -239,6 +250,71 @@ auto rms_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1e-
     assign(dgain, cast<TG>(reduce<"n d -> d", "sum">(flat)));                                  // (D,)
   }
   return rms_norm_grads<decltype(dx), decltype(dgain)>{std::move(dx), std::move(dgain)};
+}
+
+/// The gradients of layer_norm(x, gain, bias, eps): with x̂ = (x − mean)·rstd and g = dy ⊙ gain,
+/// dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)); dgain = Σ_rows dy ⊙ x̂; dbias = Σ_rows dy.
+template <class X, class G, class DY>
+auto layer_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1e-5) {
+  using T = detail::value_t<X>;
+  using TG = detail::value_t<G>;
+  using C = detail::compute_t<T>;
+  const auto xe = as_expression(x);
+  const auto ge = as_expression(gain);
+  using XE = typename decltype(xe)::extents_type;
+  using GE = typename decltype(ge)::extents_type;
+  static_assert(GE::rank() == 1, "layer_norm_backward: gain is (D,)");
+  static_assert(XE::rank() >= 1, "layer_norm_backward: x needs a feature axis (…, D)");
+  constexpr std::size_t R = XE::rank();
+  detail::require_same_shape("layer_norm_backward", "x", xe.extents(), "dy", as_expression(dy).extents());
+  if (ge.extents().extent(0) != xe.extents().extent(R - 1))
+    throw shape_error(einlm::detail::concat("layer_norm_backward: gain of shape ", shape_string(ge.extents()),
+                                            " does not match x of shape ", shape_string(xe.extents())));
+  const auto xc = cast<C>(x);                                                                  // (…, D)
+  const auto gc = cast<C>(gain);                                                               // (D,)
+  const auto dyc = cast<C>(dy);                                                                // (…, D)
+  const auto mean = eval(reduce<"... d -> ... 1", "mean">(xc));                                // (…, 1)
+  const auto rstd = eval(rsqrt(reduce<"... d -> ... 1", "mean">((xc - mean) * (xc - mean)) + static_cast<C>(eps)));  // (…, 1)
+  const auto xhat = eval((xc - mean) * rstd);                                                  // (…, D)
+  const auto g_mean = eval(reduce<"... d -> ... 1", "mean">(dyc * gc));                        // (…, 1)
+  const auto gx_mean = eval(reduce<"... d -> ... 1", "mean">(dyc * gc * xhat));                // (…, 1)
+  auto dx = detail::eval_as<T>(xe.extents(), cast<T>(rstd * (dyc * gc - g_mean - xhat * gx_mean)));  // (…, D)
+  tensor<TG, GE, host> dgain(ge.extents()), dbias(ge.extents());                               // (D,) twice
+  const index_t D = static_cast<index_t>(xe.extents().extent(R - 1));
+  const index_t rows = D == 0 ? 0 : einlm::size(xe.extents()) / D;
+  const auto contrib = eval(dyc * xhat);                                                       // (…, D)
+  const auto dy_flat = eval(dyc);                                                              // (…, D)
+  assign(dgain, cast<TG>(reduce<"n d -> d", "sum">(reshape(contrib, dims<2>(rows, D)))));      // (D,)
+  assign(dbias, cast<TG>(reduce<"n d -> d", "sum">(reshape(dy_flat, dims<2>(rows, D)))));      // (D,)
+  return layer_norm_grads<decltype(dx), decltype(dgain)>{std::move(dx), std::move(dgain), std::move(dbias)};
+}
+
+/// The gradient of gelu (erf form) at x: dy · (Φ(x) + x·φ(x)), computed in fp32 (double for double).
+template <class X, class DY>
+auto gelu_backward(const X& x, const DY& dy) {
+  using T = detail::value_t<X>;
+  using C = detail::compute_t<T>;
+  const auto xe = eval(cast<C>(x));                                                            // (…)
+  const auto dye = eval(cast<C>(dy));                                                          // (…)
+  detail::require_same_shape("gelu_backward", "x", xe.extents(), "dy", dye.extents());
+  tensor<C, typename decltype(xe)::extents_type, host> d(xe.extents());                        // (…)
+  const C* px = xe.data();
+  const C* pd = dye.data();
+  C* out = d.data();
+  const C inv_sqrt2 = static_cast<C>(0.70710678118654752440), inv_sqrt_2pi = static_cast<C>(0.39894228040143267794);
+  detail::for_each_row(xe.size(), 1, [&](index_t i) {
+    const C v = px[i];
+    out[i] = pd[i] * (C(0.5) * (C(1) + std::erf(v * inv_sqrt2)) + v * inv_sqrt_2pi * std::exp(C(-0.5) * v * v));
+  });
+  return detail::eval_as<T>(as_expression(x).extents(), cast<T>(d));
+}
+
+/// The gradient of relu at x: dy where x > 0, else 0.
+template <class X, class DY>
+auto relu_backward(const X& x, const DY& dy) {
+  using T = detail::value_t<X>;
+  detail::require_same_shape("relu_backward", "x", as_expression(x).extents(), "dy", as_expression(dy).extents());
+  return detail::eval_as<T>(as_expression(x).extents(), where(x > T(0), cast<T>(dy), T(0)));
 }
 
 // --------------------------------------------------------------------------------------- rope

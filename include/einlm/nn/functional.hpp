@@ -6,6 +6,9 @@
 //   cross_entropy(logits, targets)    mean over rows of logsumexp(row) − row[target]; logits
 //                                     (…, V), integer targets (…); probabilities never materialised
 //   rms_norm(x, gain, eps = 1e-5)     x / √(mean(x²) + eps) · gain over the last axis, in fp32
+//   layer_norm(x, gain, bias, eps = 1e-5)
+//                                     (x − mean) / √(var + eps) · gain + bias over the last axis, in
+//                                     fp32 (biased variance, as torch.nn.LayerNorm)
 //   rope(x, positions, theta)         rotary embedding of interleaved pairs (x₀,x₁), (x₂,x₃), … by
 //                                     pos · θ^(−2k/d); x (…, S, D), positions (S,) or x's (…, S)
 //   scaled_dot_product_attention(q, k, v[, mask])
@@ -128,6 +131,18 @@ auto rms_norm(const X& x, const G& gain, double eps = 1e-5) {
   const auto xc = cast<C>(x);                                                                  // (…, D)
   const auto inv_rms = eval(rsqrt(reduce<"... d -> ... 1", "mean">(xc * xc) + static_cast<C>(eps)));  // (…, 1)
   return eval(cast<T>(xc * inv_rms * cast<C>(gain)));                                          // (…, D)
+}
+
+/// LayerNorm over the last axis, computed in fp32 (double for double inputs):
+/// (x − mean) / √(var + eps) · gain + bias, var the biased variance (as torch.nn.LayerNorm).
+template <class X, class G, class Bias>
+auto layer_norm(const X& x, const G& gain, const Bias& bias, double eps = 1e-5) {
+  using T = detail::value_t<X>;
+  using C = detail::compute_t<T>;
+  const auto xc = cast<C>(x);                                                                  // (…, D)
+  const auto mean = eval(reduce<"... d -> ... 1", "mean">(xc));                                // (…, 1)
+  const auto rstd = eval(rsqrt(reduce<"... d -> ... 1", "mean">((xc - mean) * (xc - mean)) + static_cast<C>(eps)));  // (…, 1)
+  return eval(cast<T>((xc - mean) * rstd * cast<C>(gain) + cast<C>(bias)));                   // (…, D)
 }
 
 /// Rotary position embedding of interleaved pairs, on the host; see the file comment.
