@@ -17,10 +17,13 @@ import json
 import math
 import os
 import subprocess
-import time
+import sys
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from einops_peers import best_time  # noqa: E402
 
 CASES = {
     0: dict(label="demo model", vocab=2048, d=128, layers=4, heads=4, d_ff=384, batch=16, seq=128),
@@ -76,17 +79,6 @@ class Model(torch.nn.Module):
         return rms_norm(x, self.ln_final) @ self.head.T
 
 
-def best_time(f, runs=5, warmup=2):
-    for _ in range(warmup):
-        f()
-    best = float("inf")
-    for _ in range(runs):
-        t = time.perf_counter()
-        f()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def torch_rates(c):
     torch.manual_seed(0)
     model = Model(c)
@@ -105,7 +97,7 @@ def torch_rates(c):
             model(ids)
 
     tokens = c["batch"] * c["seq"]
-    return tokens / best_time(step), tokens / best_time(forward)
+    return tokens / best_time(step, runs=5), tokens / best_time(forward, runs=5)
 
 
 def main():

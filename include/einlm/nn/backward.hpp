@@ -211,6 +211,29 @@ auto softmax_backward(const Y& y, const DY& dy) {
   return detail::eval_as<T>(ye.extents(), cast<T>(yc * (dyc - dot)));               // (…, D)
 }
 
+namespace detail {
+
+/// The run-time checks of a norm's backward: dy has x's shape, gain (D,) matches x's last axis.
+template <class XE, class GE, class DE>
+void check_norm_backward(const char* op, const XE& x, const GE& gain, const DE& dy) {
+  require_same_shape(op, "x", x, "dy", dy);
+  if (gain.extent(0) != x.extent(XE::rank() - 1))
+    throw shape_error(einlm::detail::concat(op, ": gain of shape ", shape_string(gain), " does not match x of shape ",
+                                            shape_string(x)));
+}
+
+/// Σ over the rows of a contiguous (…, D) array a, as a tensor of TG with the gain's extents (D,).
+template <class TG, class GE, class A>
+tensor<TG, GE, host> sum_rows(const A& a, const GE& ge) {
+  const index_t D = static_cast<index_t>(ge.extent(0));
+  const index_t rows = D == 0 ? 0 : a.size() / D;
+  tensor<TG, GE, host> out(ge);                                                                // (D,)
+  assign(out, cast<TG>(reduce<"n d -> d", "sum">(reshape(a, dims<2>(rows, D)))));              // (D,)
+  return out;
+}
+
+}  // namespace detail
+
 // ----------------------------------------------------------------------------------- rms_norm
 
 /// The gradients of rms_norm(x, gain, eps) = x·r·gain, r = rsqrt(mean(x²) + eps):
@@ -227,10 +250,7 @@ auto rms_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1e-
   static_assert(GE::rank() == 1, "rms_norm_backward: gain is (D,)");
   static_assert(XE::rank() >= 1, "rms_norm_backward: x needs a feature axis (…, D)");
   constexpr std::size_t R = XE::rank();
-  detail::require_same_shape("rms_norm_backward", "x", xe.extents(), "dy", as_expression(dy).extents());
-  if (ge.extents().extent(0) != xe.extents().extent(R - 1))
-    throw shape_error(einlm::detail::concat("rms_norm_backward: gain of shape ", shape_string(ge.extents()),
-                                            " does not match x of shape ", shape_string(xe.extents())));
+  detail::check_norm_backward("rms_norm_backward", xe.extents(), ge.extents(), as_expression(dy).extents());
   const auto xc = cast<C>(x);                                                                  // (…, D)
   const auto gc = cast<C>(gain);                                                               // (D,)
   const auto dyc = cast<C>(dy);                                                                // (…, D)
@@ -238,17 +258,7 @@ auto rms_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1e-
   const auto r = eval(rsqrt(reduce<"... d -> ... 1", "mean">(xc * xc) + static_cast<C>(eps)));  // (…, 1)
   const auto dot = eval(reduce<"... d -> ... 1", "sum">(dyc * gc * xc));                       // (…, 1)
   auto dx = detail::eval_as<T>(xe.extents(), cast<T>(r * (gc * dyc - xc * (r * r * dot * inv_d))));  // (…, D)
-  tensor<TG, GE, host> dgain(ge.extents());                                                    // (D,)
-  if constexpr (R == 1) {
-    assign(dgain, cast<TG>(dyc * xc * r));                                                     // (D,)
-  } else {
-    // The rows flattened, so that the sum over them is one reduction of any rank.
-    const index_t D = static_cast<index_t>(xe.extents().extent(R - 1));
-    const index_t rows = D == 0 ? 0 : einlm::size(xe.extents()) / D;
-    const auto contrib = eval(dyc * xc * r);                                                   // (…, D)
-    const auto flat = reshape(contrib, dims<2>(rows, D));                                      // (N, D)
-    assign(dgain, cast<TG>(reduce<"n d -> d", "sum">(flat)));                                  // (D,)
-  }
+  auto dgain = detail::sum_rows<TG>(eval(dyc * xc * r), ge.extents());                         // (D,)
   return rms_norm_grads<decltype(dx), decltype(dgain)>{std::move(dx), std::move(dgain)};
 }
 
@@ -265,11 +275,7 @@ auto layer_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1
   using GE = typename decltype(ge)::extents_type;
   static_assert(GE::rank() == 1, "layer_norm_backward: gain is (D,)");
   static_assert(XE::rank() >= 1, "layer_norm_backward: x needs a feature axis (…, D)");
-  constexpr std::size_t R = XE::rank();
-  detail::require_same_shape("layer_norm_backward", "x", xe.extents(), "dy", as_expression(dy).extents());
-  if (ge.extents().extent(0) != xe.extents().extent(R - 1))
-    throw shape_error(einlm::detail::concat("layer_norm_backward: gain of shape ", shape_string(ge.extents()),
-                                            " does not match x of shape ", shape_string(xe.extents())));
+  detail::check_norm_backward("layer_norm_backward", xe.extents(), ge.extents(), as_expression(dy).extents());
   const auto xc = cast<C>(x);                                                                  // (…, D)
   const auto gc = cast<C>(gain);                                                               // (D,)
   const auto dyc = cast<C>(dy);                                                                // (…, D)
@@ -279,13 +285,8 @@ auto layer_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1
   const auto g_mean = eval(reduce<"... d -> ... 1", "mean">(dyc * gc));                        // (…, 1)
   const auto gx_mean = eval(reduce<"... d -> ... 1", "mean">(dyc * gc * xhat));                // (…, 1)
   auto dx = detail::eval_as<T>(xe.extents(), cast<T>(rstd * (dyc * gc - g_mean - xhat * gx_mean)));  // (…, D)
-  tensor<TG, GE, host> dgain(ge.extents()), dbias(ge.extents());                               // (D,) twice
-  const index_t D = static_cast<index_t>(xe.extents().extent(R - 1));
-  const index_t rows = D == 0 ? 0 : einlm::size(xe.extents()) / D;
-  const auto contrib = eval(dyc * xhat);                                                       // (…, D)
-  const auto dy_flat = eval(dyc);                                                              // (…, D)
-  assign(dgain, cast<TG>(reduce<"n d -> d", "sum">(reshape(contrib, dims<2>(rows, D)))));      // (D,)
-  assign(dbias, cast<TG>(reduce<"n d -> d", "sum">(reshape(dy_flat, dims<2>(rows, D)))));      // (D,)
+  auto dgain = detail::sum_rows<TG>(eval(dyc * xhat), ge.extents());                           // (D,)
+  auto dbias = detail::sum_rows<TG>(eval(dyc), ge.extents());                                  // (D,)
   return layer_norm_grads<decltype(dx), decltype(dgain)>{std::move(dx), std::move(dgain), std::move(dbias)};
 }
 
