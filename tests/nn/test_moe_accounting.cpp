@@ -48,7 +48,7 @@ constexpr moe_config tiny{.base = tiny_base,
                           .num_shared_experts = 1,
                           .expert_d_ff = 4,
                           .first_dense_layers = 1,
-                          .router_bias = true};
+                          .router = nn::router_kind::sigmoid};
 
 // The same with MLA: q rank 4, kv rank 2, qk heads 2 + 2 (RoPE), v heads 2.
 constexpr moe_config tiny_mla{.base = tiny_base,
@@ -57,7 +57,7 @@ constexpr moe_config tiny_mla{.base = tiny_base,
                               .num_shared_experts = 1,
                               .expert_d_ff = 4,
                               .first_dense_layers = 1,
-                              .router_bias = true,
+                              .router = nn::router_kind::sigmoid,
                               .mla = {.q_lora_rank = 4,
                                       .kv_lora_rank = 2,
                                       .qk_nope_head_dim = 2,

@@ -194,6 +194,49 @@ TEST_CASE("config.json: round trip, CS336's model_config.json, and errors that n
   CHECK(error_of("{" + base).find("config.json:1:") == 0);  // malformed JSON: file, line, column
 }
 
+TEST_CASE("config.json: a mixture of experts round-trips, and its errors name the field") {
+  nn::moe_config m{.base = byte_config(),
+                   .num_experts = 4,
+                   .top_k = 2,
+                   .num_shared_experts = 1,
+                   .expert_d_ff = 24,
+                   .router = nn::router_kind::sigmoid,
+                   .capacity_factor = 1.25,
+                   .aux_loss_coef = 0.02,
+                   .z_loss_coef = 0.0,
+                   .bias_update_rate = 1e-3};
+  CHECK(train::model_config_from_json(train::to_json(m), "c.json") == m);
+  m.capacity_factor = 0.0;  // dropless: written as null
+  CHECK(train::to_json(m).find("\"capacity_factor\": null") != std::string::npos);
+  CHECK(train::model_config_from_json(train::to_json(m), "c.json") == m);
+  // A dense configuration has no MoE keys, and reads back as num_experts = 0.
+  CHECK(train::to_json(byte_config()).find("num_experts") == std::string::npos);
+  CHECK(train::model_config_from_json(train::to_json(byte_config()), "c.json").num_experts == 0);
+
+  const std::string base =
+      R"({"vocab_size": 100, "context_length": 16, "d_model": 32, "num_layers": 2, "num_heads": 4, )";
+  auto error_of = [](const std::string& text) {
+    try {
+      train::model_config_from_json(text, "config.json");
+    } catch (const nn::config_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(error_of(base + R"("num_experts": 4, "top_k": 2})") == "no error");
+  CHECK(error_of(base + R"("num_experts": 4, "top_k": 5})") == "config.json: top_k must be in [1, num_experts = 4], got 5");
+  CHECK(error_of(base + R"("num_experts": 4, "router": "tanh"})").find("'router' must be \"softmax\" or \"sigmoid\"") !=
+        std::string::npos);
+  CHECK(error_of(base + R"("num_experts": 4, "capacity_factor": 0})") ==
+        "config.json: capacity_factor must be positive (or null for dropless)");
+  CHECK(error_of(base + R"("num_experts": 4, "aux_loss_coef": -1})") ==
+        "config.json: aux_loss_coef must not be negative, got -1");
+  // A caller that expects a dense model refuses experts.
+  CHECK_THROWS_WITH_AS(train::config_from_json(base + R"("num_experts": 4})", "config.json"),
+                       "config.json: num_experts = 4: a mixture of experts where a dense model is expected",
+                       nn::config_error);
+}
+
 TEST_CASE("generate: deterministic with a seed, greedy follows the argmax, stops at the stop token") {
   nn::transformer_lm<float> model(byte_config(), 4);
   const std::vector<std::int64_t> prompt = {116, 104, 101};

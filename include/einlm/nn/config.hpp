@@ -39,6 +39,9 @@ enum class ffn_kind : std::uint8_t { swiglu, gelu_mlp };
 enum class position_kind : std::uint8_t { rope, learned };
 /// The normalisation: RMSNorm with a gain, or LayerNorm with a gain and a bias (GPT-2).
 enum class norm_kind : std::uint8_t { rms_norm, layer_norm };
+/// A mixture-of-experts router: the top-k of a softmax over the experts (Switch, Mixtral), or
+/// DeepSeek-V3's sigmoid scores with a per-expert selection bias (auxiliary-loss-free balancing).
+enum class router_kind : std::uint8_t { softmax, sigmoid };
 
 struct transformer_config {
   std::int64_t vocab_size = 0;

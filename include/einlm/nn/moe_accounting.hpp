@@ -16,7 +16,7 @@
 // kind, positions, norms and tying. Layers 0 … first_dense_layers−1 keep a dense FFN of width
 // base.ffn_dim(); after them, every moe_layer_step-th layer (1: all; Switch: 2, the second of each
 // pair) has an MoE FFN instead, the others a dense one. An MoE FFN is a router (a D × E matrix,
-// plus E selection biases when router_bias — DeepSeek-V3's auxiliary-loss-free balancing bias,
+// plus E selection biases with the sigmoid router — DeepSeek-V3's auxiliary-loss-free balancing bias,
 // stored in the checkpoint, never trained by gradient), num_experts routed experts and
 // num_shared_experts shared experts, each an FFN of base.ffn's kind and width expert_dim()
 // (expert_d_ff, or base.ffn_dim() when 0). Each token goes through top_k routed experts and every
@@ -90,8 +90,17 @@ struct moe_config {
   std::int64_t expert_d_ff = 0;         // hidden width of each expert; 0: base.ffn_dim()
   std::int64_t first_dense_layers = 0;  // leading layers with a dense FFN of base.ffn_dim()
   std::int64_t moe_layer_step = 1;      // 1: every later layer is MoE; 2: every second one
-  bool router_bias = false;             // per-expert selection bias (DeepSeek-V3)
+  router_kind router = router_kind::softmax;  // sigmoid: with E selection biases (DeepSeek-V3)
   mla_config mla = {};
+  // Training settings (they change no count here; nn/moe.hpp and the trainer read them).
+  double capacity_factor = 0.0;    // 0: dropless; c > 0: at most ⌈c·N·top_k / E⌉ slots per expert
+  double aux_loss_coef = 0.01;     // the Switch load-balancing loss's coefficient α
+  double z_loss_coef = 1e-3;       // the ST-MoE router z-loss's coefficient
+  double seq_aux_loss_coef = 0.0;  // DeepSeek-V3's sequence-wise balance loss's coefficient
+  double bias_update_rate = 0.0;   // γ of the selection-bias update (sigmoid router)
+
+  /// Whether the router has E selection biases (the sigmoid router's).
+  constexpr bool router_bias() const { return router == router_kind::sigmoid; }
 
   constexpr std::int64_t expert_dim() const {
     return expert_d_ff != 0 ? expert_d_ff : base.ffn_dim();
@@ -122,6 +131,11 @@ struct moe_config {
       return concat("first_dense_layers must be in [0, num_layers = ", base.num_layers, "], got ",
                     first_dense_layers);
     if (moe_layer_step < 1) return concat("moe_layer_step must be positive, got ", moe_layer_step);
+    if (!(capacity_factor >= 0)) return concat("capacity_factor must not be negative, got ", capacity_factor);
+    if (!(aux_loss_coef >= 0)) return concat("aux_loss_coef must not be negative, got ", aux_loss_coef);
+    if (!(z_loss_coef >= 0)) return concat("z_loss_coef must not be negative, got ", z_loss_coef);
+    if (!(seq_aux_loss_coef >= 0)) return concat("seq_aux_loss_coef must not be negative, got ", seq_aux_loss_coef);
+    if (!(bias_update_rate >= 0)) return concat("bias_update_rate must not be negative, got ", bias_update_rate);
     if (mla.enabled()) {
       if (mla.kv_lora_rank < 0 || mla.q_lora_rank < 0 || mla.qk_nope_head_dim < 0 ||
           mla.qk_rope_head_dim < 0 || mla.v_head_dim <= 0 || mla.qk_head_dim() <= 0)
@@ -236,7 +250,7 @@ constexpr moe_param_breakdown moe_param_counts(const moe_config& m) {
   p.routed_experts = p.moe_layers * m.num_experts * expert;
   p.active_routed_experts = p.moe_layers * m.top_k * expert;
   p.shared_experts = p.moe_layers * m.num_shared_experts * expert;
-  p.routers = p.moe_layers * (D * m.num_experts + (m.router_bias ? m.num_experts : 0));
+  p.routers = p.moe_layers * (D * m.num_experts + (m.router_bias() ? m.num_experts : 0));
   p.norms = L * detail::layer_norm_params(m) + detail::norm_params(c, D);
   p.lm_head = c.tied_embeddings ? 0 : V * D;
   return p;
@@ -439,7 +453,7 @@ constexpr moe_config deepseek_v3() {
           .num_shared_experts = 1,
           .expert_d_ff = 2048,
           .first_dense_layers = 3,
-          .router_bias = true,
+          .router = router_kind::sigmoid,
           .mla = {.q_lora_rank = 1536,
                   .kv_lora_rank = 512,
                   .qk_nope_head_dim = 128,
@@ -481,7 +495,7 @@ inline std::string describe(const moe_config& m) {
          std::to_string(m.num_experts) + " experts of d_ff " + std::to_string(m.expert_dim()) +
          ", top-" + std::to_string(m.top_k);
     if (m.num_shared_experts != 0) s += ", " + std::to_string(m.num_shared_experts) + " shared";
-    if (m.router_bias) s += ", selection bias";
+    if (m.router_bias()) s += ", selection bias";
   }
   s += "\n  ";
   s += c.ffn == ffn_kind::swiglu ? "SwiGLU" : "MLP";
