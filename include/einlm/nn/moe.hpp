@@ -69,11 +69,9 @@
 #include "einlm/linalg/einsum.hpp"
 #include "einlm/nn/backward.hpp"
 #include "einlm/nn/config.hpp"
+#include "einlm/nn/moe_accounting.hpp"
 
 namespace einlm::nn {
-
-/// How the router turns logits into affinities.
-enum class router_kind : std::uint8_t { softmax, sigmoid };
 
 struct moe_layer_config {
   std::int64_t d_model = 0;
@@ -112,6 +110,21 @@ struct moe_layer_config {
   /// Throws config_error naming the first inconsistent field.
   void validate() const {
     if (auto p = problem(); !p.empty()) throw config_error("moe_layer_config: " + p);
+  }
+
+  /// The MoE layers of model `m` (router_kind from config.hpp, widths and settings from m).
+  static moe_layer_config of(const moe_config& m) {
+    return {.d_model = m.base.d_model,
+            .num_experts = m.num_experts,
+            .top_k = m.top_k,
+            .num_shared_experts = m.num_shared_experts,
+            .expert_d_ff = m.expert_dim(),
+            .router = m.router,
+            .capacity_factor = m.capacity_factor,
+            .aux_loss_coef = m.aux_loss_coef,
+            .z_loss_coef = m.z_loss_coef,
+            .seq_aux_loss_coef = m.seq_aux_loss_coef,
+            .bias_update_rate = m.bias_update_rate};
   }
 };
 
@@ -532,6 +545,20 @@ class moe_layer {
 
   /// The routing statistics and loss values of the last forward pass.
   const moe_stats& stats() const { return stats_; }
+
+  /// Bytes the last forward_train keeps for backward: x, every expert's hidden states and output,
+  /// and the routing (slots, gates, per-token router probabilities).
+  std::size_t kept_bytes() const {
+    if (!ready_) return 0;
+    std::size_t n = x_.bytes();
+    for (const auto* group : {&experts_, &shared_})
+      for (const auto& a : *group) n += a.h1.bytes() + a.h3.bytes() + a.g.bytes() + a.out.bytes();
+    const auto& r = routing_;
+    n += r.expert.size() * sizeof(std::int64_t) + r.gate.size() * sizeof(double) + r.kept.size() +
+         r.offset.size() * sizeof(std::int64_t) + r.order.size() * sizeof(std::int64_t) +
+         (r.affinity.size() + r.q.size() + r.lse.size() + r.softmax.size()) * sizeof(double);
+    return n;
+  }
 
  private:
   tensor<T, dims<2>> run(const moe_parameters<T>& p, const tensor<T, dims<2>>& x, index_t seq_len, bool keep) {

@@ -136,6 +136,9 @@ struct moe_config {
     if (!(z_loss_coef >= 0)) return concat("z_loss_coef must not be negative, got ", z_loss_coef);
     if (!(seq_aux_loss_coef >= 0)) return concat("seq_aux_loss_coef must not be negative, got ", seq_aux_loss_coef);
     if (!(bias_update_rate >= 0)) return concat("bias_update_rate must not be negative, got ", bias_update_rate);
+    if (bias_update_rate != 0 && router != router_kind::sigmoid)
+      return concat("bias_update_rate applies to the sigmoid router only, got ", bias_update_rate,
+                    " with the softmax router");
     if (mla.enabled()) {
       if (mla.kv_lora_rank < 0 || mla.q_lora_rank < 0 || mla.qk_nope_head_dim < 0 ||
           mla.qk_rope_head_dim < 0 || mla.v_head_dim <= 0 || mla.qk_head_dim() <= 0)

@@ -20,6 +20,15 @@
 // — absent when tied). GPT-2-style configurations (GELU MLP, learned positions, LayerNorm, biases)
 // are for accounting only and are rejected here with a config_error.
 //
+// Mixture of experts: built from an nn::moe_config, the layers that config.is_moe_layer(i) names
+// have an nn::moe_layer (nn/moe.hpp) in place of the dense FFN, with its parameters under
+// `layers.{i}.ffn.router.weight`, `layers.{i}.ffn.router.bias` (sigmoid router),
+// `layers.{i}.ffn.experts.{e}.w{1,2,3}.weight` and `layers.{i}.ffn.shared_experts.{s}.w{1,2,3}.weight`.
+// Each sequence of the batch is one sequence for the sequence-wise balance loss. forward_backward
+// returns the language-model loss and adds the gradients of the layers' weighted auxiliary losses
+// (aux_loss()); routing_stats(i) holds layer i's loads, drops and losses; the selection biases are
+// initialised to 0, skipped by for_each_parameter_and_gradient, and moved by update_router_biases().
+//
 // Every layer is written with einlm's own operators: projections are `einsum`s (one GEMM each on
 // the BLAS path), heads are split and merged by `rearrange`, norms and activations are fused
 // expressions, and the backward pass uses the einsum adjoints (one einsum per operand) and the
@@ -57,6 +66,7 @@
 #include "einlm/nn/backward.hpp"
 #include "einlm/nn/config.hpp"
 #include "einlm/nn/functional.hpp"
+#include "einlm/nn/moe.hpp"
 
 namespace einlm::nn {
 
@@ -67,7 +77,10 @@ struct block_parameters {
   tensor<T, dims<2>> q_proj, k_proj, v_proj, output_proj;   // (H·Dh, D), (K·Dh, D) twice, (D, D)
   tensor<T, dims<1>> q_norm, k_norm;                        // (Dh,) each, when qk_norm
   tensor<T, dims<1>> ln2;                                   // (D,)
-  tensor<T, dims<2>> w1, w2, w3;                            // (F, D), (D, F), (F, D)
+  tensor<T, dims<2>> w1, w2, w3;                            // (F, D), (D, F), (F, D); empty in an MoE layer
+  moe_parameters<T> moe;                                    // the mixture-of-experts FFN, when this layer has one
+
+  bool is_moe() const { return moe.config.num_experts > 0; }
 };
 
 /// Every weight of a transformer_lm, by CS336 name. Also used for the gradients.
@@ -81,13 +94,18 @@ struct transformer_parameters {
 
   transformer_parameters() = default;
 
-  /// All tensors allocated for `config` and filled with zeros.
-  explicit transformer_parameters(const transformer_config& c) : config(c) {
+  /// All tensors allocated for a dense model `config` and filled with zeros.
+  explicit transformer_parameters(const transformer_config& c) : transformer_parameters(moe_config{.base = c}) {}
+
+  /// All tensors allocated for `m` (its MoE layers with routers and experts) and filled with zeros.
+  explicit transformer_parameters(const moe_config& m) : config(m.base) {
+    const transformer_config& c = m.base;
     const index_t V = c.vocab_size, D = c.d_model, H = c.num_heads, K = c.kv_heads(), Dh = c.head_dim(),
                   F = c.ffn_dim();
     token_embeddings = tensor<T, dims<2>>(V, D);
     layers.resize(static_cast<std::size_t>(c.num_layers));
-    for (auto& l : layers) {
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      auto& l = layers[i];
       l.ln1 = tensor<T, dims<1>>(D);
       l.q_proj = tensor<T, dims<2>>(H * Dh, D);
       l.k_proj = tensor<T, dims<2>>(K * Dh, D);
@@ -98,9 +116,13 @@ struct transformer_parameters {
         l.k_norm = tensor<T, dims<1>>(Dh);
       }
       l.ln2 = tensor<T, dims<1>>(D);
-      l.w1 = tensor<T, dims<2>>(F, D);
-      l.w2 = tensor<T, dims<2>>(D, F);
-      l.w3 = tensor<T, dims<2>>(F, D);
+      if (m.is_moe_layer(static_cast<std::int64_t>(i))) {
+        l.moe = moe_parameters<T>(moe_layer_config::of(m));
+      } else {
+        l.w1 = tensor<T, dims<2>>(F, D);
+        l.w2 = tensor<T, dims<2>>(D, F);
+        l.w3 = tensor<T, dims<2>>(F, D);
+      }
     }
     ln_final = tensor<T, dims<1>>(D);
     if (!c.tied_embeddings) lm_head = tensor<T, dims<2>>(V, D);
@@ -141,9 +163,13 @@ struct transformer_parameters {
         f(p + "attn.k_norm.weight", l.k_norm);
       }
       f(p + "ln2.weight", l.ln2);
-      f(p + "ffn.w1.weight", l.w1);
-      f(p + "ffn.w2.weight", l.w2);
-      f(p + "ffn.w3.weight", l.w3);
+      if (l.is_moe()) {
+        l.moe.for_each_parameter(p + "ffn.", f);
+      } else {
+        f(p + "ffn.w1.weight", l.w1);
+        f(p + "ffn.w2.weight", l.w2);
+        f(p + "ffn.w3.weight", l.w3);
+      }
     }
     f(std::string("ln_final.weight"), self.ln_final);
     if (!self.config.tied_embeddings) f(std::string("lm_head.weight"), self.lm_head);
@@ -201,15 +227,20 @@ class transformer_lm {
   using value_type = T;
 
   /// A model of this shape with CS336's initialisation from `seed`.
-  transformer_lm(const transformer_config& config, std::uint64_t seed) : transformer_lm(config) {
-    initialise(seed);
-  }
+  transformer_lm(const transformer_config& config, std::uint64_t seed) : transformer_lm(moe_config{.base = config}, seed) {}
+  /// A mixture-of-experts model (num_experts = 0: dense) with CS336's initialisation from `seed`.
+  transformer_lm(const moe_config& config, std::uint64_t seed) : transformer_lm(config) { initialise(seed); }
 
   /// A model of this shape with zero weights and gradients (to be loaded from a checkpoint).
-  explicit transformer_lm(const transformer_config& config)
-      : config_(checked(config)), params_(config_), grads_(config_) {}
+  explicit transformer_lm(const transformer_config& config) : transformer_lm(moe_config{.base = config}) {}
+  explicit transformer_lm(const moe_config& config)
+      : model_config_(checked(config)), config_(model_config_.base), params_(model_config_), grads_(model_config_),
+        moe_layers_(static_cast<std::size_t>(config_.num_layers)), moe_stats_(static_cast<std::size_t>(config_.num_layers)) {}
 
+  /// The dense shape (for an MoE model, its base).
   const transformer_config& config() const { return config_; }
+  /// The whole configuration, experts included (num_experts = 0: dense).
+  const moe_config& model_config() const { return model_config_; }
   transformer_parameters<T>& parameters() { return params_; }
   const transformer_parameters<T>& parameters() const { return params_; }
   transformer_parameters<T>& gradients() { return grads_; }
@@ -225,7 +256,9 @@ class transformer_lm {
     params_.for_each_parameter(f);
   }
 
-  /// f(name, weight, gradient) for every parameter (what an optimizer step visits).
+  /// f(name, weight, gradient) for every trainable parameter (what an optimizer step visits): all
+  /// but the routers' selection biases (`layers.{i}.ffn.router.bias`), which no gradient trains
+  /// and update_router_biases() moves.
   template <class F>
   void for_each_parameter_and_gradient(F&& f) {
     // Weights and gradients have the same layout and are visited in the same order.
@@ -233,7 +266,8 @@ class transformer_lm {
     grads_.for_each_parameter([&](const std::string&, auto& g) { grads.push_back(&g); });
     std::size_t i = 0;
     params_.for_each_parameter([&](const std::string& name, auto& w) {
-      f(name, w, *static_cast<std::remove_reference_t<decltype(w)>*>(grads[i++]));
+      auto& g = *static_cast<std::remove_reference_t<decltype(w)>*>(grads[i++]);
+      if (moe_parameters<T>::trainable(name)) f(name, w, g);
     });
   }
 
@@ -247,7 +281,9 @@ class transformer_lm {
     std::uint64_t stream = 0;
     params_.for_each_parameter([&](const std::string& name, auto& w) {
       const random_stream g{seed, stream++};
-      if (w.extents().rank() == 1) {
+      if (!moe_parameters<T>::trainable(name)) {
+        w = T(0);  // selection biases
+      } else if (w.extents().rank() == 1) {
         w = T(1);  // norm gains
       } else if (name == "token_embeddings.weight") {
         w = truncated_normal<T>(w.extents(), g, 0.0, 1.0, -3.0, 3.0);
@@ -282,15 +318,18 @@ class transformer_lm {
   }
 
   /// Bytes of the activations the last forward_backward kept for its backward pass (the logits
-  /// included): nn::activation_bytes(config, B, S, sizeof(T), attention_activations::log_sum_exp).
+  /// included): for a dense model nn::activation_bytes(config, B, S, sizeof(T),
+  /// attention_activations::log_sum_exp); an MoE layer adds what its moe_layer keeps.
   std::size_t kept_activation_bytes() const { return kept_bytes_; }
 
   /// Mean cross-entropy of the next-token predictions for `inputs` (B, S) against `targets`
-  /// (B, S), plus z_loss · mean(logsumexp²); accumulates d(loss)/d(parameter) into gradients().
+  /// (B, S), plus z_loss · mean(logsumexp²); accumulates into gradients() the gradient of that
+  /// loss plus aux_loss() (the MoE layers' weighted balance, router z- and sequence losses).
   template <class I, class J>
   double forward_backward(const I& inputs, const J& targets, double z_loss = 0.0) {
     auto logits = forward(inputs, /*keep=*/true);                                  // (B, S, V)
     kept_bytes_ = logits.bytes() + final_x_.bytes() + final_n_.bytes();
+    for (const auto& l : moe_layers_) kept_bytes_ += l.kept_bytes();
     for (const auto& a : acts_)
       for (const auto* t : {&a.x, &a.a, &a.o_merged, &a.h, &a.b, &a.f1, &a.f3, &a.g, &a.lse}) kept_bytes_ += t->bytes();
     for (const auto& a : acts_)
@@ -300,7 +339,36 @@ class transformer_lm {
     return loss;
   }
 
+  /// The MoE layers' weighted auxiliary losses of the last forward pass, summed (0 when dense).
+  double aux_loss() const {
+    double total = 0;
+    for (std::size_t i = 0; i < moe_stats_.size(); ++i)
+      if (params_.layers[i].is_moe()) total += moe_stats_[i].aux_loss;
+    return total;
+  }
+
+  /// Routing statistics of layer i's MoE FFN in the last forward pass (empty for a dense layer).
+  const moe_stats& routing_stats(std::size_t i) const { return moe_stats_.at(i); }
+
+  /// DeepSeek-V3's auxiliary-loss-free balancing after an optimizer step: every sigmoid router's
+  /// selection bias moves by ±bias_update_rate toward the mean load of the last forward pass.
+  void update_router_biases() {
+    if (model_config_.router != router_kind::sigmoid || model_config_.bias_update_rate == 0) return;
+    for (std::size_t i = 0; i < params_.layers.size(); ++i)
+      if (params_.layers[i].is_moe() && !moe_stats_[i].routed_per_expert.empty())
+        update_router_bias(params_.layers[i].moe, moe_stats_[i]);
+  }
+
  private:
+  static const moe_config& checked(const moe_config& m) {
+    m.validate();
+    if (m.mla.enabled())
+      throw config_error("transformer_lm: Multi-head Latent Attention (mla) is for accounting only");
+    if (m.base.ffn != ffn_kind::swiglu && m.num_experts > 0)
+      throw config_error("transformer_lm: experts are SwiGLU FFNs; ffn must be \"swiglu\"");
+    checked(m.base);
+    return m;
+  }
   static const transformer_config& checked(const transformer_config& c) {
     c.validate();
     if (c.ffn != ffn_kind::swiglu || c.positions != position_kind::rope || c.norm != norm_kind::rms_norm ||
@@ -388,11 +456,21 @@ class transformer_lm {
       const auto attn_out = einsum<"b s e, d e -> b s d">(o_merged, w.output_proj);  // (B, S, D)
       tensor<T, dims<3>> h = x + attn_out;                                         // (B, S, D)
       auto bn = rms_norm(h, w.ln2, eps);                                           // (B, S, D)
-      auto f1 = einsum<"b s d, f d -> b s f">(bn, w.w1);                           // (B, S, F)
-      auto f3 = einsum<"b s d, f d -> b s f">(bn, w.w3);                           // (B, S, F)
-      tensor<T, dims<3>> g = silu(f1) * f3;                                        // (B, S, F)
-      const auto ffn_out = einsum<"b s f, d f -> b s d">(g, w.w2);                 // (B, S, D)
-      tensor<T, dims<3>> out = h + ffn_out;                                        // (B, S, D)
+      tensor<T, dims<3>> f1, f3, g, out;                                           // (B, S, F) three times, (B, S, D)
+      if (w.is_moe()) {
+        const tensor<T, dims<2>> rows = rearrange<"b s d -> (b s) d">(bn);         // (B·S, D)
+        auto& layer = moe_layers_[i];
+        const auto y = keep ? layer.forward_train(w.moe, rows, S)                  // (B·S, D)
+                            : moe_layer<T>::forward(w.moe, rows, S, &moe_stats_[i]);
+        if (keep) moe_stats_[i] = layer.stats();
+        out = tensor<T, dims<3>>(h + rearrange<"(b s) d -> b s d">(y, axis_size<"b">{B}));  // (B, S, D)
+      } else {
+        f1 = tensor<T, dims<3>>(einsum<"b s d, f d -> b s f">(bn, w.w1));          // (B, S, F)
+        f3 = tensor<T, dims<3>>(einsum<"b s d, f d -> b s f">(bn, w.w3));          // (B, S, F)
+        g = tensor<T, dims<3>>(silu(f1) * f3);                                     // (B, S, F)
+        const auto ffn_out = einsum<"b s f, d f -> b s d">(g, w.w2);               // (B, S, D)
+        out = tensor<T, dims<3>>(h + ffn_out);                                     // (B, S, D)
+      }
       if (keep) {
         act.x = std::move(x);
         act.a = std::move(a);
@@ -434,14 +512,22 @@ class transformer_lm {
       const auto& w = params_.layers[i];
       auto& gw = grads_.layers[i];
       auto& act = acts_[i];
-      // Feed-forward: out = h + w2(silu(w1 b) ⊙ w3 b).
-      detail::accumulate(gw.w2, einsum<"b s d, b s f -> d f">(dx, act.g));        // (D, F)
-      auto dg = einsum<"b s d, d f -> b s f">(dx, w.w2);                          // (B, S, F)
-      auto [df1, df3] = swiglu_backward(act.f1, act.f3, dg);                      // (B, S, F) twice
-      detail::accumulate(gw.w1, einsum<"b s f, b s d -> f d">(df1, act.b));       // (F, D)
-      detail::accumulate(gw.w3, einsum<"b s f, b s d -> f d">(df3, act.b));       // (F, D)
-      tensor<T, dims<3>> db = einsum<"b s f, f d -> b s d">(df1, w.w1);           // (B, S, D)
-      detail::accumulate(db, einsum<"b s f, f d -> b s d">(df3, w.w3));
+      tensor<T, dims<3>> db;                                                      // (B, S, D)
+      if (w.is_moe()) {
+        // Mixture of experts: out = h + moe(b), through the layer's own backward.
+        const tensor<T, dims<2>> dy = rearrange<"b s d -> (b s) d">(dx);          // (B·S, D)
+        const auto drows = moe_layers_[i].backward(w.moe, dy, gw.moe);            // (B·S, D)
+        db = tensor<T, dims<3>>(rearrange<"(b s) d -> b s d">(drows, axis_size<"b">{B}));  // (B, S, D)
+      } else {
+        // Feed-forward: out = h + w2(silu(w1 b) ⊙ w3 b).
+        detail::accumulate(gw.w2, einsum<"b s d, b s f -> d f">(dx, act.g));      // (D, F)
+        auto dg = einsum<"b s d, d f -> b s f">(dx, w.w2);                        // (B, S, F)
+        auto [df1, df3] = swiglu_backward(act.f1, act.f3, dg);                    // (B, S, F) twice
+        detail::accumulate(gw.w1, einsum<"b s f, b s d -> f d">(df1, act.b));     // (F, D)
+        detail::accumulate(gw.w3, einsum<"b s f, b s d -> f d">(df3, act.b));     // (F, D)
+        db = tensor<T, dims<3>>(einsum<"b s f, f d -> b s d">(df1, w.w1));        // (B, S, D)
+        detail::accumulate(db, einsum<"b s f, f d -> b s d">(df3, w.w3));
+      }
       auto [dh_norm, dgain2] = rms_norm_backward(act.h, w.ln2, db, eps);         // (B, S, D), (D,)
       detail::accumulate(gw.ln2, dgain2);
       tensor<T, dims<3>> dh = dx + dh_norm;                                       // (B, S, D)
@@ -487,8 +573,11 @@ class transformer_lm {
     final_n_ = {};
   }
 
+  moe_config model_config_;
   transformer_config config_;
   transformer_parameters<T> params_, grads_;
+  std::vector<moe_layer<T>> moe_layers_;  // per layer: the MoE FFN's kept activations (MoE layers only)
+  std::vector<moe_stats> moe_stats_;      // per layer: the last forward's routing statistics
   // Kept between the halves of forward_backward.
   std::vector<detail::block_activations<T>> acts_;
   tensor<T, dims<3>> final_x_, final_n_;                                          // (B, S, D) twice
