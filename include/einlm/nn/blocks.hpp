@@ -133,6 +133,8 @@ void embedding_scatter(tensor<T, dims<2>>& dtable, const std::vector<std::int64_
   }
 }
 
+}  // namespace detail
+
 /// The weights of one attention layer (gains and biases empty when absent).
 template <class T>
 struct attention_weights {
@@ -140,6 +142,14 @@ struct attention_weights {
   tensor<T, dims<1>> q_bias, k_bias, v_bias, output_bias;  // (H·Dh,), (K·Dh,) twice, (D,); GPT-2
   tensor<T, dims<1>> q_norm, k_norm;                       // (Dh,) each, when qk_norm
 };
+
+/// The weights of a SwiGLU feed-forward network w2(silu(w1 x) ⊙ w3 x).
+template <class T>
+struct swiglu_weights {
+  tensor<T, dims<2>> w1, w2, w3;  // (F, D), (D, F), (F, D)
+};
+
+namespace detail {
 
 /// What an attention layer keeps from its forward pass.
 template <class T>
@@ -245,12 +255,6 @@ tensor<T, dims<3>> attention_layer_backward(const attention_weights<T>& w, atten
   accumulate(da, linear_backward(c.a, w.v_proj, dv_flat, g.v_proj, &g.v_bias));
   return da;
 }
-
-/// The weights of a SwiGLU feed-forward network w2(silu(w1 x) ⊙ w3 x).
-template <class T>
-struct swiglu_weights {
-  tensor<T, dims<2>> w1, w2, w3;  // (F, D), (D, F), (F, D)
-};
 
 /// What a SwiGLU network keeps from its forward pass.
 template <class T>
@@ -647,7 +651,7 @@ struct swiglu {
   constexpr index_t out_dim() const { return d; }
 
   template <class T>
-  using params = nn::detail::swiglu_weights<T>;
+  using params = nn::swiglu_weights<T>;
   template <class T>
   using cache = nn::detail::swiglu_cache<T>;
   template <class T>
@@ -737,9 +741,9 @@ struct attention {
   static constexpr attention_options options = make_options<Options...>();
   static constexpr std::size_t H = options.heads, K = options.kv_heads;
   static_assert(H != 0, "attention: give the number of heads, heads<H> (heads<dyn> for a run-time number)");
-  static_assert(D == dyn || H == dyn || D % H == 0, "attention: d_model is not divisible by heads");
-  static_assert(H == dyn || K == dyn || H % K == 0, "attention: heads is not divisible by kv_heads");
-  static_assert(D == dyn || H == dyn || options.theta == 0 || (D / H) % 2 == 0,
+  static_assert(H == 0 || D == dyn || H == dyn || D % H == 0, "attention: d_model is not divisible by heads");
+  static_assert(H == 0 || H == dyn || K == dyn || H % K == 0, "attention: heads is not divisible by kv_heads");
+  static_assert(H == 0 || D == dyn || H == dyn || options.theta == 0 || (D / H) % 2 == 0,
                 "attention: the head dimension is odd; RoPE rotates pairs");
   static constexpr std::size_t in_width = D, out_width = D;
   index_t d = static_cast<index_t>(D), h = static_cast<index_t>(H), k = static_cast<index_t>(K);
@@ -765,7 +769,7 @@ struct attention {
   constexpr index_t head_dim() const { return d / h; }
 
   template <class T>
-  using params = nn::detail::attention_weights<T>;
+  using params = nn::attention_weights<T>;
   template <class T>
   using cache = nn::detail::attention_cache<T>;
   template <class T>
