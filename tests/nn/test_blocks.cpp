@@ -285,6 +285,67 @@ TEST_CASE("blocks: post-norm and parallel residuals, a GPT-2-style block and the
   }
 }
 
+// [snippet new_block]
+// A new leaf: y = x ⊙ scale, one learned scale per feature (named "scale"). A block is a literal
+// type holding its dimensions, with params, cache, make_params, visit, forward, backward and the
+// three counts; the combinators need nothing else.
+template <std::size_t D>
+struct feature_scale {
+  static constexpr std::size_t in_width = D, out_width = D;
+  index_t d = static_cast<index_t>(D);
+  constexpr index_t in_dim() const { return d; }
+  constexpr index_t out_dim() const { return d; }
+  template <class T>
+  struct params {
+    tensor<T, dims<1>> scale;  // (D,)
+  };
+  template <class T>
+  struct cache {
+    tensor<T, dims<3>> x;  // (B, S, D)
+  };
+  template <class T>
+  params<T> make_params() const {
+    return {nn::detail::zeros<T>(d)};
+  }
+  template <class P, class F>
+  void visit(P& p, const std::string& prefix, F& f) const {
+    f(prefix + "scale", p.scale);
+  }
+  template <class T>
+  tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x, std::type_identity_t<cache<T>>* c,
+                             const b::context&) const {
+    if (c) c->x = x.clone();
+    return x * p.scale;  // (B, S, D)
+  }
+  template <class T>
+  tensor<T, dims<3>> backward(const params<T>& p, params<T>& g, cache<T>& c, const tensor<T, dims<3>>& dy,
+                              const b::context&) const {
+    g.scale = g.scale + reduce<"b s d -> d", "sum">(dy * c.x);  // (D,)
+    return dy * p.scale;                                         // (B, S, D)
+  }
+  constexpr std::int64_t param_count() const { return d; }
+  constexpr double forward_flops(std::int64_t, std::int64_t) const { return 0; }
+  constexpr std::int64_t activation_elements(std::int64_t b, std::int64_t s) const { return b * s * d; }
+  constexpr std::int64_t activation_bytes(std::int64_t b, std::int64_t s, std::int64_t bytes = 4) const {
+    return activation_elements(b, s) * bytes;
+  }
+};
+// [end snippet]
+
+TEST_CASE("blocks: a block written outside the library composes with the others") {
+  // [snippet new_block_use]
+  using block = b::residual<b::rms_norm<8>, b::sequential<b::named<"gate", feature_scale<8>>, b::swiglu<8, 16>>>;
+  static_assert(block{}.param_count() == 8 + 8 + 3 * 8 * 16);
+  b::model<block, double> m;
+  // [end snippet]
+  std::vector<std::string> names;
+  m.for_each_parameter([&](const std::string& name, const auto&) { names.push_back(name); });
+  CHECK(names == std::vector<std::string>{"weight", "gate.scale", "w1.weight", "w2.weight", "w3.weight"});
+  randomise(m, 11);
+  auto x = random_activations(2, 3, 8, 12);  // (B, S, D)
+  MESSAGE("feature_scale: worst relative error " << finite_difference_check(m, x, 8));
+}
+
 TEST_CASE("blocks: dynamic dimensions are checked at construction and at run time") {
   nn::transformer_config c{.vocab_size = 37, .context_length = 7, .d_model = 16, .num_layers = 2, .num_heads = 4,
                            .d_ff = 24};
