@@ -217,7 +217,7 @@ tensor<T, dims<3>> attention_layer_forward(const attention_weights<T>& w, const 
   auto o_merged = merge_heads<T>(o);                                               // (B, S, H·Dh)
   auto out = linear_forward(o_merged, w.output_proj, &w.output_bias);              // (B, S, D)
   if (keep) {
-    keep->a = a.clone();
+    keep->a = a.clone();                                                                  // (B, S, D)
     keep->q = std::move(q);
     keep->k = std::move(k);
     keep->v = std::move(v);
@@ -236,14 +236,14 @@ tensor<T, dims<3>> attention_layer_backward(const attention_weights<T>& w, atten
   const auto do_merged = linear_backward(c.o_merged, w.output_proj, dy, g.output_proj, &g.output_bias);  // (B, S, H·Dh)
   const tensor<T, dims<4>> d_o = rearrange<"b s (h e) -> b h s e">(do_merged, axis_size<"h">{H});  // (B, H, S, Dh)
   const auto o_heads = rearrange<"b s (h e) -> b h s e">(c.o_merged, axis_size<"h">{H});  // (B, H, S, Dh) view
-  auto [dq, dk, dv] = attention_backward(c.q, c.k, c.v, o_heads, c.lse, d_o, /*causal=*/true);
+  auto [dq, dk, dv] = attention_backward(c.q, c.k, c.v, o_heads, c.lse, d_o, /*causal=*/true);  // (B, H, S, Dh), (B, K, S, Dh) twice
   tensor<T, dims<4>> dq_pre = s.theta > 0 ? rope_backward(dq, positions, s.theta) : std::move(dq);  // (B, H, S, Dh)
   tensor<T, dims<4>> dk_pre = s.theta > 0 ? rope_backward(dk, positions, s.theta) : std::move(dk);  // (B, K, S, Dh)
   if (s.qk_norm) {
     auto [dq_raw, dgq] = rms_norm_backward(c.q_raw, w.q_norm, dq_pre, s.eps);    // (B, H, S, Dh), (Dh,)
     auto [dk_raw, dgk] = rms_norm_backward(c.k_raw, w.k_norm, dk_pre, s.eps);    // (B, K, S, Dh), (Dh,)
-    accumulate(g.q_norm, dgq);
-    accumulate(g.k_norm, dgk);
+    accumulate(g.q_norm, dgq);                                                            // (Dh,)
+    accumulate(g.k_norm, dgk);                                                            // (Dh,)
     dq_pre = std::move(dq_raw);
     dk_pre = std::move(dk_raw);
   }
@@ -251,8 +251,8 @@ tensor<T, dims<3>> attention_layer_backward(const attention_weights<T>& w, atten
   const auto dk_flat = merge_heads<T>(dk_pre);                                     // (B, S, K·Dh)
   const auto dv_flat = merge_heads<T>(dv);                                         // (B, S, K·Dh)
   auto da = linear_backward(c.a, w.q_proj, dq_flat, g.q_proj, &g.q_bias);          // (B, S, D)
-  accumulate(da, linear_backward(c.a, w.k_proj, dk_flat, g.k_proj, &g.k_bias));
-  accumulate(da, linear_backward(c.a, w.v_proj, dv_flat, g.v_proj, &g.v_bias));
+  accumulate(da, linear_backward(c.a, w.k_proj, dk_flat, g.k_proj, &g.k_bias));           // (B, S, D)
+  accumulate(da, linear_backward(c.a, w.v_proj, dv_flat, g.v_proj, &g.v_bias));           // (B, S, D)
   return da;
 }
 
@@ -270,7 +270,7 @@ tensor<T, dims<3>> swiglu_forward(const swiglu_weights<T>& w, const tensor<T, di
   tensor<T, dims<3>> g = einlm::silu(f1) * f3;                                     // (B, S, F)
   auto out = linear_forward(g, w.w2, nullptr);                                     // (B, S, D)
   if (keep) {
-    keep->x = x.clone();
+    keep->x = x.clone();                                                                  // (B, S, D)
     keep->f1 = std::move(f1);
     keep->f3 = std::move(f3);
     keep->g = std::move(g);
@@ -284,7 +284,7 @@ tensor<T, dims<3>> swiglu_layer_backward(const swiglu_weights<T>& w, swiglu_weig
   const auto dg = linear_backward(c.g, w.w2, dy, gw.w2, nullptr);                  // (B, S, F)
   auto [df1, df3] = swiglu_backward(c.f1, c.f3, dg);                               // (B, S, F) twice
   auto dx = linear_backward(c.x, w.w1, df1, gw.w1, nullptr);                       // (B, S, D)
-  accumulate(dx, linear_backward(c.x, w.w3, df3, gw.w3, nullptr));
+  accumulate(dx, linear_backward(c.x, w.w3, df3, gw.w3, nullptr));                        // (B, S, D)
   return dx;
 }
 
@@ -374,7 +374,7 @@ struct embedding {
   };
   template <class T>
   params<T> make_params() const {
-    return {nn::detail::zeros<T>(vocab, d)};
+    return {nn::detail::zeros<T>(vocab, d)};                                              // (V, D)
   }
   template <class P, class F>
   void visit(P& p, const std::string& prefix, F& f) const {
@@ -423,7 +423,7 @@ struct linear {
   };
   template <class T>
   params<T> make_params() const {
-    return {nn::detail::zeros<T>(out, in), nn::detail::zeros<T>(Bias ? out : 0)};
+    return {nn::detail::zeros<T>(out, in), nn::detail::zeros<T>(Bias ? out : 0)};         // (Out, In), (Out,) or (0,)
   }
   template <class P, class F>
   void visit(P& p, const std::string& prefix, F& f) const {
@@ -434,7 +434,7 @@ struct linear {
   tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x, std::type_identity_t<cache<T>>* c,
                              const context&) const {
     detail::require_width("linear", in, x.extent(2));
-    if (c) c->x = x.clone();
+    if (c) c->x = x.clone();                                                              // (B, S, In)
     return nn::detail::linear_forward(x, p.weight, &p.bias);                      // (B, S, Out)
   }
   template <class T>
@@ -491,7 +491,7 @@ struct norm_base {
   };
   template <class T>
   params<T> make_params() const {
-    return {nn::detail::zeros<T>(d), nn::detail::zeros<T>(HasBias ? d : 0)};
+    return {nn::detail::zeros<T>(d), nn::detail::zeros<T>(HasBias ? d : 0)};              // (D,), (D,) or (0,)
   }
   template <class P, class F>
   void visit(P& p, const std::string& prefix, F& f) const {
@@ -520,14 +520,14 @@ struct rms_norm : detail::norm_base<D, false> {
   tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x, std::type_identity_t<cache<T>>* c,
                              const context& ctx) const {
     detail::require_width("rms_norm", this->d, x.extent(2));
-    if (c) c->x = x.clone();
+    if (c) c->x = x.clone();                                                              // (B, S, D)
     return nn::rms_norm(x, p.weight, ctx.norm_eps);                                // (B, S, D)
   }
   template <class T>
   tensor<T, dims<3>> backward(const params<T>& p, std::type_identity_t<params<T>>& g, std::type_identity_t<cache<T>>& c,
                               const tensor<T, dims<3>>& dy, const context& ctx) const {
     auto [dx, dgain] = rms_norm_backward(c.x, p.weight, dy, ctx.norm_eps);        // (B, S, D), (D,)
-    detail::accumulate(g.weight, dgain);
+    detail::accumulate(g.weight, dgain);                                                  // (D,)
     return std::move(dx);
   }
 };
@@ -544,15 +544,15 @@ struct layer_norm : detail::norm_base<D, true> {
   tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x, std::type_identity_t<cache<T>>* c,
                              const context& ctx) const {
     detail::require_width("layer_norm", this->d, x.extent(2));
-    if (c) c->x = x.clone();
+    if (c) c->x = x.clone();                                                              // (B, S, D)
     return nn::layer_norm(x, p.weight, p.bias, ctx.norm_eps);                      // (B, S, D)
   }
   template <class T>
   tensor<T, dims<3>> backward(const params<T>& p, std::type_identity_t<params<T>>& g, std::type_identity_t<cache<T>>& c,
                               const tensor<T, dims<3>>& dy, const context& ctx) const {
     auto [dx, dgain, dbias] = layer_norm_backward(c.x, p.weight, dy, ctx.norm_eps);  // (B, S, D), (D,) twice
-    detail::accumulate(g.weight, dgain);
-    detail::accumulate(g.bias, dbias);
+    detail::accumulate(g.weight, dgain);                                                  // (D,)
+    detail::accumulate(g.bias, dbias);                                                    // (D,)
     return std::move(dx);
   }
 };
@@ -575,14 +575,14 @@ struct gelu_fn {
   template <class X>
   static auto apply(const X& x) { return einlm::gelu(x); }
   template <class X, class DY>
-  static auto gradient(const X& x, const DY& dy) { return gelu_backward(x, dy); }
+  static auto gradient(const X& x, const DY& dy) { return gelu_backward(x, dy); }         // (B, S, F)
 };
 struct relu_fn {
   static constexpr const char* name = "relu";
   template <class X>
   static auto apply(const X& x) { return einlm::relu(x); }
   template <class X, class DY>
-  static auto gradient(const X& x, const DY& dy) { return relu_backward(x, dy); }
+  static auto gradient(const X& x, const DY& dy) { return relu_backward(x, dy); }         // (B, S, F)
 };
 
 /// An element-wise activation of any width; it keeps its input.
@@ -608,7 +608,7 @@ struct activation {
   template <class T>
   tensor<T, dims<3>> forward(const params<T>&, const tensor<T, dims<3>>& x, std::type_identity_t<cache<T>>* c,
                              const context&) const {
-    if (c) c->x = x.clone();
+    if (c) c->x = x.clone();                                                              // (B, S, F)
     return Fn::apply(x);                                                           // (B, S, F)
   }
   template <class T>
@@ -656,7 +656,7 @@ struct swiglu {
   using cache = nn::detail::swiglu_cache<T>;
   template <class T>
   params<T> make_params() const {
-    return {nn::detail::zeros<T>(f, d), nn::detail::zeros<T>(d, f), nn::detail::zeros<T>(f, d)};
+    return {nn::detail::zeros<T>(f, d), nn::detail::zeros<T>(d, f), nn::detail::zeros<T>(f, d)};  // (F, D), (D, F), (F, D)
   }
   template <class P, class F>
   void visit(P& p, const std::string& prefix, F& fn) const {
@@ -775,11 +775,11 @@ struct attention {
   template <class T>
   params<T> make_params() const {
     const index_t dh = head_dim(), b = options.bias ? 1 : 0, n = options.qk_norm ? 1 : 0;
-    return {nn::detail::zeros<T>(h * dh, d), nn::detail::zeros<T>(k * dh, d),
-            nn::detail::zeros<T>(k * dh, d), nn::detail::zeros<T>(d, h * dh),
-            nn::detail::zeros<T>(b * h * dh), nn::detail::zeros<T>(b * k * dh),
-            nn::detail::zeros<T>(b * k * dh), nn::detail::zeros<T>(b * d),
-            nn::detail::zeros<T>(n * dh), nn::detail::zeros<T>(n * dh)};
+    return {nn::detail::zeros<T>(h * dh, d), nn::detail::zeros<T>(k * dh, d),             // (H·Dh, D), (K·Dh, D)
+            nn::detail::zeros<T>(k * dh, d), nn::detail::zeros<T>(d, h * dh),             // (K·Dh, D), (D, H·Dh)
+            nn::detail::zeros<T>(b * h * dh), nn::detail::zeros<T>(b * k * dh),           // biases or (0,)
+            nn::detail::zeros<T>(b * k * dh), nn::detail::zeros<T>(b * d),                // biases or (0,)
+            nn::detail::zeros<T>(n * dh), nn::detail::zeros<T>(n * dh)};                  // qk-norm gains (Dh,) or (0,)
   }
   template <class P, class F>
   void visit(P& p, const std::string& prefix, F& f) const {
@@ -890,12 +890,12 @@ struct sequential {
   }
   template <class T, class X>
   auto forward(const params<T>& p, const X& x, std::type_identity_t<cache<T>>* c, const context& ctx) const {
-    return forward_from<0>(p, x, c, ctx);
+    return forward_from<0>(p, x, c, ctx);                                                 // (B, S, out)
   }
   template <class T>
   auto backward(const params<T>& p, std::type_identity_t<params<T>>& g, std::type_identity_t<cache<T>>& c,
                 const tensor<T, dims<3>>& dy, const context& ctx) const {
-    return backward_from<count - 1>(p, g, c, dy, ctx);
+    return backward_from<count - 1>(p, g, c, dy, ctx);                                    // (B, S, in), or no_gradient for token ids
   }
   constexpr std::int64_t param_count() const {
     return std::apply([](const auto&... b) { return (b.param_count() + ...); }, blocks);
@@ -923,14 +923,14 @@ struct sequential {
   auto forward_from(const params<T>& p, const X& x, cache<T>* c, const context& ctx) const {
     auto y = std::get<I>(blocks).forward(std::get<I>(p.blocks), x, c ? &std::get<I>(c->blocks) : nullptr, ctx);  // (B, S, ·)
     if constexpr (I + 1 == count) return y;
-    else return forward_from<I + 1>(p, y, c, ctx);
+    else return forward_from<I + 1>(p, y, c, ctx);                                        // (B, S, out)
   }
   template <std::size_t I, class T>
   auto backward_from(const params<T>& p, params<T>& g, cache<T>& c, const tensor<T, dims<3>>& dy,
                      const context& ctx) const {
     auto dx = std::get<I>(blocks).backward(std::get<I>(p.blocks), std::get<I>(g.blocks), std::get<I>(c.blocks), dy, ctx);  // (B, S, ·)
     if constexpr (I == 0) return dx;
-    else return backward_from<I - 1>(p, g, c, dx, ctx);
+    else return backward_from<I - 1>(p, g, c, dx, ctx);                                   // (B, S, in)
   }
 };
 
@@ -973,7 +973,7 @@ struct repeat {
                              const context& ctx) const {
     if (c) c->layers.resize(p.layers.size());
     tensor<T, dims<3>> y = x.clone();                                                    // (B, S, D)
-    for (std::size_t i = 0; i < p.layers.size(); ++i) y = block.forward(p.layers[i], y, c ? &c->layers[i] : nullptr, ctx);
+    for (std::size_t i = 0; i < p.layers.size(); ++i) y = block.forward(p.layers[i], y, c ? &c->layers[i] : nullptr, ctx);  // (B, S, D)
     return y;
   }
   template <class T>
@@ -981,7 +981,7 @@ struct repeat {
                               const tensor<T, dims<3>>& dy, const context& ctx) const {
     tensor<T, dims<3>> dx = dy.clone();                                                  // (B, S, D)
     for (std::size_t i = p.layers.size(); i-- > 0;) {
-      dx = block.backward(p.layers[i], g.layers[i], c.layers[i], dx, ctx);
+      dx = block.backward(p.layers[i], g.layers[i], c.layers[i], dx, ctx);                // (B, S, D)
       c.layers[i] = {};  // release this layer's activations
     }
     return dx;
@@ -1154,7 +1154,7 @@ struct parallel_residual : detail::pair_base<Norm, detail::pair_base<A, B>> {
   tensor<T, dims<3>> backward(const params<T>& p, std::type_identity_t<params<T>>& g, std::type_identity_t<cache<T>>& c,
                               const tensor<T, dims<3>>& dy, const context& ctx) const {
     tensor<T, dims<3>> dn = this->second.first.backward(p.second.first, g.second.first, c.second.first, dy, ctx);  // (B, S, D)
-    detail::accumulate(dn, this->second.second.backward(p.second.second, g.second.second, c.second.second, dy, ctx));
+    detail::accumulate(dn, this->second.second.backward(p.second.second, g.second.second, c.second.second, dy, ctx));  // (B, S, D)
     const auto dx = this->first.backward(p.first, g.first, c.first, dn, ctx);      // (B, S, D)
     return dy + dx;                                                                // (B, S, D)
   }
@@ -1226,6 +1226,11 @@ class model {
   void for_each_parameter(F&& f) {
     block_.visit(params_, std::string{}, f);
   }
+  /// The same with every name prefixed by `prefix` (a model inside a larger one).
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) {
+    block_.visit(params_, prefix, f);
+  }
   /// f(name, weight, gradient) for every parameter.
   template <class F>
   void for_each_parameter_and_gradient(F&& f) {
@@ -1245,16 +1250,16 @@ class model {
   /// The output for x, keeping nothing.
   template <class X>
   auto forward(const X& x) const {
-    return block_.forward(params_, x, nullptr, ctx_);
+    return block_.forward(params_, x, nullptr, ctx_);                                     // (B, S, out)
   }
   /// The output for x, keeping what backward needs.
   template <class X>
   auto forward_train(const X& x) {
     cache_ = {};
-    return block_.forward(params_, x, &cache_, ctx_);
+    return block_.forward(params_, x, &cache_, ctx_);                                     // (B, S, out)
   }
   /// Accumulates the gradients for d(loss)/d(output) dy; returns d(loss)/d(input).
-  auto backward(const tensor<T, dims<3>>& dy) { return block_.backward(params_, grads_, cache_, dy, ctx_); }
+  auto backward(const tensor<T, dims<3>>& dy) { return block_.backward(params_, grads_, cache_, dy, ctx_); }  // (B, S, in)
   /// Mean cross-entropy (+ z_loss · mean(lse²)) of a token → logits block; accumulates gradients.
   template <class I, class J>
   double forward_backward(const I& inputs, const J& targets, double z_loss = 0.0) {
