@@ -199,6 +199,12 @@ TEST_CASE("blocks: CS336 models as types reproduce the PyTorch goldens, static a
     const auto d = check_against_golden(dynamic, f, z_loss);
     CHECK(a == d);
   }
+  {
+    // Multi-query attention, every dimension at run time (kv_heads<dyn> defaults to heads<dyn>).
+    const safetensors_file f(test::test_data_dir() + "/nn/transformer_mqa.safetensors");
+    b::model<dynamic_lm, double> dynamic(golden_config(f));
+    check_against_golden(dynamic, f, std::stod(f.metadata().at("z_loss")));
+  }
 }
 
 TEST_CASE("blocks: the accounting of a type is nn/accounting.hpp's, in static_asserts") {
