@@ -25,11 +25,18 @@
 //                                    constexpr, and the same counts as nn/accounting.hpp
 // Composition checks static widths with static_asserts (an error names both widths) and run-time
 // widths at construction (config_error); a forward input of the wrong width is a shape_error.
-// Every block is also constructible from a transformer_config (its fields give the dynamic
-// dimensions and must equal the static ones, else config_error). Weights are stored (out, in) and
-// applied as x Wᵀ; names are the CS336 state-dict names when composed as cs336_lm (a `named<"n", B>`
-// block adds "n." to B's names, repeat adds "layers.{i}.", the other combinators add nothing).
-// Element-wise work is done by nn/functional.hpp and nn/backward.hpp; projections are einsums.
+// Every block but linear is also constructible from a transformer_config (its fields give the
+// dynamic dimensions and must equal the static ones, else config_error). Weights are stored
+// (out, in) and applied as x Wᵀ; names are the CS336 state-dict names when composed as cs336_lm (a
+// `named<"n", B>` block adds "n." to B's names, repeat adds "layers.{i}.", the other combinators
+// add nothing). Activations (silu, gelu, relu) take any width and count no kept activations of
+// their own (they do not know their width; gelu_mlp counts its gelu's input).
+//
+// blocks::model<Block, T> holds a block's weights, gradients and kept activations, and trains a
+// token → logits model with cross_entropy_with_grad. The layer code itself — attention (GQA,
+// qk-norm, RoPE, an optional KV cache), SwiGLU, embedding gather/scatter, linear with bias — is in
+// nn::detail at the top of this file, shared with nn::transformer_lm. Element-wise work is done by
+// nn/functional.hpp and nn/backward.hpp; projections are einsums; everything runs on the host.
 #pragma once
 
 #include <algorithm>

@@ -23,9 +23,10 @@
 // Every layer is written with einlm's own operators: projections are `einsum`s (one GEMM each on
 // the BLAS path), heads are split and merged by `rearrange`, norms and activations are fused
 // expressions, and the backward pass uses the einsum adjoints (one einsum per operand) and the
-// functions of nn/backward.hpp. Activations kept for backward live in the model between the two
-// halves of forward_backward; tokens must lie in [0, vocab_size) (value_error otherwise) and the
-// sequence must not exceed context_length (shape_error).
+// functions of nn/backward.hpp; the attention, SwiGLU and embedding layers are those of the
+// type-level blocks (nn/blocks.hpp, nn::detail). Activations kept for backward live in the model
+// between the two halves of forward_backward; tokens must lie in [0, vocab_size) (value_error
+// otherwise) and the sequence must not exceed context_length (shape_error).
 //
 // With a kv_cache, logits(tokens, cache) treats `tokens` as positions cache.length … cache.length +
 // S − 1 of the sequences the cache holds: it computes only their keys, values and logits, attends to
