@@ -1,9 +1,10 @@
 // einlm-lm — trains, evaluates and samples transformer language models from the command line.
 //
 // Subcommands: train, eval, generate, logits (see k_usage or --help). A model lives in a directory:
-// DIR/config.json (nn::transformer_config) and DIR/model.safetensors (CS336 tensor names; F32, F16
-// or BF16), plus optimizer.safetensors and state.safetensors when einlm-lm trained it. Errors go
-// to stderr as "einlm-lm: error: ..." with exit status 1; usage errors exit with 2.
+// DIR/config.json (a dense shape, or one with mixture-of-experts layers: nn::moe_config) and
+// DIR/model.safetensors (CS336 tensor names; F32, F16 or BF16), plus optimizer.safetensors and
+// state.safetensors when einlm-lm trained it. Errors go to stderr as "einlm-lm: error: ..." with
+// exit status 1; usage errors exit with 2.
 #include <unistd.h>
 
 #include <charconv>
@@ -41,9 +42,11 @@ Commands:
         [--weight-decay W] [--clip C] [--z-loss Z] [--seed S] [--resume DIR]
         [--log-every N] [--eval-every N] [--eval-batches N] [--checkpoint-every N]
         [--token-width u16|u32] [--peak-tflops X] [--progress auto|always|never] [--device cpu|cuda]
-      Trains a model of the shape in config.json on a token file (flat little-endian uint16 or
-      uint32 ids, as `einlm-tokenizer encode --format u16` writes) and keeps the latest checkpoint
-      in DIR (config.json, model.safetensors, optimizer.safetensors, state.safetensors, and
+      Trains a model of the shape in config.json (dense, or with mixture-of-experts layers:
+      num_experts, top_k, num_shared_experts, moe_d_ff, router, first_dense_layers,
+      capacity_factor, aux_loss_coef, z_loss_coef, bias_update_rate; see docs/moe.md) on a token
+      file (flat little-endian uint16 or uint32 ids, as `einlm-tokenizer encode --format u16`
+      writes) and keeps the latest checkpoint in DIR (config.json, model.safetensors, optimizer.safetensors, state.safetensors, and
       metrics.jsonl). --val-fraction F holds out the last fraction F of the data for validation.
       --resume DIR continues a run exactly where it stopped (the same DIR as --out is fine).
       Defaults: 1000 steps, batch 16, the model's context length, lr 1e-3 decaying to lr/10 by a
@@ -149,7 +152,7 @@ std::string shape_text(const std::vector<index_t>& shape) {
 /// Loads DIR/config.json and DIR/model.safetensors (F32, F16 or BF16 tensors) into a float model.
 nn::transformer_lm<float> load_model(const std::string& dir) {
   const auto d = std::filesystem::path(dir);
-  nn::transformer_lm<float> model(train::load_config((d / "config.json").string()));
+  nn::transformer_lm<float> model(train::load_model_config((d / "config.json").string()));
   const safetensors_file f((d / "model.safetensors").string());
   // Check every tensor before loading any.
   model.for_each_parameter([&](const std::string& name, auto& w) {
@@ -196,9 +199,10 @@ double unigram_baseline(const train::token_dataset& fit, const train::token_data
 int cmd_train(const args& a) {
   if (a.get("device", "cpu") != "cpu")
     throw usage_error("--device " + a.get("device") + ": only the CPU is supported by einlm-lm so far");
-  const auto config = train::load_config(a.get("config"));
+  const auto moe = train::load_model_config(a.get("config"));
+  const nn::transformer_config& config = moe.base;
   const std::uint64_t seed = static_cast<std::uint64_t>(a.integer("seed", 0));
-  nn::transformer_lm<float> model(config, seed);
+  nn::transformer_lm<float> model(moe, seed);
   const auto all = train::token_dataset::open(a.get("data"), width_of(a));
   std::optional<train::token_dataset> fit_data, val_data;
   if (a.has("val") && a.has("val-fraction")) throw usage_error("give --val or --val-fraction, not both");
@@ -229,8 +233,8 @@ int cmd_train(const args& a) {
   o.checkpoint_every = a.integer("checkpoint-every", 0);
   o.out_dir = a.get("out");
   o.resume_dir = a.get("resume", "");
-  o.flops_per_step = nn::flops_forward(config, o.batch_size, o.context_length) +
-                     nn::flops_backward(config, o.batch_size, o.context_length);
+  // Training FLOPs: 3 × forward, with the selected experts only for a mixture of experts.
+  o.flops_per_step = 3 * nn::moe_flops_forward(moe, o.batch_size, o.context_length);
   o.peak_flops = a.number("peak-tflops", 0.0) * 1e12;
   const std::string progress = a.get("progress", "auto");
   if (progress != "auto" && progress != "always" && progress != "never")
@@ -238,7 +242,13 @@ int cmd_train(const args& a) {
   o.progress_bar = progress == "always" || (progress == "auto" && isatty(STDERR_FILENO));
   std::cerr << "model: " << model.parameters().size() << " parameters, " << config.num_layers << " layers, d_model "
             << config.d_model << ", " << config.num_heads << " heads (" << config.kv_heads() << " kv), vocab "
-            << config.vocab_size << "; data: " << fit_data->size() << " training tokens"
+            << config.vocab_size;
+  if (moe.num_experts > 0)
+    std::cerr << "; " << moe.moe_layers() << " MoE layers of " << moe.num_experts << " experts (d_ff "
+              << moe.expert_dim() << "), top-" << moe.top_k << ", " << moe.num_shared_experts << " shared, "
+              << (moe.router == nn::router_kind::softmax ? "softmax" : "sigmoid") << " router; "
+              << nn::moe_active_param_count(moe) << " active parameters";
+  std::cerr << "; data: " << fit_data->size() << " training tokens"
             << (val_data ? einlm::detail::concat(", ", val_data->size(), " validation tokens") : std::string()) << "\n";
   double baseline = NAN;
   if (val_data) {
@@ -252,7 +262,16 @@ int cmd_train(const args& a) {
   if (std::isfinite(r.val_loss))
     std::cerr << ", validation loss " << train::detail::format("%.4f", r.val_loss) << " (unigram baseline "
               << train::detail::format("%.4f", baseline) << ")";
-  std::cerr << "\ncheckpoint: " << o.out_dir << "\n";
+  std::cerr << "\n";
+  for (std::int64_t i = 0; i < config.num_layers; ++i) {
+    const auto& stats = model.routing_stats(static_cast<std::size_t>(i));
+    if (stats.tokens_per_expert.empty()) continue;
+    std::cerr << "layer " << i << ": tokens per expert in the last batch";
+    for (const auto n : stats.tokens_per_expert) std::cerr << " " << n;
+    std::cerr << " (dropped " << stats.dropped_slots << "), router entropy "
+              << train::detail::format("%.3f", stats.router_entropy) << "\n";
+  }
+  std::cerr << "checkpoint: " << o.out_dir << "\n";
   return 0;
 }
 

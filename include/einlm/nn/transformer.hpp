@@ -32,9 +32,10 @@
 // Every layer is written with einlm's own operators: projections are `einsum`s (one GEMM each on
 // the BLAS path), heads are split and merged by `rearrange`, norms and activations are fused
 // expressions, and the backward pass uses the einsum adjoints (one einsum per operand) and the
-// functions of nn/backward.hpp. Activations kept for backward live in the model between the two
-// halves of forward_backward; tokens must lie in [0, vocab_size) (value_error otherwise) and the
-// sequence must not exceed context_length (shape_error).
+// functions of nn/backward.hpp; the attention, SwiGLU and embedding layers are those of the
+// type-level blocks (nn/blocks.hpp, nn::detail). Activations kept for backward live in the model
+// between the two halves of forward_backward; tokens must lie in [0, vocab_size) (value_error
+// otherwise) and the sequence must not exceed context_length (shape_error).
 //
 // With a kv_cache, logits(tokens, cache) treats `tokens` as positions cache.length … cache.length +
 // S − 1 of the sequences the cache holds: it computes only their keys, values and logits, attends to
@@ -64,21 +65,22 @@
 #include "einlm/linalg/einsum.hpp"
 #include "einlm/nn/accounting.hpp"
 #include "einlm/nn/backward.hpp"
+#include "einlm/nn/blocks.hpp"
 #include "einlm/nn/config.hpp"
 #include "einlm/nn/functional.hpp"
 #include "einlm/nn/moe.hpp"
 
 namespace einlm::nn {
 
-/// The weights of one transformer block.
+/// The weights of one transformer block: the attention's (q_proj, k_proj, v_proj, output_proj
+/// (H·Dh, D), (K·Dh, D) twice, (D, D); q_norm, k_norm (Dh,) each when qk_norm; no biases), the
+/// SwiGLU network's (w1, w2, w3: (F, D), (D, F), (F, D)) and the two norms' gains.
 template <class T>
-struct block_parameters {
+struct block_parameters : attention_weights<T>, swiglu_weights<T> {
   tensor<T, dims<1>> ln1;                                   // (D,)
-  tensor<T, dims<2>> q_proj, k_proj, v_proj, output_proj;   // (H·Dh, D), (K·Dh, D) twice, (D, D)
-  tensor<T, dims<1>> q_norm, k_norm;                        // (Dh,) each, when qk_norm
   tensor<T, dims<1>> ln2;                                   // (D,)
-  tensor<T, dims<2>> w1, w2, w3;                            // (F, D), (D, F), (F, D); empty in an MoE layer
   moe_parameters<T> moe;                                    // the mixture-of-experts FFN, when this layer has one
+                                                            // (w1, w2, w3 are then empty)
 
   bool is_moe() const { return moe.config.num_experts > 0; }
 };
@@ -178,33 +180,13 @@ struct transformer_parameters {
 
 namespace detail {
 
-/// dst ← dst + src (same shape).
-template <class D, class S>
-void accumulate(D& dst, const S& src) {
-  dst = dst + src;
-}
-
-/// (B, H, S, Dh) → (B, S, H·Dh): the heads side by side. Written through a (B, S, H, Dh) view of
-/// the result, so that the copy is a permutation with contiguous rows of Dh (the executor's row
-/// path) rather than an element-wise gather into a merged axis.
-template <class T, class X>
-tensor<T, dims<3>> merge_heads(const X& x) {
-  const index_t B = x.extent(0), H = x.extent(1), S = x.extent(2), Dh = x.extent(3);
-  tensor<T, dims<3>> out(B, S, H * Dh);                                            // (B, S, H·Dh)
-  auto split = rearrange<"b s (h e) -> b s h e">(out, axis_size<"h">{H});          // (B, S, H, Dh) view
-  assign(split, rearrange<"b h s e -> b s h e">(x));
-  return out;
-}
-
 /// What a block keeps from its forward pass for its backward pass.
 template <class T>
 struct block_activations {
-  tensor<T, dims<3>> x, a;                 // (B, S, D) block input, ln1(x)
-  tensor<T, dims<4>> q_raw, k_raw;         // (B, H, S, Dh), (B, K, S, Dh) before the qk-norm (when on)
-  tensor<T, dims<4>> q, k, v;              // (B, H, S, Dh), (B, K, S, Dh) twice: as attention reads them
-  tensor<T, dims<3>> lse;                  // (B, H, S) row log-sum-exp of the scores
-  tensor<T, dims<3>> o_merged, h, b;       // (B, S, D) attention output (heads merged), after the attention residual, ln2(h)
-  tensor<T, dims<3>> f1, f3, g;            // (B, S, F) w1 b, w3 b, silu(f1)·f3
+  tensor<T, dims<3>> x;                    // (B, S, D) block input
+  attention_cache<T> attn;                 // ln1(x), q, k, v, lse, the merged attention output
+  tensor<T, dims<3>> h;                    // (B, S, D) after the attention residual
+  swiglu_cache<T> ffn;                     // ln2(h) and the (B, S, F) hiddens
 };
 
 }  // namespace detail
@@ -331,9 +313,10 @@ class transformer_lm {
     kept_bytes_ = logits.bytes() + final_x_.bytes() + final_n_.bytes();
     for (const auto& l : moe_layers_) kept_bytes_ += l.kept_bytes();
     for (const auto& a : acts_)
-      for (const auto* t : {&a.x, &a.a, &a.o_merged, &a.h, &a.b, &a.f1, &a.f3, &a.g, &a.lse}) kept_bytes_ += t->bytes();
+      for (const auto* t : {&a.x, &a.attn.a, &a.attn.o_merged, &a.h, &a.ffn.x, &a.ffn.f1, &a.ffn.f3, &a.ffn.g, &a.attn.lse})
+        kept_bytes_ += t->bytes();
     for (const auto& a : acts_)
-      for (const auto* t : {&a.q_raw, &a.k_raw, &a.q, &a.k, &a.v}) kept_bytes_ += t->bytes();
+      for (const auto* t : {&a.attn.q_raw, &a.attn.k_raw, &a.attn.q, &a.attn.k, &a.attn.v}) kept_bytes_ += t->bytes();
     auto [loss, dlogits] = cross_entropy_with_grad(logits, targets, z_loss);       // (B, S, V)
     backward(dlogits);
     return loss;
@@ -385,25 +368,13 @@ class transformer_lm {
     const auto tokens = as_view(tokens_in);
     static_assert(decltype(tokens)::rank() == 2, "transformer_lm: token ids are (batch, sequence)");
     static_assert(std::is_integral_v<typename decltype(tokens)::value_type>, "transformer_lm: token ids are integers");
-    const index_t B = tokens.extent(0), S = tokens.extent(1), D = config_.d_model;
+    const index_t S = tokens.extent(1);
     if (offset + S > config_.context_length)
       throw shape_error(offset == 0 ? einlm::detail::concat("transformer_lm: a sequence of ", S,
                                                             " tokens exceeds context_length ", config_.context_length)
                                     : einlm::detail::concat("transformer_lm: ", S, " new tokens after the cache's ", offset,
                                                             " exceed context_length ", config_.context_length));
-    tensor<T, dims<3>> x(B, S, D);                                                 // (B, S, D)
-    tokens_.assign(static_cast<std::size_t>(B * S), 0);
-    for (index_t b = 0; b < B; ++b)
-      for (index_t s = 0; s < S; ++s) {
-        const auto id = static_cast<std::int64_t>(tokens(b, s));
-        if (id < 0 || id >= config_.vocab_size)
-          throw value_error(einlm::detail::concat("transformer_lm: token id ", id, " at (", b, ", ", s,
-                                                  ") is outside the vocabulary [0, ", config_.vocab_size, ")"));
-        tokens_[static_cast<std::size_t>(b * S + s)] = id;
-        const T* row = params_.token_embeddings.data() + id * D;
-        std::copy(row, row + D, x.data() + (b * S + s) * D);
-      }
-    return x;
+    return detail::embedding_gather(params_.token_embeddings, tokens, tokens_, "transformer_lm");  // (B, S, D)
   }
 
   const tensor<T, dims<2>>& head_weight() const {
@@ -412,8 +383,8 @@ class transformer_lm {
 
   template <class I>
   tensor<T, dims<3>> forward(const I& tokens, bool keep, kv_cache<T>* cache = nullptr) {
-    const double eps = config_.norm_eps, theta = config_.rope_theta;
-    const index_t H = config_.num_heads, K = config_.kv_heads();
+    const double eps = config_.norm_eps;
+    const detail::attention_spec spec{config_.num_heads, config_.kv_heads(), config_.qk_norm, config_.rope_theta, eps};
     const index_t p0 = cache ? cache->length : 0;                                  // positions already cached
     auto x = embed(tokens, p0);                                                    // (B, S, D)
     const index_t B = x.extent(0), S = x.extent(1);
@@ -427,36 +398,12 @@ class transformer_lm {
     for (std::size_t i = 0; i < params_.layers.size(); ++i) {
       const auto& w = params_.layers[i];
       detail::block_activations<T> act;
-      auto a = rms_norm(x, w.ln1, eps);                                            // (B, S, D)
-      auto q_flat = einsum<"b s d, o d -> b s o">(a, w.q_proj);                    // (B, S, H·Dh)
-      auto k_flat = einsum<"b s d, o d -> b s o">(a, w.k_proj);                    // (B, S, K·Dh)
-      auto v_flat = einsum<"b s d, o d -> b s o">(a, w.v_proj);                    // (B, S, K·Dh)
-      tensor<T, dims<4>> q = rearrange<"b s (h e) -> b h s e">(q_flat, axis_size<"h">{H});  // (B, H, S, Dh)
-      tensor<T, dims<4>> k = rearrange<"b s (h e) -> b h s e">(k_flat, axis_size<"h">{K});  // (B, K, S, Dh)
-      tensor<T, dims<4>> v = rearrange<"b s (h e) -> b h s e">(v_flat, axis_size<"h">{K});  // (B, K, S, Dh)
-      if (config_.qk_norm) {
-        act.q_raw = std::move(q);
-        act.k_raw = std::move(k);
-        q = rope(rms_norm(act.q_raw, w.q_norm, eps), positions_, theta);           // (B, H, S, Dh)
-        k = rope(rms_norm(act.k_raw, w.k_norm, eps), positions_, theta);           // (B, K, S, Dh)
-      } else {
-        q = rope(q, positions_, theta);                                            // (B, H, S, Dh)
-        k = rope(k, positions_, theta);                                            // (B, K, S, Dh)
-      }
-      auto [o, lse] = [&] {
-        if (!cache) return attention_forward(q, k, v, /*causal=*/true);           // (B, H, S, Dh), (B, H, S)
-        const range fresh{p0, p0 + S}, seen{0, p0 + S};
-        assign(slice(cache->k[i], full_extent, full_extent, fresh, full_extent), k);
-        assign(slice(cache->v[i], full_extent, full_extent, fresh, full_extent), v);
-        const auto k_all = slice(cache->k[i], full_extent, full_extent, seen, full_extent);  // (B, K, p0 + S, Dh)
-        const auto v_all = slice(cache->v[i], full_extent, full_extent, seen, full_extent);  // (B, K, p0 + S, Dh)
-        return attention_forward(q, k_all, v_all, /*causal=*/true);               // (B, H, S, Dh), (B, H, S)
-      }();
-      auto o_merged = detail::merge_heads<T>(o);                                   // (B, S, D)
-      const auto attn_out = einsum<"b s e, d e -> b s d">(o_merged, w.output_proj);  // (B, S, D)
+      const auto a = rms_norm(x, w.ln1, eps);                                      // (B, S, D)
+      const detail::attention_kv<T> kv = cache ? detail::attention_kv<T>{&cache->k[i], &cache->v[i], p0} : detail::attention_kv<T>{};
+      const auto attn_out = detail::attention_layer_forward(w, spec, a, positions_, keep ? &act.attn : nullptr, kv);  // (B, S, D)
       tensor<T, dims<3>> h = x + attn_out;                                         // (B, S, D)
-      auto bn = rms_norm(h, w.ln2, eps);                                           // (B, S, D)
-      tensor<T, dims<3>> f1, f3, g, out;                                           // (B, S, F) three times, (B, S, D)
+      const auto bn = rms_norm(h, w.ln2, eps);                                     // (B, S, D)
+      tensor<T, dims<3>> out;                                                      // (B, S, D)
       if (w.is_moe()) {
         const tensor<T, dims<2>> rows = rearrange<"b s d -> (b s) d">(bn);         // (B·S, D)
         auto& layer = moe_layers_[i];
@@ -465,25 +412,12 @@ class transformer_lm {
         if (keep) moe_stats_[i] = layer.stats();
         out = tensor<T, dims<3>>(h + rearrange<"(b s) d -> b s d">(y, axis_size<"b">{B}));  // (B, S, D)
       } else {
-        f1 = tensor<T, dims<3>>(einsum<"b s d, f d -> b s f">(bn, w.w1));          // (B, S, F)
-        f3 = tensor<T, dims<3>>(einsum<"b s d, f d -> b s f">(bn, w.w3));          // (B, S, F)
-        g = tensor<T, dims<3>>(silu(f1) * f3);                                     // (B, S, F)
-        const auto ffn_out = einsum<"b s f, d f -> b s d">(g, w.w2);               // (B, S, D)
+        const auto ffn_out = detail::swiglu_forward(w, bn, keep ? &act.ffn : nullptr);  // (B, S, D)
         out = tensor<T, dims<3>>(h + ffn_out);                                     // (B, S, D)
       }
       if (keep) {
         act.x = std::move(x);
-        act.a = std::move(a);
-        act.q = std::move(q);
-        act.k = std::move(k);
-        act.v = std::move(v);
-        act.lse = std::move(lse);
-        act.o_merged = std::move(o_merged);
         act.h = std::move(h);
-        act.b = std::move(bn);
-        act.f1 = std::move(f1);
-        act.f3 = std::move(f3);
-        act.g = std::move(g);
         acts_[i] = std::move(act);
       }
       x = std::move(out);
@@ -499,9 +433,8 @@ class transformer_lm {
   }
 
   void backward(const tensor<T, dims<3>>& dlogits) {
-    const double eps = config_.norm_eps, theta = config_.rope_theta;
-    const index_t B = dlogits.extent(0), S = dlogits.extent(1), D = config_.d_model;
-    const index_t H = config_.num_heads;
+    const double eps = config_.norm_eps;
+    const detail::attention_spec spec{config_.num_heads, config_.kv_heads(), config_.qk_norm, config_.rope_theta, eps};
     // LM head and final norm.
     auto& dhead = config_.tied_embeddings ? grads_.token_embeddings : grads_.lm_head;
     detail::accumulate(dhead, einsum<"b s v, b s d -> v d">(dlogits, final_n_));  // (V, D)
@@ -517,57 +450,23 @@ class transformer_lm {
         // Mixture of experts: out = h + moe(b), through the layer's own backward.
         const tensor<T, dims<2>> dy = rearrange<"b s d -> (b s) d">(dx);          // (B·S, D)
         const auto drows = moe_layers_[i].backward(w.moe, dy, gw.moe);            // (B·S, D)
-        db = tensor<T, dims<3>>(rearrange<"(b s) d -> b s d">(drows, axis_size<"b">{B}));  // (B, S, D)
+        db = tensor<T, dims<3>>(rearrange<"(b s) d -> b s d">(drows, axis_size<"b">{dx.extent(0)}));  // (B, S, D)
       } else {
-        // Feed-forward: out = h + w2(silu(w1 b) ⊙ w3 b).
-        detail::accumulate(gw.w2, einsum<"b s d, b s f -> d f">(dx, act.g));      // (D, F)
-        auto dg = einsum<"b s d, d f -> b s f">(dx, w.w2);                        // (B, S, F)
-        auto [df1, df3] = swiglu_backward(act.f1, act.f3, dg);                    // (B, S, F) twice
-        detail::accumulate(gw.w1, einsum<"b s f, b s d -> f d">(df1, act.b));     // (F, D)
-        detail::accumulate(gw.w3, einsum<"b s f, b s d -> f d">(df3, act.b));     // (F, D)
-        db = tensor<T, dims<3>>(einsum<"b s f, f d -> b s d">(df1, w.w1));        // (B, S, D)
-        detail::accumulate(db, einsum<"b s f, f d -> b s d">(df3, w.w3));
+        // Feed-forward: out = h + w2(silu(w1 b) ⊙ w3 b), b = ln2(h).
+        db = tensor<T, dims<3>>(detail::swiglu_layer_backward(w, gw, act.ffn, dx));  // (B, S, D)
       }
       auto [dh_norm, dgain2] = rms_norm_backward(act.h, w.ln2, db, eps);         // (B, S, D), (D,)
       detail::accumulate(gw.ln2, dgain2);
       tensor<T, dims<3>> dh = dx + dh_norm;                                       // (B, S, D)
-      // Attention: h = x + output_proj(merge(attention(rope(q), rope(k), v))).
-      detail::accumulate(gw.output_proj, einsum<"b s d, b s e -> d e">(dh, act.o_merged));  // (D, D)
-      auto do_merged = einsum<"b s d, d e -> b s e">(dh, w.output_proj);          // (B, S, D)
-      tensor<T, dims<4>> d_o = rearrange<"b s (h e) -> b h s e">(do_merged, axis_size<"h">{H});  // (B, H, S, Dh)
-      const auto o_heads = rearrange<"b s (h e) -> b h s e">(act.o_merged, axis_size<"h">{H});  // (B, H, S, Dh) view
-      auto [dq, dk, dv] = attention_backward(act.q, act.k, act.v, o_heads, act.lse, d_o, /*causal=*/true);
-      tensor<T, dims<4>> dq_pre = rope_backward(dq, positions_, theta);           // (B, H, S, Dh)
-      tensor<T, dims<4>> dk_pre = rope_backward(dk, positions_, theta);           // (B, K, S, Dh)
-      if (config_.qk_norm) {
-        auto [dq_raw, dgq] = rms_norm_backward(act.q_raw, w.q_norm, dq_pre, eps);  // (B, H, S, Dh), (Dh,)
-        auto [dk_raw, dgk] = rms_norm_backward(act.k_raw, w.k_norm, dk_pre, eps);  // (B, K, S, Dh), (Dh,)
-        detail::accumulate(gw.q_norm, dgq);
-        detail::accumulate(gw.k_norm, dgk);
-        dq_pre = std::move(dq_raw);
-        dk_pre = std::move(dk_raw);
-      }
-      const auto dq_flat = detail::merge_heads<T>(dq_pre);                         // (B, S, H·Dh)
-      const auto dk_flat = detail::merge_heads<T>(dk_pre);                         // (B, S, K·Dh)
-      const auto dv_flat = detail::merge_heads<T>(dv);                             // (B, S, K·Dh)
-      detail::accumulate(gw.q_proj, einsum<"b s o, b s d -> o d">(dq_flat, act.a));  // (H·Dh, D)
-      detail::accumulate(gw.k_proj, einsum<"b s o, b s d -> o d">(dk_flat, act.a));  // (K·Dh, D)
-      detail::accumulate(gw.v_proj, einsum<"b s o, b s d -> o d">(dv_flat, act.a));  // (K·Dh, D)
-      tensor<T, dims<3>> da = einsum<"b s o, o d -> b s d">(dq_flat, w.q_proj);   // (B, S, D)
-      detail::accumulate(da, einsum<"b s o, o d -> b s d">(dk_flat, w.k_proj));
-      detail::accumulate(da, einsum<"b s o, o d -> b s d">(dv_flat, w.v_proj));
+      // Attention: h = x + attention(ln1(x)).
+      const auto da = detail::attention_layer_backward(w, gw, spec, act.attn, positions_, dh);  // (B, S, D)
       auto [dx_norm, dgain1] = rms_norm_backward(act.x, w.ln1, da, eps);         // (B, S, D), (D,)
       detail::accumulate(gw.ln1, dgain1);
       dx = dh + dx_norm;                                                          // (B, S, D)
       act = {};  // release this block's activations
     }
     // Embedding: scatter-add each position's gradient into its token's row.
-    T* demb = grads_.token_embeddings.data();
-    for (index_t r = 0; r < B * S; ++r) {
-      T* row = demb + tokens_[static_cast<std::size_t>(r)] * D;
-      const T* src = dx.data() + r * D;
-      for (index_t d = 0; d < D; ++d) row[d] += src[d];
-    }
+    detail::embedding_scatter(grads_.token_embeddings, tokens_, dx);
     acts_.clear();
     final_x_ = {};
     final_n_ = {};

@@ -26,6 +26,11 @@
 // included; train/plot.hpp). With resume_dir set, training continues from that checkpoint: the
 // step, the data draw, the seed and the AdamW state are restored, so the continued run equals an
 // uninterrupted one (bit for bit on the CPU).
+//
+// A mixture-of-experts model (one with aux_loss() and update_router_biases(), as transformer_lm
+// has) trains the same way: its gradients include the weighted auxiliary losses, the logged line
+// and metrics.jsonl show aux_loss, a non-finite auxiliary loss stops training like the loss, the
+// selection biases move after each optimizer step, and config.json holds model_config().
 #pragma once
 
 #include <chrono>
@@ -164,7 +169,10 @@ fit_result fit(Model& model, const token_dataset& train, const token_dataset* va
     std::error_code ec;
     std::filesystem::create_directories(o.out_dir, ec);
     if (ec) throw io_error(einlm::detail::concat(o.out_dir, ": cannot create the output directory (", ec.message(), ")"));
-    save_config((std::filesystem::path(o.out_dir) / "config.json").string(), model.config());
+    if constexpr (requires { model.model_config(); })
+      save_config((std::filesystem::path(o.out_dir) / "config.json").string(), model.model_config());
+    else
+      save_config((std::filesystem::path(o.out_dir) / "config.json").string(), model.config());
     const auto path = (std::filesystem::path(o.out_dir) / "metrics.jsonl").string();
     metrics.open(path, state.step > 0 ? std::ios::app : std::ios::trunc);
     if (!metrics) throw io_error(einlm::detail::concat(path, ": cannot open for writing"));
@@ -193,16 +201,19 @@ fit_result fit(Model& model, const token_dataset& train, const token_dataset* va
     const auto batch = get_batch(train, o.batch_size, o.context_length, random_stream{state.seed, 0}, state.data_draw);
     model.zero_grad();
     const double loss = model.forward_backward(batch.inputs, batch.targets, o.z_loss);
+    double aux_loss = 0;  // a mixture of experts' weighted balance and router losses
+    if constexpr (requires { model.aux_loss(); }) aux_loss = model.aux_loss();
     auto each_gradient = [&](auto&& f) {
       model.for_each_parameter_and_gradient([&](const std::string&, auto&, auto& g) { f(g); });
     };
     const double norm = o.grad_clip > 0 ? optim::clip_grad_norm_each(o.grad_clip, each_gradient)
                                         : optim::clip_grad_norm_each(INFINITY, each_gradient);
-    if (!std::isfinite(loss) || !std::isfinite(norm)) {
+    if (!std::isfinite(loss + aux_loss) || !std::isfinite(norm)) {
       if (o.progress_bar) log << "\n";
       throw training_error(einlm::detail::concat(
-          "training stopped at step ", state.step + 1, ": the ", std::isfinite(loss) ? "gradient norm" : "loss", " is ",
-          std::isfinite(loss) ? norm : loss,
+          "training stopped at step ", state.step + 1, ": the ",
+          !std::isfinite(loss) ? "loss" : !std::isfinite(aux_loss) ? "auxiliary loss" : "gradient norm", " is ",
+          !std::isfinite(loss) ? loss : !std::isfinite(aux_loss) ? aux_loss : norm,
           o.out_dir.empty() ? std::string() : einlm::detail::concat("; the last checkpoint in ", o.out_dir, " is intact")));
     }
     const double lr = schedule(state.step);
@@ -211,6 +222,7 @@ fit_result fit(Model& model, const token_dataset& train, const token_dataset* va
       const bool exempt = !o.decay_all && (w.extents().rank() == 1 || name == "token_embeddings.weight");
       opt.update(name, w, g, exempt ? 0.0 : o.weight_decay);
     });
+    if constexpr (requires { model.update_router_biases(); }) model.update_router_biases();
     ++state.step;
     ++state.data_draw;
     ++window_steps;
@@ -233,13 +245,15 @@ fit_result fit(Model& model, const token_dataset& train, const token_dataset* va
       line += einlm::detail::concat("step ", state.step, "/", o.steps, "  loss ", detail::format("%.4f", loss), "  lr ",
                                     detail::format("%.2e", lr), "  |g| ", detail::format("%.3f", norm), "  ",
                                     detail::format("%.0f", tps), " tok/s");
+      if (aux_loss != 0) line += "  aux " + detail::format("%.4f", aux_loss);
       if (std::isfinite(mfu)) line += "  MFU " + detail::format("%.2f%%", 100 * mfu);
       line += "  ETA " + detail::duration_text(eta);
       log << line << (o.progress_bar ? "   " : "\n") << std::flush;
       if (metrics)
         metrics << "{\"step\": " << state.step << ", \"loss\": " << detail::json_number(loss) << ", \"lr\": " << detail::json_number(lr)
                 << ", \"grad_norm\": " << detail::json_number(norm) << ", \"tokens_per_second\": " << detail::json_number(tps)
-                << ", \"mfu\": " << (std::isfinite(mfu) ? detail::json_number(mfu) : std::string("null")) << "}\n"
+                << ", \"mfu\": " << (std::isfinite(mfu) ? detail::json_number(mfu) : std::string("null"))
+                << (aux_loss != 0 ? ", \"aux_loss\": " + detail::json_number(aux_loss) : std::string()) << "}\n"
                 << std::flush;
       window_start = now;
       window_steps = 0;

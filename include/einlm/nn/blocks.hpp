@@ -1,0 +1,1426 @@
+// einlm/nn/blocks.hpp — language models as types: leaf blocks (embedding, linear, norms,
+// activations, SwiGLU, GELU MLP, attention, LM head) and combinators (sequential, repeat, the
+// residual forms) whose static dimensions are template arguments and whose dynamic ones (`dyn`)
+// are given at construction.
+//
+//   namespace b = nn::blocks;
+//   using lm = b::cs336_lm<10'000, 512, 4, b::heads<16>>;            // all dimensions static
+//   static_assert(lm{}.param_count() == nn::param_count(config));      // a constexpr fact
+//   nn::blocks::model<lm, float> m;                                   // parameters, gradients
+//   double loss = m.forward_backward(inputs, targets);                 // (B, S) token ids twice
+//
+// The blocks live in nn::blocks because their names are those of the functions they apply
+// (nn::rms_norm, nn::silu, …). A block type is a shape: an object holding its dimensions (a literal
+// type, so a static one is constexpr) with
+//   in_width, out_width              static widths of its input and output features (dyn if
+//   run-time) in_dim(), out_dim()              the same at run time params<T>, cache<T> its weights
+//   (also its gradients) and what forward keeps for backward make_params<T>()                 zero
+//   weights of the right shapes visit(params, prefix, f)         f(prefix + name, tensor) for every
+//   weight, in a fixed order forward(params, x, cache*, ctx)  (B, S, in) → (B, S, out); keeps
+//   activations when cache ≠ nullptr backward(params, grads, cache, dy, ctx)
+//                                    accumulates the weights' gradients, returns d(input)
+//   param_count(), forward_flops(batch, seq), activation_elements(batch, seq),
+//   activation_bytes(batch, seq, bytes_per_element)
+//                                    constexpr, and the same counts as nn/accounting.hpp
+// Composition checks static widths with static_asserts (an error names both widths) and run-time
+// widths at construction (config_error); a forward input of the wrong width is a shape_error.
+// Every block but linear is also constructible from a transformer_config (its fields give the
+// dynamic dimensions and must equal the static ones, else config_error). Weights are stored
+// (out, in) and applied as x Wᵀ; names are the CS336 state-dict names when composed as cs336_lm (a
+// `named<"n", B>` block adds "n." to B's names, repeat adds "layers.{i}.", the other combinators
+// add nothing). Activations (silu, gelu, relu) take any width and count no kept activations of
+// their own (they do not know their width; gelu_mlp counts its gelu's input).
+//
+// blocks::model<Block, T> holds a block's weights, gradients and kept activations, and trains a
+// token → logits model with cross_entropy_with_grad. The layer code itself — attention (GQA,
+// qk-norm, RoPE, an optional KV cache), SwiGLU, embedding gather/scatter, linear with bias — is in
+// nn::detail at the top of this file, shared with nn::transformer_lm. Element-wise work is done by
+// nn/functional.hpp and nn/backward.hpp; projections are einsums; everything runs on the host.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "einlm/core/error.hpp"
+#include "einlm/core/tensor.hpp"
+#include "einlm/einops.hpp"
+#include "einlm/expr.hpp"
+#include "einlm/linalg/einsum.hpp"
+#include "einlm/nn/backward.hpp"
+#include "einlm/nn/config.hpp"
+#include "einlm/nn/functional.hpp"
+#include "einlm/pattern/fixed_string.hpp"
+
+namespace einlm::nn {
+
+namespace detail {
+
+/// A new tensor of the given extents filled with zeros.
+template <class T, class... I>
+tensor<T, dims<sizeof...(I)>> zeros(I... n) {
+  tensor<T, dims<sizeof...(I)>> t(static_cast<index_t>(n)...);  // (n…)
+  t = T(0);
+  return t;
+}
+
+/// dst ← dst + src (same shape).
+template <class D, class S>
+void accumulate(D& dst, const S& src) {
+  dst = dst + src;
+}
+
+/// (B, H, S, Dh) → (B, S, H·Dh): the heads side by side. Written through a (B, S, H, Dh) view of
+/// the result, so that the copy is a permutation with contiguous rows of Dh (the executor's row
+/// path) rather than an element-wise gather into a merged axis.
+template <class T, class X>
+tensor<T, dims<3>> merge_heads(const X& x) {
+  const index_t B = x.extent(0), H = x.extent(1), S = x.extent(2), Dh = x.extent(3);
+  tensor<T, dims<3>> out(B, S, H * Dh);                                    // (B, S, H·Dh)
+  auto split = rearrange<"b s (h e) -> b s h e">(out, axis_size<"h">{H});  // (B, S, H, Dh) view
+  assign(split, rearrange<"b h s e -> b s h e">(x));
+  return out;
+}
+
+/// y = x Wᵀ (+ bias when it is not empty).
+template <class T, class X>
+tensor<T, dims<3>> linear_forward(const X& x, const tensor<T, dims<2>>& w,
+                                  const std::type_identity_t<tensor<T, dims<1>>>* bias) {
+  tensor<T, dims<3>> y = einsum<"b s d, o d -> b s o">(x, w);  // (B, S, O)
+  if (bias && bias->size() > 0) y = y + *bias;                 // (B, S, O)
+  return y;
+}
+
+/// The adjoint of linear_forward: accumulates dW (and dbias), returns dx.
+template <class T, class X>
+tensor<T, dims<3>> linear_backward(const X& x, const tensor<T, dims<2>>& w,
+                                   const tensor<T, dims<3>>& dy, tensor<T, dims<2>>& dw,
+                                   std::type_identity_t<tensor<T, dims<1>>>* dbias) {
+  accumulate(dw, einsum<"b s o, b s d -> o d">(dy, x));                                   // (O, D)
+  if (dbias && dbias->size() > 0) accumulate(*dbias, sum_rows<T>(dy, dbias->extents()));  // (O,)
+  return einsum<"b s o, o d -> b s d">(dy, w);  // (B, S, D)
+}
+
+/// Copies the embedding rows of `tokens` (B, S) into a new (B, S, D) tensor and their ids into
+/// `ids`; an id outside [0, V) is a value_error naming `who`.
+template <class T, class I>
+tensor<T, dims<3>> embedding_gather(const tensor<T, dims<2>>& table, const I& tokens_in,
+                                    std::vector<std::int64_t>& ids, const char* who) {
+  const auto tokens = as_view(tokens_in);
+  static_assert(decltype(tokens)::rank() == 2, "einlm::nn: token ids are (batch, sequence)");
+  static_assert(std::is_integral_v<typename decltype(tokens)::value_type>,
+                "einlm::nn: token ids are integers");
+  const index_t B = tokens.extent(0), S = tokens.extent(1), V = table.extent(0),
+                D = table.extent(1);
+  tensor<T, dims<3>> x(B, S, D);  // (B, S, D)
+  ids.assign(static_cast<std::size_t>(B * S), 0);
+  for (index_t b = 0; b < B; ++b)
+    for (index_t s = 0; s < S; ++s) {
+      const auto id = static_cast<std::int64_t>(tokens(b, s));
+      if (id < 0 || id >= V)
+        throw value_error(einlm::detail::concat(who, ": token id ", id, " at (", b, ", ", s,
+                                                ") is outside the vocabulary [0, ", V, ")"));
+      ids[static_cast<std::size_t>(b * S + s)] = id;
+      const T* row = table.data() + id * D;
+      std::copy(row, row + D, x.data() + (b * S + s) * D);
+    }
+  return x;
+}
+
+/// The adjoint of embedding_gather: adds each position's gradient to its token's row.
+template <class T>
+void embedding_scatter(tensor<T, dims<2>>& dtable, const std::vector<std::int64_t>& ids,
+                       const tensor<T, dims<3>>& dx) {
+  const index_t D = dtable.extent(1);
+  T* demb = dtable.data();
+  for (std::size_t r = 0; r < ids.size(); ++r) {
+    T* row = demb + ids[r] * D;
+    const T* src = dx.data() + static_cast<index_t>(r) * D;
+    for (index_t d = 0; d < D; ++d) row[d] += src[d];
+  }
+}
+
+}  // namespace detail
+
+/// The weights of one attention layer (gains and biases empty when absent).
+template <class T>
+struct attention_weights {
+  tensor<T, dims<2>> q_proj, k_proj, v_proj, output_proj;  // (H·Dh, D), (K·Dh, D) twice, (D, H·Dh)
+  tensor<T, dims<1>> q_bias, k_bias, v_bias, output_bias;  // (H·Dh,), (K·Dh,) twice, (D,); GPT-2
+  tensor<T, dims<1>> q_norm, k_norm;                       // (Dh,) each, when qk_norm
+};
+
+/// The weights of a SwiGLU feed-forward network w2(silu(w1 x) ⊙ w3 x).
+template <class T>
+struct swiglu_weights {
+  tensor<T, dims<2>> w1, w2, w3;  // (F, D), (D, F), (F, D)
+};
+
+namespace detail {
+
+/// What an attention layer keeps from its forward pass.
+template <class T>
+struct attention_cache {
+  tensor<T, dims<3>> a;             // (B, S, D) the layer input
+  tensor<T, dims<4>> q_raw, k_raw;  // (B, H, S, Dh), (B, K, S, Dh) before the qk-norm (when on)
+  tensor<T, dims<4>> q, k, v;       // (B, H, S, Dh), (B, K, S, Dh) twice: as attention reads them
+  tensor<T, dims<3>> lse;           // (B, H, S) row log-sum-exp of the scores
+  tensor<T, dims<3>> o_merged;      // (B, S, H·Dh) attention output, heads merged
+};
+
+/// The shape and options of an attention layer at run time.
+struct attention_spec {
+  index_t heads = 0, kv_heads = 0;
+  bool qk_norm = false;
+  double theta = 10'000.0;  // 0: no rotary embedding
+  double eps = 1e-5;
+};
+
+/// A KV cache: the keys and values of the p0 positions before this call; the call writes its own
+/// after them and attends to all.
+template <class T>
+struct attention_kv {
+  tensor<T, dims<4>>* k = nullptr;  // (B, K, C, Dh)
+  tensor<T, dims<4>>* v = nullptr;  // (B, K, C, Dh)
+  index_t p0 = 0;                   // positions already cached
+};
+
+/// Causal self-attention of a (B, S, D) at `positions` (S,): projections, heads split, optional
+/// per-head RMSNorm of q and k, RoPE, attention_forward, heads merged, output projection.
+template <class T>
+tensor<T, dims<3>> attention_layer_forward(const attention_weights<T>& w, const attention_spec& s,
+                                           const tensor<T, dims<3>>& a,
+                                           const tensor<std::int64_t, dims<1>>& positions,
+                                           attention_cache<T>* keep, attention_kv<T> kv = {}) {
+  const index_t H = s.heads, K = s.kv_heads;
+  const auto q_flat = linear_forward(a, w.q_proj, &w.q_bias);  // (B, S, H·Dh)
+  const auto k_flat = linear_forward(a, w.k_proj, &w.k_bias);  // (B, S, K·Dh)
+  const auto v_flat = linear_forward(a, w.v_proj, &w.v_bias);  // (B, S, K·Dh)
+  tensor<T, dims<4>> q =
+      rearrange<"b s (h e) -> b h s e">(q_flat, axis_size<"h">{H});  // (B, H, S, Dh)
+  tensor<T, dims<4>> k =
+      rearrange<"b s (h e) -> b h s e">(k_flat, axis_size<"h">{K});  // (B, K, S, Dh)
+  tensor<T, dims<4>> v =
+      rearrange<"b s (h e) -> b h s e">(v_flat, axis_size<"h">{K});  // (B, K, S, Dh)
+  if (s.qk_norm) {
+    tensor<T, dims<4>> qn = nn::rms_norm(q, w.q_norm, s.eps);  // (B, H, S, Dh)
+    tensor<T, dims<4>> kn = nn::rms_norm(k, w.k_norm, s.eps);  // (B, K, S, Dh)
+    if (keep) {
+      keep->q_raw = std::move(q);
+      keep->k_raw = std::move(k);
+    }
+    q = std::move(qn);
+    k = std::move(kn);
+  }
+  if (s.theta > 0) {
+    q = nn::rope(q, positions, s.theta);  // (B, H, S, Dh)
+    k = nn::rope(k, positions, s.theta);  // (B, K, S, Dh)
+  }
+  auto [o, lse] = [&] {
+    if (!kv.k) return attention_forward(q, k, v, /*causal=*/true);  // (B, H, S, Dh), (B, H, S)
+    const index_t S = a.extent(1);
+    const range fresh{kv.p0, kv.p0 + S}, seen{0, kv.p0 + S};
+    assign(slice(*kv.k, full_extent, full_extent, fresh, full_extent), k);
+    assign(slice(*kv.v, full_extent, full_extent, fresh, full_extent), v);
+    const auto k_all =
+        slice(*kv.k, full_extent, full_extent, seen, full_extent);  // (B, K, p0 + S, Dh)
+    const auto v_all =
+        slice(*kv.v, full_extent, full_extent, seen, full_extent);  // (B, K, p0 + S, Dh)
+    return attention_forward(q, k_all, v_all, /*causal=*/true);     // (B, H, S, Dh), (B, H, S)
+  }();
+  auto o_merged = merge_heads<T>(o);                                   // (B, S, H·Dh)
+  auto out = linear_forward(o_merged, w.output_proj, &w.output_bias);  // (B, S, D)
+  if (keep) {
+    keep->a = a.clone();  // (B, S, D)
+    keep->q = std::move(q);
+    keep->k = std::move(k);
+    keep->v = std::move(v);
+    keep->lse = std::move(lse);
+    keep->o_merged = std::move(o_merged);
+  }
+  return out;
+}
+
+/// The adjoint of attention_layer_forward: accumulates the weights' gradients into g, returns da.
+template <class T>
+tensor<T, dims<3>> attention_layer_backward(const attention_weights<T>& w, attention_weights<T>& g,
+                                            const attention_spec& s, const attention_cache<T>& c,
+                                            const tensor<std::int64_t, dims<1>>& positions,
+                                            const tensor<T, dims<3>>& dy) {
+  const index_t H = s.heads;
+  const auto do_merged = linear_backward(c.o_merged, w.output_proj, dy, g.output_proj,
+                                         &g.output_bias);  // (B, S, H·Dh)
+  const tensor<T, dims<4>> d_o =
+      rearrange<"b s (h e) -> b h s e">(do_merged, axis_size<"h">{H});  // (B, H, S, Dh)
+  const auto o_heads =
+      rearrange<"b s (h e) -> b h s e">(c.o_merged, axis_size<"h">{H});  // (B, H, S, Dh) view
+  auto [dq, dk, dv] = attention_backward(c.q, c.k, c.v, o_heads, c.lse, d_o,
+                                         /*causal=*/true);  // (B, H, S, Dh), (B, K, S, Dh) twice
+  tensor<T, dims<4>> dq_pre =
+      s.theta > 0 ? rope_backward(dq, positions, s.theta) : std::move(dq);  // (B, H, S, Dh)
+  tensor<T, dims<4>> dk_pre =
+      s.theta > 0 ? rope_backward(dk, positions, s.theta) : std::move(dk);  // (B, K, S, Dh)
+  if (s.qk_norm) {
+    auto [dq_raw, dgq] =
+        rms_norm_backward(c.q_raw, w.q_norm, dq_pre, s.eps);  // (B, H, S, Dh), (Dh,)
+    auto [dk_raw, dgk] =
+        rms_norm_backward(c.k_raw, w.k_norm, dk_pre, s.eps);  // (B, K, S, Dh), (Dh,)
+    accumulate(g.q_norm, dgq);                                // (Dh,)
+    accumulate(g.k_norm, dgk);                                // (Dh,)
+    dq_pre = std::move(dq_raw);
+    dk_pre = std::move(dk_raw);
+  }
+  const auto dq_flat = merge_heads<T>(dq_pre);                                   // (B, S, H·Dh)
+  const auto dk_flat = merge_heads<T>(dk_pre);                                   // (B, S, K·Dh)
+  const auto dv_flat = merge_heads<T>(dv);                                       // (B, S, K·Dh)
+  auto da = linear_backward(c.a, w.q_proj, dq_flat, g.q_proj, &g.q_bias);        // (B, S, D)
+  accumulate(da, linear_backward(c.a, w.k_proj, dk_flat, g.k_proj, &g.k_bias));  // (B, S, D)
+  accumulate(da, linear_backward(c.a, w.v_proj, dv_flat, g.v_proj, &g.v_bias));  // (B, S, D)
+  return da;
+}
+
+/// What a SwiGLU network keeps from its forward pass.
+template <class T>
+struct swiglu_cache {
+  tensor<T, dims<3>> x;          // (B, S, D) input
+  tensor<T, dims<3>> f1, f3, g;  // (B, S, F) w1 x, w3 x, silu(w1 x)·w3 x
+};
+
+template <class T>
+tensor<T, dims<3>> swiglu_forward(const swiglu_weights<T>& w, const tensor<T, dims<3>>& x,
+                                  swiglu_cache<T>* keep) {
+  auto f1 = linear_forward(x, w.w1, nullptr);   // (B, S, F)
+  auto f3 = linear_forward(x, w.w3, nullptr);   // (B, S, F)
+  tensor<T, dims<3>> g = einlm::silu(f1) * f3;  // (B, S, F)
+  auto out = linear_forward(g, w.w2, nullptr);  // (B, S, D)
+  if (keep) {
+    keep->x = x.clone();  // (B, S, D)
+    keep->f1 = std::move(f1);
+    keep->f3 = std::move(f3);
+    keep->g = std::move(g);
+  }
+  return out;
+}
+
+template <class T>
+tensor<T, dims<3>> swiglu_layer_backward(const swiglu_weights<T>& w, swiglu_weights<T>& gw,
+                                         const swiglu_cache<T>& c, const tensor<T, dims<3>>& dy) {
+  const auto dg = linear_backward(c.g, w.w2, dy, gw.w2, nullptr);   // (B, S, F)
+  auto [df1, df3] = swiglu_backward(c.f1, c.f3, dg);                // (B, S, F) twice
+  auto dx = linear_backward(c.x, w.w1, df1, gw.w1, nullptr);        // (B, S, D)
+  accumulate(dx, linear_backward(c.x, w.w3, df3, gw.w3, nullptr));  // (B, S, D)
+  return dx;
+}
+
+}  // namespace detail
+
+namespace blocks {
+
+/// Run-time settings of a forward or backward pass.
+struct context {
+  double norm_eps = 1e-5;  // every RMSNorm and LayerNorm (the qk-norm included)
+};
+
+/// The input "width" of a block that reads token ids.
+inline constexpr std::size_t token_ids = dyn - 1;
+
+/// The weights (or gradients) and the kept activations of a block B in T.
+template <class B, class T>
+using params_t = typename B::template params<T>;
+template <class B, class T>
+using cache_t = typename B::template cache<T>;
+
+/// What a block reading token ids returns as its input gradient.
+struct no_gradient {};
+
+namespace detail {
+
+using einlm::nn::detail::accumulate;
+
+/// Two widths that may meet: equal, or one of them known only at run time.
+constexpr bool fits(std::size_t a, std::size_t b) {
+  if (a == token_ids || b == token_ids) return a == b;
+  return a == dyn || b == dyn || a == b;
+}
+
+/// Instantiated for each composed pair, so that a mismatch names both widths.
+template <std::size_t Out, std::size_t In>
+constexpr bool check_widths() {
+  static_assert(fits(Out, In),
+                "einlm::nn::blocks: a block's output width (Out) differs from the width the next "
+                "block reads (In)");
+  return true;
+}
+
+/// A run-time dimension: `given` when the static one is dyn, else both must agree.
+constexpr index_t dim(std::size_t fixed, std::int64_t given, const char* block, const char* what) {
+  if (given <= 0)
+    throw config_error(einlm::detail::concat(block, ": ", what, " must be positive, got ", given));
+  if (fixed != dyn && static_cast<std::int64_t>(fixed) != given)
+    throw config_error(einlm::detail::concat(block, ": ", what, " is ", fixed, " in the type but ",
+                                             given, " at construction"));
+  return static_cast<index_t>(given);
+}
+
+inline void require_width(const char* block, index_t expected, index_t got) {
+  if (expected != got)
+    throw shape_error(einlm::detail::concat(block, ": the input has ", got,
+                                            " features, the block reads ", expected));
+}
+
+inline void require_fit(const char* combinator, index_t out, index_t in) {
+  if (out != in)
+    throw config_error(einlm::detail::concat(combinator, ": a block's output width (", out,
+                                             ") differs from the width the next block reads (", in,
+                                             ")"));
+}
+
+constexpr std::size_t static_or(std::size_t d, std::size_t f) { return d == dyn ? dyn : f; }
+
+}  // namespace detail
+
+// ------------------------------------------------------------------------------------- leaves
+
+/// Token embedding: ids (B, S) → rows (B, S, D) of a (V, D) table, named "weight".
+template <std::size_t Vocab, std::size_t D>
+struct embedding {
+  static constexpr std::size_t in_width = token_ids, out_width = D;
+  index_t vocab = static_cast<index_t>(Vocab), d = static_cast<index_t>(D);
+
+  constexpr embedding() requires(Vocab != dyn && D != dyn) = default;
+  constexpr embedding(std::int64_t v, std::int64_t dm)
+      : vocab(detail::dim(Vocab, v, "embedding", "vocab")),
+        d(detail::dim(D, dm, "embedding", "d_model")) {}
+  explicit constexpr embedding(const transformer_config& c) : embedding(c.vocab_size, c.d_model) {}
+  constexpr index_t in_dim() const { return 0; }
+  constexpr index_t out_dim() const { return d; }
+
+  template <class T>
+  struct params {
+    tensor<T, dims<2>> weight;  // (V, D)
+  };
+  template <class T>
+  struct cache {
+    std::vector<std::int64_t> ids;  // B·S token ids
+  };
+  template <class T>
+  params<T> make_params() const {
+    return {nn::detail::zeros<T>(vocab, d)};  // (V, D)
+  }
+  template <class P, class F>
+  void visit(P& p, const std::string& prefix, F& f) const {
+    f(prefix + "weight", p.weight);
+  }
+  template <class T, class I>
+  tensor<T, dims<3>> forward(const params<T>& p, const I& tokens, std::type_identity_t<cache<T>>* c,
+                             const context&) const {
+    std::vector<std::int64_t> ids;
+    auto x = nn::detail::embedding_gather(p.weight, tokens, ids, "embedding");  // (B, S, D)
+    if (c) c->ids = std::move(ids);
+    return x;
+  }
+  template <class T>
+  no_gradient backward(const params<T>&, params<T>& g, cache<T>& c, const tensor<T, dims<3>>& dy,
+                       const context&) const {
+    nn::detail::embedding_scatter(g.weight, c.ids, dy);
+    return {};
+  }
+  constexpr std::int64_t param_count() const { return vocab * d; }
+  constexpr double forward_flops(std::int64_t, std::int64_t) const { return 0; }
+  constexpr std::int64_t activation_elements(std::int64_t, std::int64_t) const { return 0; }
+  constexpr std::int64_t activation_bytes(std::int64_t b, std::int64_t s,
+                                          std::int64_t bytes = 4) const {
+    return activation_elements(b, s) * bytes;
+  }
+};
+
+/// y = x Wᵀ (+ b): W (Out, In) named "weight", b (Out,) named "bias".
+template <std::size_t In, std::size_t Out, bool Bias = false>
+struct linear {
+  static constexpr std::size_t in_width = In, out_width = Out;
+  index_t in = static_cast<index_t>(In), out = static_cast<index_t>(Out);
+
+  constexpr linear() requires(In != dyn && Out != dyn) = default;
+  constexpr linear(std::int64_t i, std::int64_t o)
+      : in(detail::dim(In, i, "linear", "in")), out(detail::dim(Out, o, "linear", "out")) {}
+  constexpr index_t in_dim() const { return in; }
+  constexpr index_t out_dim() const { return out; }
+
+  template <class T>
+  struct params {
+    tensor<T, dims<2>> weight;  // (Out, In)
+    tensor<T, dims<1>> bias;    // (Out,) when Bias
+  };
+  template <class T>
+  struct cache {
+    tensor<T, dims<3>> x;  // (B, S, In)
+  };
+  template <class T>
+  params<T> make_params() const {
+    return {nn::detail::zeros<T>(out, in),
+            nn::detail::zeros<T>(Bias ? out : 0)};  // (Out, In), (Out,) or (0,)
+  }
+  template <class P, class F>
+  void visit(P& p, const std::string& prefix, F& f) const {
+    f(prefix + "weight", p.weight);
+    if constexpr (Bias) f(prefix + "bias", p.bias);
+  }
+  template <class T>
+  tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x,
+                             std::type_identity_t<cache<T>>* c, const context&) const {
+    detail::require_width("linear", in, x.extent(2));
+    if (c) c->x = x.clone();                                  // (B, S, In)
+    return nn::detail::linear_forward(x, p.weight, &p.bias);  // (B, S, Out)
+  }
+  template <class T>
+  tensor<T, dims<3>> backward(const params<T>& p, params<T>& g, cache<T>& c,
+                              const tensor<T, dims<3>>& dy, const context&) const {
+    return nn::detail::linear_backward(c.x, p.weight, dy, g.weight, &g.bias);  // (B, S, In)
+  }
+  constexpr std::int64_t param_count() const { return in * out + (Bias ? out : 0); }
+  constexpr double forward_flops(std::int64_t b, std::int64_t s) const {
+    return 2.0 * double(b) * double(s) * double(in) * double(out);
+  }
+  constexpr std::int64_t activation_elements(std::int64_t b, std::int64_t s) const {
+    return b * s * in;
+  }
+  constexpr std::int64_t activation_bytes(std::int64_t b, std::int64_t s,
+                                          std::int64_t bytes = 4) const {
+    return activation_elements(b, s) * bytes;
+  }
+};
+
+/// The LM head: logits = x Wᵀ, W (Vocab, D) named "weight". It also counts the logits it returns
+/// among the activations (the loss reads them).
+template <std::size_t D, std::size_t Vocab>
+struct lm_head : linear<D, Vocab, false> {
+  using base = linear<D, Vocab, false>;
+  using base::base;
+  constexpr lm_head() requires(D != dyn && Vocab != dyn) = default;
+  explicit constexpr lm_head(const transformer_config& c) : base(c.d_model, c.vocab_size) {}
+  constexpr std::int64_t activation_elements(std::int64_t b, std::int64_t s) const {
+    return b * s * (this->in + this->out);
+  }
+  constexpr std::int64_t activation_bytes(std::int64_t b, std::int64_t s,
+                                          std::int64_t bytes = 4) const {
+    return activation_elements(b, s) * bytes;
+  }
+};
+
+namespace detail {
+
+/// What the two norms share: a width D, a gain (and a bias), the input kept for backward.
+template <std::size_t D, bool HasBias>
+struct norm_base {
+  static constexpr std::size_t in_width = D, out_width = D;
+  index_t d = static_cast<index_t>(D);
+
+  constexpr norm_base() requires(D != dyn) = default;
+  explicit constexpr norm_base(std::int64_t dm) : d(dim(D, dm, "norm", "d_model")) {}
+  explicit constexpr norm_base(const transformer_config& c) : norm_base(c.d_model) {}
+  constexpr index_t in_dim() const { return d; }
+  constexpr index_t out_dim() const { return d; }
+
+  template <class T>
+  struct params {
+    tensor<T, dims<1>> weight;  // (D,) gain
+    tensor<T, dims<1>> bias;    // (D,) LayerNorm only
+  };
+  template <class T>
+  struct cache {
+    tensor<T, dims<3>> x;  // (B, S, D)
+  };
+  template <class T>
+  params<T> make_params() const {
+    return {nn::detail::zeros<T>(d), nn::detail::zeros<T>(HasBias ? d : 0)};  // (D,), (D,) or (0,)
+  }
+  template <class P, class F>
+  void visit(P& p, const std::string& prefix, F& f) const {
+    f(prefix + "weight", p.weight);
+    if constexpr (HasBias) f(prefix + "bias", p.bias);
+  }
+  constexpr std::int64_t param_count() const { return HasBias ? 2 * d : d; }
+  constexpr double forward_flops(std::int64_t, std::int64_t) const { return 0; }
+  constexpr std::int64_t activation_elements(std::int64_t b, std::int64_t s) const {
+    return b * s * d;
+  }
+  constexpr std::int64_t activation_bytes(std::int64_t b, std::int64_t s,
+                                          std::int64_t bytes = 4) const {
+    return activation_elements(b, s) * bytes;
+  }
+};
+
+}  // namespace detail
+
+/// RMSNorm over the features, in fp32 or wider, eps from the context; gain named "weight".
+template <std::size_t D>
+struct rms_norm : detail::norm_base<D, false> {
+  using detail::norm_base<D, false>::norm_base;
+  template <class T>
+  using params = typename detail::norm_base<D, false>::template params<T>;
+  template <class T>
+  using cache = typename detail::norm_base<D, false>::template cache<T>;
+  template <class T>
+  tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x,
+                             std::type_identity_t<cache<T>>* c, const context& ctx) const {
+    detail::require_width("rms_norm", this->d, x.extent(2));
+    if (c) c->x = x.clone();                         // (B, S, D)
+    return nn::rms_norm(x, p.weight, ctx.norm_eps);  // (B, S, D)
+  }
+  template <class T>
+  tensor<T, dims<3>> backward(const params<T>& p, std::type_identity_t<params<T>>& g,
+                              std::type_identity_t<cache<T>>& c, const tensor<T, dims<3>>& dy,
+                              const context& ctx) const {
+    auto [dx, dgain] = rms_norm_backward(c.x, p.weight, dy, ctx.norm_eps);  // (B, S, D), (D,)
+    detail::accumulate(g.weight, dgain);                                    // (D,)
+    return std::move(dx);
+  }
+};
+
+/// LayerNorm over the features (gain "weight", bias "bias"), in fp32 or wider, eps from the
+/// context.
+template <std::size_t D>
+struct layer_norm : detail::norm_base<D, true> {
+  using detail::norm_base<D, true>::norm_base;
+  template <class T>
+  using params = typename detail::norm_base<D, true>::template params<T>;
+  template <class T>
+  using cache = typename detail::norm_base<D, true>::template cache<T>;
+  template <class T>
+  tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x,
+                             std::type_identity_t<cache<T>>* c, const context& ctx) const {
+    detail::require_width("layer_norm", this->d, x.extent(2));
+    if (c) c->x = x.clone();                                   // (B, S, D)
+    return nn::layer_norm(x, p.weight, p.bias, ctx.norm_eps);  // (B, S, D)
+  }
+  template <class T>
+  tensor<T, dims<3>> backward(const params<T>& p, std::type_identity_t<params<T>>& g,
+                              std::type_identity_t<cache<T>>& c, const tensor<T, dims<3>>& dy,
+                              const context& ctx) const {
+    auto [dx, dgain, dbias] =
+        layer_norm_backward(c.x, p.weight, dy, ctx.norm_eps);  // (B, S, D), (D,) twice
+    detail::accumulate(g.weight, dgain);                       // (D,)
+    detail::accumulate(g.bias, dbias);                         // (D,)
+    return std::move(dx);
+  }
+};
+
+namespace detail {
+
+struct silu_fn {
+  static constexpr const char* name = "silu";
+  template <class X>
+  static auto apply(const X& x) {
+    return einlm::silu(x);
+  }
+  template <class X, class DY>
+  static auto gradient(const X& x, const DY& dy) {
+    using T = typename X::value_type;
+    const auto s = sigmoid(x);                      // (B, S, F)
+    return eval(dy * s * (T(1) + x * (T(1) - s)));  // (B, S, F)
+  }
+};
+struct gelu_fn {
+  static constexpr const char* name = "gelu";
+  template <class X>
+  static auto apply(const X& x) {
+    return einlm::gelu(x);
+  }
+  template <class X, class DY>
+  static auto gradient(const X& x, const DY& dy) {
+    return gelu_backward(x, dy);
+  }  // (B, S, F)
+};
+struct relu_fn {
+  static constexpr const char* name = "relu";
+  template <class X>
+  static auto apply(const X& x) {
+    return einlm::relu(x);
+  }
+  template <class X, class DY>
+  static auto gradient(const X& x, const DY& dy) {
+    return relu_backward(x, dy);
+  }  // (B, S, F)
+};
+
+/// An element-wise activation of any width; it keeps its input.
+template <class Fn>
+struct activation {
+  static constexpr std::size_t in_width = dyn, out_width = dyn;
+  constexpr activation() = default;
+  explicit constexpr activation(const transformer_config&) {}
+  constexpr index_t in_dim() const { return 0; }  // 0: any width
+  constexpr index_t out_dim() const { return 0; }
+  template <class T>
+  struct params {};
+  template <class T>
+  struct cache {
+    tensor<T, dims<3>> x;  // (B, S, F)
+  };
+  template <class T>
+  params<T> make_params() const {
+    return {};
+  }
+  template <class P, class F>
+  void visit(P&, const std::string&, F&) const {}
+  template <class T>
+  tensor<T, dims<3>> forward(const params<T>&, const tensor<T, dims<3>>& x,
+                             std::type_identity_t<cache<T>>* c, const context&) const {
+    if (c) c->x = x.clone();  // (B, S, F)
+    return Fn::apply(x);      // (B, S, F)
+  }
+  template <class T>
+  tensor<T, dims<3>> backward(const params<T>&, params<T>&, cache<T>& c,
+                              const tensor<T, dims<3>>& dy, const context&) const {
+    return Fn::gradient(c.x, dy);  // (B, S, F)
+  }
+  constexpr std::int64_t param_count() const { return 0; }
+  constexpr double forward_flops(std::int64_t, std::int64_t) const { return 0; }
+  /// Its kept input has a width it does not know: 0 here, counted by the enclosing block where that
+  /// one knows it (gelu_mlp does).
+  constexpr std::int64_t activation_elements(std::int64_t, std::int64_t) const { return 0; }
+  constexpr std::int64_t activation_bytes(std::int64_t, std::int64_t, std::int64_t = 4) const {
+    return 0;
+  }
+};
+
+}  // namespace detail
+
+/// Element-wise activations: silu(x) = x·σ(x), gelu (erf form), relu. They keep their input.
+using silu = detail::activation<detail::silu_fn>;
+using gelu = detail::activation<detail::gelu_fn>;
+using relu = detail::activation<detail::relu_fn>;
+
+/// SwiGLU's default hidden width: 8/3 · D rounded up to a multiple of 64 (dyn when D is).
+constexpr std::size_t swiglu_width(std::size_t d) {
+  return d == dyn ? dyn : static_cast<std::size_t>(default_d_ff(static_cast<std::int64_t>(d)));
+}
+
+/// SwiGLU feed-forward network w2(silu(w1 x) ⊙ w3 x): w1, w3 (Dff, D), w2 (D, Dff), named
+/// "w1.weight", "w2.weight", "w3.weight".
+template <std::size_t D, std::size_t Dff = swiglu_width(D)>
+struct swiglu {
+  static constexpr std::size_t in_width = D, out_width = D;
+  index_t d = static_cast<index_t>(D), f = static_cast<index_t>(Dff);
+
+  constexpr swiglu() requires(D != dyn && Dff != dyn) = default;
+  constexpr swiglu(std::int64_t dm, std::int64_t ff)
+      : d(detail::dim(D, dm, "swiglu", "d_model")), f(detail::dim(Dff, ff, "swiglu", "d_ff")) {}
+  explicit constexpr swiglu(const transformer_config& c) : swiglu(c.d_model, c.ffn_dim()) {}
+  constexpr index_t in_dim() const { return d; }
+  constexpr index_t out_dim() const { return d; }
+
+  template <class T>
+  using params = nn::swiglu_weights<T>;
+  template <class T>
+  using cache = nn::detail::swiglu_cache<T>;
+  template <class T>
+  params<T> make_params() const {
+    return {nn::detail::zeros<T>(f, d), nn::detail::zeros<T>(d, f),
+            nn::detail::zeros<T>(f, d)};  // (F, D), (D, F), (F, D)
+  }
+  template <class P, class F>
+  void visit(P& p, const std::string& prefix, F& fn) const {
+    fn(prefix + "w1.weight", p.w1);
+    fn(prefix + "w2.weight", p.w2);
+    fn(prefix + "w3.weight", p.w3);
+  }
+  template <class T>
+  tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x,
+                             std::type_identity_t<cache<T>>* c, const context&) const {
+    detail::require_width("swiglu", d, x.extent(2));
+    return nn::detail::swiglu_forward(p, x, c);  // (B, S, D)
+  }
+  template <class T>
+  tensor<T, dims<3>> backward(const params<T>& p, std::type_identity_t<params<T>>& g,
+                              std::type_identity_t<cache<T>>& c, const tensor<T, dims<3>>& dy,
+                              const context&) const {
+    return nn::detail::swiglu_layer_backward(p, g, c, dy);  // (B, S, D)
+  }
+  constexpr std::int64_t param_count() const { return 3 * d * f; }
+  constexpr double forward_flops(std::int64_t b, std::int64_t s) const {
+    return 3 * 2.0 * double(b) * double(s) * double(d) * double(f);
+  }
+  /// Its input, w1 x, w3 x and silu(w1 x)·w3 x.
+  constexpr std::int64_t activation_elements(std::int64_t b, std::int64_t s) const {
+    return b * s * (d + 3 * f);
+  }
+  constexpr std::int64_t activation_bytes(std::int64_t b, std::int64_t s,
+                                          std::int64_t bytes = 4) const {
+    return activation_elements(b, s) * bytes;
+  }
+};
+
+// ------------------------------------------------------------------------------------ attention
+
+/// Options of attention (and transformer_block), in any order.
+struct attention_options {
+  std::size_t heads = 0, kv_heads = 0;  // 0: not given (kv_heads: as many as heads)
+  bool qk_norm = false, bias = false;
+  std::size_t theta = 10'000;  // 0: no rotary embedding
+  std::size_t d_ff = 0;        // transformer_block's SwiGLU width; 0: the default
+};
+/// H query heads (dyn: given at construction).
+template <std::size_t H>
+struct heads {
+  static constexpr void apply(attention_options& o) { o.heads = H; }
+};
+/// K key/value heads sharing the queries: K = H multi-head, 1 multi-query, else grouped-query.
+template <std::size_t K>
+struct kv_heads {
+  static constexpr void apply(attention_options& o) { o.kv_heads = K; }
+};
+/// Per-head RMSNorm of q and k before the rotary embedding (gains "q_norm.weight",
+/// "k_norm.weight").
+struct qk_norm {
+  static constexpr void apply(attention_options& o) { o.qk_norm = true; }
+};
+/// Biases on the four projections (GPT-2): "q_proj.bias", ….
+struct proj_bias {
+  static constexpr void apply(attention_options& o) { o.bias = true; }
+};
+/// Rotary embedding with base Theta (an integer; the default is 10000). rope<0>: none.
+template <std::size_t Theta>
+struct rope {
+  static constexpr void apply(attention_options& o) { o.theta = Theta; }
+};
+/// transformer_block's feed-forward width.
+template <std::size_t F>
+struct d_ff {
+  static constexpr void apply(attention_options& o) { o.d_ff = F; }
+};
+
+template <class... Options>
+constexpr attention_options make_options() {
+  attention_options o;
+  (Options::apply(o), ...);
+  if (o.kv_heads == 0) o.kv_heads = o.heads;
+  return o;
+}
+
+/// Causal self-attention over D features with the given options (heads<H> required): q_proj
+/// (H·Dh, D), k_proj and v_proj (K·Dh, D), output_proj (D, H·Dh), Dh = D / H, named
+/// "q_proj.weight", "k_proj.weight", "v_proj.weight", "output_proj.weight" (+ ".bias",
+/// "q_norm.weight", "k_norm.weight" with those options).
+template <std::size_t D, class... Options>
+struct attention {
+  static constexpr attention_options options = make_options<Options...>();
+  static constexpr std::size_t H = options.heads, K = options.kv_heads;
+  static_assert(H != 0,
+                "attention: give the number of heads, heads<H> (heads<dyn> for a run-time number)");
+  static_assert(H == 0 || D == dyn || H == dyn || D % H == 0,
+                "attention: d_model is not divisible by heads");
+  static_assert(H == 0 || H == dyn || K == dyn || H % K == 0,
+                "attention: heads is not divisible by kv_heads");
+  static_assert(H == 0 || D == dyn || H == dyn || options.theta == 0 || (D / H) % 2 == 0,
+                "attention: the head dimension is odd; RoPE rotates pairs");
+  static constexpr std::size_t in_width = D, out_width = D;
+  index_t d = static_cast<index_t>(D), h = static_cast<index_t>(H), k = static_cast<index_t>(K);
+  double theta = static_cast<double>(options.theta);
+
+  constexpr attention() requires(D != dyn && H != dyn && K != dyn) = default;
+  constexpr attention(std::int64_t dm, std::int64_t nh, std::int64_t nkv)
+      : d(detail::dim(D, dm, "attention", "d_model")),
+        h(detail::dim(H, nh, "attention", "heads")),
+        k(detail::dim(K, nkv, "attention", "kv_heads")) {
+    if (d % h != 0)
+      throw config_error(einlm::detail::concat("attention: d_model (", d,
+                                               ") is not divisible by heads (", h, ")"));
+    if (h % k != 0)
+      throw config_error(einlm::detail::concat("attention: heads (", h,
+                                               ") is not divisible by kv_heads (", k, ")"));
+    if (theta > 0 && (d / h) % 2 != 0)
+      throw config_error(einlm::detail::concat("attention: the head dimension ", d / h,
+                                               " is odd; RoPE rotates pairs"));
+  }
+  /// From the configuration: its d_model, heads, kv heads (which must match the type) and
+  /// rope_theta.
+  explicit constexpr attention(const transformer_config& c)
+      : attention(c.d_model, c.num_heads, c.kv_heads()) {
+    if (c.qk_norm != options.qk_norm || c.linear_bias != options.bias)
+      throw config_error(
+          "attention: the configuration's qk_norm or linear_bias differs from the type's options");
+    if (options.theta != 0) theta = c.rope_theta;
+  }
+  constexpr index_t in_dim() const { return d; }
+  constexpr index_t out_dim() const { return d; }
+  constexpr index_t head_dim() const { return d / h; }
+
+  template <class T>
+  using params = nn::attention_weights<T>;
+  template <class T>
+  using cache = nn::detail::attention_cache<T>;
+  template <class T>
+  params<T> make_params() const {
+    const index_t dh = head_dim(), b = options.bias ? 1 : 0, n = options.qk_norm ? 1 : 0;
+    return {nn::detail::zeros<T>(h * dh, d),
+            nn::detail::zeros<T>(k * dh, d),  // (H·Dh, D), (K·Dh, D)
+            nn::detail::zeros<T>(k * dh, d),
+            nn::detail::zeros<T>(d, h * dh),  // (K·Dh, D), (D, H·Dh)
+            nn::detail::zeros<T>(b * h * dh),
+            nn::detail::zeros<T>(b * k * dh),  // biases or (0,)
+            nn::detail::zeros<T>(b * k * dh),
+            nn::detail::zeros<T>(b * d),  // biases or (0,)
+            nn::detail::zeros<T>(n * dh),
+            nn::detail::zeros<T>(n * dh)};  // qk-norm gains (Dh,) or (0,)
+  }
+  template <class P, class F>
+  void visit(P& p, const std::string& prefix, F& f) const {
+    f(prefix + "q_proj.weight", p.q_proj);
+    if constexpr (options.bias) f(prefix + "q_proj.bias", p.q_bias);
+    f(prefix + "k_proj.weight", p.k_proj);
+    if constexpr (options.bias) f(prefix + "k_proj.bias", p.k_bias);
+    f(prefix + "v_proj.weight", p.v_proj);
+    if constexpr (options.bias) f(prefix + "v_proj.bias", p.v_bias);
+    f(prefix + "output_proj.weight", p.output_proj);
+    if constexpr (options.bias) f(prefix + "output_proj.bias", p.output_bias);
+    if constexpr (options.qk_norm) {
+      f(prefix + "q_norm.weight", p.q_norm);
+      f(prefix + "k_norm.weight", p.k_norm);
+    }
+  }
+  nn::detail::attention_spec spec(const context& ctx) const {
+    return {h, k, options.qk_norm, theta, ctx.norm_eps};
+  }
+  static tensor<std::int64_t, dims<1>> positions(index_t S) {
+    tensor<std::int64_t, dims<1>> p(S);  // (S,)
+    for (index_t s = 0; s < S; ++s) p(s) = s;
+    return p;
+  }
+  template <class T>
+  tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x,
+                             std::type_identity_t<cache<T>>* c, const context& ctx) const {
+    detail::require_width("attention", d, x.extent(2));
+    return nn::detail::attention_layer_forward(p, spec(ctx), x, positions(x.extent(1)),
+                                               c);  // (B, S, D)
+  }
+  template <class T>
+  tensor<T, dims<3>> backward(const params<T>& p, std::type_identity_t<params<T>>& g,
+                              std::type_identity_t<cache<T>>& c, const tensor<T, dims<3>>& dy,
+                              const context& ctx) const {
+    return nn::detail::attention_layer_backward(p, g, spec(ctx), c, positions(dy.extent(1)),
+                                                dy);  // (B, S, D)
+  }
+  constexpr std::int64_t kv_dim() const { return k * head_dim(); }
+  constexpr std::int64_t param_count() const {
+    return 2 * d * d + 2 * d * kv_dim() + (options.bias ? 2 * d + 2 * kv_dim() : 0) +
+           (options.qk_norm ? 2 * head_dim() : 0);
+  }
+  /// The four projections and the two attention products over the full S × S square
+  /// (nn/accounting.hpp's convention).
+  constexpr double forward_flops(std::int64_t b, std::int64_t s) const {
+    const double T = double(b) * double(s), D_ = double(d);
+    return 2 * T * (2 * D_ * D_ + 2 * D_ * double(kv_dim())) + 2 * (2 * T * double(s) * D_);
+  }
+  /// Its input, q, k, v (after RoPE), q and k before the qk-norm, the merged output, and the row
+  /// log-sum-exp of the scores (B·H·S).
+  constexpr std::int64_t activation_elements(std::int64_t b, std::int64_t s) const {
+    const std::int64_t per_token = d + d + 2 * kv_dim() + (options.qk_norm ? d + kv_dim() : 0) + d;
+    return b * s * per_token + b * h * s;
+  }
+  constexpr std::int64_t activation_bytes(std::int64_t b, std::int64_t s,
+                                          std::int64_t bytes = 4) const {
+    return activation_elements(b, s) * bytes;
+  }
+};
+
+// ---------------------------------------------------------------------------------- combinators
+
+/// B with its weights' names prefixed by Name + ".".
+template <fixed_string Name, class B>
+struct named : B {
+  using B::B;
+  constexpr named() = default;
+  constexpr named(const B& b) : B(b) {}
+  template <class P, class F>
+  void visit(P& p, const std::string& prefix, F& f) const {
+    B::visit(p, prefix + std::string(Name.view()) + ".", f);
+  }
+};
+
+/// Blocks applied one after the other; each one's output width must be the next one's input width.
+template <class... Blocks>
+struct sequential {
+  static_assert(sizeof...(Blocks) > 0, "sequential: give at least one block");
+  static constexpr std::size_t count = sizeof...(Blocks);
+  static constexpr std::size_t ins[] = {Blocks::in_width...}, outs[] = {Blocks::out_width...};
+  static constexpr bool widths_checked = [] {
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return (detail::check_widths<outs[I], ins[I + 1]>() && ... && true);
+    }
+    (std::make_index_sequence<count - 1>{});
+  }();
+  static_assert(widths_checked,
+                "sequential: a block's output width differs from the next block's input width");
+  static constexpr std::size_t in_width = ins[0], out_width = outs[count - 1];
+  std::tuple<Blocks...> blocks;
+
+  constexpr sequential() = default;
+  constexpr explicit sequential(Blocks... b) : blocks(std::move(b)...) { check(); }
+  explicit constexpr sequential(const transformer_config& c) : blocks(Blocks(c)...) { check(); }
+  constexpr index_t in_dim() const { return std::get<0>(blocks).in_dim(); }
+  constexpr index_t out_dim() const { return std::get<count - 1>(blocks).out_dim(); }
+
+  template <class T>
+  struct params {
+    std::tuple<params_t<Blocks, T>...> blocks;
+  };
+  template <class T>
+  struct cache {
+    std::tuple<cache_t<Blocks, T>...> blocks;
+  };
+  template <class T>
+  params<T> make_params() const {
+    return std::apply([](const auto&... b) { return params<T>{{b.template make_params<T>()...}}; },
+                      blocks);
+  }
+  template <class P, class F>
+  void visit(P& p, const std::string& prefix, F& f) const {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (std::get<I>(blocks).visit(std::get<I>(p.blocks), prefix, f), ...);
+    }
+    (std::make_index_sequence<count>{});
+  }
+  template <class T, class X>
+  auto forward(const params<T>& p, const X& x, std::type_identity_t<cache<T>>* c,
+               const context& ctx) const {
+    return forward_from<0>(p, x, c, ctx);  // (B, S, out)
+  }
+  template <class T>
+  auto backward(const params<T>& p, std::type_identity_t<params<T>>& g,
+                std::type_identity_t<cache<T>>& c, const tensor<T, dims<3>>& dy,
+                const context& ctx) const {
+    return backward_from<count - 1>(p, g, c, dy, ctx);  // (B, S, in), or no_gradient for token ids
+  }
+  constexpr std::int64_t param_count() const {
+    return std::apply([](const auto&... b) { return (b.param_count() + ...); }, blocks);
+  }
+  constexpr double forward_flops(std::int64_t bt, std::int64_t s) const {
+    return std::apply([&](const auto&... b) { return (b.forward_flops(bt, s) + ...); }, blocks);
+  }
+  constexpr std::int64_t activation_elements(std::int64_t bt, std::int64_t s) const {
+    return std::apply([&](const auto&... b) { return (b.activation_elements(bt, s) + ...); },
+                      blocks);
+  }
+  constexpr std::int64_t activation_bytes(std::int64_t b, std::int64_t s,
+                                          std::int64_t bytes = 4) const {
+    return activation_elements(b, s) * bytes;
+  }
+
+ private:
+  constexpr void check() const {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (check_pair(std::get<I>(blocks).out_dim(), std::get<I + 1>(blocks).in_dim()), ...);
+    }
+    (std::make_index_sequence<count - 1>{});
+  }
+  static constexpr void check_pair(index_t out, index_t in) {
+    if (out != 0 && in != 0)
+      detail::require_fit("sequential", out, in);  // 0: an activation, any width
+  }
+  template <std::size_t I, class T, class X>
+  auto forward_from(const params<T>& p, const X& x, cache<T>* c, const context& ctx) const {
+    auto y = std::get<I>(blocks).forward(std::get<I>(p.blocks), x,
+                                         c ? &std::get<I>(c->blocks) : nullptr, ctx);  // (B, S, ·)
+    if constexpr (I + 1 == count)
+      return y;
+    else
+      return forward_from<I + 1>(p, y, c, ctx);  // (B, S, out)
+  }
+  template <std::size_t I, class T>
+  auto backward_from(const params<T>& p, params<T>& g, cache<T>& c, const tensor<T, dims<3>>& dy,
+                     const context& ctx) const {
+    auto dx = std::get<I>(blocks).backward(std::get<I>(p.blocks), std::get<I>(g.blocks),
+                                           std::get<I>(c.blocks), dy, ctx);  // (B, S, ·)
+    if constexpr (I == 0)
+      return dx;
+    else
+      return backward_from<I - 1>(p, g, c, dx, ctx);  // (B, S, in)
+  }
+};
+
+/// N copies of Block, each with its own weights, named "layers.{i}.". N may be dyn.
+template <std::size_t N, class Block>
+struct repeat {
+  static_assert(detail::check_widths<Block::out_width, Block::in_width>(),
+                "repeat: a block is fed its own output");
+  static constexpr std::size_t in_width = Block::in_width, out_width = Block::out_width;
+  index_t n = static_cast<index_t>(N);
+  Block block;
+
+  constexpr repeat() requires(N != dyn) = default;
+  constexpr repeat(std::int64_t layers, Block b)
+      : n(detail::dim(N, layers, "repeat", "num_layers")), block(std::move(b)) {
+    detail::require_fit("repeat", block.out_dim(), block.in_dim());
+  }
+  explicit constexpr repeat(const transformer_config& c) : repeat(c.num_layers, Block(c)) {}
+  constexpr index_t in_dim() const { return block.in_dim(); }
+  constexpr index_t out_dim() const { return block.out_dim(); }
+
+  template <class T>
+  struct params {
+    std::vector<params_t<Block, T>> layers;
+  };
+  template <class T>
+  struct cache {
+    std::vector<cache_t<Block, T>> layers;
+  };
+  template <class T>
+  params<T> make_params() const {
+    params<T> p;
+    for (index_t i = 0; i < n; ++i) p.layers.push_back(block.template make_params<T>());
+    return p;
+  }
+  template <class P, class F>
+  void visit(P& p, const std::string& prefix, F& f) const {
+    for (std::size_t i = 0; i < p.layers.size(); ++i)
+      block.visit(p.layers[i], prefix + "layers." + std::to_string(i) + ".", f);
+  }
+  template <class T>
+  tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x,
+                             std::type_identity_t<cache<T>>* c, const context& ctx) const {
+    if (c) c->layers.resize(p.layers.size());
+    tensor<T, dims<3>> y = x.clone();  // (B, S, D)
+    for (std::size_t i = 0; i < p.layers.size(); ++i)
+      y = block.forward(p.layers[i], y, c ? &c->layers[i] : nullptr, ctx);  // (B, S, D)
+    return y;
+  }
+  template <class T>
+  tensor<T, dims<3>> backward(const params<T>& p, std::type_identity_t<params<T>>& g,
+                              std::type_identity_t<cache<T>>& c, const tensor<T, dims<3>>& dy,
+                              const context& ctx) const {
+    tensor<T, dims<3>> dx = dy.clone();  // (B, S, D)
+    for (std::size_t i = p.layers.size(); i-- > 0;) {
+      dx = block.backward(p.layers[i], g.layers[i], c.layers[i], dx, ctx);  // (B, S, D)
+      c.layers[i] = {};  // release this layer's activations
+    }
+    return dx;
+  }
+  constexpr std::int64_t param_count() const { return n * block.param_count(); }
+  constexpr double forward_flops(std::int64_t b, std::int64_t s) const {
+    return double(n) * block.forward_flops(b, s);
+  }
+  constexpr std::int64_t activation_elements(std::int64_t b, std::int64_t s) const {
+    return n * block.activation_elements(b, s);
+  }
+  constexpr std::int64_t activation_bytes(std::int64_t b, std::int64_t s,
+                                          std::int64_t bytes = 4) const {
+    return activation_elements(b, s) * bytes;
+  }
+};
+
+namespace detail {
+
+/// What the residual forms share: two blocks, their weights and caches side by side.
+template <class A, class B>
+struct pair_base {
+  A first;
+  B second;
+  constexpr pair_base() = default;
+  constexpr pair_base(A a, B b) : first(std::move(a)), second(std::move(b)) {}
+  template <class T>
+  struct params {
+    params_t<A, T> first;
+    params_t<B, T> second;
+  };
+  template <class T>
+  struct cache {
+    cache_t<A, T> first;
+    cache_t<B, T> second;
+  };
+  template <class T>
+  params<T> make_params() const {
+    return {first.template make_params<T>(), second.template make_params<T>()};
+  }
+  template <class P, class F>
+  void visit(P& p, const std::string& prefix, F& f) const {
+    first.visit(p.first, prefix, f);
+    second.visit(p.second, prefix, f);
+  }
+  constexpr std::int64_t param_count() const { return first.param_count() + second.param_count(); }
+  constexpr double forward_flops(std::int64_t b, std::int64_t s) const {
+    return first.forward_flops(b, s) + second.forward_flops(b, s);
+  }
+  constexpr std::int64_t activation_elements(std::int64_t b, std::int64_t s) const {
+    return first.activation_elements(b, s) + second.activation_elements(b, s);
+  }
+  constexpr std::int64_t activation_bytes(std::int64_t b, std::int64_t s,
+                                          std::int64_t bytes = 4) const {
+    return activation_elements(b, s) * bytes;
+  }
+};
+
+}  // namespace detail
+
+/// Pre-norm residual x + body(norm(x)) (CS336, Llama): the norm's width is the body's input and
+/// output width.
+template <class Norm, class Body>
+struct residual : detail::pair_base<Norm, Body> {
+  static_assert(detail::check_widths<Norm::out_width, Body::in_width>() &&
+                    detail::check_widths<Body::out_width, Norm::in_width>(),
+                "residual: the norm's width differs from the body's");
+  static constexpr std::size_t in_width = Norm::in_width, out_width = Norm::in_width;
+  using base = detail::pair_base<Norm, Body>;
+  template <class T>
+  using params = typename base::template params<T>;
+  template <class T>
+  using cache = typename base::template cache<T>;
+
+  constexpr residual() = default;
+  constexpr residual(Norm n, Body b) : base(std::move(n), std::move(b)) { check(); }
+  explicit constexpr residual(const transformer_config& c) : base(Norm(c), Body(c)) { check(); }
+  constexpr index_t in_dim() const { return this->first.in_dim(); }
+  constexpr index_t out_dim() const { return this->first.in_dim(); }
+
+  template <class T>
+  tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x,
+                             std::type_identity_t<cache<T>>* c, const context& ctx) const {
+    const auto n = this->first.forward(p.first, x, c ? &c->first : nullptr, ctx);     // (B, S, D)
+    const auto y = this->second.forward(p.second, n, c ? &c->second : nullptr, ctx);  // (B, S, D)
+    return x + y;                                                                     // (B, S, D)
+  }
+  template <class T>
+  tensor<T, dims<3>> backward(const params<T>& p, std::type_identity_t<params<T>>& g,
+                              std::type_identity_t<cache<T>>& c, const tensor<T, dims<3>>& dy,
+                              const context& ctx) const {
+    const auto dn = this->second.backward(p.second, g.second, c.second, dy, ctx);  // (B, S, D)
+    const auto dx = this->first.backward(p.first, g.first, c.first, dn, ctx);      // (B, S, D)
+    return dy + dx;                                                                // (B, S, D)
+  }
+
+ private:
+  constexpr void check() const {
+    detail::require_fit("residual", this->first.out_dim(), this->second.in_dim());
+    detail::require_fit("residual", this->second.out_dim(), this->first.in_dim());
+  }
+};
+
+/// Post-norm residual norm(x + body(x)) (the original transformer, BERT).
+template <class Norm, class Body>
+struct post_norm_residual : detail::pair_base<Norm, Body> {
+  static_assert(detail::check_widths<Body::out_width, Body::in_width>() &&
+                    detail::check_widths<Body::out_width, Norm::in_width>(),
+                "post_norm_residual: the norm's width differs from the body's");
+  static constexpr std::size_t in_width = Body::in_width, out_width = Norm::out_width;
+  using base = detail::pair_base<Norm, Body>;
+  template <class T>
+  using params = typename base::template params<T>;
+  template <class T>
+  using cache = typename base::template cache<T>;
+
+  constexpr post_norm_residual() = default;
+  constexpr post_norm_residual(Norm n, Body b) : base(std::move(n), std::move(b)) { check(); }
+  explicit constexpr post_norm_residual(const transformer_config& c) : base(Norm(c), Body(c)) {
+    check();
+  }
+  constexpr index_t in_dim() const { return this->second.in_dim(); }
+  constexpr index_t out_dim() const { return this->first.out_dim(); }
+
+  template <class T>
+  tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x,
+                             std::type_identity_t<cache<T>>* c, const context& ctx) const {
+    const auto y = this->second.forward(p.second, x, c ? &c->second : nullptr, ctx);  // (B, S, D)
+    const tensor<T, dims<3>> h = x + y;                                               // (B, S, D)
+    return this->first.forward(p.first, h, c ? &c->first : nullptr, ctx);             // (B, S, D)
+  }
+  template <class T>
+  tensor<T, dims<3>> backward(const params<T>& p, std::type_identity_t<params<T>>& g,
+                              std::type_identity_t<cache<T>>& c, const tensor<T, dims<3>>& dy,
+                              const context& ctx) const {
+    const auto dh = this->first.backward(p.first, g.first, c.first, dy, ctx);      // (B, S, D)
+    const auto dx = this->second.backward(p.second, g.second, c.second, dh, ctx);  // (B, S, D)
+    return dh + dx;                                                                // (B, S, D)
+  }
+
+ private:
+  constexpr void check() const {
+    detail::require_fit("post_norm_residual", this->second.out_dim(), this->second.in_dim());
+    detail::require_fit("post_norm_residual", this->second.out_dim(), this->first.in_dim());
+  }
+};
+
+/// Parallel residual x + a(norm(x)) + b(norm(x)) (GPT-J, PaLM): one norm feeds both branches.
+template <class Norm, class A, class B>
+struct parallel_residual : detail::pair_base<Norm, detail::pair_base<A, B>> {
+  static_assert(detail::check_widths<Norm::out_width, A::in_width>() &&
+                    detail::check_widths<Norm::out_width, B::in_width>() &&
+                    detail::check_widths<A::out_width, Norm::in_width>() &&
+                    detail::check_widths<B::out_width, Norm::in_width>(),
+                "parallel_residual: the norm's width differs from a branch's");
+  static constexpr std::size_t in_width = Norm::in_width, out_width = Norm::in_width;
+  using branches = detail::pair_base<A, B>;
+  using base = detail::pair_base<Norm, branches>;
+  template <class T>
+  using params = typename base::template params<T>;
+  template <class T>
+  using cache = typename base::template cache<T>;
+
+  constexpr parallel_residual() = default;
+  constexpr parallel_residual(Norm n, A a, B b)
+      : base(std::move(n), branches(std::move(a), std::move(b))) {
+    check();
+  }
+  explicit constexpr parallel_residual(const transformer_config& c)
+      : base(Norm(c), branches(A(c), B(c))) {
+    check();
+  }
+  constexpr index_t in_dim() const { return this->first.in_dim(); }
+  constexpr index_t out_dim() const { return this->first.in_dim(); }
+
+  template <class T>
+  tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x,
+                             std::type_identity_t<cache<T>>* c, const context& ctx) const {
+    const auto n = this->first.forward(p.first, x, c ? &c->first : nullptr, ctx);  // (B, S, D)
+    const auto ya = this->second.first.forward(p.second.first, n, c ? &c->second.first : nullptr,
+                                               ctx);  // (B, S, D)
+    const auto yb = this->second.second.forward(p.second.second, n, c ? &c->second.second : nullptr,
+                                                ctx);  // (B, S, D)
+    return x + ya + yb;                                // (B, S, D)
+  }
+  template <class T>
+  tensor<T, dims<3>> backward(const params<T>& p, std::type_identity_t<params<T>>& g,
+                              std::type_identity_t<cache<T>>& c, const tensor<T, dims<3>>& dy,
+                              const context& ctx) const {
+    tensor<T, dims<3>> dn = this->second.first.backward(p.second.first, g.second.first,
+                                                        c.second.first, dy, ctx);  // (B, S, D)
+    detail::accumulate(dn, this->second.second.backward(p.second.second, g.second.second,
+                                                        c.second.second, dy, ctx));  // (B, S, D)
+    const auto dx = this->first.backward(p.first, g.first, c.first, dn, ctx);        // (B, S, D)
+    return dy + dx;                                                                  // (B, S, D)
+  }
+
+ private:
+  constexpr void check() const {
+    for (const index_t w : {this->second.first.in_dim(), this->second.first.out_dim(),
+                            this->second.second.in_dim(), this->second.second.out_dim()})
+      if (w != 0) detail::require_fit("parallel_residual", this->first.in_dim(), w);
+  }
+};
+
+// ------------------------------------------------------------------------------------- models
+
+/// The GPT-2 MLP fc2(gelu(fc1 x)): fc1 (Dff, D), fc2 (D, Dff), with biases unless Bias = false;
+/// named "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias". Dff defaults to 4·D.
+template <std::size_t D, std::size_t Dff = detail::static_or(D, 4 * D), bool Bias = true>
+struct gelu_mlp
+    : sequential<named<"fc1", linear<D, Dff, Bias>>, gelu, named<"fc2", linear<Dff, D, Bias>>> {
+  using base =
+      sequential<named<"fc1", linear<D, Dff, Bias>>, gelu, named<"fc2", linear<Dff, D, Bias>>>;
+  constexpr gelu_mlp() = default;
+  constexpr gelu_mlp(std::int64_t d, std::int64_t f)
+      : base(named<"fc1", linear<D, Dff, Bias>>(linear<D, Dff, Bias>(d, f)), gelu{},
+             named<"fc2", linear<Dff, D, Bias>>(linear<Dff, D, Bias>(f, d))) {}
+  explicit constexpr gelu_mlp(const transformer_config& c) : gelu_mlp(c.d_model, c.ffn_dim()) {}
+  /// fc1's input, gelu's input (fc1 x, which the activation cannot count: it has no width) and
+  /// fc2's input.
+  constexpr std::int64_t activation_elements(std::int64_t b, std::int64_t s) const {
+    return base::activation_elements(b, s) + b * s * std::get<0>(this->blocks).out_dim();
+  }
+  constexpr std::int64_t activation_bytes(std::int64_t b, std::int64_t s,
+                                          std::int64_t bytes = 4) const {
+    return activation_elements(b, s) * bytes;
+  }
+};
+
+/// CS336's pre-norm block: x + attn(ln1(x)), then h + ffn(ln2(h)) with a SwiGLU network; Options
+/// are attention's (heads<H>, kv_heads<K>, qk_norm, rope<Theta>) and d_ff<F>.
+template <std::size_t D, class... Options>
+using transformer_block =
+    sequential<residual<named<"ln1", rms_norm<D>>, named<"attn", attention<D, Options...>>>,
+               residual<named<"ln2", rms_norm<D>>,
+                        named<"ffn", swiglu<D, make_options<Options...>().d_ff == 0
+                                                   ? swiglu_width(D)
+                                                   : make_options<Options...>().d_ff>>>>;
+
+/// CS336's TransformerLM: token embedding, L transformer blocks, final RMSNorm, LM head — with
+/// CS336's state-dict names.
+template <std::size_t Vocab, std::size_t D, std::size_t Layers, class... Options>
+using cs336_lm = sequential<named<"token_embeddings", embedding<Vocab, D>>,
+                            repeat<Layers, transformer_block<D, Options...>>,
+                            named<"ln_final", rms_norm<D>>, named<"lm_head", lm_head<D, Vocab>>>;
+
+/// A block with its weights, their gradients and its kept activations in T.
+template <class Block, class T = float>
+class model {
+ public:
+  using block_type = Block;
+  using params_type = params_t<Block, T>;
+
+  explicit model(Block b = Block{}, context ctx = {})
+      : block_(std::move(b)),
+        ctx_(ctx),
+        params_(block_.template make_params<T>()),
+        grads_(block_.template make_params<T>()) {}
+  /// Dimensions, norm eps and RoPE θ from the configuration.
+  explicit model(const transformer_config& c) : model(Block(c), context{c.norm_eps}) {}
+
+  const Block& block() const { return block_; }
+  const context& ctx() const { return ctx_; }
+  params_type& parameters() { return params_; }
+  params_type& gradients() { return grads_; }
+
+  /// f(name, weight) for every parameter, in a fixed order.
+  template <class F>
+  void for_each_parameter(F&& f) {
+    block_.visit(params_, std::string{}, f);
+  }
+  /// The same with every name prefixed by `prefix` (a model inside a larger one).
+  template <class F>
+  void for_each_parameter(const std::string& prefix, F&& f) {
+    block_.visit(params_, prefix, f);
+  }
+  /// f(name, weight, gradient) for every parameter.
+  template <class F>
+  void for_each_parameter_and_gradient(F&& f) {
+    std::vector<void*> grads;
+    auto collect = [&](const std::string&, auto& g) { grads.push_back(&g); };
+    block_.visit(grads_, std::string{}, collect);
+    std::size_t i = 0;
+    auto pair = [&](const std::string& name, auto& w) {
+      f(name, w, *static_cast<std::remove_reference_t<decltype(w)>*>(grads[i++]));
+    };
+    block_.visit(params_, std::string{}, pair);
+  }
+  void zero_grad() {
+    auto zero = [](const std::string&, auto& g) { g = T(0); };
+    block_.visit(grads_, std::string{}, zero);
+  }
+  /// The output for x, keeping nothing.
+  template <class X>
+  auto forward(const X& x) const {
+    return block_.forward(params_, x, nullptr, ctx_);  // (B, S, out)
+  }
+  /// The output for x, keeping what backward needs.
+  template <class X>
+  auto forward_train(const X& x) {
+    cache_ = {};
+    return block_.forward(params_, x, &cache_, ctx_);  // (B, S, out)
+  }
+  /// Accumulates the gradients for d(loss)/d(output) dy; returns d(loss)/d(input).
+  auto backward(const tensor<T, dims<3>>& dy) {
+    return block_.backward(params_, grads_, cache_, dy, ctx_);
+  }  // (B, S, in)
+  /// Mean cross-entropy (+ z_loss · mean(lse²)) of a token → logits block; accumulates gradients.
+  template <class I, class J>
+  double forward_backward(const I& inputs, const J& targets, double z_loss = 0.0) {
+    const auto logits = forward_train(inputs);                                // (B, S, V)
+    auto [loss, dlogits] = cross_entropy_with_grad(logits, targets, z_loss);  // (B, S, V)
+    backward(dlogits);
+    cache_ = {};
+    return loss;
+  }
+
+ private:
+  Block block_;
+  context ctx_;
+  params_type params_, grads_;
+  cache_t<Block, T> cache_;
+};
+
+}  // namespace blocks
+
+}  // namespace einlm::nn

@@ -1,0 +1,379 @@
+// Tests of einlm/nn/blocks.hpp: a CS336 model spelled as a type reproduces the PyTorch goldens
+// (logits, loss, every gradient) with static and with dynamic dimensions; the other combinators
+// and leaves (post-norm and parallel residuals, a GPT-2-style block with LayerNorm, biases and a
+// GELU MLP, the embedding) against central finite differences in double; the type-level
+// accounting against nn/accounting.hpp (in static_asserts); run-time checks of dynamic shapes.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "einlm/core/safetensors.hpp"
+#include "einlm/nn/accounting.hpp"
+#include "einlm/nn/blocks.hpp"
+#include "support/check.hpp"
+
+using namespace einlm;
+namespace b = einlm::nn::blocks;
+
+namespace {
+
+template <class A, class B>
+double max_abs_diff(const A& x, const B& y) {
+  REQUIRE(x.size() == y.size());
+  double m = 0;
+  for (index_t i = 0; i < x.size(); ++i)
+    m = std::max(m, std::abs(static_cast<double>(x.data()[i]) - static_cast<double>(y.data()[i])));
+  return m;
+}
+
+/// Fills every weight of `m` from 𝒩(0, 0.3), gains around 1.
+template <class M>
+void randomise(M& m, std::uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  std::normal_distribution<double> dist(0.0, 0.3);
+  m.for_each_parameter([&](const std::string& name, auto& w) {
+    const bool gain = name.ends_with("norm.weight") || name.find("ln") != std::string::npos;
+    for (index_t i = 0; i < w.size(); ++i) w.data()[i] = (gain ? 1.0 : 0.0) + dist(gen);
+  });
+}
+
+tensor<double, dims<3>> random_activations(index_t B, index_t S, index_t D, std::uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  std::normal_distribution<double> dist(0.0, 1.0);
+  tensor<double, dims<3>> x(B, S, D);  // (B, S, D)
+  for (index_t i = 0; i < x.size(); ++i) x.data()[i] = dist(gen);
+  return x;
+}
+
+tensor<std::int64_t, dims<2>> random_tokens(index_t B, index_t S, std::int64_t vocab, std::uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  tensor<std::int64_t, dims<2>> t(B, S);  // (B, S)
+  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = static_cast<std::int64_t>(gen() % static_cast<std::uint64_t>(vocab));
+  return t;
+}
+
+/// Σ y ⊙ r: a scalar loss of a block's output whose gradient is r.
+template <class Y>
+double dot(const Y& y, const tensor<double, dims<3>>& r) {
+  double s = 0;
+  for (index_t i = 0; i < r.size(); ++i) s += y.data()[i] * r.data()[i];
+  return s;
+}
+
+/// Checks every parameter gradient (and the input gradient, for float inputs) of m at x against
+/// central finite differences of Σ forward(x) ⊙ r; returns the worst relative error.
+template <class M, class X>
+double finite_difference_check(M& m, X& x, index_t out_width) {
+  auto r = random_activations(x.extent(0), x.extent(1), out_width, 77);              // (B, S, Out)
+  m.zero_grad();
+  m.forward_train(x);
+  const auto dx = m.backward(r);
+  double worst = 0;
+  int checked = 0;
+  auto compare = [&](double numeric, double analytic) {
+    const double err = std::abs(numeric - analytic) / std::max(1e-3, std::abs(numeric));
+    worst = std::max(worst, err);
+    CHECK(err < 1e-6);
+    ++checked;
+  };
+  const double h = 1e-5;
+  m.for_each_parameter_and_gradient([&](const std::string& name, auto& w, const auto& g) {
+    CAPTURE(name);
+    for (index_t i = 0; i < w.size(); i += std::max<index_t>(1, w.size() / 5)) {
+      const double saved = w.data()[i];
+      w.data()[i] = saved + h;
+      const double up = dot(m.forward(x), r);
+      w.data()[i] = saved - h;
+      const double down = dot(m.forward(x), r);
+      w.data()[i] = saved;
+      compare((up - down) / (2 * h), g.data()[i]);
+    }
+  });
+  if constexpr (std::is_floating_point_v<typename X::value_type>) {
+    for (index_t i = 0; i < x.size(); i += std::max<index_t>(1, x.size() / 9)) {
+      const double saved = x.data()[i];
+      x.data()[i] = saved + h;
+      const double up = dot(m.forward(x), r);
+      x.data()[i] = saved - h;
+      const double down = dot(m.forward(x), r);
+      x.data()[i] = saved;
+      compare((up - down) / (2 * h), dx.data()[i]);
+    }
+  }
+  CHECK(checked > 10);
+  return worst;
+}
+
+// [snippet cs336_type]
+// CS336's TransformerLM as a type: vocabulary 37, d_model 16, 2 layers, 4 heads, SwiGLU width 24.
+using mha_lm = b::cs336_lm<37, 16, 2, b::heads<4>, b::d_ff<24>>;
+// Grouped-query attention (6 heads sharing 2 key/value heads) with a per-head RMSNorm of q and k.
+using gqa_lm = b::cs336_lm<29, 24, 2, b::heads<6>, b::kv_heads<2>, b::qk_norm, b::d_ff<40>>;
+// Every dimension given at run time (by a transformer_config or by the constructors).
+using dynamic_lm = b::cs336_lm<dyn, dyn, dyn, b::heads<dyn>>;
+using dynamic_qk_lm = b::cs336_lm<dyn, dyn, dyn, b::heads<dyn>, b::qk_norm>;
+// [end snippet]
+
+/// Loads a model from a golden file and checks its logits, loss and gradients; returns the
+/// logits and the gradients' worst relative error, for comparing models with each other.
+template <class M>
+std::vector<double> check_against_golden(M& model, const safetensors_file& f, double z_loss) {
+  model.for_each_parameter([&](const std::string& n, auto& w) { f.load_into(n, w); });
+  const auto inputs = f.load<std::int64_t, dims<2>>("input_ids");   // (B, S)
+  const auto targets = f.load<std::int64_t, dims<2>>("targets");    // (B, S)
+  const auto expected_logits = f.load<double, dims<3>>("logits");   // (B, S, V)
+  const auto expected_loss = f.load<double, extents<>>("loss");     // ()
+  const auto logits = model.forward(inputs);                        // (B, S, V)
+  const double logit_err = max_abs_diff(logits, expected_logits);
+  CHECK(logit_err < 1e-10);
+  model.zero_grad();
+  const double loss = model.forward_backward(inputs, targets, z_loss);
+  CHECK(loss == doctest::Approx(expected_loss()).epsilon(1e-12));
+  double worst = 0;
+  int n = 0;
+  std::vector<double> out(logits.data(), logits.data() + logits.size());
+  out.push_back(loss);
+  model.for_each_parameter_and_gradient([&](const std::string& name, const auto&, const auto& g) {
+    CAPTURE(name);
+    std::remove_cvref_t<decltype(g)> expected(g.extents());
+    f.load_into("grad." + name, expected);
+    double scale = 0;
+    for (index_t i = 0; i < expected.size(); ++i) scale = std::max(scale, std::abs(expected.data()[i]));
+    const double err = max_abs_diff(g, expected);
+    CHECK(err <= 1e-10 * std::max(scale, 1.0));
+    worst = std::max(worst, err / std::max(scale, 1.0));
+    out.insert(out.end(), g.data(), g.data() + g.size());
+    ++n;
+  });
+  CHECK(n > 0);
+  MESSAGE("logits off by " << logit_err << ", gradients by " << worst << " (relative to their largest entry)");
+  return out;
+}
+
+nn::transformer_config golden_config(const safetensors_file& f) {
+  auto number = [&](const std::string& key) { return std::stod(f.metadata().at(key)); };
+  auto integer = [&](const std::string& key) { return static_cast<std::int64_t>(std::stoll(f.metadata().at(key))); };
+  return {.vocab_size = integer("vocab_size"), .context_length = integer("context_length"), .d_model = integer("d_model"),
+          .num_layers = integer("num_layers"), .num_heads = integer("num_heads"),
+          .num_kv_heads = integer("num_kv_heads"), .d_ff = integer("d_ff"), .rope_theta = number("rope_theta"),
+          .norm_eps = number("norm_eps"), .qk_norm = f.metadata().at("qk_norm") == "true"};
+}
+
+}  // namespace
+
+TEST_CASE("blocks: a CS336 model as a type has CS336's parameter names") {
+  b::model<mha_lm, float> m;
+  std::vector<std::string> names;
+  m.for_each_parameter([&](const std::string& name, const auto&) { names.push_back(name); });
+  const std::vector<std::string> expected{
+      "token_embeddings.weight", "layers.0.ln1.weight", "layers.0.attn.q_proj.weight", "layers.0.attn.k_proj.weight",
+      "layers.0.attn.v_proj.weight", "layers.0.attn.output_proj.weight", "layers.0.ln2.weight",
+      "layers.0.ffn.w1.weight", "layers.0.ffn.w2.weight", "layers.0.ffn.w3.weight", "layers.1.ln1.weight",
+      "layers.1.attn.q_proj.weight", "layers.1.attn.k_proj.weight", "layers.1.attn.v_proj.weight",
+      "layers.1.attn.output_proj.weight", "layers.1.ln2.weight", "layers.1.ffn.w1.weight", "layers.1.ffn.w2.weight",
+      "layers.1.ffn.w3.weight", "ln_final.weight", "lm_head.weight"};
+  CHECK(names == expected);
+}
+
+TEST_CASE("blocks: CS336 models as types reproduce the PyTorch goldens, static and dynamic alike") {
+  {
+    const safetensors_file f(test::test_data_dir() + "/nn/transformer_mha.safetensors");
+    const auto c = golden_config(f);
+    b::model<mha_lm, double> fixed(c);      // static dimensions, checked against the configuration
+    b::model<dynamic_lm, double> dynamic(c);  // the same dimensions, given at run time
+    const auto a = check_against_golden(fixed, f, 0.0);
+    const auto d = check_against_golden(dynamic, f, 0.0);
+    CHECK(a == d);  // identical, to the bit
+  }
+  {
+    const safetensors_file f(test::test_data_dir() + "/nn/transformer_gqa_qknorm.safetensors");
+    const auto c = golden_config(f);
+    const double z_loss = std::stod(f.metadata().at("z_loss"));
+    b::model<gqa_lm, double> fixed(c);
+    b::model<dynamic_qk_lm, double> dynamic(c);
+    const auto a = check_against_golden(fixed, f, z_loss);
+    const auto d = check_against_golden(dynamic, f, z_loss);
+    CHECK(a == d);
+  }
+  {
+    // Multi-query attention, every dimension at run time (kv_heads<dyn> defaults to heads<dyn>).
+    const safetensors_file f(test::test_data_dir() + "/nn/transformer_mqa.safetensors");
+    b::model<dynamic_lm, double> dynamic(golden_config(f));
+    check_against_golden(dynamic, f, std::stod(f.metadata().at("z_loss")));
+  }
+}
+
+TEST_CASE("blocks: the accounting of a type is nn/accounting.hpp's, in static_asserts") {
+  // [snippet accounting]
+  constexpr nn::transformer_config config{.vocab_size = 37, .context_length = 7, .d_model = 16, .num_layers = 2,
+                                          .num_heads = 4, .d_ff = 24};
+  constexpr mha_lm shape{};
+  static_assert(shape.param_count() == nn::param_count(config));
+  static_assert(shape.forward_flops(2, 7) == nn::flops_forward(config, 2, 7));
+  static_assert(shape.activation_bytes(2, 7, /*bytes_per_element=*/8) ==
+                nn::activation_bytes(config, 2, 7, 8, nn::attention_activations::log_sum_exp));
+  // [end snippet]
+  constexpr nn::transformer_config gqa{.vocab_size = 29, .context_length = 12, .d_model = 24, .num_layers = 2,
+                                       .num_heads = 6, .num_kv_heads = 2, .d_ff = 40, .qk_norm = true};
+  static_assert(gqa_lm{}.param_count() == nn::param_count(gqa));
+  static_assert(gqa_lm{}.forward_flops(3, 12) == nn::flops_forward(gqa, 3, 12));
+  static_assert(gqa_lm{}.activation_elements(3, 12) ==
+                nn::activation_elements(gqa, 3, 12, nn::attention_activations::log_sum_exp));
+  // A model of the default SwiGLU width and with dimensions at run time counts the same.
+  constexpr nn::transformer_config wide{.vocab_size = 1000, .context_length = 64, .d_model = 128, .num_layers = 3,
+                                        .num_heads = 8, .num_kv_heads = 2};
+  static_assert(b::cs336_lm<1000, 128, 3, b::heads<8>, b::kv_heads<2>>{}.param_count() == nn::param_count(wide));
+  const dynamic_lm runtime(wide);
+  CHECK(runtime.param_count() == nn::param_count(wide));
+  CHECK(runtime.forward_flops(4, 64) == nn::flops_forward(wide, 4, 64));
+  CHECK(runtime.activation_bytes(4, 64) == nn::activation_bytes(wide, 4, 64, 4, nn::attention_activations::log_sum_exp));
+}
+
+// [snippet gpt2_block]
+// GPT-2's block: pre-norm LayerNorm, attention with biases and no rotary embedding (GPT-2 adds
+// learned positions to the embeddings instead), a GELU MLP of width 4·D with biases.
+template <std::size_t D, std::size_t H>
+using gpt2_block = b::sequential<
+    b::residual<b::named<"ln_1", b::layer_norm<D>>, b::named<"attn", b::attention<D, b::heads<H>, b::proj_bias, b::rope<0>>>>,
+    b::residual<b::named<"ln_2", b::layer_norm<D>>, b::named<"mlp", b::gelu_mlp<D>>>>;
+// [end snippet]
+
+TEST_CASE("blocks: a GPT-2-small-shaped stack counts as nn/accounting.hpp's GPT-2 small") {
+  constexpr auto cfg = nn::presets::gpt2_small();
+  constexpr auto per_layer = nn::param_counts(cfg);
+  using layers = b::repeat<12, gpt2_block<768, 12>>;
+  static_assert(layers{}.param_count() == per_layer.num_layers * per_layer.per_layer());
+  // Embedding, blocks, final LayerNorm; the lm_head is tied and the position table is 1024 × 768.
+  using body = b::sequential<b::embedding<50257, 768>, layers, b::layer_norm<768>>;
+  static_assert(body{}.param_count() + 1024 * 768 == nn::param_count(cfg));
+  constexpr auto flops = nn::flops_forward_counts(cfg, 8, 1024);
+  static_assert(layers{}.forward_flops(8, 1024) == flops.attention_projections + flops.attention_scores + flops.ffn);
+  static_assert(b::lm_head<768, 50257>{}.forward_flops(8, 1024) == flops.lm_head);
+  static_assert(layers{}.activation_elements(2, 1024) ==
+                nn::activation_elements(cfg, 2, 1024, nn::attention_activations::log_sum_exp) - 2 * 1024 * (2 * 768 + 50257));
+}
+
+TEST_CASE("blocks: post-norm and parallel residuals, a GPT-2-style block and the embedding against finite differences") {
+  constexpr std::size_t D = 8;
+  SUBCASE("post_norm_residual") {
+    using block = b::post_norm_residual<b::rms_norm<D>, b::swiglu<D, 12>>;
+    b::model<block, double> m;
+    randomise(m, 1);
+    auto x = random_activations(2, 5, D, 2);  // (B, S, D)
+    MESSAGE("post_norm_residual: worst relative error " << finite_difference_check(m, x, D));
+  }
+  SUBCASE("parallel_residual") {
+    // [snippet parallel]
+    using block = b::parallel_residual<b::layer_norm<D>, b::attention<D, b::heads<2>, b::kv_heads<1>>, b::gelu_mlp<D, 16>>;
+    // [end snippet]
+    b::model<block, double> m;
+    randomise(m, 3);
+    auto x = random_activations(2, 5, D, 4);  // (B, S, D)
+    MESSAGE("parallel_residual: worst relative error " << finite_difference_check(m, x, D));
+  }
+  SUBCASE("GPT-2-style block: LayerNorm, attention with biases, GELU MLP, then a linear with a bias") {
+    using block = b::sequential<gpt2_block<D, 2>, b::relu, b::linear<D, 5, true>>;
+    b::model<block, double> m;
+    randomise(m, 5);
+    auto x = random_activations(2, 6, D, 6);  // (B, S, D)
+    MESSAGE("GPT-2-style block: worst relative error " << finite_difference_check(m, x, 5));
+  }
+  SUBCASE("embedding, silu, qk-norm attention with all dimensions at run time") {
+    using block = b::sequential<b::embedding<dyn, dyn>, b::silu, b::attention<dyn, b::heads<dyn>, b::qk_norm>>;
+    b::model<block, double> m(block(b::embedding<dyn, dyn>(11, D), b::silu{}, b::attention<dyn, b::heads<dyn>, b::qk_norm>(D, 4, 2)));
+    randomise(m, 7);
+    auto tokens = random_tokens(2, 6, 11, 8);  // (B, S)
+    MESSAGE("embedding: worst relative error " << finite_difference_check(m, tokens, D));
+  }
+}
+
+// [snippet new_block]
+// A new leaf: y = x ⊙ scale, one learned scale per feature (named "scale"). A block is a literal
+// type holding its dimensions, with params, cache, make_params, visit, forward, backward and the
+// three counts; the combinators need nothing else.
+template <std::size_t D>
+struct feature_scale {
+  static constexpr std::size_t in_width = D, out_width = D;
+  index_t d = static_cast<index_t>(D);
+  constexpr index_t in_dim() const { return d; }
+  constexpr index_t out_dim() const { return d; }
+  template <class T>
+  struct params {
+    tensor<T, dims<1>> scale;  // (D,)
+  };
+  template <class T>
+  struct cache {
+    tensor<T, dims<3>> x;  // (B, S, D)
+  };
+  template <class T>
+  params<T> make_params() const {
+    return {nn::detail::zeros<T>(d)};
+  }
+  template <class P, class F>
+  void visit(P& p, const std::string& prefix, F& f) const {
+    f(prefix + "scale", p.scale);
+  }
+  template <class T>
+  tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x, std::type_identity_t<cache<T>>* c,
+                             const b::context&) const {
+    if (c) c->x = x.clone();
+    return x * p.scale;  // (B, S, D)
+  }
+  template <class T>
+  tensor<T, dims<3>> backward(const params<T>& p, params<T>& g, cache<T>& c, const tensor<T, dims<3>>& dy,
+                              const b::context&) const {
+    g.scale = g.scale + reduce<"b s d -> d", "sum">(dy * c.x);  // (D,)
+    return dy * p.scale;                                         // (B, S, D)
+  }
+  constexpr std::int64_t param_count() const { return d; }
+  constexpr double forward_flops(std::int64_t, std::int64_t) const { return 0; }
+  constexpr std::int64_t activation_elements(std::int64_t b, std::int64_t s) const { return b * s * d; }
+  constexpr std::int64_t activation_bytes(std::int64_t b, std::int64_t s, std::int64_t bytes = 4) const {
+    return activation_elements(b, s) * bytes;
+  }
+};
+// [end snippet]
+
+TEST_CASE("blocks: a block written outside the library composes with the others") {
+  // [snippet new_block_use]
+  using block = b::residual<b::rms_norm<8>, b::sequential<b::named<"gate", feature_scale<8>>, b::swiglu<8, 16>>>;
+  static_assert(block{}.param_count() == 8 + 8 + 3 * 8 * 16);
+  b::model<block, double> m;
+  // [end snippet]
+  std::vector<std::string> names;
+  m.for_each_parameter([&](const std::string& name, const auto&) { names.push_back(name); });
+  CHECK(names == std::vector<std::string>{"weight", "gate.scale", "w1.weight", "w2.weight", "w3.weight"});
+  randomise(m, 11);
+  auto x = random_activations(2, 3, 8, 12);  // (B, S, D)
+  MESSAGE("feature_scale: worst relative error " << finite_difference_check(m, x, 8));
+}
+
+TEST_CASE("blocks: dynamic dimensions are checked at construction and at run time") {
+  nn::transformer_config c{.vocab_size = 37, .context_length = 7, .d_model = 16, .num_layers = 2, .num_heads = 4,
+                           .d_ff = 24};
+  c.d_model = 32;
+  CHECK_THROWS_WITH_AS(b::model<mha_lm>{c}, doctest::Contains("is 16 in the type but 32 at construction"), nn::config_error);
+  CHECK_THROWS_WITH_AS((b::attention<dyn, b::heads<dyn>>(30, 4, 4)),
+                       "attention: d_model (30) is not divisible by heads (4)", nn::config_error);
+  CHECK_THROWS_WITH_AS((b::attention<dyn, b::heads<dyn>, b::kv_heads<dyn>>(32, 4, 3)),
+                       "attention: heads (4) is not divisible by kv_heads (3)", nn::config_error);
+  // [snippet dynamic]
+  using norm_then_ffn = b::residual<b::rms_norm<dyn>, b::swiglu<dyn, dyn>>;
+  const norm_then_ffn ok(b::rms_norm<dyn>(64), b::swiglu<dyn, dyn>(64, 192));  // widths given here
+  CHECK(ok.param_count() == 64 + 3 * 64 * 192);
+  CHECK_THROWS_WITH_AS(norm_then_ffn(b::rms_norm<dyn>(64), b::swiglu<dyn, dyn>(32, 96)),
+                       "residual: a block's output width (64) differs from the width the next block reads (32)",
+                       nn::config_error);
+  // [end snippet]
+  b::model<b::rms_norm<dyn>, float> norm(b::rms_norm<dyn>(8));
+  const tensor<float, dims<3>> wrong(2, 3, 6);  // (B, S, 6)
+  CHECK_THROWS_WITH_AS(norm.forward(wrong), "rms_norm: the input has 6 features, the block reads 8", shape_error);
+  b::model<mha_lm, float> lm;
+  auto t = random_tokens(1, 4, 37, 9);  // (B, S)
+  t(0, 2) = 40;
+  CHECK_THROWS_WITH_AS(lm.forward(t), "embedding: token id 40 at (0, 2) is outside the vocabulary [0, 37)", value_error);
+}
