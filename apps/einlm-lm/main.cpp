@@ -67,6 +67,12 @@ Commands:
   logits --checkpoint DIR --ids "ID ID ..." --out FILE.npy
       Writes the logits of one sequence as float32 .npy of shape (sequence, vocab).
 
+  upcycle --checkpoint DENSE_DIR --config moe.json --out DIR [--noise X] [--router-std X] [--seed S]
+      Sparse upcycling: a mixture-of-experts model of the shape in moe.json (whose dense fields
+      must equal DENSE_DIR's config.json) whose experts are copies of DENSE_DIR's FFNs (times
+      1 + 𝒩(0, X²) noise; default 0), with small routers (default σ 0.02). DIR receives a step-0
+      checkpoint: continue with `train --resume DIR --config DIR/config.json --out DIR ...`.
+
 Options:
   -h, --help    this text
 Exit status: 0 on success, 1 on an error (message on stderr), 2 on a usage error.
@@ -112,7 +118,7 @@ args parse_args(int argc, char** argv) {
       "data", "val", "val-fraction", "config", "out", "steps", "batch", "context", "lr", "min-lr", "warmup",
       "weight-decay", "clip", "z-loss", "seed", "resume", "log-every", "eval-every", "eval-batches",
       "checkpoint-every", "token-width", "peak-tflops", "progress", "device", "checkpoint", "batches", "vocab",
-      "merges", "prompt", "max-tokens", "temperature", "top-p", "top-k", "ids", "cache"};
+      "merges", "prompt", "max-tokens", "temperature", "top-p", "top-k", "ids", "cache", "noise", "router-std"};
   args a;
   if (argc < 2) throw usage_error("no command given");
   a.command = argv[1];
@@ -334,6 +340,26 @@ int cmd_generate(const args& a) {
   return 0;
 }
 
+int cmd_upcycle(const args& a) {
+  const auto dense = load_model(a.get("checkpoint"));
+  const auto moe_config = train::load_model_config(a.get("config"));
+  if (moe_config.num_experts == 0) throw usage_error("upcycle: " + a.get("config") + " has no experts (num_experts is 0)");
+  const std::uint64_t seed = static_cast<std::uint64_t>(a.integer("seed", 0));
+  auto moe = nn::upcycle(dense, moe_config,
+                         {.expert_noise = a.number("noise", 0.0), .router_std = a.number("router-std", 0.02), .seed = seed});
+  const std::string out = a.get("out");
+  // A fresh AdamW with train's defaults (a resumed run keeps the checkpoint's optimizer settings).
+  const train::trainer_options defaults;
+  const optim::adamw fresh(
+      {.beta1 = defaults.beta1, .beta2 = defaults.beta2, .eps = defaults.eps, .weight_decay = defaults.weight_decay});
+  train::save_checkpoint(out, moe, fresh, {.step = 0, .seed = seed, .data_draw = 0});
+  train::save_config((std::filesystem::path(out) / "config.json").string(), moe.model_config());
+  std::cerr << "upcycled " << dense.parameters().size() << " dense parameters to " << moe.parameters().size() << " ("
+            << nn::moe_active_param_count(moe_config) << " active): " << moe_config.moe_layers() << " MoE layers of "
+            << moe_config.num_experts << " experts; step-0 checkpoint in " << out << "\n";
+  return 0;
+}
+
 int cmd_logits(const args& a) {
   auto model = load_model(a.get("checkpoint"));
   std::vector<std::int64_t> ids;
@@ -370,6 +396,7 @@ int main(int argc, char** argv) {
     if (a.command == "eval") return cmd_eval(a);
     if (a.command == "generate") return cmd_generate(a);
     if (a.command == "logits") return cmd_logits(a);
+    if (a.command == "upcycle") return cmd_upcycle(a);
     throw usage_error("unknown command '" + a.command + "'");
   } catch (const usage_error& e) {
     std::fprintf(stderr, "einlm-lm: %s\nRun 'einlm-lm --help' for usage.\n", e.what());

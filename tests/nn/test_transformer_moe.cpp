@@ -262,3 +262,35 @@ TEST_CASE("transformer_lm with experts: train::fit writes the MoE config.json an
   CHECK(worst == 0.0);  // bit for bit, selection biases included
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("upcycle: a dense model becomes an MoE model that computes the same function") {
+  const nn::transformer_config dense_shape{.vocab_size = 13, .context_length = 8, .d_model = 8, .num_layers = 2,
+                                           .num_heads = 2, .d_ff = 12};
+  const auto tokens = random_tokens(2, 7, 13, 21);  // (B, S)
+  // [snippet upcycle]
+  nn::transformer_lm<double> dense(dense_shape, /*seed=*/5);  // or loaded from a checkpoint
+  const nn::moe_config moe_shape{.base = dense_shape, .num_experts = 4, .top_k = 2, .expert_d_ff = 12};
+  auto moe = nn::upcycle(dense, moe_shape, {.expert_noise = 0.0, .router_std = 0.02, .seed = 1});
+  // [end snippet]
+  // Four copies of each FFN, gates renormalised to sum to 1: the dense function, whatever the routing.
+  CHECK(max_abs_diff(moe.logits(tokens), dense.logits(tokens)) < 1e-12);
+  const auto& router = moe.parameters().layers[1].moe.router;
+  double sum2 = 0;
+  for (index_t i = 0; i < router.size(); ++i) sum2 += router.data()[i] * router.data()[i];
+  CHECK(std::sqrt(sum2 / double(router.size())) == doctest::Approx(0.02).epsilon(0.35));
+  CHECK(max_abs_diff(moe.parameters().layers[0].q_proj, dense.parameters().layers[0].q_proj) == 0.0);
+
+  // With noise the experts differ from each other by about that much, and the model stays close.
+  auto noisy = nn::upcycle(dense, moe_shape, {.expert_noise = 0.01, .seed = 2});
+  const auto& experts = noisy.parameters().layers[0].moe.experts;
+  const double spread = max_abs_diff(experts[0].w1, experts[1].w1);
+  CHECK(spread > 0);
+  CHECK(spread < 0.1);
+  CHECK(max_abs_diff(noisy.logits(tokens), dense.logits(tokens)) < 0.05);
+
+  auto other = moe_shape;
+  other.base.d_ff = 16;
+  CHECK_THROWS_WITH_AS(nn::upcycle(dense, other), "upcycle: the MoE configuration's base is not the dense model's shape",
+                       nn::config_error);
+  CHECK_THROWS_AS(nn::upcycle(moe, moe_shape), nn::config_error);  // already an MoE model
+}

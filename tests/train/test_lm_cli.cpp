@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "einlm/core/npy.hpp"
 #include "einlm/nn/transformer.hpp"
@@ -138,4 +139,46 @@ TEST_CASE("einlm-lm: tokenizer, train, resume, eval, logits, generate") {
   CHECK(r.status == 1);
   CHECK(r.out.find("tensor 'token_embeddings.weight' has shape (300, 32); config.json implies (100, 32)") !=
         std::string::npos);
+}
+
+TEST_CASE("einlm-lm: a mixture of experts trains, evaluates and generates; upcycle continues a dense model") {
+  const work_dir w;
+  std::vector<std::uint16_t> ids(4000);
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::uint16_t>((i * 7 + i / 5) % 50);
+  std::ofstream(w / "ids.u16", std::ios::binary)
+      .write(reinterpret_cast<const char*>(ids.data()), static_cast<std::streamsize>(ids.size() * 2));
+  const std::string dense_json =
+      R"("vocab_size": 50, "context_length": 16, "d_model": 16, "num_layers": 2, "num_heads": 2, "d_ff": 32)";
+  write(w / "moe.json", "{" + dense_json +
+                            R"(, "num_experts": 4, "top_k": 2, "moe_d_ff": 16, "router": "sigmoid", "bias_update_rate": 0.001})");
+  const std::string common = "--data " + q(w / "ids.u16") + " --val-fraction 0.1 --batch 4 --lr 3e-3 --warmup 1 " +
+                             "--eval-every 0 --eval-batches 2 --progress never --log-every 1";
+  auto r = lm("train " + common + " --config " + q(w / "moe.json") + " --steps 3 --out " + q(w / "moe"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("2 MoE layers of 4 experts (d_ff 16), top-2, 0 shared, sigmoid router") != std::string::npos);
+  CHECK(r.out.find("aux ") != std::string::npos);
+  CHECK(r.out.find("layer 1: tokens per expert in the last batch") != std::string::npos);
+  r = lm("eval --checkpoint " + q(w / "moe") + " --data " + q(w / "ids.u16") + " --batches 2 --batch 2");
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  r = lm("logits --checkpoint " + q(w / "moe") + " --ids '1 2 3' --out " + q(w / "moe.npy"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+
+  // A dense model, upcycled to the same MoE shape, then trained on from its step-0 checkpoint.
+  write(w / "dense.json", "{" + dense_json + "}");
+  r = lm("train " + common + " --config " + q(w / "dense.json") + " --steps 2 --out " + q(w / "dense"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  r = lm("upcycle --checkpoint " + q(w / "dense") + " --config " + q(w / "moe.json") + " --noise 0.01 --out " +
+         q(w / "up"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("2 MoE layers of 4 experts; step-0 checkpoint") != std::string::npos);
+  r = lm("train " + common + " --config " + q(w / "up/config.json") + " --steps 2 --resume " + q(w / "up") + " --out " +
+         q(w / "up"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("resumed from") != std::string::npos);
+  // The MoE's dense fields must equal the dense model's.
+  write(w / "other.json", R"({"vocab_size": 50, "context_length": 16, "d_model": 16, "num_layers": 2, "num_heads": 2,
+                              "num_experts": 4, "top_k": 2})");
+  r = lm("upcycle --checkpoint " + q(w / "dense") + " --config " + q(w / "other.json") + " --out " + q(w / "up2"));
+  CHECK(r.status == 1);
+  CHECK(r.out.find("the MoE configuration's base is not the dense model's shape") != std::string::npos);
 }

@@ -191,11 +191,12 @@ struct attention_kv {
 
 /// Causal self-attention of a (B, S, D) at `positions` (S,): projections, heads split, optional
 /// per-head RMSNorm of q and k, RoPE, attention_forward, heads merged, output projection.
+/// (attention_layer_forward stores its input `a` in *keep; this part does everything else.)
 template <class T>
-tensor<T, dims<3>> attention_layer_forward(const attention_weights<T>& w, const attention_spec& s,
-                                           const tensor<T, dims<3>>& a,
-                                           const tensor<std::int64_t, dims<1>>& positions,
-                                           attention_cache<T>* keep, attention_kv<T> kv = {}) {
+tensor<T, dims<3>> attention_layer_forward_body(const attention_weights<T>& w, const attention_spec& s,
+                                                const tensor<T, dims<3>>& a,
+                                                const tensor<std::int64_t, dims<1>>& positions,
+                                                attention_cache<T>* keep, attention_kv<T> kv) {
   const index_t H = s.heads, K = s.kv_heads;
   const auto q_flat = linear_forward(a, w.q_proj, &w.q_bias);  // (B, S, H·Dh)
   const auto k_flat = linear_forward(a, w.k_proj, &w.k_bias);  // (B, S, K·Dh)
@@ -235,13 +236,32 @@ tensor<T, dims<3>> attention_layer_forward(const attention_weights<T>& w, const 
   auto o_merged = merge_heads<T>(o);                                   // (B, S, H·Dh)
   auto out = linear_forward(o_merged, w.output_proj, &w.output_bias);  // (B, S, D)
   if (keep) {
-    keep->a = a.clone();  // (B, S, D)
     keep->q = std::move(q);
     keep->k = std::move(k);
     keep->v = std::move(v);
     keep->lse = std::move(lse);
     keep->o_merged = std::move(o_merged);
   }
+  return out;
+}
+
+template <class T>
+tensor<T, dims<3>> attention_layer_forward(const attention_weights<T>& w, const attention_spec& s,
+                                           const tensor<T, dims<3>>& a,
+                                           const tensor<std::int64_t, dims<1>>& positions,
+                                           attention_cache<T>* keep, attention_kv<T> kv = {}) {
+  auto out = attention_layer_forward_body(w, s, a, positions, keep, kv);  // (B, S, D)
+  if (keep) keep->a = a.clone();                                          // (B, S, D)
+  return out;
+}
+/// The same for an input the caller gives away: kept without a copy.
+template <class T>
+tensor<T, dims<3>> attention_layer_forward(const attention_weights<T>& w, const attention_spec& s,
+                                           tensor<T, dims<3>>&& a,
+                                           const tensor<std::int64_t, dims<1>>& positions,
+                                           attention_cache<T>* keep, attention_kv<T> kv = {}) {
+  auto out = attention_layer_forward_body(w, s, a, positions, keep, kv);  // (B, S, D)
+  if (keep) keep->a = std::move(a);                                       // (B, S, D)
   return out;
 }
 
@@ -290,19 +310,33 @@ struct swiglu_cache {
   tensor<T, dims<3>> f1, f3, g;  // (B, S, F) w1 x, w3 x, silu(w1 x)·w3 x
 };
 
+/// (swiglu_forward stores its input `x` in *keep; this part does everything else.)
 template <class T>
-tensor<T, dims<3>> swiglu_forward(const swiglu_weights<T>& w, const tensor<T, dims<3>>& x,
-                                  swiglu_cache<T>* keep) {
+tensor<T, dims<3>> swiglu_forward_body(const swiglu_weights<T>& w, const tensor<T, dims<3>>& x,
+                                       swiglu_cache<T>* keep) {
   auto f1 = linear_forward(x, w.w1, nullptr);   // (B, S, F)
   auto f3 = linear_forward(x, w.w3, nullptr);   // (B, S, F)
   tensor<T, dims<3>> g = einlm::silu(f1) * f3;  // (B, S, F)
   auto out = linear_forward(g, w.w2, nullptr);  // (B, S, D)
   if (keep) {
-    keep->x = x.clone();  // (B, S, D)
     keep->f1 = std::move(f1);
     keep->f3 = std::move(f3);
     keep->g = std::move(g);
   }
+  return out;
+}
+template <class T>
+tensor<T, dims<3>> swiglu_forward(const swiglu_weights<T>& w, const tensor<T, dims<3>>& x,
+                                  swiglu_cache<T>* keep) {
+  auto out = swiglu_forward_body(w, x, keep);  // (B, S, D)
+  if (keep) keep->x = x.clone();               // (B, S, D)
+  return out;
+}
+/// The same for an input the caller gives away: kept without a copy.
+template <class T>
+tensor<T, dims<3>> swiglu_forward(const swiglu_weights<T>& w, tensor<T, dims<3>>&& x, swiglu_cache<T>* keep) {
+  auto out = swiglu_forward_body(w, x, keep);  // (B, S, D)
+  if (keep) keep->x = std::move(x);            // (B, S, D)
   return out;
 }
 

@@ -398,11 +398,11 @@ class transformer_lm {
     for (std::size_t i = 0; i < params_.layers.size(); ++i) {
       const auto& w = params_.layers[i];
       detail::block_activations<T> act;
-      const auto a = rms_norm(x, w.ln1, eps);                                      // (B, S, D)
+      tensor<T, dims<3>> a = rms_norm(x, w.ln1, eps);                              // (B, S, D)
       const detail::attention_kv<T> kv = cache ? detail::attention_kv<T>{&cache->k[i], &cache->v[i], p0} : detail::attention_kv<T>{};
-      const auto attn_out = detail::attention_layer_forward(w, spec, a, positions_, keep ? &act.attn : nullptr, kv);  // (B, S, D)
+      const auto attn_out = detail::attention_layer_forward(w, spec, std::move(a), positions_, keep ? &act.attn : nullptr, kv);  // (B, S, D)
       tensor<T, dims<3>> h = x + attn_out;                                         // (B, S, D)
-      const auto bn = rms_norm(h, w.ln2, eps);                                     // (B, S, D)
+      tensor<T, dims<3>> bn = rms_norm(h, w.ln2, eps);                             // (B, S, D)
       tensor<T, dims<3>> out;                                                      // (B, S, D)
       if (w.is_moe()) {
         const tensor<T, dims<2>> rows = rearrange<"b s d -> (b s) d">(bn);         // (B·S, D)
@@ -412,7 +412,7 @@ class transformer_lm {
         if (keep) moe_stats_[i] = layer.stats();
         out = tensor<T, dims<3>>(h + rearrange<"(b s) d -> b s d">(y, axis_size<"b">{B}));  // (B, S, D)
       } else {
-        const auto ffn_out = detail::swiglu_forward(w, bn, keep ? &act.ffn : nullptr);  // (B, S, D)
+        const auto ffn_out = detail::swiglu_forward(w, std::move(bn), keep ? &act.ffn : nullptr);  // (B, S, D)
         out = tensor<T, dims<3>>(h + ffn_out);                                     // (B, S, D)
       }
       if (keep) {
@@ -484,6 +484,74 @@ class transformer_lm {
   std::vector<std::int64_t> tokens_;                                              // B·S ids
   std::size_t kept_bytes_ = 0;
 };
+
+/// How upcycle() initialises what the dense model does not have.
+struct upcycle_options {
+  double expert_noise = 0.0;  // each expert weight w ← w · (1 + ε), ε ~ 𝒩(0, expert_noise²), per element
+  double router_std = 0.02;   // router weights ~ 𝒩(0, router_std²) truncated at ±3σ: near-uniform routing
+  std::uint64_t seed = 0;     // Philox seed of the noise and the router
+};
+
+/// Sparse upcycling (Komatsuzaki et al. 2022): a mixture-of-experts model of shape `m` from the
+/// dense model `dense`, whose shape must be m.base. Every tensor the two share by name is copied;
+/// in each MoE layer every routed and every shared expert is a copy of that layer's dense FFN
+/// (times 1 + noise when expert_noise > 0), the router is drawn small, and the selection biases
+/// are 0. Without noise and with top_k > 1 gates that sum to 1 (softmax: renormalised; sigmoid:
+/// always) and no shared experts, the upcycled model computes the dense model's function (a test).
+/// A shape mismatch is a config_error.
+template <class T>
+transformer_lm<T> upcycle(const transformer_lm<T>& dense, const moe_config& m, const upcycle_options& o = {}) {
+  if (!(dense.config() == m.base))
+    throw config_error("upcycle: the MoE configuration's base is not the dense model's shape");
+  if (dense.model_config().num_experts != 0) throw config_error("upcycle: the model to upcycle is not dense");
+  if (!(o.expert_noise >= 0) || !(o.router_std >= 0))
+    throw config_error("upcycle: expert_noise and router_std must not be negative");
+  transformer_lm<T> moe(m);
+  const auto& from = dense.parameters();
+  auto& to = moe.parameters();
+  // The shared tensors, by name.
+  std::vector<std::pair<std::string, const tensor<T, dims<1>>*>> vectors;
+  std::vector<std::pair<std::string, const tensor<T, dims<2>>*>> matrices;
+  from.for_each_parameter([&](const std::string& name, const auto& t) {
+    if constexpr (std::remove_cvref_t<decltype(t)>::extents_type::rank() == 1) vectors.emplace_back(name, &t);
+    else matrices.emplace_back(name, &t);
+  });
+  to.for_each_parameter([&](const std::string& name, auto& t) {
+    auto copy_from = [&](const auto& list) {
+      for (const auto& [n, src] : list)
+        if (n == name) {
+          std::copy(src->data(), src->data() + src->size(), t.data());
+          return true;
+        }
+      return false;
+    };
+    if constexpr (std::remove_cvref_t<decltype(t)>::extents_type::rank() == 1) copy_from(vectors);
+    else copy_from(matrices);
+  });
+  std::uint64_t stream = 0;
+  auto expert_from = [&](expert_parameters<T>& e, const block_parameters<T>& d) {
+    for (auto [dst, src] : {std::pair{&e.w1, &d.w1}, std::pair{&e.w2, &d.w2}, std::pair{&e.w3, &d.w3}}) {
+      const random_stream g{o.seed, stream++};
+      for (index_t i = 0; i < dst->size(); ++i) {
+        const double eps = o.expert_noise > 0 ? normal_at<double>(g, static_cast<std::uint64_t>(i), 0.0, o.expert_noise) : 0.0;
+        dst->data()[i] = static_cast<T>(static_cast<double>(src->data()[i]) * (1.0 + eps));
+      }
+    }
+  };
+  for (std::size_t i = 0; i < to.layers.size(); ++i) {
+    auto& layer = to.layers[i];
+    if (!layer.is_moe()) continue;
+    for (auto& e : layer.moe.experts) expert_from(e, from.layers[i]);
+    for (auto& e : layer.moe.shared_experts) expert_from(e, from.layers[i]);
+    const random_stream g{o.seed, stream++};
+    const double sd = o.router_std;
+    for (index_t j = 0; j < layer.moe.router.size(); ++j)
+      layer.moe.router.data()[j] =
+          sd > 0 ? truncated_normal_at<T>(g, static_cast<std::uint64_t>(j), 0.0, sd, -3 * sd, 3 * sd) : T(0);
+    if (layer.moe.router_bias.size() > 0) layer.moe.router_bias = T(0);
+  }
+  return moe;
+}
 
 /// A transformer_lm whose shape is fixed at compile time: the same model, with its configuration
 /// checked by static_asserts and its cost as constants of the type.
