@@ -11,17 +11,17 @@
 //
 // The blocks live in nn::blocks because their names are those of the functions they apply
 // (nn::rms_norm, nn::silu, …). A block type is a shape: an object holding its dimensions (a literal
-// type, so a static one is constexpr) with
-//   in_width, out_width              static widths of its input and output features (dyn if
-//   run-time) in_dim(), out_dim()              the same at run time params<T>, cache<T> its weights
-//   (also its gradients) and what forward keeps for backward make_params<T>()                 zero
-//   weights of the right shapes visit(params, prefix, f)         f(prefix + name, tensor) for every
-//   weight, in a fixed order forward(params, x, cache*, ctx)  (B, S, in) → (B, S, out); keeps
-//   activations when cache ≠ nullptr backward(params, grads, cache, dy, ctx)
-//                                    accumulates the weights' gradients, returns d(input)
-//   param_count(), forward_flops(batch, seq), activation_elements(batch, seq),
-//   activation_bytes(batch, seq, bytes_per_element)
-//                                    constexpr, and the same counts as nn/accounting.hpp
+// type, so a static one is constexpr) with these members:
+//   - in_width, out_width: the static widths of its input and output features (dyn if run-time);
+//     in_dim(), out_dim(): the same at run time;
+//   - params<T>, cache<T>: its weights (also its gradients) and what forward keeps for backward;
+//     make_params<T>(): zero weights of the right shapes;
+//   - visit(params, prefix, f): f(prefix + name, tensor) for every weight, in a fixed order;
+//   - forward(params, x, cache*, ctx): (B, S, in) → (B, S, out), keeping activations when the
+//     cache pointer is not null; backward(params, grads, cache, dy, ctx): accumulates the weights'
+//     gradients and returns d(input);
+//   - param_count(), forward_flops(batch, seq), activation_elements(batch, seq) and
+//     activation_bytes(batch, seq, bytes_per_element): constexpr, the counts of nn/accounting.hpp.
 // Composition checks static widths with static_asserts (an error names both widths) and run-time
 // widths at construction (config_error); a forward input of the wrong width is a shape_error.
 // Every block but linear is also constructible from a transformer_config (its fields give the
