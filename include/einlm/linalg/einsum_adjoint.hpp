@@ -22,7 +22,7 @@
 //     sum_to_size): one more einsum, over a strided view of the first one's result that holds
 //     each axis that may broadcast twice (K's length, 1 where it broadcasts; the summed length,
 //     1 where it does not). Which axes may broadcast is decided at compile time (a static
-//     extent of 1 against a longer or run-time length, or a run-time extent, of a name in dy or
+//     extent of 1 against a longer or run-time length, or a run-time extent, of a name also in
 //     another input); whether they do, at run time. The view has K's distinct names plus those
 //     that may broadcast as axes: at most 16 (a static_assert), e.g. 8 names of run-time extents.
 // When the forward's output is a scalar (rank 0), dy multiplies the einsum of the other inputs.
@@ -178,10 +178,12 @@ struct einsum_adjoint_plan {
 
   /// Whether input K's axis U (of unique) may be a length-1 axis broadcast against a longer axis
   /// of the same name: its static extent is not a length other than 1, the joint length is not a
-  /// static 1, and the name is in dy's term or another input (else its length is K's own).
+  /// static 1, and the name is in another input (else its length is K's own).
   static constexpr bool may_broadcast(int u) {
     const int j = unique.joint[u];
-    if (!elsewhere(j)) return false;
+    bool in_other_input = false;
+    for (int k = 0; k < n_inputs; ++k) in_other_input = in_other_input || (k != K && forward::layout.has(k, j));
+    if (!in_other_input) return false;
     int d = 0;
     while (forward::layout.joint_of[K][d] != j) ++d;
     const std::int64_t own = forward::static_extents[K][d];
