@@ -168,13 +168,16 @@ struct einsum_adjoint_plan {
     }
     return n;
   }
-  static constexpr std::size_t pattern_size = forward_ok ? write_pattern(nullptr) : 0;
-  /// E.g. "b i k, b j k -> b i j" for the first input of "b i j, b j k -> b i k".
-  static constexpr fixed_string<pattern_size> text = [] {
-    fixed_string<pattern_size> s;
-    if constexpr (forward_ok) write_pattern(s.chars);
+  /// What Write writes (nothing when the forward has an error), as a fixed_string.
+  template <std::size_t (*Write)(char*)>
+  static constexpr auto written() {
+    constexpr std::size_t size = forward_ok ? Write(nullptr) : 0;
+    fixed_string<size> s;
+    if constexpr (forward_ok) Write(s.chars);
     return s;
-  }();
+  }
+  /// E.g. "b i k, b j k -> b i j" for the first input of "b i j, b j k -> b i k".
+  static constexpr auto text = written<write_pattern>();
 
   /// Whether input K's axis U (of unique) may be a length-1 axis broadcast against a longer axis
   /// of the same name: its static extent is not a length other than 1, the joint length is not a
@@ -234,12 +237,7 @@ struct einsum_adjoint_plan {
     }
     return n;
   }
-  static constexpr std::size_t sum_pattern_size = forward_ok ? write_sum_pattern(nullptr) : 0;
-  static constexpr fixed_string<sum_pattern_size> sum_text = [] {
-    fixed_string<sum_pattern_size> s;
-    if constexpr (forward_ok) write_sum_pattern(s.chars);
-    return s;
-  }();
+  static constexpr auto sum_text = written<write_sum_pattern>();
 
   /// The positions of the other inputs, in order.
   static constexpr auto others = [] {
