@@ -54,4 +54,14 @@ TEST_CASE("einsum adjoints on the GPU agree with the CPU") {
   check_device_close(du, eval(einsum_adjoint<"i j k, j j k -> i j k", 0>(dy, u, v)), 1e-6);
   const auto dv = einsum_adjoint<"i j k, j j k -> i j k", 1>(dyd, ud, vd);  // (J, J, K), a device tensor
   check_device_close(dv, einsum_adjoint<"i j k, j j k -> i j k", 1>(dy, u, v), 1e-5);
+  // An input of length 1 along i, broadcast against u's 8: its gradient is summed over i, kept.
+  const auto w = test::random_tensor<float, extents<1, 4, 3>>(13, -2.0, 2.0);  // (1, J, K)
+  const auto wd = to_device(w);
+  const auto dw = einsum_adjoint<"i j k, i j k -> i j k", 0>(dyd, wd, ud);  // (1, J, K), a device tensor
+  check_device_close(dw, einsum_adjoint<"i j k, i j k -> i j k", 0>(dy, w, u), 1e-5);
+  tensor<float, dims<3>> w_dynamic(dims<3>(1, 4, 3));  // the same with run-time extents
+  w_dynamic = w;
+  const auto w_dynamic_d = to_device(w_dynamic);
+  const auto dw_dynamic = einsum_adjoint<"i j k, i j k -> i j k", 0>(dyd, w_dynamic_d, ud);  // (1, J, K)
+  check_device_close(dw_dynamic, einsum_adjoint<"i j k, i j k -> i j k", 0>(dy, w, u), 1e-5);
 }

@@ -10,25 +10,33 @@
 // (the forward's output) and every input but K are its inputs, input K's term its output. Every
 // axis is written by name, the ellipsis's axes too ("ell0", "ell1", … with a prefix no name of P
 // starts with), so an input whose ellipsis covers fewer dimensions than the broadcast one gets the
-// sum over the missing ones. Two cases need more than that einsum, and are materialised:
+// sum over the missing ones. Three cases need more than that einsum, and are materialised:
 //   - input K repeats a name (a diagonal, "i i -> i"): the gradient is zero off the diagonal; the
 //     einsum gives the diagonal, which is written into a zero tensor of K's shape;
 //   - a name is summed and appears in input K only ("i j -> i" for K = 0, "i i ->"): its gradient
 //     is the same for every index (a broadcast): the einsum runs without it and its result is
-//     repeated along it (a zero stride) while being written.
+//     repeated along it (a zero stride) while being written;
+//   - input K has an axis of length 1 that broadcasts against a longer axis of the same name (NumPy
+//     broadcasting, "i j, j -> i j" with K of shape (1, J)): the einsum gives the gradient at the
+//     full length, which is summed over that axis and written with length 1 (PyTorch's
+//     sum_to_size): one more einsum, over a strided view of the first one's result that holds
+//     each axis that may broadcast twice (K's length, 1 where it broadcasts; the summed length,
+//     1 where it does not). Which axes may broadcast is decided at compile time (a static
+//     extent of 1 against a longer or run-time length, or a run-time extent, of a name also in
+//     another input); whether they do, at run time. The view has K's distinct names plus those
+//     that may broadcast as axes: at most 16 (a static_assert), e.g. 8 names of run-time extents.
 // When the forward's output is a scalar (rank 0), dy multiplies the einsum of the other inputs.
 //
 // Results: as einsum's (einlm/linalg/einsum.hpp): a new tensor when the adjoint einsum is a GEMM
 // contraction (two inputs of one floating type sharing a summed axis, e.g. both gradients of a
 // matmul), otherwise a lazy expression — or a strided view of dy — that reads dy and the inputs:
-// keep them alive (and named) until it is evaluated. The diagonal and broadcast cases return a
-// tensor of input K's extents.
+// keep them alive (and named) until it is evaluated. The diagonal and broadcast cases, and every
+// input K with an axis that may broadcast (with static extents: one of length 1; with run-time
+// extents: most), return a tensor of input K's extents — the einsum's tensor itself when it has
+// K's extents type and nothing broadcasts at run time.
 //
 // Checks: dy must have the forward output's shape (a static_assert naming both extents types when
-// static, einlm::shape_error when not); errors of P against the inputs are einsum's. An input K
-// with an axis of length 1 that broadcasts against a longer axis of the same name is refused (its
-// gradient would be a sum over that axis with the length-1 axis kept): a static_assert when the
-// lengths are static, a shape_error otherwise.
+// static, einlm::shape_error when not); errors of P against the inputs are einsum's.
 #pragma once
 
 #include <cstddef>
@@ -111,8 +119,8 @@ struct einsum_adjoint_plan {
   }
   static constexpr axis_list unique = forward_ok ? own_axes(false) : axis_list{};
   static constexpr axis_list produced = forward_ok ? own_axes(true) : axis_list{};
-  /// True when the einsum's result is the gradient as it is (no diagonal, no broadcast).
-  static constexpr bool direct = unique.n == rank_k && produced.n == rank_k;
+  /// True when input K has no diagonal and no name summed in it only.
+  static constexpr bool simple = unique.n == rank_k && produced.n == rank_k;
   /// dy takes part in the einsum unless it is a scalar (then it multiplies the result).
   static constexpr bool dy_in_einsum = n_out > 0;
 
@@ -160,21 +168,76 @@ struct einsum_adjoint_plan {
     }
     return n;
   }
-  static constexpr std::size_t pattern_size = forward_ok ? write_pattern(nullptr) : 0;
-  /// E.g. "b i k, b j k -> b i j" for the first input of "b i j, b j k -> b i k".
-  static constexpr fixed_string<pattern_size> text = [] {
-    fixed_string<pattern_size> s;
-    if constexpr (forward_ok) write_pattern(s.chars);
+  /// What Write writes (nothing when the forward has an error), as a fixed_string.
+  template <std::size_t (*Write)(char*)>
+  static constexpr auto written() {
+    constexpr std::size_t size = forward_ok ? Write(nullptr) : 0;
+    fixed_string<size> s;
+    if constexpr (forward_ok) Write(s.chars);
     return s;
-  }();
+  }
+  /// E.g. "b i k, b j k -> b i j" for the first input of "b i j, b j k -> b i k".
+  static constexpr auto text = written<write_pattern>();
 
-  /// Whether input K has a static axis of length 1 that broadcasts against a static longer one.
-  static constexpr bool static_broadcast_of_one = [] {
-    if (!forward_ok) return false;
-    for (int d = 0; d < rank_k; ++d)
-      if (forward::static_extents[K][d] == 1 && forward::statics.length[forward::layout.joint_of[K][d]] > 1) return true;
-    return false;
+  /// Whether input K's axis U (of unique) may be a length-1 axis broadcast against a longer axis
+  /// of the same name: its static extent is not a length other than 1, the joint length is not a
+  /// static 1, and the name is in another input (else its length is K's own).
+  static constexpr bool may_broadcast(int u) {
+    const int j = unique.joint[u];
+    bool in_other_input = false;
+    for (int k = 0; k < n_inputs; ++k) in_other_input = in_other_input || (k != K && forward::layout.has(k, j));
+    if (!in_other_input) return false;
+    int d = 0;
+    while (forward::layout.joint_of[K][d] != j) ++d;
+    const std::int64_t own = forward::static_extents[K][d];
+    if (own >= 0 && own != 1) return false;
+    return forward::statics.length[j] != 1;
+  }
+  /// The indices into unique of the axes that may broadcast (the sum's summed axes).
+  static constexpr axis_list broadcastable = [] {
+    axis_list a{};
+    if (!forward_ok) return a;
+    for (int u = 0; u < unique.n; ++u)
+      if (may_broadcast(u)) a.joint[a.n++] = u;
+    return a;
   }();
+  /// True when the einsum's result is the gradient as it is (no diagonal, no broadcast).
+  static constexpr bool direct = unique.n == rank_k && produced.n == rank_k && broadcastable.n == 0;
+  static_assert(unique.n + broadcastable.n <= pattern::max_dims,
+                "einsum_adjoint: input K has too many axes that may broadcast for the sum over them");
+
+  /// The sum over the broadcast axes, on a view of the gradient with every unique axis u of
+  /// input K as "a<u>" (K's length) and each axis that may broadcast once more as "r<i>" (the
+  /// joint length where it broadcasts, else 1): "a0 a1 a2 r0 -> a0 a1 a2".
+  static constexpr std::size_t write_sum_pattern(char* out) {
+    std::size_t n = 0;
+    auto put = [&](char c) {
+      if (out != nullptr) out[n] = c;
+      ++n;
+    };
+    auto put_name = [&](char letter, int i) {
+      put(letter);
+      if (i >= 10) put(static_cast<char>('0' + i / 10));
+      put(static_cast<char>('0' + i % 10));
+    };
+    for (int u = 0; u < unique.n; ++u) {
+      if (u != 0) put(' ');
+      put_name('a', u);
+    }
+    for (int i = 0; i < broadcastable.n; ++i) {
+      put(' ');
+      put_name('r', i);
+    }
+    put(' ');
+    put('-');
+    put('>');
+    for (int u = 0; u < unique.n; ++u) {
+      put(' ');
+      put_name('a', u);
+    }
+    return n;
+  }
+  static constexpr auto sum_text = written<write_sum_pattern>();
 
   /// The positions of the other inputs, in order.
   static constexpr auto others = [] {
@@ -201,23 +264,45 @@ auto einsum_adjoint_product(const gemm_options& options, const DySource& dy, con
   }
 }
 
-/// The gradient of the diagonal and broadcast cases: a zero tensor of input K's extents XE with
-/// the produced gradient g written to K's diagonal, repeated along the axes it lacks.
-template <class Plan, extents_like XE, class G>
-auto scatter_to_input(const G& g_source, const XE& xe) {
+/// The gradient when the einsum's result g is not it as it is: a tensor of input K's extents XE.
+/// g is written to K's diagonal (the rest zero), repeated along the names summed in K only, and
+/// summed over the axes of length 1 in K that broadcast against a longer joint length (kept with
+/// length 1). `length` holds the forward's joint lengths.
+template <class Plan, extents_like XE, class G, std::size_t NJ>
+auto materialise_input_gradient(G&& g_source, const XE& xe, const index_array<NJ>& length) {
+  using Gd = std::remove_cvref_t<G>;
+  constexpr int n_unique = Plan::unique.n;
+  constexpr int n_summed = Plan::broadcastable.n;
+  // Whether each axis that may broadcast does; its joint length.
+  index_array<static_cast<std::size_t>(n_summed > 0 ? n_summed : 1)> summed_length{};
+  bool any_broadcast = false;
+  for (int i = 0; i < n_summed; ++i) {
+    const int j = Plan::unique.joint[Plan::broadcastable.joint[i]];
+    int d = 0;
+    while (Plan::forward::layout.joint_of[Plan::input][d] != j) ++d;
+    const index_t joint_length = length[static_cast<std::size_t>(j)];
+    const bool broadcast = xe.extent(static_cast<std::size_t>(d)) == 1 && joint_length != 1;
+    summed_length[static_cast<std::size_t>(i)] = broadcast ? joint_length : 1;
+    any_broadcast = any_broadcast || broadcast;
+  }
+  if constexpr (Plan::simple && array_like<Gd>) {
+    // Nothing broadcasts at run time and g is already a tensor of K's extents: g is the gradient.
+    using GT = std::remove_const_t<typename Gd::element_type>;
+    if constexpr (std::is_same_v<Gd, tensor<GT, XE, typename Gd::space>>)
+      if (!any_broadcast) return Gd(std::forward<G>(g_source));
+  }
   const auto g_held = [&] {
-    if constexpr (array_like<G>) return as_view(g_source);
+    if constexpr (array_like<Gd>) return as_view(g_source);
     else return eval(g_source);
   }();
   const auto g = as_view(g_held);
   using GV = std::remove_cvref_t<decltype(g)>;
   using T = std::remove_const_t<typename GV::element_type>;
   using Space = typename GV::space;
-  constexpr int n_unique = Plan::unique.n;
   using UE = dims<static_cast<std::size_t>(n_unique)>;
 
   tensor<T, XE, Space> dx(xe);  // (X…)
-  dx = T{};
+  if constexpr (!Plan::simple) dx = T{};
   index_array<XE::rank()> dx_strides{};
   index_t s = 1;
   for (std::size_t d = XE::rank(); d-- > 0;) {
@@ -240,6 +325,28 @@ auto scatter_to_input(const G& g_source, const XE& xe) {
   }
   const UE ue = from_array<UE>(lengths);
   view<T, UE, layout_strided, Space> diagonal(dx.data(), typename layout_strided::template mapping<UE>(ue, diagonal_strides));
+  if constexpr (n_summed > 0) {
+    if (any_broadcast) {
+      // g seen with K's lengths (1 where broadcast) and each axis that may broadcast once more
+      // with its summed length (1 where it does not), summed over the latter.
+      constexpr auto n_all = static_cast<std::size_t>(n_unique + n_summed);
+      using SE = dims<n_all>;
+      index_array<n_all> all_lengths{}, all_strides{};
+      for (std::size_t u = 0; u != static_cast<std::size_t>(n_unique); ++u) {
+        all_lengths[u] = lengths[u];
+        all_strides[u] = g_strides[u];
+      }
+      for (int i = 0; i < n_summed; ++i) {
+        const auto at = static_cast<std::size_t>(n_unique + i);
+        all_lengths[at] = summed_length[static_cast<std::size_t>(i)];
+        all_strides[at] = g_strides[static_cast<std::size_t>(Plan::broadcastable.joint[i])];
+      }
+      const SE se = from_array<SE>(all_lengths);
+      const view<const T, SE, layout_strided, Space> spread(g.data(), typename layout_strided::template mapping<SE>(se, all_strides));
+      assign(diagonal, einsum<Plan::sum_text>(spread));
+      return dx;
+    }
+  }
   const view<const T, UE, layout_strided, Space> repeated(g.data(), typename layout_strided::template mapping<UE>(ue, g_strides));
   assign(diagonal, repeated);
   return dx;
@@ -261,9 +368,6 @@ auto einsum_adjoint_apply(const gemm_options& options, const Dy& dy, const X&...
   } else if constexpr (!adjoint_dy_shape<DyE, typename Forward::out_extents>::ok) {
     return 0;
   } else {
-    static_assert(!Plan::static_broadcast_of_one,
-                  "einsum_adjoint: input K has an axis of length 1 that broadcasts against a longer axis of the same "
-                  "name; its gradient (a sum over that axis, keeping it) is not provided");
     const auto sources = std::make_tuple(einsum_source(xs)...);
     const auto length = std::apply([&](const auto&... s) { return einsum_lengths<Forward>(P.view(), s...); }, sources);
     const auto label = concat("einsum_adjoint<\"", P.view(), "\", ", K, ">");
@@ -273,17 +377,9 @@ auto einsum_adjoint_apply(const gemm_options& options, const Dy& dy, const X&...
     check_adjoint_shape(label, "dy", dy_source.extents(), from_array<OutE>(out_length));
     const auto& x = std::get<k_checked>(sources);
     using XE = typename std::remove_cvref_t<decltype(x)>::extents_type;
-    for (int d = 0; d < Plan::rank_k; ++d) {
-      const auto extent = static_cast<index_t>(x.extents().extent(static_cast<std::size_t>(d)));
-      const index_t joint_length = length[static_cast<std::size_t>(Forward::layout.joint_of[k_checked][d])];
-      if (extent == 1 && joint_length != 1)
-        throw shape_error(concat(label, ": input ", K, " has an axis of length 1 (dimension ", d,
-                                 ") that broadcasts against length ", joint_length,
-                                 "; its gradient (a sum over that axis, keeping it) is not provided"));
-    }
     auto g = einsum_adjoint_product<Plan>(options, dy_source, sources, std::make_index_sequence<sizeof...(X) - 1>{});
     if constexpr (Plan::direct) return g;
-    else return scatter_to_input<Plan, XE>(g, x.extents());
+    else return materialise_input_gradient<Plan, XE>(std::move(g), x.extents(), length);
   }
 }
 
