@@ -49,7 +49,9 @@
 // Dispatch: the kept slots are grouped by expert with a counting sort (histogram, exclusive scan,
 // stable scatter); each expert gathers its rows of x into one contiguous block and runs its SwiGLU
 // as three einsums (GEMMs on the BLAS path, threaded there); the gate-weighted outputs are
-// scatter-added back. Experts run one after another so that the scatter needs no atomics. Backward
+// scatter-added back. Experts run in parallel, one per OpenMP thread (each expert's GEMMs then
+// run on its thread), and their outputs are added back in expert order, so results do not
+// depend on the number of threads and the scatter needs no atomics. Backward
 // reverses this: gate gradient = ⟨dy_n, expert_out⟩ per kept slot, then through the renormalisation
 // and the softmax or sigmoid to the logits. Router arithmetic (probabilities, gates, losses, their
 // gradients) is in double for every T; the experts compute in T.
@@ -242,6 +244,21 @@ struct moe_routing {
 template <class T>
 T* row_of(T* base, index_t r, index_t D) {
   return base + r * D;
+}
+
+/// Runs f(e) for every expert e, one expert per OpenMP thread when there is enough work (the GEMMs
+/// inside then run on that thread: BLAS does not nest). Each f(e) writes only expert e's own
+/// outputs, so the results do not depend on the threads.
+template <class F>
+void for_each_expert(index_t experts, index_t work, F&& f) {
+#if EINLM_HAS_OPENMP
+  if (experts > 1 && work >= (index_t{1} << 16)) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (index_t e = 0; e < experts; ++e) f(e);
+    return;
+  }
+#endif
+  for (index_t e = 0; e < experts; ++e) f(e);
 }
 
 /// Rows `tokens` of x as a new (n, D) tensor.
@@ -455,10 +472,13 @@ class moe_layer {
     for (std::size_t s = 0; s < p.shared_experts.size(); ++s)
       detail::add_into(dx, detail::expert_backward(p.shared_experts[s], shared_[s], x_, dy, grads.shared_experts[s]));
     // Routed experts: dy scaled by the gate in, ⟨dy, out⟩ per slot out to the gate.
+    // Each expert in parallel (it writes its own gradients, its own slots' dgate and its own dx
+    // rows), then the rows added into dx in expert order.
     std::vector<double> dgate(static_cast<std::size_t>(N * K), 0.0);
-    for (index_t e = 0; e < E; ++e) {
+    std::vector<tensor<T, dims<2>>> dx_of(static_cast<std::size_t>(E));  // per expert (n, D)
+    detail::for_each_expert(E, N * D * c.expert_d_ff * K, [&](index_t e) {
       const auto tokens = detail::tokens_of(r, e);
-      if (tokens.empty()) continue;
+      if (tokens.empty()) return;
       const auto& act = experts_[static_cast<std::size_t>(e)];
       const auto n = static_cast<index_t>(tokens.size());
       tensor<T, dims<2>> dye(n, D);  // (n, D)
@@ -476,11 +496,15 @@ class moe_layer {
         dgate[slot] = dot;
       }
       const auto xe = detail::gather_rows(x_, tokens);  // (n, D)
-      const auto dxe = detail::expert_backward(p.experts[static_cast<std::size_t>(e)], act, xe, dye,
-                                               grads.experts[static_cast<std::size_t>(e)]);  // (n, D)
-      for (index_t i = 0; i < n; ++i) {
-        T* dst = detail::row_of(dx.data(), tokens[static_cast<std::size_t>(i)], D);
-        const T* src = detail::row_of(dxe.data(), i, D);
+      dx_of[static_cast<std::size_t>(e)] = detail::expert_backward(p.experts[static_cast<std::size_t>(e)], act, xe, dye,
+                                                                   grads.experts[static_cast<std::size_t>(e)]);  // (n, D)
+    });
+    for (index_t e = 0; e < E; ++e) {
+      const auto tokens = detail::tokens_of(r, e);
+      const auto& dxe = dx_of[static_cast<std::size_t>(e)];  // (n, D)
+      for (std::size_t i = 0; i < tokens.size(); ++i) {
+        T* dst = detail::row_of(dx.data(), tokens[i], D);
+        const T* src = detail::row_of(dxe.data(), static_cast<index_t>(i), D);
         for (index_t d = 0; d < D; ++d) dst[d] += src[d];
       }
     }
@@ -580,12 +604,19 @@ class moe_layer {
       detail::add_into(y, act.out);
       if (keep) shared_.push_back(std::move(act));
     }
+    // The experts' blocks in parallel, then their gate-weighted outputs added in expert order.
+    std::vector<detail::moe_expert_activations<T>> acts(static_cast<std::size_t>(r.E));
+    detail::for_each_expert(r.E, N * D * c.expert_d_ff * c.top_k, [&](index_t e) {
+      const auto tokens = detail::tokens_of(r, e);
+      if (tokens.empty()) return;
+      const auto xe = detail::gather_rows(x, tokens);  // (n, D)
+      acts[static_cast<std::size_t>(e)] = detail::expert_forward(p.experts[static_cast<std::size_t>(e)], xe);
+    });
     if (keep) experts_.resize(static_cast<std::size_t>(r.E));
     for (index_t e = 0; e < r.E; ++e) {
       const auto tokens = detail::tokens_of(r, e);
       if (tokens.empty()) continue;
-      const auto xe = detail::gather_rows(x, tokens);  // (n, D)
-      auto act = detail::expert_forward(p.experts[static_cast<std::size_t>(e)], xe);
+      auto& act = acts[static_cast<std::size_t>(e)];
       for (std::size_t i = 0; i < tokens.size(); ++i) {
         const auto slot = static_cast<std::size_t>(r.order[static_cast<std::size_t>(r.offset[static_cast<std::size_t>(e)]) + i]);
         const T gate = static_cast<T>(r.gate[slot]);
