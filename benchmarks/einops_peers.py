@@ -33,6 +33,19 @@ def best_time(f, runs=10, warmup=2):
     return best
 
 
+def einlm_rates(build, binary, threads):
+    """Runs BUILD/benchmarks/BINARY (Google Benchmark, OMP_NUM_THREADS=threads) and returns
+    {(benchmark, case): (tokens_per_second, flops)} from its JSON output."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([os.path.join(build, "benchmarks", binary), "--benchmark_format=json",
+                          "--benchmark_min_time=2"], env=env, check=True, capture_output=True, text=True).stdout
+    rates = {}
+    for b in json.loads(out)["benchmarks"]:
+        kind, case = b["name"].split("/")[:2]
+        rates[(kind, int(case))] = (b["tokens_per_second"], b["flops"])
+    return rates
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("build")

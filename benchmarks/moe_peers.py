@@ -15,16 +15,14 @@ N 2048). torch.set_num_threads(N); each case takes the best of 5 timed runs afte
 Prints one table: tokens/s of each and einlm / PyTorch.
 """
 import argparse
-import json
 import os
-import subprocess
 import sys
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from einops_peers import best_time  # noqa: E402
+from einops_peers import best_time, einlm_rates  # noqa: E402
 
 CASES = {
     0: dict(label="D64 E4 top2 F128 N256", d=64, e=4, k=2, f=128, n=256),
@@ -91,13 +89,7 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    out = subprocess.run([os.path.join(args.build, "benchmarks", "bench_moe"), "--benchmark_format=json",
-                          "--benchmark_min_time=2"], env=env, check=True, capture_output=True, text=True).stdout
-    ours = {}
-    for b in json.loads(out)["benchmarks"]:
-        kind, case = b["name"].split("/")[:2]
-        ours[(kind, int(case))] = (b["tokens_per_second"], b["flops"])
+    ours = einlm_rates(args.build, "bench_moe", args.threads)
     print(f"CPU MoE layer, float32, {args.threads} threads (torch {torch.__version__})")
     print(f"{'case':<24} {'what':<16} {'einlm tok/s':>12} {'GFLOP/s':>8} {'torch tok/s':>12} {'einlm/torch':>12}")
     for case, c in CASES.items():

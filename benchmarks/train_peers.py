@@ -13,17 +13,15 @@ PyTorch case takes the best of 5 timed runs after 2 warm-ups. Prints one table: 
 and einlm / PyTorch (goal >= 1.0).
 """
 import argparse
-import json
 import math
 import os
-import subprocess
 import sys
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from einops_peers import best_time  # noqa: E402
+from einops_peers import best_time, einlm_rates  # noqa: E402
 
 CASES = {
     0: dict(label="demo model", vocab=2048, d=128, layers=4, heads=4, d_ff=384, batch=16, seq=128),
@@ -106,13 +104,7 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    out = subprocess.run([os.path.join(args.build, "benchmarks", "bench_train"), "--benchmark_format=json",
-                          "--benchmark_min_time=2"], env=env, check=True, capture_output=True, text=True).stdout
-    ours = {}
-    for b in json.loads(out)["benchmarks"]:
-        kind, case = b["name"].split("/")[:2]
-        ours[(kind, int(case))] = (b["tokens_per_second"], b["flops"])
+    ours = einlm_rates(args.build, "bench_train", args.threads)
     print(f"CPU training, float32, {args.threads} threads (torch {torch.__version__})")
     print(f"{'case':<22} {'what':<11} {'einlm tok/s':>12} {'GFLOP/s':>8} {'torch tok/s':>12} {'einlm/torch':>12}")
     for case, c in CASES.items():

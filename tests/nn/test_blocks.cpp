@@ -15,20 +15,13 @@
 #include "einlm/nn/accounting.hpp"
 #include "einlm/nn/blocks.hpp"
 #include "support/check.hpp"
+#include "support/max_abs_diff.hpp"
 
 using namespace einlm;
+using test::max_abs_diff;
 namespace b = einlm::nn::blocks;
 
 namespace {
-
-template <class A, class B>
-double max_abs_diff(const A& x, const B& y) {
-  REQUIRE(x.size() == y.size());
-  double m = 0;
-  for (index_t i = 0; i < x.size(); ++i)
-    m = std::max(m, std::abs(static_cast<double>(x.data()[i]) - static_cast<double>(y.data()[i])));
-  return m;
-}
 
 /// Fills every weight of `m` from 𝒩(0, 0.3), gains around 1.
 template <class M>

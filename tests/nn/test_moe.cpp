@@ -15,19 +15,12 @@
 #include "einlm/core/safetensors.hpp"
 #include "einlm/nn/moe.hpp"
 #include "support/check.hpp"
+#include "support/max_abs_diff.hpp"
 
 using namespace einlm;
+using test::max_abs_diff;
 
 namespace {
-
-template <class A, class B>
-double max_abs_diff(const A& a, const B& b) {
-  REQUIRE(a.size() == b.size());
-  double m = 0;
-  for (index_t i = 0; i < a.size(); ++i)
-    m = std::max(m, std::abs(static_cast<double>(a.data()[i]) - static_cast<double>(b.data()[i])));
-  return m;
-}
 
 template <class A>
 double max_abs(const A& a) {

@@ -18,8 +18,10 @@
 #include "einlm/nn/transformer.hpp"
 #include "einlm/optim/adamw.hpp"
 #include "support/check.hpp"
+#include "support/max_abs_diff.hpp"
 
 using namespace einlm;
+using test::max_abs_diff;
 
 namespace {
 
@@ -35,15 +37,6 @@ tensor<std::int64_t, dims<2>> random_tokens(index_t B, index_t S, std::int64_t v
   for (index_t i = 0; i < B * S; ++i)
     t.data()[i] = std::min<std::int64_t>(vocab - 1, static_cast<std::int64_t>(uniform_at<double>(g, static_cast<std::uint64_t>(i)) * vocab));
   return t;
-}
-
-template <class A, class B>
-double max_abs_diff(const A& a, const B& b) {
-  REQUIRE(a.size() == b.size());
-  double m = 0;
-  for (index_t i = 0; i < a.size(); ++i)
-    m = std::max(m, std::abs(static_cast<double>(a.data()[i]) - static_cast<double>(b.data()[i])));
-  return m;
 }
 
 }  // namespace
