@@ -2,6 +2,9 @@
 // backward, AdamW update) and the forward pass alone, in tokens per second, for the demo model
 // and issue-sized model (d_model 256, 4 layers, 8 heads, sequence 256, batch 8). The model FLOPs
 // of each step (nn::flops_forward + flops_backward) give an achieved GFLOP/s counter.
+// bm_train_step_bf16 is the same step in bf16 mixed precision, as train::fit runs it: the bf16
+// working copy refreshed from the float masters, forward + backward in bf16, its gradients
+// converted back, AdamW on the masters.
 // benchmarks/train_peers.py runs this program beside the same models in PyTorch eager (same
 // threads, same update) and prints the ratios.
 #include <benchmark/benchmark.h>
@@ -58,6 +61,29 @@ void bm_train_step(benchmark::State& state) {
   state.SetLabel(c.batch == 16 ? "demo model" : "d256 L4 H8 S256 B8");
 }
 
+void bm_train_step_bf16(benchmark::State& state) {
+  const auto c = make_case(static_cast<int>(state.range(0)));
+  nn::transformer_lm<float> master(c.config, 1);
+  nn::transformer_lm<bf16> work(c.config);
+  optim::adamw opt({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
+  const auto inputs = tokens(c.batch, c.seq, c.config.vocab_size, 0);   // (B, S)
+  const auto targets = tokens(c.batch, c.seq, c.config.vocab_size, 1);  // (B, S)
+  for (auto _ : state) {
+    nn::convert_parameters(master, work);
+    work.zero_grad();
+    benchmark::DoNotOptimize(work.forward_backward(inputs, targets));
+    nn::convert_gradients(work, master);
+    opt.begin_step(1e-3);
+    master.for_each_parameter_and_gradient([&](const std::string& name, auto& w, const auto& g) { opt.update(name, w, g); });
+  }
+  const double tokens_per_step = static_cast<double>(c.batch * c.seq);
+  state.counters["tokens_per_second"] = benchmark::Counter(tokens_per_step, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["flops"] = benchmark::Counter(nn::flops_forward(c.config, c.batch, c.seq) +
+                                                   nn::flops_backward(c.config, c.batch, c.seq),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(c.batch == 16 ? "demo model, bf16 mixed" : "d256 L4 H8 S256 B8, bf16 mixed");
+}
+
 void bm_forward(benchmark::State& state) {
   const auto c = make_case(static_cast<int>(state.range(0)));
   nn::transformer_lm<float> model(c.config, 1);
@@ -73,5 +99,6 @@ void bm_forward(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(bm_train_step)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_train_step_bf16)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_forward)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();

@@ -9,8 +9,10 @@ PyTorch: the same architecture (CS336's TransformerLM: pre-norm RMSNorm, RoPE on
 pairs, causal attention through torch.nn.functional.scaled_dot_product_attention, SwiGLU, untied
 LM head), float32, the same batch and sequence, cross-entropy through F.cross_entropy, and
 torch.optim.AdamW (foreach) — PyTorch's fast paths, eager mode, torch.set_num_threads(N). Each
-PyTorch case takes the best of 5 timed runs after 2 warm-ups. Prints one table: tokens/s of each
-and einlm / PyTorch (goal >= 1.0).
+PyTorch case takes the best of 5 timed runs after 2 warm-ups. The bf16 mixed-precision step
+(einlm: a bf16 working copy of float master weights, train::fit's precision bf16_mixed) is set
+beside PyTorch's torch.autocast("cpu", dtype=torch.bfloat16) step over float parameters. Prints
+one table: tokens/s of each and einlm / PyTorch (goal >= 1.0).
 """
 import argparse
 import math
@@ -90,12 +92,21 @@ def torch_rates(c):
         loss.backward()
         opt.step()
 
+    def step_bf16():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(ids)
+        loss = F.cross_entropy(logits.float().view(-1, c["vocab"]), targets.view(-1))
+        loss.backward()
+        opt.step()
+
     def forward():
         with torch.no_grad():
             model(ids)
 
     tokens = c["batch"] * c["seq"]
-    return tokens / best_time(step, runs=5), tokens / best_time(forward, runs=5)
+    return (tokens / best_time(step, runs=5), tokens / best_time(forward, runs=5),
+            tokens / best_time(step_bf16, runs=5))
 
 
 def main():
@@ -105,11 +116,12 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ours = einlm_rates(args.build, "bench_train", args.threads)
-    print(f"CPU training, float32, {args.threads} threads (torch {torch.__version__})")
+    print(f"CPU training, float32 (bf16 step: mixed precision), {args.threads} threads (torch {torch.__version__})")
     print(f"{'case':<22} {'what':<11} {'einlm tok/s':>12} {'GFLOP/s':>8} {'torch tok/s':>12} {'einlm/torch':>12}")
     for case, c in CASES.items():
-        step, fwd = torch_rates(c)
-        for kind, what, theirs in (("bm_train_step", "train step", step), ("bm_forward", "forward", fwd)):
+        step, fwd, step_bf16 = torch_rates(c)
+        for kind, what, theirs in (("bm_train_step", "train step", step), ("bm_forward", "forward", fwd),
+                                   ("bm_train_step_bf16", "bf16 step", step_bf16)):
             rate, flops = ours[(kind, case)]
             print(f"{c['label']:<22} {what:<11} {rate:>12.0f} {flops / 1e9:>8.1f} {theirs:>12.0f} {rate / theirs:>12.2f}")
 

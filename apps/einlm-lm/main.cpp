@@ -42,6 +42,7 @@ Commands:
         [--weight-decay W] [--clip C] [--z-loss Z] [--seed S] [--resume DIR]
         [--log-every N] [--eval-every N] [--eval-batches N] [--checkpoint-every N]
         [--token-width u16|u32] [--peak-tflops X] [--progress auto|always|never] [--device cpu|cuda]
+        [--precision fp32|bf16]
       Trains a model of the shape in config.json (dense, or with mixture-of-experts layers:
       num_experts, top_k, num_shared_experts, moe_d_ff, router, first_dense_layers,
       capacity_factor, aux_loss_coef, z_loss_coef, bias_update_rate; see docs/moe.md) on a token
@@ -52,9 +53,13 @@ Commands:
       Defaults: 1000 steps, batch 16, the model's context length, lr 1e-3 decaying to lr/10 by a
       cosine schedule after 100 warm-up steps, weight decay 0.1 (not on norms and embeddings),
       clip 1.0, seed 0. MFU is shown when --peak-tflops gives the machine's peak.
+      --precision bf16 trains in mixed precision: bf16 weights, activations and gradients with
+      float master weights and optimizer state (the checkpoint holds the float masters).
 
   eval --checkpoint DIR --data FILE.u16 [--batch B] [--context T] [--batches N] [--token-width W]
-      Mean cross-entropy (nats per token) and perplexity over N fixed batches (default 16).
+       [--precision fp32|bf16]
+      Mean cross-entropy (nats per token) and perplexity over N fixed batches (default 16);
+      --precision bf16 runs the model with its weights rounded to bf16.
 
   generate --checkpoint DIR --vocab vocab.json --merges merges.txt --prompt TEXT
            [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--special TOKEN]...
@@ -118,7 +123,8 @@ args parse_args(int argc, char** argv) {
       "data", "val", "val-fraction", "config", "out", "steps", "batch", "context", "lr", "min-lr", "warmup",
       "weight-decay", "clip", "z-loss", "seed", "resume", "log-every", "eval-every", "eval-batches",
       "checkpoint-every", "token-width", "peak-tflops", "progress", "device", "checkpoint", "batches", "vocab",
-      "merges", "prompt", "max-tokens", "temperature", "top-p", "top-k", "ids", "cache", "noise", "router-std"};
+      "merges", "prompt", "max-tokens", "temperature", "top-p", "top-k", "ids", "cache", "noise", "router-std",
+      "precision"};
   args a;
   if (argc < 2) throw usage_error("no command given");
   a.command = argv[1];
@@ -202,6 +208,15 @@ double unigram_baseline(const train::token_dataset& fit, const train::token_data
   return val.size() ? loss / static_cast<double>(val.size()) : NAN;
 }
 
+/// --precision fp32|bf16 (default fp32).
+nn::precision precision_of(const args& a) {
+  try {
+    return train::precision_from_string(a.get("precision", "fp32"));
+  } catch (const value_error& e) {
+    throw usage_error(einlm::detail::concat("--", e.what()));
+  }
+}
+
 int cmd_train(const args& a) {
   if (a.get("device", "cpu") != "cpu")
     throw usage_error("--device " + a.get("device") + ": only the CPU is supported by einlm-lm so far");
@@ -246,6 +261,7 @@ int cmd_train(const args& a) {
   if (progress != "auto" && progress != "always" && progress != "never")
     throw usage_error("--progress must be auto, always or never");
   o.progress_bar = progress == "always" || (progress == "auto" && isatty(STDERR_FILENO));
+  o.precision = precision_of(a);
   std::cerr << "model: " << model.parameters().size() << " parameters, " << config.num_layers << " layers, d_model "
             << config.d_model << ", " << config.num_heads << " heads (" << config.kv_heads() << " kv), vocab "
             << config.vocab_size;
@@ -254,6 +270,7 @@ int cmd_train(const args& a) {
               << moe.expert_dim() << "), top-" << moe.top_k << ", " << moe.num_shared_experts << " shared, "
               << (moe.router == nn::router_kind::softmax ? "softmax" : "sigmoid") << " router; "
               << nn::moe_active_param_count(moe) << " active parameters";
+  if (o.precision == nn::precision::bf16_mixed) std::cerr << "; bf16 mixed precision (float master weights)";
   std::cerr << "; data: " << fit_data->size() << " training tokens"
             << (val_data ? einlm::detail::concat(", ", val_data->size(), " validation tokens") : std::string()) << "\n";
   double baseline = NAN;
@@ -285,7 +302,14 @@ int cmd_eval(const args& a) {
   auto model = load_model(a.get("checkpoint"));
   const auto data = train::token_dataset::open(a.get("data"), width_of(a));
   const auto batch = a.integer("batch", 16), context = a.integer("context", model.config().context_length);
-  const double loss = train::evaluate(model, data, batch, context, a.integer("batches", 16), 0);
+  double loss = 0;
+  if (precision_of(a) == nn::precision::bf16_mixed) {
+    nn::transformer_lm<bf16> rounded(model.model_config());  // the weights rounded to bf16
+    nn::convert_parameters(model, rounded);
+    loss = train::evaluate(rounded, data, batch, context, a.integer("batches", 16), 0);
+  } else {
+    loss = train::evaluate(model, data, batch, context, a.integer("batches", 16), 0);
+  }
   std::printf("loss %.4f nats/token, perplexity %.2f\n", loss, std::exp(loss));
   return 0;
 }

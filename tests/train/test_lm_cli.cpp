@@ -101,6 +101,21 @@ TEST_CASE("einlm-lm: tokenizer, train, resume, eval, logits, generate") {
   REQUIRE_MESSAGE(r.status == 0, r.out);
   CHECK(r.out.find("perplexity") != std::string::npos);
 
+  // bf16 mixed precision: train, then evaluate the float checkpoint as it is and rounded to bf16.
+  r = lm("train " + common + " --steps 3 --precision bf16 --out " + q(w / "bf16"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("bf16 mixed precision (float master weights)") != std::string::npos);
+  CHECK(r.out.find("step 3/3") != std::string::npos);
+  const std::string eval_bf16 = "eval --checkpoint " + q(w / "bf16") + " --data " + q(w / "ids.u16") + " --batches 2 --batch 2";
+  const auto full = lm(eval_bf16), rounded = lm(eval_bf16 + " --precision bf16");
+  REQUIRE_MESSAGE(rounded.status == 0, rounded.out);
+  const double loss_full = std::stod(full.out.substr(full.out.find("loss ") + 5));
+  const double loss_rounded = std::stod(rounded.out.substr(rounded.out.find("loss ") + 5));
+  CHECK(loss_rounded == doctest::Approx(loss_full).epsilon(0.01));
+  r = lm("train " + common + " --steps 1 --precision fp16 --out " + q(w / "fp16"));
+  CHECK(r.status == 2);
+  CHECK(r.out.find("--precision must be \"fp32\" or \"bf16\", got \"fp16\"") != std::string::npos);
+
   // logits equal the library's for the same checkpoint.
   r = lm("logits --checkpoint " + q(w / "model") + " --ids '5, 17 200 3' --out " + q(w / "logits.npy"));
   REQUIRE_MESSAGE(r.status == 0, r.out);

@@ -131,16 +131,34 @@ tensor<T, dims<3>> embedding_gather(const tensor<T, dims<2>>& table, const I& to
   return x;
 }
 
-/// The adjoint of embedding_gather: adds each position's gradient to its token's row.
+/// The adjoint of embedding_gather: adds each position's gradient to its token's row. For 16-bit
+/// T the positions of one token are summed in float and the row is rounded once.
 template <class T>
 void embedding_scatter(tensor<T, dims<2>>& dtable, const std::vector<std::int64_t>& ids,
                        const tensor<T, dims<3>>& dx) {
   const index_t D = dtable.extent(1);
   T* demb = dtable.data();
-  for (std::size_t r = 0; r < ids.size(); ++r) {
-    T* row = demb + ids[r] * D;
-    const T* src = dx.data() + static_cast<index_t>(r) * D;
-    for (index_t d = 0; d < D; ++d) row[d] += src[d];
+  if constexpr (is_half_v<T>) {
+    std::vector<std::size_t> order(ids.size());  // positions grouped by token id
+    for (std::size_t r = 0; r < order.size(); ++r) order[r] = r;
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return ids[a] < ids[b]; });
+    std::vector<float> sum(static_cast<std::size_t>(D));  // (D,)
+    for (std::size_t i = 0; i < order.size();) {
+      const std::int64_t id = ids[order[i]];
+      T* row = demb + id * D;
+      for (index_t d = 0; d < D; ++d) sum[static_cast<std::size_t>(d)] = convert<float>(row[d]);
+      for (; i < order.size() && ids[order[i]] == id; ++i) {
+        const T* src = dx.data() + static_cast<index_t>(order[i]) * D;
+        for (index_t d = 0; d < D; ++d) sum[static_cast<std::size_t>(d)] += convert<float>(src[d]);
+      }
+      for (index_t d = 0; d < D; ++d) row[d] = convert<T>(sum[static_cast<std::size_t>(d)]);
+    }
+  } else {
+    for (std::size_t r = 0; r < ids.size(); ++r) {
+      T* row = demb + ids[r] * D;
+      const T* src = dx.data() + static_cast<index_t>(r) * D;
+      for (index_t d = 0; d < D; ++d) row[d] += src[d];
+    }
   }
 }
 
@@ -168,7 +186,7 @@ struct attention_cache {
   tensor<T, dims<3>> a;             // (B, S, D) the layer input
   tensor<T, dims<4>> q_raw, k_raw;  // (B, H, S, Dh), (B, K, S, Dh) before the qk-norm (when on)
   tensor<T, dims<4>> q, k, v;       // (B, H, S, Dh), (B, K, S, Dh) twice: as attention reads them
-  tensor<T, dims<3>> lse;           // (B, H, S) row log-sum-exp of the scores
+  tensor<compute_t<T>, dims<3>> lse;  // (B, H, S) row log-sum-exp of the scores (float for bf16)
   tensor<T, dims<3>> o_merged;      // (B, S, H·Dh) attention output, heads merged
 };
 

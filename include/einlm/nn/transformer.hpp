@@ -44,6 +44,14 @@
 // context_length positions per sequence; going past that is a shape_error (generate() starts
 // over with the most recent window instead).
 //
+// Precision: T is float, double or bf16. A bf16 model stores its weights, gradients and kept
+// activations in bf16 and computes in float: GEMMs accumulate in float (one rounding per output),
+// norms, softmax, attention (its saved log-sum-exp stays float) and the loss run in float, the
+// embedding's scatter-add accumulates in float. It is the working copy of mixed-precision
+// training: convert_parameters(master, work) refreshes it from float master weights and
+// convert_gradients(work, master) hands its gradients back (train::fit with precision::bf16).
+// rebind<U> names the same model with U storage.
+//
 // Initialisation (CS336 §3.4.1): linear weights 𝒩(0, 2/(d_in + d_out)) truncated at ±3σ,
 // embeddings 𝒩(0, 1) truncated at ±3, norm gains 1. Parameter p draws from Philox stream p of the
 // seed (in the order for_each_parameter visits them), so a model is a function of (config, seed).
@@ -202,11 +210,14 @@ struct kv_cache {
 
 template <class T = float>
 class transformer_lm {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                "transformer_lm: parameters are float or double (bf16 storage comes with mixed precision)");
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, bf16>,
+                "transformer_lm: parameters are float, double or bf16");
 
  public:
   using value_type = T;
+  /// The same model with U storage (mixed precision's working copy: rebind<bf16>).
+  template <class U>
+  using rebind = transformer_lm<U>;
 
   /// A model of this shape with CS336's initialisation from `seed`.
   transformer_lm(const transformer_config& config, std::uint64_t seed) : transformer_lm(moe_config{.base = config}, seed) {}
@@ -313,8 +324,9 @@ class transformer_lm {
     kept_bytes_ = logits.bytes() + final_x_.bytes() + final_n_.bytes();
     for (const auto& l : moe_layers_) kept_bytes_ += l.kept_bytes();
     for (const auto& a : acts_)
-      for (const auto* t : {&a.x, &a.attn.a, &a.attn.o_merged, &a.h, &a.ffn.x, &a.ffn.f1, &a.ffn.f3, &a.ffn.g, &a.attn.lse})
+      for (const auto* t : {&a.x, &a.attn.a, &a.attn.o_merged, &a.h, &a.ffn.x, &a.ffn.f1, &a.ffn.f3, &a.ffn.g})
         kept_bytes_ += t->bytes();
+    for (const auto& a : acts_) kept_bytes_ += a.attn.lse.bytes();  // float for bf16
     for (const auto& a : acts_)
       for (const auto* t : {&a.attn.q_raw, &a.attn.k_raw, &a.attn.q, &a.attn.k, &a.attn.v}) kept_bytes_ += t->bytes();
     auto [loss, dlogits] = cross_entropy_with_grad(logits, targets, z_loss);       // (B, S, V)
@@ -332,14 +344,24 @@ class transformer_lm {
 
   /// Routing statistics of layer i's MoE FFN in the last forward pass (empty for a dense layer).
   const moe_stats& routing_stats(std::size_t i) const { return moe_stats_.at(i); }
+  /// Every layer's routing statistics of the last forward pass (one entry per layer).
+  const std::vector<moe_stats>& routing_stats() const { return moe_stats_; }
 
   /// DeepSeek-V3's auxiliary-loss-free balancing after an optimizer step: every sigmoid router's
   /// selection bias moves by ±bias_update_rate toward the mean load of the last forward pass.
-  void update_router_biases() {
+  void update_router_biases() { update_router_biases(moe_stats_); }
+  /// The same from the loads another copy of this model observed (`stats`, one entry per layer, as
+  /// routing_stats() gives), which become this model's routing_stats(): how the float master
+  /// weights of mixed-precision training follow the bf16 working copy's routing.
+  void update_router_biases(const std::vector<moe_stats>& stats) {
+    if (stats.size() != params_.layers.size())
+      throw shape_error(einlm::detail::concat("update_router_biases: ", stats.size(), " layers of statistics for a model of ",
+                                              params_.layers.size(), " layers"));
+    if (&stats != &moe_stats_) moe_stats_ = stats;
     if (model_config_.router != router_kind::sigmoid || model_config_.bias_update_rate == 0) return;
     for (std::size_t i = 0; i < params_.layers.size(); ++i)
-      if (params_.layers[i].is_moe() && !moe_stats_[i].routed_per_expert.empty())
-        update_router_bias(params_.layers[i].moe, moe_stats_[i]);
+      if (params_.layers[i].is_moe() && !stats[i].routed_per_expert.empty())
+        update_router_bias(params_.layers[i].moe, stats[i]);
   }
 
  private:
@@ -484,6 +506,44 @@ class transformer_lm {
   std::vector<std::int64_t> tokens_;                                              // B·S ids
   std::size_t kept_bytes_ = 0;
 };
+
+namespace detail {
+
+/// Copies every tensor of `from` into the tensor of `to` at the same place (the same names in the
+/// same order), converted by convert<T>; a size mismatch is a shape_error naming the tensor.
+template <class T, class U>
+void convert_each(const transformer_parameters<U>& from, transformer_parameters<T>& to, const char* who) {
+  std::vector<std::pair<const U*, index_t>> sources;
+  from.for_each_parameter([&](const std::string&, const auto& t) { sources.emplace_back(t.data(), t.size()); });
+  std::size_t i = 0;
+  to.for_each_parameter([&](const std::string& name, auto& t) {
+    if (i >= sources.size() || sources[i].second != t.size())
+      throw shape_error(einlm::detail::concat(who, ": the models differ in shape at '", name, "'"));
+    const U* src = sources[i++].first;
+    T* dst = t.data();
+    const index_t n = t.size();
+#if EINLM_HAS_OPENMP
+#pragma omp parallel for schedule(static) if (n >= (index_t{1} << 16))
+#endif
+    for (index_t j = 0; j < n; ++j) dst[j] = convert<T>(src[j]);
+  });
+  if (i != sources.size()) throw shape_error(einlm::detail::concat(who, ": the models differ in their number of tensors"));
+}
+
+}  // namespace detail
+
+/// Sets `to`'s weights to `from`'s, converted (to bf16: rounded to nearest even). The models must
+/// have the same configuration (shape_error otherwise).
+template <class T, class U>
+void convert_parameters(const transformer_lm<U>& from, transformer_lm<T>& to) {
+  detail::convert_each(from.parameters(), to.parameters(), "convert_parameters");
+}
+
+/// Sets `to`'s gradients to `from`'s, converted (bf16 → float is exact).
+template <class T, class U>
+void convert_gradients(const transformer_lm<U>& from, transformer_lm<T>& to) {
+  detail::convert_each(from.gradients(), to.gradients(), "convert_gradients");
+}
 
 /// How upcycle() initialises what the dense model does not have.
 struct upcycle_options {

@@ -27,6 +27,16 @@
 // step, the data draw, the seed and the AdamW state are restored, so the continued run equals an
 // uninterrupted one (bit for bit on the CPU).
 //
+// Precision (trainer_options::precision): fp32 trains `model` itself. bf16_mixed is mixed precision:
+// `model` (float) holds the master weights, and a working copy Model::rebind<bf16> (as
+// nn::transformer_lm has) runs forward and backward with bf16 weights, activations and gradients,
+// computing in float. Each step the working copy's weights are refreshed from the masters
+// (rounded to nearest even), its gradients are converted back into `model`'s (exact), and the
+// loss check, clipping and the optimizer (whose state is float) act on the masters — so updates
+// smaller than a bf16 ulp are not lost. Validation runs the working copy (the model as trained);
+// checkpoints hold the float masters, so a run resumes bit for bit in either precision and
+// every einlm-lm command loads the result. A model without rebind<bf16> is a value_error.
+//
 // A mixture-of-experts model (one with aux_loss() and update_router_biases(), as transformer_lm
 // has) trains the same way: its gradients include the weighted auxiliary losses, the logged line
 // and metrics.jsonl show aux_loss, a non-finite auxiliary loss stops training like the loss, the
@@ -44,6 +54,7 @@
 #include <vector>
 
 #include "einlm/core/error.hpp"
+#include "einlm/nn/accounting.hpp"
 #include "einlm/nn/functional.hpp"
 #include "einlm/optim/adamw.hpp"
 #include "einlm/optim/clip.hpp"
@@ -60,6 +71,14 @@ namespace einlm::train {
 struct training_error : value_error {
   using value_error::value_error;
 };
+
+/// "fp32" (or "float32") and "bf16" (or "bfloat16", "bf16_mixed") as an nn::precision; anything
+/// else is a value_error.
+inline nn::precision precision_from_string(const std::string& s) {
+  if (s == "fp32" || s == "float32") return nn::precision::fp32;
+  if (s == "bf16" || s == "bfloat16" || s == "bf16_mixed") return nn::precision::bf16_mixed;
+  throw value_error(einlm::detail::concat("precision must be \"fp32\" or \"bf16\", got \"", s, "\""));
+}
 
 struct trainer_options {
   std::int64_t steps = 1000;             // total optimizer steps (a resumed run continues to it)
@@ -83,6 +102,7 @@ struct trainer_options {
   double flops_per_step = 0;             // model FLOPs of one step (forward + backward), for MFU
   double peak_flops = 0;                 // the hardware's peak FLOP/s, for MFU
   bool progress_bar = false;             // redraw one line (a terminal) instead of printing lines
+  nn::precision precision = nn::precision::fp32;  // bf16_mixed: see the file comment
 };
 
 struct fit_result {
@@ -147,10 +167,21 @@ double evaluate(Model& model, const token_dataset& data, index_t batch_size, ind
   return batches > 0 ? total / static_cast<double>(batches) : NAN;
 }
 
-/// Trains `model` on `train` (validating on `val` when not null); see the file comment.
-template <class Model>
-fit_result fit(Model& model, const token_dataset& train, const token_dataset* val, const trainer_options& o,
-               std::ostream& log) {
+namespace detail {
+
+/// The loop of fit: `work` runs forward and backward — `model` itself (fp32), or its bf16 working
+/// copy whose weights follow `model`'s (mixed precision).
+template <class Model, class Work>
+fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const token_dataset* val,
+                    const trainer_options& o, std::ostream& log) {
+  constexpr bool mixed = !std::is_same_v<Model, Work>;
+  bool work_current = !mixed;  // whether work's weights equal the masters'
+  auto refresh = [&] {
+    if constexpr (mixed) {
+      if (!work_current) convert_parameters(model, work);  // found by ADL (nn::convert_parameters)
+      work_current = true;
+    }
+  };
   if (o.steps < 0 || o.batch_size <= 0 || o.context_length <= 0 || o.log_every <= 0 || o.eval_batches < 0)
     throw value_error("trainer: steps must be ≥ 0, and batch_size, context_length and log_every positive");
   if (o.context_length > model.config().context_length)
@@ -189,7 +220,8 @@ fit_result fit(Model& model, const token_dataset& train, const token_dataset* va
   const double tokens_per_step = static_cast<double>(o.batch_size * o.context_length);
   auto validate = [&] {
     if (!val) return;
-    const double v = evaluate(model, *val, o.batch_size, o.context_length, o.eval_batches, state.seed);
+    refresh();
+    const double v = evaluate(work, *val, o.batch_size, o.context_length, o.eval_batches, state.seed);
     result.val_loss = v;
     result.val_losses.emplace_back(state.step, v);
     if (o.progress_bar) log << "\n";
@@ -199,10 +231,12 @@ fit_result fit(Model& model, const token_dataset& train, const token_dataset* va
 
   while (state.step < o.steps) {
     const auto batch = get_batch(train, o.batch_size, o.context_length, random_stream{state.seed, 0}, state.data_draw);
-    model.zero_grad();
-    const double loss = model.forward_backward(batch.inputs, batch.targets, o.z_loss);
+    refresh();
+    work.zero_grad();
+    const double loss = work.forward_backward(batch.inputs, batch.targets, o.z_loss);
+    if constexpr (mixed) convert_gradients(work, model);  // bf16 → float, exact (ADL)
     double aux_loss = 0;  // a mixture of experts' weighted balance and router losses
-    if constexpr (requires { model.aux_loss(); }) aux_loss = model.aux_loss();
+    if constexpr (requires { work.aux_loss(); }) aux_loss = work.aux_loss();
     auto each_gradient = [&](auto&& f) {
       model.for_each_parameter_and_gradient([&](const std::string&, auto&, auto& g) { f(g); });
     };
@@ -222,7 +256,13 @@ fit_result fit(Model& model, const token_dataset& train, const token_dataset* va
       const bool exempt = !o.decay_all && (w.extents().rank() == 1 || name == "token_embeddings.weight");
       opt.update(name, w, g, exempt ? 0.0 : o.weight_decay);
     });
-    if constexpr (requires { model.update_router_biases(); }) model.update_router_biases();
+    if constexpr (mixed) {
+      if constexpr (requires { model.update_router_biases(work.routing_stats()); })
+        model.update_router_biases(work.routing_stats());
+      work_current = false;
+    } else if constexpr (requires { model.update_router_biases(); }) {
+      model.update_router_biases();
+    }
     ++state.step;
     ++state.data_draw;
     ++window_steps;
@@ -273,6 +313,26 @@ fit_result fit(Model& model, const token_dataset& train, const token_dataset* va
     detail::plot_metrics((dir / "metrics.jsonl").string(), (dir / "loss.png").string());
   }
   return result;
+}
+
+}  // namespace detail
+
+/// Trains `model` on `train` (validating on `val` when not null); see the file comment.
+template <class Model>
+fit_result fit(Model& model, const token_dataset& train, const token_dataset* val, const trainer_options& o,
+               std::ostream& log) {
+  if (o.precision == nn::precision::bf16_mixed) {
+    if constexpr (requires { typename Model::template rebind<bf16>; }) {
+      static_assert(std::is_same_v<typename Model::value_type, float>,
+                    "trainer: bf16 mixed precision keeps float master weights: train a float model");
+      typename Model::template rebind<bf16> work(model.model_config());  // bf16 working copy
+      return detail::fit_loop(model, work, train, val, o, log);
+    } else {
+      throw value_error("trainer: bf16 mixed precision needs a model type with a bf16 working copy (rebind<bf16>, as "
+                        "nn::transformer_lm has)");
+    }
+  }
+  return detail::fit_loop(model, model, train, val, o, log);
 }
 
 }  // namespace einlm::train
