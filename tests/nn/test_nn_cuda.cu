@@ -1,5 +1,6 @@
 // GPU tests of the fused kernels of einlm/nn/cuda_kernels.cuh against the host functions they
-// replace (nn::rms_norm, nn::rms_norm_backward, nn::cross_entropy_with_grad) on the same random
+// replace (nn::rms_norm, rms_norm_backward, cross_entropy_with_grad, rope, rope_backward,
+// swiglu_backward) on the same random
 // inputs, float and bf16: row lengths that take the 16-byte path and ones that do not, a row too
 // long for the default shared memory (the opt-in path), odd row counts; dgain the same bits on a
 // second run; bad targets and shapes. The allocator's cache is poisoned before each call, so an
@@ -96,7 +97,44 @@ void check_cross_entropy(index_t rows, index_t V, double z_loss, std::uint64_t s
                     std::vector<double>(static_cast<std::size_t>(dl_cpu.size()), 1e-9), storage_rel<T>());
 }
 
+template <class T>
+void check_rope_and_swiglu(std::uint64_t seed) {
+  tensor<T, dims<4>> x(2, 3, 17, 64);  // (B, H, S, Dh)
+  x = uniform<T>(x.extents(), {seed, 0}, -2.0, 2.0);
+  tensor<std::int64_t, dims<1>> positions(17);  // (S,)
+  for (index_t s = 0; s < 17; ++s) positions(s) = 5 + 37 * s;  // up to 597: large angles
+  const auto xd = to_device(x);
+  const auto pd = to_device(positions);
+  const double theta = 10'000.0;
+  const auto y_cpu = nn::rope(x, positions, theta);  // (B, H, S, Dh)
+  poison_cache<T>(x.extents());
+  test::check_close(bytes_of(nn::fused_rope(xd, pd, theta)), y_cpu.data(), y_cpu.size(),
+                    std::vector<double>(static_cast<std::size_t>(y_cpu.size()), 1e-6), storage_rel<T>());
+  const auto dx_cpu = nn::rope_backward(x, positions, theta);  // (B, H, S, Dh)
+  poison_cache<T>(x.extents());
+  test::check_close(bytes_of(nn::fused_rope_backward(xd, pd, theta)), dx_cpu.data(), dx_cpu.size(),
+                    std::vector<double>(static_cast<std::size_t>(dx_cpu.size()), 1e-6), storage_rel<T>());
+
+  tensor<T, dims<2>> a(97, 130), b(97, 130), dh(97, 130);  // (N, F) each
+  a = uniform<T>(a.extents(), {seed, 1}, -4.0, 4.0);
+  b = uniform<T>(b.extents(), {seed, 2});
+  dh = uniform<T>(dh.extents(), {seed, 3});
+  const auto [da_cpu, db_cpu] = nn::swiglu_backward(a, b, dh);  // (N, F) twice
+  poison_cache<T>(a.extents());
+  poison_cache<T>(a.extents());
+  const auto g = nn::fused_swiglu_backward(to_device(a), to_device(b), to_device(dh));
+  test::check_close(bytes_of(g.da), da_cpu.data(), da_cpu.size(), std::vector<double>(static_cast<std::size_t>(da_cpu.size()), 1e-6),
+                    storage_rel<T>());
+  test::check_close(bytes_of(g.db), db_cpu.data(), db_cpu.size(), std::vector<double>(static_cast<std::size_t>(db_cpu.size()), 1e-6),
+                    storage_rel<T>());
+}
+
 }  // namespace
+
+TEST_CASE("fused_rope, its backward and fused_swiglu_backward equal the host functions") {
+  check_rope_and_swiglu<float>(21);
+  check_rope_and_swiglu<bf16>(22);
+}
 
 TEST_CASE("fused_rms_norm and its backward equal the host functions (float)") {
   check_rms_norm<float>(37, 64, 1);     // 16-byte path
@@ -131,4 +169,7 @@ TEST_CASE("fused kernels: bad shapes and targets name the problem") {
   targets(0) = 1, targets(1) = 5, targets(2) = 0;
   CHECK_THROWS_WITH_AS(nn::fused_cross_entropy_with_grad(to_device(logits), to_device(targets)),
                        "fused_cross_entropy_with_grad: target 5 of row 1 is outside the vocabulary [0, 5)", value_error);
+  const tensor<float, dims<3>, device> odd(dims<3>(1, 4, 7));  // (B, S, D)
+  const tensor<std::int64_t, dims<1>, device> four(dims<1>(4));  // (S,)
+  CHECK_THROWS_WITH_AS(nn::fused_rope(odd, four, 10'000.0), "fused_rope: the feature axis must be even, got 7", shape_error);
 }

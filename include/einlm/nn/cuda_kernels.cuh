@@ -4,9 +4,12 @@
 //   auto y = nn::fused_rms_norm(x, gain, eps);                        // x (…, D) → y (…, D)
 //   auto [dx, dgain] = nn::fused_rms_norm_backward(x, gain, dy, eps); // (…, D), (D,)
 //   auto [loss, dlogits] = nn::fused_cross_entropy_with_grad(logits, targets, z_loss);
+//   auto q_rot = nn::fused_rope(q, positions, theta);                 // (…, S, Dh), positions (S,)
+//   auto [da, db] = nn::fused_swiglu_backward(a, b, dh);              // h = silu(a) ⊙ b
 //
-// The same functions as nn::rms_norm, nn::rms_norm_backward and nn::cross_entropy_with_grad
-// (nn/functional.hpp, nn/backward.hpp), computed in float for float and bf16 storage:
+// The same functions as nn::rms_norm, rms_norm_backward, cross_entropy_with_grad, rope,
+// rope_backward and swiglu_backward (nn/functional.hpp, nn/backward.hpp), computed in float for
+// float and bf16 storage:
 //   fused_rms_norm              one warp per row: Σx² over the row, then y = x·rsqrt(mean + eps)·g;
 //                               the row is read from DRAM once (the second pass hits L1/L2)
 //   fused_rms_norm_backward     one warp per row: r, and Σ dy·g·x, then dx = r·(g·dy − x·r²·Σ/D);
@@ -20,6 +23,12 @@
 //                               in a second pass; the probabilities are never stored. The loss
 //                               (a double, as on the host) is summed on the host from each row's
 //                               lse and target logit, so the call synchronises its stream.
+//   fused_rope / fused_rope_backward
+//                               rotary embedding of interleaved pairs at positions (S,): a (S, D/2)
+//                               table of cos and sin (angles in double, as on the host), then one
+//                               thread per pair; the backward pass rotates by the negative angles
+//   fused_swiglu_backward       {da, db} of h = silu(a) ⊙ b in one pass (the forward pass,
+//                               silu(a) * b, is one executor launch already)
 // Rows are read with 16-byte accesses when the row length is a multiple of 16 / sizeof(T) and
 // the pointers are 16-byte aligned, element by element otherwise. Inputs are contiguous device
 // tensors (any rank ≥ 1 for x and logits, the last axis the feature or vocabulary axis); a shape
@@ -293,6 +302,51 @@ __global__ void cross_entropy_kernel(const T* __restrict__ logits, const std::in
   }
 }
 
+/// table[s·half + k] = (cos, sin)(±positions[s] · theta^(−2k/D)), the angle in double.
+__global__ void rope_table_kernel(const std::int64_t* __restrict__ positions, float2* __restrict__ table, index_t S,
+                                  index_t half, double theta, double sign) {
+  const index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= S * half) return;
+  const index_t s = i / half, k = i % half;
+  const double angle = sign * static_cast<double>(positions[s]) *
+                       ::pow(theta, -2.0 * static_cast<double>(k) / static_cast<double>(2 * half));
+  double sn = 0, cs = 0;
+  ::sincos(angle, &sn, &cs);
+  table[i] = make_float2(static_cast<float>(cs), static_cast<float>(sn));
+}
+
+/// out pair (a, b) of row r at sequence position r % S: (a·c − b·s, a·s + b·c).
+template <class T>
+__global__ void rope_kernel(const T* __restrict__ x, const float2* __restrict__ table, T* __restrict__ out, index_t pairs,
+                            index_t S, index_t half) {
+  for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < pairs;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const index_t row = i / half, k = i % half;
+    const float2 cs = table[(row % S) * half + k];
+    const float a = convert<float>(x[2 * i]), b = convert<float>(x[2 * i + 1]);
+    out[2 * i] = convert<T>(a * cs.x - b * cs.y);
+    out[2 * i + 1] = convert<T>(a * cs.y + b * cs.x);
+  }
+}
+
+/// da = dh·b·σ(a)(1 + a(1 − σ(a))), db = dh·silu(a), element by element.
+template <class T>
+__global__ void swiglu_backward_kernel(const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ dh,
+                                       T* __restrict__ da, T* __restrict__ db, index_t n) {
+  for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const float av = convert<float>(a[i]), bv = convert<float>(b[i]), d = convert<float>(dh[i]);
+    const float sig = 1.0f / (1.0f + __expf(-av));
+    da[i] = convert<T>(d * bv * sig * (1.0f + av * (1.0f - sig)));
+    db[i] = convert<T>(d * av * sig);
+  }
+}
+
+/// Blocks of 256 threads for n independent items: enough to fill the device, at most one per 256.
+inline unsigned elementwise_blocks(index_t n) {
+  return static_cast<unsigned>(std::max<index_t>(1, std::min<index_t>((n + 255) / 256, index_t{32} * einlm::detail::multiprocessor_count())));
+}
+
 inline bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 template <class T>
@@ -395,6 +449,73 @@ fused_rms_norm_grads<T, E> fused_rms_norm_backward(const tensor<T, E, device>& x
                                                                                                   blocks, D);
   EINLM_CUDA_CHECK(cudaGetLastError());
   EINLM_CUDA_CHECK(cudaStreamSynchronize(stream));  // `partial` is released on return
+  return g;
+}
+
+namespace detail::fused {
+
+template <class T, class E>
+tensor<T, E, device> rope(const char* who, const tensor<T, E, device>& x, const tensor<std::int64_t, dims<1>, device>& positions,
+                          double theta, double sign, cudaStream_t stream) {
+  check_storage<T>();
+  static_assert(E::rank() >= 2, "fused_rope: x needs a sequence and a feature axis (…, S, D)");
+  const index_t D = x.extent(E::rank() - 1), S = x.extent(E::rank() - 2);
+  if (D % 2 != 0) throw shape_error(einlm::detail::concat(who, ": the feature axis must be even, got ", D));
+  if (positions.extent(0) != S)
+    throw shape_error(einlm::detail::concat(who, ": positions of shape ", shape_string(positions.extents()),
+                                            " do not match x of shape ", shape_string(x.extents())));
+  tensor<T, E, device> out(x.extents());  // (…, S, D)
+  const index_t half = D / 2, pairs = x.size() / 2;
+  if (pairs == 0) return out;
+  tensor<float, dims<2>, device> table(dims<2>(S, D));  // (S, D/2) (cos, sin) pairs
+  auto* t2 = reinterpret_cast<float2*>(table.data());
+  rope_table_kernel<<<static_cast<unsigned>((S * half + 255) / 256), 256, 0, stream>>>(positions.data(), t2, S, half, theta, sign);
+  EINLM_CUDA_CHECK(cudaGetLastError());
+  rope_kernel<T><<<elementwise_blocks(pairs), 256, 0, stream>>>(x.data(), t2, out.data(), pairs, S, half);
+  EINLM_CUDA_CHECK(cudaGetLastError());
+  EINLM_CUDA_CHECK(cudaStreamSynchronize(stream));  // `table` is released on return
+  return out;
+}
+
+}  // namespace detail::fused
+
+/// Rotary position embedding of interleaved pairs of x (…, S, D) at positions (S,) — nn::rope.
+template <class T, class E>
+tensor<T, E, device> fused_rope(const tensor<T, E, device>& x, const tensor<std::int64_t, dims<1>, device>& positions,
+                                double theta, cudaStream_t stream = default_cuda_executor().stream()) {
+  return detail::fused::rope("fused_rope", x, positions, theta, 1.0, stream);
+}
+
+/// The gradient of fused_rope: dy rotated by the negative angles — nn::rope_backward.
+template <class T, class E>
+tensor<T, E, device> fused_rope_backward(const tensor<T, E, device>& dy, const tensor<std::int64_t, dims<1>, device>& positions,
+                                         double theta, cudaStream_t stream = default_cuda_executor().stream()) {
+  return detail::fused::rope("fused_rope_backward", dy, positions, theta, -1.0, stream);
+}
+
+/// The gradients of h = silu(a) ⊙ b.
+template <class T, class E>
+struct fused_swiglu_grads {
+  tensor<T, E, device> da;  // (…, F)
+  tensor<T, E, device> db;  // (…, F)
+};
+
+/// {da, db} of h = silu(a) ⊙ b in one pass — nn::swiglu_backward.
+template <class T, class E>
+fused_swiglu_grads<T, E> fused_swiglu_backward(const tensor<T, E, device>& a, const tensor<T, E, device>& b,
+                                               const tensor<T, E, device>& dh,
+                                               cudaStream_t stream = default_cuda_executor().stream()) {
+  detail::fused::check_storage<T>();
+  for (const auto* other : {&b, &dh})
+    if (to_array(other->extents()) != to_array(a.extents()))
+      throw shape_error(einlm::detail::concat("fused_swiglu_backward: a of shape ", shape_string(a.extents()), " does not match ",
+                                              other == &b ? "b" : "dh", " of shape ", shape_string(other->extents())));
+  fused_swiglu_grads<T, E> g{tensor<T, E, device>(a.extents()), tensor<T, E, device>(a.extents())};
+  const index_t n = a.size();
+  if (n == 0) return g;
+  detail::fused::swiglu_backward_kernel<T><<<detail::fused::elementwise_blocks(n), 256, 0, stream>>>(
+      a.data(), b.data(), dh.data(), g.da.data(), g.db.data(), n);
+  EINLM_CUDA_CHECK(cudaGetLastError());
   return g;
 }
 
