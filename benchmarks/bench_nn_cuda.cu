@@ -4,17 +4,22 @@
 //   RMSNorm backward, same shape: reads x and dy, writes dx (dgain's partial rows not counted)
 //   cross-entropy forward + backward, 8192 rows × 50304 (bf16, GPT-2's padded vocabulary): reads
 //   the logits, writes dlogits (the second read of each row, from L2, not counted)
-// Goals (issue): RMSNorm ≥ 85 % of the device copy; cross-entropy reported.
+//   AdamW (optim::adamw_cuda), one step over GPT-2 small's 148 parameter tensors (124M floats,
+//   float gradients): reads θ, g, m, v and writes θ, m, v, 28 bytes per parameter, in one launch
+// Goals (issue): RMSNorm ≥ 85 % of the device copy; cross-entropy and AdamW reported.
 // Run by scripts/gpu-check; exits quietly without a device.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include <cuda_runtime_api.h>
 
 #include "bench_support.hpp"
 #include "einlm/einlm.hpp"
 #include "einlm/nn/cuda_kernels.cuh"
+#include "einlm/optim/adamw_cuda.cuh"
 
 using namespace einlm;
 
@@ -112,6 +117,61 @@ void ce_forward_backward(benchmark::State& state) {
         [&] { benchmark::DoNotOptimize(nn::fused_cross_entropy_with_grad(d.logits, d.targets, 1e-4)); });
 }
 
+/// GPT-2 small's parameter tensors (sizes only), their gradients, and a copy of the same bytes.
+struct adamw_data {
+  std::vector<tensor<float, dims<1>, device>> params, grads;  // (N,) each
+  std::vector<std::string> names;
+  tensor<float, dims<1>, device> copy_from, copy_to;          // (total,) twice
+  index_t total = 0;
+  adamw_data() {
+    std::vector<index_t> sizes;
+    const index_t d = 768, v = 50257, f = 3072;
+    sizes.push_back(v * d);
+    sizes.push_back(1024 * d);
+    for (int l = 0; l < (bench::smoke() ? 1 : 12); ++l)
+      for (index_t n : {d, d, 3 * d * d, 3 * d, d * d, d, d, d, f * d, f, d * f, d}) sizes.push_back(n);
+    sizes.push_back(d);
+    sizes.push_back(d);
+    for (const index_t n : sizes) {
+      names.push_back(std::to_string(params.size()));
+      params.emplace_back(dims<1>(n));
+      grads.emplace_back(dims<1>(n));
+      params.back() = uniform<float>(params.back().extents(), {9, params.size()}, -0.1, 0.1);
+      grads.back() = uniform<float>(grads.back().extents(), {10, grads.size()}, -0.01, 0.01);
+      total += n;
+    }
+    copy_from = tensor<float, dims<1>, device>(dims<1>(total));
+    copy_to = tensor<float, dims<1>, device>(dims<1>(total));
+    EINLM_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+  static adamw_data& get() {
+    static adamw_data d;
+    return d;
+  }
+};
+
+void adamw_copy(benchmark::State& state) {
+  auto& d = adamw_data::get();
+  const cudaStream_t s = default_cuda_executor().stream();
+  const auto bytes = static_cast<std::size_t>(d.total) * sizeof(float);
+  // 28 bytes per parameter moved as 3.5 copies of the parameters' bytes (each copy reads and writes).
+  timed(state, 28.0 * static_cast<double>(d.total), [&] {
+    for (int i = 0; i < 3; ++i) cudaMemcpyAsync(d.copy_to.data(), d.copy_from.data(), bytes, cudaMemcpyDeviceToDevice, s);
+    cudaMemcpyAsync(d.copy_to.data(), d.copy_from.data(), bytes / 2, cudaMemcpyDeviceToDevice, s);
+  });
+}
+
+void adamw_step(benchmark::State& state) {
+  auto& d = adamw_data::get();
+  optim::adamw_cuda opt({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
+  timed(state, 28.0 * static_cast<double>(d.total), [&] {
+    opt.begin_step(1e-4);
+    for (std::size_t i = 0; i < d.params.size(); ++i) opt.update(d.names[i], d.params[i], d.grads[i]);
+    opt.end_step();
+  });
+  state.counters["launches_per_step"] = static_cast<double>(opt.launches()) / static_cast<double>(opt.step());
+}
+
 }  // namespace
 
 BENCHMARK(norm_copy<float>)->Name("copy_norm_f32")->UseManualTime()->Unit(benchmark::kMicrosecond);
@@ -122,6 +182,8 @@ BENCHMARK(norm_forward<bf16>)->Name("rms_norm_fwd_bf16")->UseManualTime()->Unit(
 BENCHMARK(norm_backward<bf16>)->Name("rms_norm_bwd_bf16")->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(ce_copy)->Name("copy_logits_bf16")->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(ce_forward_backward)->Name("cross_entropy_bf16")->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(adamw_copy)->Name("copy_adamw_bytes")->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(adamw_step)->Name("adamw_gpt2_small")->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 int main(int argc, char** argv) {
   int devices = 0;
@@ -140,5 +202,6 @@ int main(int argc, char** argv) {
        {"RMSNorm backward fp32 / device copy", "rms_norm_bwd_f32/manual_time", "copy_norm_f32/manual_time", 0.85},
        {"RMSNorm forward bf16 / device copy", "rms_norm_fwd_bf16/manual_time", "copy_norm_bf16/manual_time", 0.85},
        {"RMSNorm backward bf16 / device copy", "rms_norm_bwd_bf16/manual_time", "copy_norm_bf16/manual_time", 0.85},
-       {"cross-entropy fwd+bwd bf16 / device copy", "cross_entropy_bf16/manual_time", "copy_logits_bf16/manual_time", 0.0}});
+       {"cross-entropy fwd+bwd bf16 / device copy", "cross_entropy_bf16/manual_time", "copy_logits_bf16/manual_time", 0.0},
+       {"AdamW step, GPT-2 small, one launch / device copy", "adamw_gpt2_small/manual_time", "copy_adamw_bytes/manual_time", 0.0}});
 }
