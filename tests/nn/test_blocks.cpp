@@ -14,6 +14,7 @@
 #include "einlm/core/safetensors.hpp"
 #include "einlm/nn/accounting.hpp"
 #include "einlm/nn/blocks.hpp"
+#include "einlm/nn/transformer.hpp"
 #include "support/check.hpp"
 #include "support/max_abs_diff.hpp"
 
@@ -170,6 +171,44 @@ TEST_CASE("blocks: a CS336 model as a type has CS336's parameter names") {
       "layers.1.attn.output_proj.weight", "layers.1.ln2.weight", "layers.1.ffn.w1.weight", "layers.1.ffn.w2.weight",
       "layers.1.ffn.w3.weight", "ln_final.weight", "lm_head.weight"};
   CHECK(names == expected);
+}
+
+TEST_CASE("blocks: CS336's initialisation equals transformer_lm's for the same seed; biases start at 0") {
+  const nn::transformer_config c{.vocab_size = 37, .context_length = 16, .d_model = 16, .num_layers = 2, .num_heads = 4,
+                                 .d_ff = 24};
+  // [snippet blocks_initialise]
+  b::model<mha_lm, float> typed(c, /*seed=*/7);  // CS336's initialisation, as transformer_lm's
+  // [end snippet]
+  nn::transformer_lm<float> reference(c, 7);
+  std::vector<std::vector<float>> a, r;
+  typed.for_each_parameter([&](const std::string&, const auto& w) { a.emplace_back(w.data(), w.data() + w.size()); });
+  reference.for_each_parameter([&](const std::string&, const auto& w) { r.emplace_back(w.data(), w.data() + w.size()); });
+  CHECK(a == r);
+  CHECK(a.front() != std::vector<float>(a.front().size(), 0.0f));  // drawn, not zero
+  b::model<mha_lm, float> other(c, 8);
+  std::vector<std::vector<float>> o;
+  other.for_each_parameter([&](const std::string&, const auto& w) { o.emplace_back(w.data(), w.data() + w.size()); });
+  CHECK(o != a);  // a function of the seed
+  // A GPT-2-style block with biases: weights drawn, gains 1, biases 0.
+  using mlp = b::gelu_mlp<16, 64, true>;
+  b::model<mlp, double> m;
+  m.initialise(3);
+  int biases = 0, weights = 0;
+  m.for_each_parameter([&](const std::string& name, const auto& w) {
+    CAPTURE(name);
+    if (w.extents().rank() == 1) {
+      ++biases;
+      for (index_t i = 0; i < w.size(); ++i) CHECK(w.data()[i] == 0.0);
+    } else {
+      ++weights;
+      double sq = 0;
+      for (index_t i = 0; i < w.size(); ++i) sq += w.data()[i] * w.data()[i];
+      const double sigma = std::sqrt(2.0 / static_cast<double>(w.extent(0) + w.extent(1)));
+      CHECK(std::sqrt(sq / static_cast<double>(w.size())) == doctest::Approx(sigma).epsilon(0.15));
+    }
+  });
+  CHECK(biases == 2);
+  CHECK(weights == 2);
 }
 
 TEST_CASE("blocks: CS336 models as types reproduce the PyTorch goldens, static and dynamic alike") {

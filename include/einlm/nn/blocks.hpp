@@ -39,6 +39,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <tuple>
@@ -47,6 +48,7 @@
 #include <vector>
 
 #include "einlm/core/error.hpp"
+#include "einlm/core/random.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/einops.hpp"
 #include "einlm/expr.hpp"
@@ -129,6 +131,28 @@ tensor<T, dims<3>> embedding_gather(const tensor<T, dims<2>>& table, const I& to
       std::copy(row, row + D, x.data() + (b * S + s) * D);
     }
   return x;
+}
+
+/// CS336's initialisation (§3.4.1) of one weight, chosen by its name and rank: a vector named
+/// "….bias" is 0 and any other vector (a norm gain) 1; a matrix whose name ends in
+/// "embeddings.weight" is 𝒩(0, 1) truncated at ±3; any other matrix (out, in) is
+/// 𝒩(0, 2/(in + out)) truncated at ±3σ — drawn from Philox stream `g`.
+template <class W>
+void cs336_initialise(const std::string& name, W& w, const random_stream& g) {
+  using T = typename W::value_type;
+  auto ends_with = [&](const char* suffix) {
+    const std::string s(suffix);
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  if (w.extents().rank() == 1) {
+    w = ends_with(".bias") || name == "bias" ? T(0) : T(1);
+  } else if (ends_with("embeddings.weight")) {
+    w = truncated_normal<T>(w.extents(), g, 0.0, 1.0, -3.0, 3.0);
+  } else {
+    const double d_out = static_cast<double>(w.extent(0)), d_in = static_cast<double>(w.extent(1));
+    const double sigma = std::sqrt(2.0 / (d_in + d_out));
+    w = truncated_normal<T>(w.extents(), g, 0.0, sigma, -3.0 * sigma, 3.0 * sigma);
+  }
 }
 
 /// The adjoint of embedding_gather: adds each position's gradient to its token's row. For 16-bit
@@ -1409,6 +1433,18 @@ class model {
         grads_(block_.template make_params<T>()) {}
   /// Dimensions, norm eps and RoPE θ from the configuration.
   explicit model(const transformer_config& c) : model(Block(c), context{c.norm_eps}) {}
+  /// The same with CS336's initialisation from `seed` (see initialise()).
+  model(const transformer_config& c, std::uint64_t seed) : model(c) { initialise(seed); }
+
+  /// CS336's initialisation, as nn::transformer_lm's: parameter p (in for_each_parameter's order)
+  /// draws from Philox stream p of `seed`; matrices 𝒩(0, 2/(in + out)) truncated at ±3σ, those
+  /// named "…embeddings.weight" 𝒩(0, 1) truncated at ±3, norm gains 1, biases 0. A cs336_lm
+  /// initialised from a seed equals transformer_lm(config, seed) (a test).
+  void initialise(std::uint64_t seed) {
+    std::uint64_t stream = 0;
+    auto init = [&](const std::string& name, auto& w) { nn::detail::cs336_initialise(name, w, random_stream{seed, stream++}); };
+    block_.visit(params_, std::string{}, init);
+  }
 
   const Block& block() const { return block_; }
   const context& ctx() const { return ctx_; }

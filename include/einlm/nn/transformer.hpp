@@ -274,17 +274,8 @@ class transformer_lm {
     std::uint64_t stream = 0;
     params_.for_each_parameter([&](const std::string& name, auto& w) {
       const random_stream g{seed, stream++};
-      if (!moe_parameters<T>::trainable(name)) {
-        w = T(0);  // selection biases
-      } else if (w.extents().rank() == 1) {
-        w = T(1);  // norm gains
-      } else if (name == "token_embeddings.weight") {
-        w = truncated_normal<T>(w.extents(), g, 0.0, 1.0, -3.0, 3.0);
-      } else {
-        const double d_out = static_cast<double>(w.extent(0)), d_in = static_cast<double>(w.extent(1));
-        const double sigma = std::sqrt(2.0 / (d_in + d_out));
-        w = truncated_normal<T>(w.extents(), g, 0.0, sigma, -3.0 * sigma, 3.0 * sigma);
-      }
+      if (!moe_parameters<T>::trainable(name)) w = T(0);  // selection biases
+      else detail::cs336_initialise(name, w, g);          // gains 1, embeddings 𝒩(0, 1), matrices 𝒩(0, 2/(in + out))
     });
   }
 
