@@ -132,6 +132,31 @@ TEST_CASE("transformer_lm: ragged logits equal each sequence alone") {
   CHECK(cache.length == 2);
 }
 
+TEST_CASE("transformer_lm: ragged logits of longer sequences (attention over the sequences in parallel)") {
+  // Enough attention work for one sequence per OpenMP thread (nn::detail::for_each_sequence).
+  const nn::transformer_config c{.vocab_size = 31, .context_length = 64, .d_model = 64, .num_layers = 2, .num_heads = 4,
+                                 .num_kv_heads = 2, .d_ff = 96};
+  nn::transformer_lm<double> model(c, 21);
+  const std::vector<std::vector<std::int64_t>> seqs = {random_ids(50, 31, 31), random_ids(27, 31, 32),
+                                                       random_ids(64, 31, 33), random_ids(12, 31, 34)};
+  const std::vector<std::size_t> prompt = {40, 25, 63, 11};
+  std::vector<std::vector<std::int64_t>> step, next;
+  for (std::size_t b = 0; b < 4; ++b) {
+    step.emplace_back(seqs[b].begin(), seqs[b].begin() + static_cast<std::ptrdiff_t>(prompt[b]));
+    next.emplace_back(seqs[b].begin() + static_cast<std::ptrdiff_t>(prompt[b]), seqs[b].begin() + static_cast<std::ptrdiff_t>(prompt[b] + 1));
+  }
+  auto cache = model.make_cache(4);
+  const auto prefill = model.ragged_logits(step, cache);  // (139, V)
+  const auto decoded = model.ragged_logits(next, cache);  // (4, V): one new position each
+  index_t first = 0;
+  for (std::size_t b = 0; b < 4; ++b) {
+    CHECK(packed_vs_alone(model, prefill, first, step[b], 0) < 1e-12);
+    CHECK(packed_vs_alone(model, decoded, static_cast<index_t>(b), {seqs[b].begin(), seqs[b].begin() + static_cast<std::ptrdiff_t>(prompt[b] + 1)},
+                          static_cast<index_t>(prompt[b])) < 1e-12);
+    first += static_cast<index_t>(prompt[b]);
+  }
+}
+
 TEST_CASE("transformer_lm with experts: ragged logits equal each sequence alone") {
   const nn::moe_config m{.base = {.vocab_size = 13, .context_length = 8, .d_model = 8, .num_layers = 3, .num_heads = 2,
                                   .num_kv_heads = 1, .d_ff = 12},
