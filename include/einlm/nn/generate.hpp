@@ -94,7 +94,8 @@ std::vector<std::vector<std::int64_t>> generate_batch(Model& model, std::vector<
   std::vector<std::int64_t> generated(B, 0);
   std::vector<char> live(B, o.max_new_tokens > 0 ? 1 : 0);
   sampling_workspace workspace;  // shared by the sequences, which sample one after another
-  // Samples sequence b's next token from its row of logits, hands it on; false once it is done.
+  // Samples sequence b's next token from its row of logits and hands it on; the sequence is done
+  // after its stop token or its max_new_tokens-th token.
   auto take = [&](std::size_t b, const auto* row, index_t V) {
     const random_stream g{o.seed, o.stream + b};
     const std::span<const std::remove_cvref_t<decltype(*row)>> last(row, static_cast<std::size_t>(V));
