@@ -4,13 +4,17 @@
 // of each step (nn::flops_forward + flops_backward) give an achieved GFLOP/s counter.
 // bm_train_step_bf16 is the same step in bf16 mixed precision, as train::fit runs it: the bf16
 // working copy refreshed from the float masters, forward + backward in bf16, its gradients
-// converted back, AdamW on the masters.
+// converted back, AdamW on the masters. bm_decode is generation's decode step on the demo model:
+// one new token for each of B sequences of different lengths through the KV cache
+// (last_logits), in generated tokens per second, for a batch of 1 and of 8; bm_decode_uniform is
+// the same for sequences of one length through logits(tokens, cache).
 // benchmarks/train_peers.py runs this program beside the same models in PyTorch eager (same
 // threads, same update) and prints the ratios.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "einlm/nn/accounting.hpp"
 #include "einlm/nn/transformer.hpp"
@@ -96,9 +100,58 @@ void bm_forward(benchmark::State& state) {
   state.SetLabel(c.batch == 16 ? "demo model" : "d256 L4 H8 S256 B8");
 }
 
+void bm_decode(benchmark::State& state) {
+  const auto c = make_case(0);
+  const index_t B = state.range(0);
+  nn::transformer_lm<float> model(c.config, 1);
+  auto cache = model.make_cache(B);
+  // Prompts of 8, 12, 16, … tokens, then 64 decode steps before the sequences are cut back to them.
+  std::vector<std::vector<std::int64_t>> prompts, step;
+  for (index_t b = 0; b < B; ++b) {
+    const auto t = tokens(1, 8 + 4 * b, c.config.vocab_size, static_cast<std::uint64_t>(b));  // (1, S)
+    prompts.emplace_back(t.data(), t.data() + t.size());
+    step.push_back({prompts.back().back()});
+  }
+  model.last_logits(prompts, cache);
+  int decoded = 0;
+  for (auto _ : state) {
+    if (decoded++ == 64) {
+      for (index_t b = 0; b < B; ++b) cache.truncate(b, static_cast<index_t>(prompts[static_cast<std::size_t>(b)].size()));
+      decoded = 1;
+    }
+    benchmark::DoNotOptimize(model.last_logits(step, cache));  // (B, V)
+  }
+  state.counters["tokens_per_second"] = benchmark::Counter(static_cast<double>(B), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel("demo model, batch " + std::to_string(B));
+}
+
+/// The same step for B sequences of one length (20 + up to 64 tokens) through logits(tokens (B, 1),
+/// cache): the batched path that sequences of equal lengths take, for comparison.
+void bm_decode_uniform(benchmark::State& state) {
+  const auto c = make_case(0);
+  const index_t B = state.range(0);
+  nn::transformer_lm<float> model(c.config, 1);
+  auto cache = model.make_cache(B);
+  const auto prompt = tokens(B, 20, c.config.vocab_size, 0);  // (B, 20)
+  const auto step = tokens(B, 1, c.config.vocab_size, 1);     // (B, 1)
+  model.logits(prompt, cache);
+  int decoded = 0;
+  for (auto _ : state) {
+    if (decoded++ == 64) {
+      cache.length = 20;
+      decoded = 1;
+    }
+    benchmark::DoNotOptimize(model.logits(step, cache));  // (B, 1, V)
+  }
+  state.counters["tokens_per_second"] = benchmark::Counter(static_cast<double>(B), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel("demo model, batch " + std::to_string(B) + ", one length");
+}
+
 }  // namespace
 
 BENCHMARK(bm_train_step)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_train_step_bf16)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_forward)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_decode)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(bm_decode_uniform)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_MAIN();

@@ -42,7 +42,7 @@ def einlm_rates(build, binary, threads):
     rates = {}
     for b in json.loads(out)["benchmarks"]:
         kind, case = b["name"].split("/")[:2]
-        rates[(kind, int(case))] = (b["tokens_per_second"], b["flops"])
+        rates[(kind, int(case))] = (b["tokens_per_second"], b.get("flops", 0.0))
     return rates
 
 

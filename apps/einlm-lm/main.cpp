@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -61,13 +62,17 @@ Commands:
       Mean cross-entropy (nats per token) and perplexity over N fixed batches (default 16);
       --precision bf16 runs the model with its weights rounded to bf16.
 
-  generate --checkpoint DIR --vocab vocab.json --merges merges.txt --prompt TEXT
+  generate --checkpoint DIR --vocab vocab.json --merges merges.txt (--prompt TEXT... | --prompts FILE)
            [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--special TOKEN]...
            [--cache on|off] [--stats]
       Continues TEXT and streams the text to standard output as tokens arrive. Stops after
       <|endoftext|> when the vocabulary has it (or any --special token). Defaults: 200 tokens,
       temperature 0.8, top-p 0.95, no top-k, seed 0; temperature 0 is greedy. The KV cache is on
       by default (the same tokens either way); --stats prints tokens/s to standard error.
+      Several prompts (--prompt given more than once, or --prompts FILE with one prompt per line,
+      empty lines skipped) are generated together as one batch and printed when all are done, each
+      under a header "=== sample I/N ===". Sample I draws from the seed's stream I − 1, so sample 1
+      is what the first prompt alone gives, and with temperature 0 every sample is.
 
   logits --checkpoint DIR --ids "ID ID ..." --out FILE.npy
       Writes the logits of one sequence as float32 .npy of shape (sequence, vocab).
@@ -91,6 +96,7 @@ struct args {
   std::string command;
   std::map<std::string, std::string> values;
   std::vector<std::string> specials;
+  std::vector<std::string> prompts;  // every --prompt, in order
   bool has(const std::string& k) const { return values.count(k) != 0; }
   std::string get(const std::string& k) const {
     const auto it = values.find(k);
@@ -123,7 +129,7 @@ args parse_args(int argc, char** argv) {
       "data", "val", "val-fraction", "config", "out", "steps", "batch", "context", "lr", "min-lr", "warmup",
       "weight-decay", "clip", "z-loss", "seed", "resume", "log-every", "eval-every", "eval-batches",
       "checkpoint-every", "token-width", "peak-tflops", "progress", "device", "checkpoint", "batches", "vocab",
-      "merges", "prompt", "max-tokens", "temperature", "top-p", "top-k", "ids", "cache", "noise", "router-std",
+      "merges", "prompts", "max-tokens", "temperature", "top-p", "top-k", "ids", "cache", "noise", "router-std",
       "precision"};
   args a;
   if (argc < 2) throw usage_error("no command given");
@@ -140,9 +146,10 @@ args parse_args(int argc, char** argv) {
     }
     if (f.rfind("--", 0) != 0) throw usage_error("unexpected argument '" + f + "'");
     const std::string key = f.substr(2);
-    if (key != "special" && !known.count(key)) throw usage_error("unknown option " + f);
+    if (key != "special" && key != "prompt" && !known.count(key)) throw usage_error("unknown option " + f);
     if (i + 1 >= argc) throw usage_error(f + " needs a value");
     if (key == "special") a.specials.push_back(argv[++i]);
+    else if (key == "prompt") a.prompts.push_back(argv[++i]);
     else a.values[key] = argv[++i];
   }
   return a;
@@ -326,9 +333,27 @@ int cmd_generate(const args& a) {
   if (static_cast<std::int64_t>(tok.vocab_size()) > model.config().vocab_size)
     throw value_error(einlm::detail::concat("the tokenizer has ", tok.vocab_size(), " tokens, the model's vocabulary ",
                                             model.config().vocab_size));
-  const std::string prompt = a.get("prompt");
-  const auto ids = tok.encode(prompt);
-  if (ids.empty()) throw usage_error("--prompt must not be empty");
+  // The prompts: every --prompt, or the non-empty lines of --prompts FILE.
+  std::vector<std::string> prompts = a.prompts;
+  if (a.has("prompts")) {
+    if (!prompts.empty()) throw usage_error("give --prompt or --prompts, not both");
+    std::ifstream in(a.get("prompts"), std::ios::binary);
+    if (!in) throw io_error(einlm::detail::concat(a.get("prompts"), ": cannot open the prompts file"));
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (!line.empty()) prompts.push_back(line);
+    }
+    if (prompts.empty()) throw usage_error("--prompts " + a.get("prompts") + " holds no prompt");
+  }
+  if (prompts.empty()) throw usage_error("generate needs --prompt or --prompts");
+  std::vector<std::vector<std::int64_t>> ids;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    const auto encoded = tok.encode(prompts[i]);
+    if (encoded.empty())
+      throw usage_error(prompts.size() == 1 ? std::string("--prompt must not be empty")
+                                            : einlm::detail::concat("prompt ", i + 1, " is empty"));
+    ids.emplace_back(encoded.begin(), encoded.end());
+  }
   nn::generation_options o;
   o.max_new_tokens = a.integer("max-tokens", 200);
   o.sampling.temperature = a.number("temperature", 0.8);
@@ -339,27 +364,52 @@ int cmd_generate(const args& a) {
   const std::string cache = a.get("cache", "on");
   if (cache != "on" && cache != "off") throw usage_error("--cache must be on or off");
   o.use_cache = cache == "on";
-  tokenizer::stream_decoder decoder(tok);
+  const std::size_t B = prompts.size();
+  // Text of each sequence: one stream_decoder each (it holds back a character split across tokens).
+  std::vector<tokenizer::stream_decoder> decoders(B, tokenizer::stream_decoder(tok));
+  std::vector<std::string> texts = prompts;
   std::string piece;
-  std::fwrite(prompt.data(), 1, prompt.size(), stdout);
-  const auto start = std::chrono::steady_clock::now();
-  const auto all = nn::generate(model, std::vector<std::int64_t>(ids.begin(), ids.end()), o, [&](std::int64_t id) {
+  auto decode = [&](std::size_t i, std::int64_t id) {
     if (id == o.stop_token) return;
     const tokenizer::token_id t = static_cast<tokenizer::token_id>(id);
     piece.clear();
-    decoder.push(std::span<const tokenizer::token_id>(&t, 1), piece);
+    decoders[i].push(std::span<const tokenizer::token_id>(&t, 1), piece);
+    texts[i] += piece;
+  };
+  const auto start = std::chrono::steady_clock::now();
+  std::size_t generated = 0, prompt_tokens = 0;
+  if (B == 1) {  // one prompt: streamed as it is produced
+    std::fwrite(prompts[0].data(), 1, prompts[0].size(), stdout);
+    const auto all = nn::generate(model, ids[0], o, [&](std::int64_t id) {
+      const std::size_t before = texts[0].size();
+      decode(0, id);
+      std::fwrite(texts[0].data() + before, 1, texts[0].size() - before, stdout);
+      std::fflush(stdout);
+    });
+    piece.clear();
+    decoders[0].finish(piece);
     std::fwrite(piece.data(), 1, piece.size(), stdout);
-    std::fflush(stdout);
-  });
-  piece.clear();
-  decoder.finish(piece);
-  std::fwrite(piece.data(), 1, piece.size(), stdout);
-  std::fputc('\n', stdout);
+    std::fputc('\n', stdout);
+    generated = all.size() - ids[0].size();
+    prompt_tokens = ids[0].size();
+  } else {  // a batch: printed when every sequence is done
+    const auto all = nn::generate_batch(model, ids, o, decode);
+    for (std::size_t i = 0; i < B; ++i) {
+      piece.clear();
+      decoders[i].finish(piece);
+      texts[i] += piece;
+      std::printf("=== sample %zu/%zu ===\n", i + 1, B);
+      std::fwrite(texts[i].data(), 1, texts[i].size(), stdout);
+      std::fputc('\n', stdout);
+      generated += all[i].size() - ids[i].size();
+      prompt_tokens += ids[i].size();
+    }
+  }
   if (a.has("stats")) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const auto generated = all.size() - ids.size();
-    std::fprintf(stderr, "%zu prompt tokens, %zu generated in %.3f s: %.1f tokens/s (KV cache %s)\n", ids.size(),
-                 generated, seconds, seconds > 0 ? static_cast<double>(generated) / seconds : 0.0, cache.c_str());
+    std::fprintf(stderr, "%s%zu prompt tokens, %zu generated in %.3f s: %.1f tokens/s (KV cache %s)\n",
+                 B == 1 ? "" : einlm::detail::concat(B, " prompts, ").c_str(), prompt_tokens, generated, seconds,
+                 seconds > 0 ? static_cast<double>(generated) / seconds : 0.0, cache.c_str());
   }
   return 0;
 }

@@ -1,7 +1,8 @@
 // Tests of the einlm-lm command-line tool end to end: a tokenizer trained and a corpus encoded with
 // einlm-tokenizer, then train (checkpoint files, unigram baseline, validation), resume, eval,
 // logits (equal to the library's logits for the saved checkpoint), generate (deterministic with a
-// seed), and errors (exit status 2 for usage, 1 with a message naming the problem otherwise).
+// seed; several prompts as one batch, each sample what its prompt alone gives), and errors (exit
+// status 2 for usage, 1 with a message naming the problem otherwise).
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
@@ -47,6 +48,17 @@ struct work_dir {
 };
 
 std::string q(const std::string& s) { return "'" + s + "'"; }
+
+/// The text under the header "=== sample i/n ===" of a batched generate's output, up to the next
+/// header (empty when there is none).
+std::string sample(const std::string& out, int i, int n) {
+  const std::string header = "=== sample " + std::to_string(i) + "/" + std::to_string(n) + " ===\n";
+  const auto start = out.find(header);
+  if (start == std::string::npos) return {};
+  const auto from = start + header.size();
+  const auto next = out.find("=== sample ", from);
+  return out.substr(from, next == std::string::npos ? std::string::npos : next - from);
+}
 
 void write(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
@@ -137,6 +149,36 @@ TEST_CASE("einlm-lm: tokenizer, train, resume, eval, logits, generate") {
   CHECK(a.out.rfind("Once upon", 0) == 0);
   CHECK(lm(gen + " --seed 3 --cache off").out == a.out);  // the KV cache changes nothing but the speed
   CHECK(lm(gen + " --seed 3 --stats").out.find("tokens/s (KV cache on)") != std::string::npos);
+
+  // Several prompts are one batch, each sample under a header: sample 1 is the first prompt alone
+  // (the seed's stream 0), and greedy samples are each prompt alone.
+  const std::string base = "generate --checkpoint " + q(w / "model") + " " + tok + " --max-tokens 12";
+  const std::string three = " --prompt 'Once upon' --prompt 'It learned to' --prompt 'There'";
+  const auto batch = lm(base + " --seed 3" + three);
+  REQUIRE_MESSAGE(batch.status == 0, batch.out);
+  CHECK(sample(batch.out, 1, 3) == a.out);
+  CHECK(sample(batch.out, 2, 3).rfind("It learned to", 0) == 0);
+  CHECK(sample(batch.out, 3, 3).rfind("There", 0) == 0);
+  CHECK(batch.out.find("=== sample 4/3") == std::string::npos);
+  CHECK(lm(base + " --seed 3 --cache off" + three).out == batch.out);
+  const auto greedy = lm(base + " --temperature 0" + three);
+  REQUIRE_MESSAGE(greedy.status == 0, greedy.out);
+  int n = 1;
+  for (const char* p : {"Once upon", "It learned to", "There"})
+    CHECK(sample(greedy.out, n++, 3) == lm(base + " --temperature 0 --prompt '" + p + "'").out);
+  // --prompts FILE: one prompt per line, empty lines skipped.
+  write(w / "prompts.txt", "Once upon\n\nIt learned to\r\nThere\n");
+  CHECK(lm(base + " --seed 3 --prompts " + q(w / "prompts.txt")).out == batch.out);
+  CHECK(lm(base + " --seed 3 --stats" + three).out.find("3 prompts, ") != std::string::npos);
+  r = lm(base + " --prompt 'Once' --prompts " + q(w / "prompts.txt"));
+  CHECK(r.status == 2);
+  CHECK(r.out.find("give --prompt or --prompts, not both") != std::string::npos);
+  r = lm(base + " --prompt 'Once' --prompt ''");
+  CHECK(r.status == 2);
+  CHECK(r.out.find("prompt 2 is empty") != std::string::npos);
+  r = lm(base + " --prompts " + q(w / "no_prompts.txt"));
+  CHECK(r.status == 1);
+  CHECK(r.out.find("no_prompts.txt: cannot open the prompts file") != std::string::npos);
 
   // Errors.
   CHECK(lm("train " + common + " --steps 2 --out " + q(w / "m2") + " --device cuda").status == 2);

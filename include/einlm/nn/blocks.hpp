@@ -41,6 +41,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -222,23 +223,84 @@ struct attention_spec {
   double eps = 1e-5;
 };
 
-/// A KV cache: the keys and values of the p0 positions before this call; the call writes its own
+/// A KV cache: the keys and values of the positions before this call; the call writes its own
 /// after them and attends to all.
+///
+/// Uniform (offsets empty): the input is (B, S, D), and every sequence b continues row b of the
+/// cache after p0 positions.
+/// Ragged (offsets of B + 1 entries): the input is the new positions of all sequences packed into
+/// (1, N, D) — rows offsets[b] … offsets[b + 1] − 1 continue cache row b after its lengths[b]
+/// positions (none: the sequence is skipped) — and each sequence attends to its own row only, so
+/// no key slot of another length is ever read and nothing needs a mask.
 template <class T>
 struct attention_kv {
-  tensor<T, dims<4>>* k = nullptr;  // (B, K, C, Dh)
-  tensor<T, dims<4>>* v = nullptr;  // (B, K, C, Dh)
-  index_t p0 = 0;                   // positions already cached
+  tensor<T, dims<4>>* k = nullptr;    // (B, K, C, Dh)
+  tensor<T, dims<4>>* v = nullptr;    // (B, K, C, Dh)
+  index_t p0 = 0;                     // uniform: positions already cached in every row
+  std::span<const index_t> lengths;   // ragged: positions already cached, per row (B,)
+  std::span<const index_t> offsets;   // ragged: first packed row of each sequence's new positions (B + 1,)
 };
 
-/// Causal self-attention of a (B, S, D) at `positions` (S,): projections, heads split, optional
-/// per-head RMSNorm of q and k, RoPE, attention_forward, heads merged, output projection.
+/// Runs f(b) for every sequence b, one sequence per OpenMP thread when there are several and enough
+/// work (the einsums inside then run on that thread: BLAS and the executor do not nest). Each f(b)
+/// writes only sequence b's own outputs, so the results do not depend on the threads.
+template <class F>
+void for_each_sequence(index_t sequences, index_t work, F&& f) {
+#if EINLM_HAS_OPENMP
+  if (sequences > 1 && work >= (index_t{1} << 14)) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (index_t b = 0; b < sequences; ++b) f(b);
+    return;
+  }
+#endif
+  for (index_t b = 0; b < sequences; ++b) f(b);
+}
+
+/// Ragged cached attention (see attention_kv): q (1, H, N, Dh), k and v (1, K, N, Dh) of the
+/// packed new positions, roped at their own positions. Writes each sequence's keys and values into
+/// its cache row and returns the attention output (1, H, N, Dh), one attention_forward per
+/// sequence over that sequence's cached positions and its new ones (the sequences in parallel: a
+/// decode step has one small attention per sequence, which would not be worth its own threads).
+template <class T>
+tensor<T, dims<4>> ragged_cached_attention(const tensor<T, dims<4>>& q, const tensor<T, dims<4>>& k,
+                                           const tensor<T, dims<4>>& v, const attention_kv<T>& kv) {
+  const index_t H = q.extent(1), N = q.extent(2), Dh = q.extent(3);
+  const auto B = static_cast<index_t>(kv.lengths.size());
+  tensor<T, dims<4>> o(1, H, N, Dh);  // (1, H, N, Dh)
+  index_t work = 0;                   // multiply-adds of the scores, over all sequences
+  for (std::size_t b = 0; b < kv.lengths.size(); ++b) {
+    const index_t n = kv.offsets[b + 1] - kv.offsets[b];
+    work += H * n * (kv.lengths[b] + n) * Dh;
+  }
+  for_each_sequence(B, work, [&](index_t b) {
+    const auto ub = static_cast<std::size_t>(b);
+    const index_t first = kv.offsets[ub], n = kv.offsets[ub + 1] - first, p0 = kv.lengths[ub];
+    if (n == 0) return;
+    const range rows{first, first + n}, fresh{p0, p0 + n}, seen{0, p0 + n}, row{b, b + 1};
+    assign(slice(*kv.k, row, full_extent, fresh, full_extent),
+           slice(k, full_extent, full_extent, rows, full_extent));  // (1, K, n, Dh)
+    assign(slice(*kv.v, row, full_extent, fresh, full_extent),
+           slice(v, full_extent, full_extent, rows, full_extent));  // (1, K, n, Dh)
+    const auto q_b = slice(q, full_extent, full_extent, rows, full_extent);        // (1, H, n, Dh)
+    const auto k_all = slice(*kv.k, row, full_extent, seen, full_extent);          // (1, K, p0 + n, Dh)
+    const auto v_all = slice(*kv.v, row, full_extent, seen, full_extent);          // (1, K, p0 + n, Dh)
+    const auto o_b = attention_forward(q_b, k_all, v_all, /*causal=*/true).out;    // (1, H, n, Dh)
+    assign(slice(o, full_extent, full_extent, rows, full_extent), o_b);
+  });
+  return o;
+}
+
+/// Causal self-attention of a (B, S, D) at `positions` (S,) — with a ragged cache, of the packed
+/// (1, N, D) at positions (N,): projections, heads split, optional per-head RMSNorm of q and k,
+/// RoPE, attention_forward, heads merged, output projection.
 /// (attention_layer_forward stores its input `a` in *keep; this part does everything else.)
 template <class T>
 tensor<T, dims<3>> attention_layer_forward_body(const attention_weights<T>& w, const attention_spec& s,
                                                 const tensor<T, dims<3>>& a,
                                                 const tensor<std::int64_t, dims<1>>& positions,
                                                 attention_cache<T>* keep, attention_kv<T> kv) {
+  if (keep && !kv.offsets.empty())
+    throw value_error("einlm::nn attention: a ragged KV cache is for inference; nothing is kept for backward");
   const index_t H = s.heads, K = s.kv_heads;
   const auto q_flat = linear_forward(a, w.q_proj, &w.q_bias);  // (B, S, H·Dh)
   const auto k_flat = linear_forward(a, w.k_proj, &w.k_bias);  // (B, S, K·Dh)
@@ -262,6 +324,11 @@ tensor<T, dims<3>> attention_layer_forward_body(const attention_weights<T>& w, c
   if (s.theta > 0) {
     q = nn::rope(q, positions, s.theta);  // (B, H, S, Dh)
     k = nn::rope(k, positions, s.theta);  // (B, K, S, Dh)
+  }
+  if (kv.k && !kv.offsets.empty()) {  // ragged decoding (inference only: checked above)
+    const auto o = ragged_cached_attention(q, k, v, kv);                // (1, H, N, Dh)
+    const auto o_merged = merge_heads<T>(o);                            // (1, N, H·Dh)
+    return linear_forward(o_merged, w.output_proj, &w.output_bias);     // (1, N, D)
   }
   auto [o, lse] = [&] {
     if (!kv.k) return attention_forward(q, k, v, /*causal=*/true);  // (B, H, S, Dh), (B, H, S)

@@ -5,7 +5,8 @@
 //   nn::transformer_lm<float> model(config, /*seed=*/42);   // CS336 initialisation, Philox
 //   auto logits = model.logits(tokens);                     // tokens (B, S) → (B, S, V)
 //   auto cache = model.make_cache(B);                       // keys and values for decoding
-//   auto next = model.logits(new_tokens, cache);            // (B, S_new) after cache.length tokens
+//   auto next = model.logits(new_tokens, cache);            // (B, S_new, V) after each sequence's length
+//   auto last = model.last_logits(ragged_tokens, cache);    // (B, V): sequence b continues by ragged_tokens[b]
 //   model.zero_grad();
 //   double loss = model.forward_backward(inputs, targets);  // mean cross-entropy (+ z-loss)
 //   model.for_each_parameter_and_gradient([](const std::string& name, auto& weight, auto& grad) { … });
@@ -37,9 +38,9 @@
 // between the two halves of forward_backward; tokens must lie in [0, vocab_size) (value_error
 // otherwise) and the sequence must not exceed context_length (shape_error).
 //
-// With a kv_cache, logits(tokens, cache) treats `tokens` as positions cache.length … cache.length +
-// S − 1 of the sequences the cache holds: it computes only their keys, values and logits, attends to
-// everything cached before them, and appends them to the cache — the same logits as a full pass
+// With a kv_cache, logits(tokens, cache) treats row b of `tokens` as positions L_b … L_b + S − 1 of
+// sequence b of the cache, L_b its length: it computes only their keys, values and logits, attends
+// to everything cached before them, and appends them to the cache — the same logits as a full pass
 // over the whole sequence (a test), for the cost of the new positions. The cache holds
 // context_length positions per sequence; going past that is a shape_error (generate() starts
 // over with the most recent window instead).
@@ -52,6 +53,15 @@
 // convert_gradients(work, master) hands its gradients back (train::fit with precision::bf16).
 // rebind<U> names the same model with U storage.
 //
+// Sequences of different lengths (design decision 28): the cache keeps one length per sequence
+// (kv_cache::length while they are equal, kv_cache::lengths once they differ), and
+// ragged_logits(new_tokens, cache) / last_logits(new_tokens, cache) continue each sequence b by
+// its own new_tokens[b] (any number, none included). The new positions of all sequences are packed
+// into one (1, N, D) input — no padding: every GEMM sees the N rows once — each row is rotated by
+// RoPE at its own position, and attention runs per sequence over its own cache row (its filled
+// slots and its new positions), so no unfilled or foreign slot is read and nothing needs a mask.
+// A decode step of B sequences thus costs B positions. The training path does not use it.
+//
 // Initialisation (CS336 §3.4.1): linear weights 𝒩(0, 2/(d_in + d_out)) truncated at ±3σ,
 // embeddings 𝒩(0, 1) truncated at ±3, norm gains 1. Parameter p draws from Philox stream p of the
 // seed (in the order for_each_parameter visits them), so a model is a function of (config, seed).
@@ -60,6 +70,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -199,13 +210,51 @@ struct block_activations {
 
 }  // namespace detail
 
-/// The keys and values of every layer for incremental decoding (see the file comment).
+/// The keys and values of every layer for incremental decoding (see the file comment). Each
+/// sequence (row) has its own length: while they are all equal, `lengths` is empty and `length`
+/// is that length; once they differ, `lengths` holds them (B entries, not all equal) and `length`
+/// is the shortest. Every call that changes lengths returns the cache to this form.
 template <class T>
 struct kv_cache {
   std::vector<tensor<T, dims<4>>> k, v;  // per layer (B, K, context_length, Dh) each
-  index_t length = 0;                    // positions filled
+  index_t length = 0;                    // positions filled in every sequence
+  std::vector<index_t> lengths;          // per sequence, when they differ; empty otherwise
+
   index_t batch() const { return k.empty() ? 0 : k.front().extent(0); }
-  void clear() { length = 0; }
+  /// Positions a sequence may hold (context_length).
+  index_t capacity() const { return k.empty() ? 0 : k.front().extent(2); }
+  /// Whether the sequences have different lengths.
+  bool ragged() const { return !lengths.empty(); }
+  /// Positions filled in sequence b.
+  index_t length_of(index_t b) const { return ragged() ? lengths[static_cast<std::size_t>(b)] : length; }
+  /// Forgets every position of every sequence.
+  void clear() {
+    length = 0;
+    lengths.clear();
+  }
+  /// Keeps only the first n positions of sequence b (n = 0: starts it over); n must not exceed
+  /// its length.
+  void truncate(index_t b, index_t n) {
+    if (b < 0 || b >= batch())
+      throw value_error(einlm::detail::concat("kv_cache: sequence ", b, " is outside a batch of ", batch()));
+    if (n < 0 || n > length_of(b))
+      throw value_error(einlm::detail::concat("kv_cache: cannot keep ", n, " positions of sequence ", b, ", which holds ",
+                                              length_of(b)));
+    std::vector<index_t> all = per_sequence();
+    all[static_cast<std::size_t>(b)] = n;
+    set_lengths(std::move(all));
+  }
+  /// Every sequence's length (B entries).
+  std::vector<index_t> per_sequence() const {
+    return ragged() ? lengths : std::vector<index_t>(static_cast<std::size_t>(batch()), length);
+  }
+  /// Sets every sequence's length (B entries), in the form described above.
+  void set_lengths(std::vector<index_t> all) {
+    if (all.empty()) return clear();
+    length = *std::min_element(all.begin(), all.end());
+    const bool equal = std::all_of(all.begin(), all.end(), [&](index_t n) { return n == length; });
+    lengths = equal ? std::vector<index_t>{} : std::move(all);
+  }
 };
 
 template <class T = float>
@@ -295,10 +344,34 @@ class transformer_lm {
     return c;
   }
 
-  /// Logits (B, S, V) of `tokens` (B, S) continuing the sequences in `cache`, which they extend.
+  /// Logits (B, S, V) of `tokens` (B, S) continuing the sequences in `cache`, which they extend:
+  /// each sequence by S positions after its own length.
   template <class I>
   tensor<T, dims<3>> logits(const I& tokens, kv_cache<T>& cache) {
-    return forward(tokens, /*keep=*/false, &cache);
+    if (!cache.ragged()) return forward(tokens, /*keep=*/false, &cache);
+    const auto t = as_view(tokens);
+    static_assert(decltype(t)::rank() == 2, "transformer_lm: token ids are (batch, sequence)");
+    const index_t B = t.extent(0), S = t.extent(1);
+    std::vector<std::vector<std::int64_t>> rows(static_cast<std::size_t>(B));
+    for (index_t b = 0; b < B; ++b)
+      for (index_t s = 0; s < S; ++s) rows[static_cast<std::size_t>(b)].push_back(static_cast<std::int64_t>(t(b, s)));
+    const auto packed = forward_ragged(rows, cache, /*last_only=*/false);           // (B·S, V)
+    return tensor<T, dims<3>>(rearrange<"(b s) v -> b s v">(packed, axis_size<"b">{B}));  // (B, S, V)
+  }
+
+  /// Logits of sequences that each continue by their own number of tokens: new_tokens[b] (possibly
+  /// empty) continues sequence b of `cache` (new_tokens.size() == cache.batch()) after its own
+  /// length. Returns the packed logits (N, V), N the total of new tokens: row o_b + j is token j
+  /// of sequence b, o_b the number of new tokens of the sequences before b. The same logits as
+  /// running each sequence alone (a test), for the cost of the new positions.
+  tensor<T, dims<2>> ragged_logits(std::span<const std::vector<std::int64_t>> new_tokens, kv_cache<T>& cache) {
+    return forward_ragged(new_tokens, cache, /*last_only=*/false);  // (N, V)
+  }
+
+  /// The same, but only each sequence's last new position (B, V) — what generation needs; the row
+  /// of a sequence without new tokens is 0. The LM head runs on those B rows only.
+  tensor<T, dims<2>> last_logits(std::span<const std::vector<std::int64_t>> new_tokens, kv_cache<T>& cache) {
+    return forward_ragged(new_tokens, cache, /*last_only=*/true);  // (B, V)
   }
 
   /// Bytes of the activations the last forward_backward kept for its backward pass (the logits
@@ -396,8 +469,6 @@ class transformer_lm {
 
   template <class I>
   tensor<T, dims<3>> forward(const I& tokens, bool keep, kv_cache<T>* cache = nullptr) {
-    const double eps = config_.norm_eps;
-    const detail::attention_spec spec{config_.num_heads, config_.kv_heads(), config_.qk_norm, config_.rope_theta, eps};
     const index_t p0 = cache ? cache->length : 0;                                  // positions already cached
     auto x = embed(tokens, p0);                                                    // (B, S, D)
     const index_t B = x.extent(0), S = x.extent(1);
@@ -406,13 +477,93 @@ class transformer_lm {
                                               " sequences was given tokens of batch ", B));
     positions_ = tensor<std::int64_t, dims<1>>(S);                                 // (S,)
     for (index_t s = 0; s < S; ++s) positions_(s) = p0 + s;
+    x = run_blocks(std::move(x), keep, [&](std::size_t i) {
+      return cache ? detail::attention_kv<T>{&cache->k[i], &cache->v[i], p0, {}, {}} : detail::attention_kv<T>{};
+    });                                                                            // (B, S, D)
+    if (cache) cache->length = p0 + S;
+    auto n = rms_norm(x, params_.ln_final, config_.norm_eps);                                 // (B, S, D)
+    auto logits = einsum<"b s d, v d -> b s v">(n, head_weight());                 // (B, S, V)
+    if (keep) {
+      final_x_ = std::move(x);
+      final_n_ = std::move(n);
+    }
+    return logits;
+  }
+
+  /// The ragged forward of ragged_logits and last_logits: every sequence's new positions packed
+  /// into one (1, N, D) input, RoPE'd at their own positions, each attending to its own cache row.
+  tensor<T, dims<2>> forward_ragged(std::span<const std::vector<std::int64_t>> new_tokens, kv_cache<T>& cache,
+                                    bool last_only) {
+    const index_t B = cache.batch(), V = config_.vocab_size;
+    if (static_cast<index_t>(new_tokens.size()) != B || static_cast<std::int64_t>(cache.k.size()) != config_.num_layers)
+      throw shape_error(einlm::detail::concat("transformer_lm: a cache for ", B, " sequences was given tokens for ",
+                                              new_tokens.size(), " sequences"));
+    std::vector<index_t> lengths = cache.per_sequence(), offsets(static_cast<std::size_t>(B) + 1, 0);
+    for (std::size_t b = 0; b < new_tokens.size(); ++b) {
+      const auto n = static_cast<index_t>(new_tokens[b].size());
+      if (lengths[b] + n > config_.context_length)
+        throw shape_error(einlm::detail::concat("transformer_lm: sequence ", b, ": ", n, " new tokens after the cache's ",
+                                                lengths[b], " exceed context_length ", config_.context_length));
+      offsets[b + 1] = offsets[b] + n;
+    }
+    const index_t N = offsets.back();
+    if (N == 0) return detail::zeros<T>(last_only ? B : 0, V);                     // (B, V) or (0, V)
+    tensor<std::int64_t, dims<2>> ids(1, N);                                       // (1, N)
+    positions_ = tensor<std::int64_t, dims<1>>(N);                                 // (N,)
+    for (std::size_t b = 0; b < new_tokens.size(); ++b)
+      for (index_t j = 0; j < offsets[b + 1] - offsets[b]; ++j) {
+        const std::int64_t id = new_tokens[b][static_cast<std::size_t>(j)];
+        if (id < 0 || id >= V)  // named by (sequence, new token), not by packed row
+          throw value_error(einlm::detail::concat("transformer_lm: token id ", id, " at (", b, ", ", j,
+                                                  ") is outside the vocabulary [0, ", V, ")"));
+        ids(0, offsets[b] + j) = id;
+        positions_(offsets[b] + j) = lengths[b] + j;
+      }
+    auto x = detail::embedding_gather(params_.token_embeddings, ids, tokens_, "transformer_lm");  // (1, N, D)
+    x = run_blocks(std::move(x), /*keep=*/false, [&](std::size_t i) {
+      return detail::attention_kv<T>{&cache.k[i], &cache.v[i], 0, lengths, offsets};
+    });                                                                            // (1, N, D)
+    std::vector<index_t> grown = lengths;
+    for (std::size_t b = 0; b < grown.size(); ++b) grown[b] += offsets[b + 1] - offsets[b];
+    cache.set_lengths(std::move(grown));
+    if (!last_only) {
+      const auto n = rms_norm(x, params_.ln_final, config_.norm_eps);                         // (1, N, D)
+      const auto logits = einsum<"b s d, v d -> b s v">(n, head_weight());         // (1, N, V)
+      return tensor<T, dims<2>>(rearrange<"b s v -> (b s) v">(logits));            // (N, V)
+    }
+    // The last new position of each sequence that has one, then the head on those rows only.
+    const index_t D = config_.d_model;
+    std::vector<index_t> with_tokens;
+    for (index_t b = 0; b < B; ++b)
+      if (offsets[static_cast<std::size_t>(b) + 1] > offsets[static_cast<std::size_t>(b)]) with_tokens.push_back(b);
+    tensor<T, dims<3>> last(1, static_cast<index_t>(with_tokens.size()), D);       // (1, B', D)
+    for (std::size_t r = 0; r < with_tokens.size(); ++r) {
+      const T* row = x.data() + (offsets[static_cast<std::size_t>(with_tokens[r]) + 1] - 1) * D;
+      std::copy(row, row + D, last.data() + static_cast<index_t>(r) * D);
+    }
+    const auto n = rms_norm(last, params_.ln_final, config_.norm_eps);                        // (1, B', D)
+    const auto logits = einsum<"b s d, v d -> b s v">(n, head_weight());           // (1, B', V)
+    auto out = detail::zeros<T>(B, V);                                             // (B, V)
+    for (std::size_t r = 0; r < with_tokens.size(); ++r)
+      std::copy(logits.data() + static_cast<index_t>(r) * V, logits.data() + static_cast<index_t>(r + 1) * V,
+                out.data() + with_tokens[r] * V);
+    return out;
+  }
+
+  /// The blocks over x (B, S, D) at positions_, layer i attending through kv_of(i); keeps the
+  /// activations for backward when `keep`.
+  template <class KV>
+  tensor<T, dims<3>> run_blocks(tensor<T, dims<3>> x, bool keep, KV&& kv_of) {
+    const double eps = config_.norm_eps;
+    const detail::attention_spec spec{config_.num_heads, config_.kv_heads(), config_.qk_norm, config_.rope_theta, eps};
+    const index_t B = x.extent(0), S = x.extent(1);
     acts_.clear();
     if (keep) acts_.resize(params_.layers.size());
     for (std::size_t i = 0; i < params_.layers.size(); ++i) {
       const auto& w = params_.layers[i];
       detail::block_activations<T> act;
       tensor<T, dims<3>> a = rms_norm(x, w.ln1, eps);                              // (B, S, D)
-      const detail::attention_kv<T> kv = cache ? detail::attention_kv<T>{&cache->k[i], &cache->v[i], p0} : detail::attention_kv<T>{};
+      const detail::attention_kv<T> kv = kv_of(i);
       const auto attn_out = detail::attention_layer_forward(w, spec, std::move(a), positions_, keep ? &act.attn : nullptr, kv);  // (B, S, D)
       tensor<T, dims<3>> h = x + attn_out;                                         // (B, S, D)
       tensor<T, dims<3>> bn = rms_norm(h, w.ln2, eps);                             // (B, S, D)
@@ -435,14 +586,7 @@ class transformer_lm {
       }
       x = std::move(out);
     }
-    if (cache) cache->length = p0 + S;
-    auto n = rms_norm(x, params_.ln_final, eps);                                   // (B, S, D)
-    auto logits = einsum<"b s d, v d -> b s v">(n, head_weight());                 // (B, S, V)
-    if (keep) {
-      final_x_ = std::move(x);
-      final_n_ = std::move(n);
-    }
-    return logits;
+    return x;
   }
 
   void backward(const tensor<T, dims<3>>& dlogits) {
