@@ -216,6 +216,17 @@ TEST_CASE("mixed precision: training follows fp32, keeps float masters, checkpoi
   CHECK(values_of(resumed.parameters()) == values_of(whole.parameters()));
 }
 
+TEST_CASE("mixed precision: the masters must be float; the precision names parse") {
+  const auto data = train::token_dataset::from_ids(std::vector<std::uint32_t>(2000, 5), "fives");
+  nn::transformer_lm<double> model(test_config(), 1);
+  std::ostringstream log;
+  CHECK_THROWS_WITH_AS(train::fit(model, data, nullptr, {.steps = 1, .precision = nn::precision::bf16_mixed}, log),
+                       "trainer: bf16 mixed precision keeps float master weights: train a float model", value_error);
+  CHECK(train::precision_from_string("bf16") == nn::precision::bf16_mixed);
+  CHECK(train::precision_from_string("fp32") == nn::precision::fp32);
+  CHECK_THROWS_WITH_AS(train::precision_from_string("fp8"), "precision must be \"fp32\" or \"bf16\", got \"fp8\"", value_error);
+}
+
 TEST_CASE("mixed precision: the selection biases move in float on the masters") {
   nn::moe_config m{.base = test_config(), .num_experts = 4, .top_k = 2, .expert_d_ff = 64,
                    .router = nn::router_kind::sigmoid, .bias_update_rate = 1e-4};

@@ -323,10 +323,12 @@ fit_result fit(Model& model, const token_dataset& train, const token_dataset* va
                std::ostream& log) {
   if (o.precision == nn::precision::bf16_mixed) {
     if constexpr (requires { typename Model::template rebind<bf16>; }) {
-      static_assert(std::is_same_v<typename Model::value_type, float>,
-                    "trainer: bf16 mixed precision keeps float master weights: train a float model");
-      typename Model::template rebind<bf16> work(model.model_config());  // bf16 working copy
-      return detail::fit_loop(model, work, train, val, o, log);
+      if constexpr (std::is_same_v<typename Model::value_type, float>) {
+        typename Model::template rebind<bf16> work(model.model_config());  // bf16 working copy
+        return detail::fit_loop(model, work, train, val, o, log);
+      } else {
+        throw value_error("trainer: bf16 mixed precision keeps float master weights: train a float model");
+      }
     } else {
       throw value_error("trainer: bf16 mixed precision needs a model type with a bf16 working copy (rebind<bf16>, as "
                         "nn::transformer_lm has)");
