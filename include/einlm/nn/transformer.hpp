@@ -50,7 +50,8 @@
 // norms, softmax, attention (its saved log-sum-exp stays float) and the loss run in float, the
 // embedding's scatter-add accumulates in float. It is the working copy of mixed-precision
 // training: convert_parameters(master, work) refreshes it from float master weights and
-// convert_gradients(work, master) hands its gradients back (train::fit with precision::bf16).
+// convert_gradients(work, master) hands its gradients back (train::fit with
+// nn::precision::bf16_mixed).
 // rebind<U> names the same model with U storage.
 //
 // Sequences of different lengths (design decision 28): the cache keeps one length per sequence
