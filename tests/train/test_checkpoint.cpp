@@ -304,6 +304,24 @@ TEST_CASE("an optimizer of another kind, or a missing or misshapen buffer, is re
   CHECK(target.options().momentum == 0.5);
   CHECK(loaded.weight(0, 0) == before);
 
+  // AdamW: a second moment missing.
+  optim::adamw adamw_saved;
+  train_step(m, adamw_saved, 1);
+  train::save_checkpoint(dir, m, adamw_saved, {.step = 1});
+  {
+    const safetensors_file full((std::filesystem::path(dir) / "optimizer.safetensors").string());
+    safetensors_writer w;
+    w.metadata = full.metadata();
+    w.add("layers.0.proj.weight.exp_avg", full.load<float, dims<1>>("layers.0.proj.weight.exp_avg"));        // (64,)
+    w.add("layers.0.proj.weight.exp_avg_sq", full.load<float, dims<1>>("layers.0.proj.weight.exp_avg_sq"));  // (64,)
+    w.add("layers.0.proj.bias.exp_avg", full.load<float, dims<1>>("layers.0.proj.bias.exp_avg"));            // (4,)
+    w.write((std::filesystem::path(dir) / "optimizer.safetensors").string());
+  }
+  CHECK_THROWS_WITH_AS(train::load_checkpoint(dir, loaded, &adamw), doctest::Contains("no tensor 'layers.0.proj.bias.exp_avg_sq'"),
+                       io_error);
+  CHECK(adamw.step() == 1);
+  CHECK(loaded.weight(0, 0) == before);
+
   // AdaGrad: metadata missing.
   optim::adagrad ada;
   train::save_checkpoint(dir, m, ada, {.step = 1});
