@@ -43,7 +43,8 @@ Commands:
         [--weight-decay W] [--clip C] [--z-loss Z] [--seed S] [--resume DIR]
         [--log-every N] [--eval-every N] [--eval-batches N] [--checkpoint-every N]
         [--token-width u16|u32] [--peak-tflops X] [--progress auto|always|never] [--device cpu|cuda]
-        [--precision fp32|bf16]
+        [--precision fp32|bf16] [--optimizer adamw|sgd|adagrad] [--beta1 B] [--beta2 B] [--eps E]
+        [--momentum M] [--dampening D] [--nesterov on|off] [--lr-decay X] [--initial-accumulator X]
       Trains a model of the shape in config.json (dense, or with mixture-of-experts layers:
       num_experts, top_k, num_shared_experts, moe_d_ff, router, first_dense_layers,
       capacity_factor, aux_loss_coef, z_loss_coef, bias_update_rate; see docs/moe.md) on a token
@@ -56,6 +57,12 @@ Commands:
       clip 1.0, seed 0. MFU is shown when --peak-tflops gives the machine's peak.
       --precision bf16 trains in mixed precision: bf16 weights, activations and gradients with
       float master weights and optimizer state (the checkpoint holds the float masters).
+      --optimizer chooses the update (torch.optim's): adamw (default; --beta1 0.9, --beta2 0.95,
+      --eps 1e-8, decoupled weight decay), sgd (--momentum M, default 0; --dampening D, default 0;
+      --nesterov on|off, default off; weight decay added to the gradient) or adagrad (--lr-decay X,
+      default 0; --initial-accumulator X, default 0; --eps E, default 1e-8). An option of another
+      optimizer than the chosen one is a usage error. --resume continues with the optimizer and
+      the settings the checkpoint was saved with; resuming with another --optimizer is an error.
 
   eval --checkpoint DIR --data FILE.u16 [--batch B] [--context T] [--batches N] [--token-width W]
        [--precision fp32|bf16]
@@ -130,7 +137,8 @@ args parse_args(int argc, char** argv) {
       "weight-decay", "clip", "z-loss", "seed", "resume", "log-every", "eval-every", "eval-batches",
       "checkpoint-every", "token-width", "peak-tflops", "progress", "device", "checkpoint", "batches", "vocab",
       "merges", "prompts", "max-tokens", "temperature", "top-p", "top-k", "ids", "cache", "noise", "router-std",
-      "precision"};
+      "precision", "optimizer", "beta1", "beta2", "eps", "momentum", "dampening", "nesterov", "lr-decay",
+      "initial-accumulator"};
   args a;
   if (argc < 2) throw usage_error("no command given");
   a.command = argv[1];
@@ -224,6 +232,35 @@ nn::precision precision_of(const args& a) {
   }
 }
 
+/// --optimizer and the options of the chosen optimizer into o; an option of another optimizer is a
+/// usage error.
+void optimizer_options(const args& a, train::trainer_options& o) {
+  try {
+    o.optimizer = train::optimizer_from_string(a.get("optimizer", "adamw"));
+  } catch (const value_error& e) {
+    throw usage_error(einlm::detail::concat("--", e.what()));
+  }
+  const std::string name = train::optimizer_name(o.optimizer);
+  const std::map<std::string, std::vector<std::string>> owners = {
+      {"beta1", {"adamw"}}, {"beta2", {"adamw"}}, {"eps", {"adamw", "adagrad"}}, {"momentum", {"sgd"}},
+      {"dampening", {"sgd"}}, {"nesterov", {"sgd"}}, {"lr-decay", {"adagrad"}}, {"initial-accumulator", {"adagrad"}}};
+  for (const auto& [option, users] : owners)
+    if (a.has(option) && std::find(users.begin(), users.end(), name) == users.end())
+      throw usage_error(einlm::detail::concat("--", option, " is an option of --optimizer ", users.front(),
+                                              users.size() > 1 ? " or " + users.back() : std::string(),
+                                              ", not of ", name));
+  o.beta1 = a.number("beta1", o.beta1);
+  o.beta2 = a.number("beta2", o.beta2);
+  o.eps = a.number("eps", o.eps);
+  o.momentum = a.number("momentum", 0.0);
+  o.dampening = a.number("dampening", 0.0);
+  const std::string nesterov = a.get("nesterov", "off");
+  if (nesterov != "on" && nesterov != "off") throw usage_error("--nesterov must be on or off, got '" + nesterov + "'");
+  o.nesterov = nesterov == "on";
+  o.lr_decay = a.number("lr-decay", 0.0);
+  o.initial_accumulator_value = a.number("initial-accumulator", 0.0);
+}
+
 int cmd_train(const args& a) {
   if (a.get("device", "cpu") != "cpu")
     throw usage_error("--device " + a.get("device") + ": only the CPU is supported by einlm-lm so far");
@@ -269,6 +306,7 @@ int cmd_train(const args& a) {
     throw usage_error("--progress must be auto, always or never");
   o.progress_bar = progress == "always" || (progress == "auto" && isatty(STDERR_FILENO));
   o.precision = precision_of(a);
+  optimizer_options(a, o);
   std::cerr << "model: " << model.parameters().size() << " parameters, " << config.num_layers << " layers, d_model "
             << config.d_model << ", " << config.num_heads << " heads (" << config.kv_heads() << " kv), vocab "
             << config.vocab_size;
@@ -278,6 +316,7 @@ int cmd_train(const args& a) {
               << (moe.router == nn::router_kind::softmax ? "softmax" : "sigmoid") << " router; "
               << nn::moe_active_param_count(moe) << " active parameters";
   if (o.precision == nn::precision::bf16_mixed) std::cerr << "; bf16 mixed precision (float master weights)";
+  if (o.optimizer != train::optimizer_kind::adamw) std::cerr << "; optimizer " << train::optimizer_name(o.optimizer);
   std::cerr << "; data: " << fit_data->size() << " training tokens"
             << (val_data ? einlm::detail::concat(", ", val_data->size(), " validation tokens") : std::string()) << "\n";
   double baseline = NAN;

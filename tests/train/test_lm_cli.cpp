@@ -2,7 +2,8 @@
 // einlm-tokenizer, then train (checkpoint files, unigram baseline, validation), resume, eval,
 // logits (equal to the library's logits for the saved checkpoint), generate (deterministic with a
 // seed; several prompts as one batch, each sample what its prompt alone gives), and errors (exit
-// status 2 for usage, 1 with a message naming the problem otherwise).
+// status 2 for usage, 1 with a message naming the problem otherwise); train and resume with
+// --optimizer sgd and adagrad, and the optimizer's options checked.
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "einlm/core/npy.hpp"
+#include "einlm/core/safetensors.hpp"
 #include "einlm/nn/transformer.hpp"
 #include "einlm/train/checkpoint.hpp"
 
@@ -71,7 +73,7 @@ TEST_CASE("einlm-lm: --help documents every command") {
   CHECK(r.status == 0);
   for (const char* word : {"train", "eval", "generate", "logits", "--data", "--val-fraction", "--config", "--out",
                            "--resume", "--checkpoint", "--prompt", "--temperature", "--top-p", "--top-k", "--seed",
-                           "--ids", "--peak-tflops"})
+                           "--ids", "--peak-tflops", "--optimizer", "--momentum", "--nesterov", "--lr-decay"})
     CHECK(r.out.find(word) != std::string::npos);
 }
 
@@ -238,4 +240,55 @@ TEST_CASE("einlm-lm: a mixture of experts trains, evaluates and generates; upcyc
   r = lm("upcycle --checkpoint " + q(w / "dense") + " --config " + q(w / "other.json") + " --out " + q(w / "up2"));
   CHECK(r.status == 1);
   CHECK(r.out.find("the MoE configuration's base is not the dense model's shape") != std::string::npos);
+}
+
+TEST_CASE("einlm-lm: train and resume with --optimizer sgd and adagrad; bad optimizer options") {
+  const work_dir w;
+  std::vector<std::uint16_t> ids(4000);
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::uint16_t>((i * 7 + i / 5) % 50);
+  std::ofstream(w / "ids.u16", std::ios::binary)
+      .write(reinterpret_cast<const char*>(ids.data()), static_cast<std::streamsize>(ids.size() * 2));
+  write(w / "config.json",
+        R"({"vocab_size": 50, "context_length": 16, "d_model": 16, "num_layers": 2, "num_heads": 2, "d_ff": 32})");
+  const std::string common = "--data " + q(w / "ids.u16") + " --val-fraction 0.1 --config " + q(w / "config.json") +
+                             " --batch 4 --warmup 1 --eval-every 0 --eval-batches 2 --progress never";
+  const std::string sgd = " --optimizer sgd --momentum 0.9 --lr 0.05";
+  auto r = lm("train " + common + sgd + " --steps 3 --out " + q(w / "sgd"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("; optimizer sgd") != std::string::npos);
+  {
+    const safetensors_file f(w / "sgd/optimizer.safetensors");
+    CHECK(f.metadata().at("optimizer") == "sgd");
+    CHECK(f.metadata().at("momentum") == "0.9");
+    CHECK(f.contains("layers.0.ffn.w1.weight.momentum_buffer"));
+  }
+  r = lm("train " + common + sgd + " --steps 5 --resume " + q(w / "sgd") + " --out " + q(w / "sgd"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("resumed from") != std::string::npos);
+  CHECK(r.out.find("step 5/5") != std::string::npos);
+  CHECK(safetensors_file(w / "sgd/optimizer.safetensors").metadata().at("optimizer_step") == "5");
+  // Resuming with another optimizer names both.
+  r = lm("train " + common + " --steps 6 --resume " + q(w / "sgd") + " --out " + q(w / "sgd"));
+  CHECK(r.status == 1);
+  CHECK(r.out.find("the checkpoint holds the state of the optimizer 'sgd', not of 'adamw'") != std::string::npos);
+
+  r = lm("train " + common + " --optimizer adagrad --lr 0.05 --lr-decay 0.01 --initial-accumulator 0.1 --steps 2 --out " +
+         q(w / "adagrad"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(safetensors_file(w / "adagrad/optimizer.safetensors").metadata().at("initial_accumulator_value") == "0.1");
+
+  // Usage errors: exit status 2 and the option named.
+  r = lm("train " + common + " --optimizer adam --steps 1 --out " + q(w / "bad"));
+  CHECK(r.status == 2);
+  CHECK(r.out.find("--optimizer must be \"adamw\", \"sgd\" or \"adagrad\", got \"adam\"") != std::string::npos);
+  r = lm("train " + common + " --momentum 0.9 --steps 1 --out " + q(w / "bad"));
+  CHECK(r.status == 2);
+  CHECK(r.out.find("--momentum is an option of --optimizer sgd, not of adamw") != std::string::npos);
+  r = lm("train " + common + " --optimizer sgd --momentum fast --steps 1 --out " + q(w / "bad"));
+  CHECK(r.status == 2);
+  CHECK(r.out.find("--momentum expects a number, got 'fast'") != std::string::npos);
+  r = lm("train " + common + " --optimizer sgd --nesterov yes --steps 1 --out " + q(w / "bad"));
+  CHECK(r.status == 2);
+  CHECK(r.out.find("--nesterov must be on or off, got 'yes'") != std::string::npos);
+  CHECK(!std::filesystem::exists(w / "bad"));
 }

@@ -54,7 +54,7 @@
 // nn::precision::bf16_mixed).
 // rebind<U> names the same model with U storage.
 //
-// Sequences of different lengths (design decision 28): the cache keeps one length per sequence
+// Sequences of different lengths (design decision 29): the cache keeps one length per sequence
 // (kv_cache::length while they are equal, kv_cache::lengths once they differ), and
 // ragged_logits(new_tokens, cache) / last_logits(new_tokens, cache) continue each sequence b by
 // its own new_tokens[b] (any number, none included). The new positions of all sequences are packed

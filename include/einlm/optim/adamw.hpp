@@ -14,8 +14,16 @@
 // optimizer, one pair per parameter name, in float for float parameters and double for double
 // ones; they are created (zero) on a name's first update, and a later update of the name with a
 // different number of elements is an error naming it. Each update is three fused passes on the CPU
-// executor (a fourth copies the gradient first when it is not a contiguous array of the moments' type). step() is the number of begin_step() calls; state() exposes the moments by name for
-// checkpoints (with set_step() to restore the count).
+// executor (a fourth copies the gradient first when it is not a contiguous array of the moments'
+// type). step() is the number of begin_step() calls; state() exposes the moments by name (with
+// set_step() to restore the count).
+//
+// Checkpoints (optim/state_io.hpp): write_state(w) puts metadata "optimizer" = "adamw",
+// "optimizer_step" and the options, and the tensors "<name>.exp_avg" / "<name>.exp_avg_sq", into a
+// safetensors_writer; read_state(f, params) replaces options, step and moments with those of the
+// file for the parameters of `params` (for_each_parameter(fn) calling fn(name, tensor)), after
+// checking everything: another optimizer's file, a missing moment, another dtype or size is an
+// error naming the file and the tensor, and the optimizer is then unchanged.
 #pragma once
 
 #include <cmath>
@@ -27,8 +35,10 @@
 #include <variant>
 
 #include "einlm/core/error.hpp"
+#include "einlm/core/safetensors.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/expr.hpp"
+#include "einlm/optim/state_io.hpp"
 #include "einlm/optim/update.hpp"
 
 namespace einlm::optim {
@@ -49,6 +59,8 @@ struct adamw_moments {
 class adamw {
  public:
   using moments = std::variant<adamw_moments<float>, adamw_moments<double>>;
+  /// The name of this optimizer in checkpoints (metadata "optimizer").
+  static constexpr const char* kind = "adamw";
 
   explicit adamw(const adamw_options& options = {}) : options_(options) {
     auto bad = [](const char* what, double value) {
@@ -122,6 +134,43 @@ class adamw {
   std::map<std::string, moments>& state() { return state_; }
   /// Restores the step count (after loading the moments from a checkpoint).
   void set_step(std::int64_t step) { step_ = step; }
+
+  /// Writes the kind, the options, the step count and the moments into w (see the file comment).
+  void write_state(safetensors_writer& w) const {
+    w.metadata["optimizer"] = kind;
+    w.metadata["optimizer_step"] = std::to_string(step_);
+    w.metadata["beta1"] = detail::exact_text(options_.beta1);
+    w.metadata["beta2"] = detail::exact_text(options_.beta2);
+    w.metadata["eps"] = detail::exact_text(options_.eps);
+    w.metadata["weight_decay"] = detail::exact_text(options_.weight_decay);
+    for (const auto& [name, moments] : state_)
+      std::visit(
+          [&, &name = name](const auto& m) {
+            w.add(name + ".exp_avg", m.m);      // (N,)
+            w.add(name + ".exp_avg_sq", m.v);   // (N,)
+          },
+          moments);
+  }
+
+  /// Replaces options, step count and moments with f's, for the parameters of `params` that f has
+  /// moments of (a parameter never updated has none); *this is unchanged when f does not fit.
+  template <class Params>
+  void read_state(const safetensors_file& f, Params& params) {
+    detail::check_kind(f, kind);
+    adamw restored({.beta1 = detail::metadata_number<double>(f, "beta1"),
+                    .beta2 = detail::metadata_number<double>(f, "beta2"),
+                    .eps = detail::metadata_number<double>(f, "eps"),
+                    .weight_decay = detail::metadata_number<double>(f, "weight_decay")});
+    restored.set_step(detail::metadata_number<std::int64_t>(f, "optimizer_step"));
+    params.for_each_parameter([&](const std::string& name, const auto& t) {
+      using T = typename std::remove_cvref_t<decltype(t)>::value_type;
+      if (!f.contains(name + ".exp_avg")) return;  // never updated (frozen so far)
+      adamw_moments<T> m{detail::read_buffer<T>(f, name + ".exp_avg", name, t.size()),      // (N,)
+                         detail::read_buffer<T>(f, name + ".exp_avg_sq", name, t.size())};  // (N,)
+      restored.state_.emplace(name, std::move(m));
+    });
+    *this = std::move(restored);
+  }
 
  private:
   adamw_options options_;

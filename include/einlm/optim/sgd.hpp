@@ -16,6 +16,13 @@
 // parameters, contiguous; gradients of the same shape, any strides and floating type; the state
 // (SGD's momentum buffer, AdaGrad's sum of squares) lives in the optimizer by parameter name, in
 // the parameter's type, and state() exposes it. Options are checked on construction (value_error).
+//
+// Checkpoints (optim/state_io.hpp), as adamw's: write_state(w) puts metadata "optimizer" = "sgd" or
+// "adagrad", "optimizer_step" and the options, and the buffers as "<name>.momentum_buffer" (SGD;
+// none without momentum) or "<name>.sum" (AdaGrad) — torch.optim's state keys — into a
+// safetensors_writer; read_state(f, params) replaces options, step and buffers with the file's for
+// the parameters of `params` after checking everything (another optimizer's file, a missing
+// buffer, another dtype or size: an error naming the file and the tensor; *this unchanged).
 #pragma once
 
 #include <cmath>
@@ -27,8 +34,10 @@
 #include <variant>
 
 #include "einlm/core/error.hpp"
+#include "einlm/core/safetensors.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/expr.hpp"
+#include "einlm/optim/state_io.hpp"
 #include "einlm/optim/update.hpp"
 
 namespace einlm::optim {
@@ -58,6 +67,19 @@ class named_buffers {
   }
   const std::map<std::string, buffer>& all() const { return buffers_; }
   std::map<std::string, buffer>& all() { return buffers_; }
+
+  /// The buffers "<name><suffix>" of f for the parameters of `params` that f has one of, checked
+  /// (read_buffer); nothing is kept when one does not fit.
+  template <class Params>
+  static named_buffers read(const safetensors_file& f, Params& params, const std::string& suffix) {
+    named_buffers out;
+    params.for_each_parameter([&](const std::string& name, const auto& t) {
+      using T = typename std::remove_cvref_t<decltype(t)>::value_type;
+      if (!f.contains(name + suffix)) return;  // never updated (frozen so far)
+      out.buffers_.emplace(name, read_buffer<T>(f, name + suffix, name, t.size()));  // (N,)
+    });
+    return out;
+  }
 
  private:
   std::map<std::string, buffer> buffers_;
@@ -92,6 +114,9 @@ struct sgd_options {
 
 class sgd {
  public:
+  /// The name of this optimizer in checkpoints (metadata "optimizer").
+  static constexpr const char* kind = "sgd";
+
   explicit sgd(const sgd_options& options = {}) : options_(options) {
     auto bad = [](const char* what, double value) { throw value_error(einlm::detail::concat("sgd: ", what, ", got ", value)); };
     if (!(options.momentum >= 0)) bad("momentum must be ≥ 0", options.momentum);
@@ -108,6 +133,31 @@ class sgd {
   void set_step(std::int64_t step) { counter_.set_step(step); }
   /// The momentum buffers by parameter name.
   const std::map<std::string, detail::named_buffers::buffer>& state() const { return momentum_.all(); }
+
+  /// Writes the kind, the options, the step count and the momentum buffers into w.
+  void write_state(safetensors_writer& w) const {
+    w.metadata["optimizer"] = kind;
+    w.metadata["optimizer_step"] = std::to_string(step());
+    w.metadata["momentum"] = detail::exact_text(options_.momentum);
+    w.metadata["dampening"] = detail::exact_text(options_.dampening);
+    w.metadata["weight_decay"] = detail::exact_text(options_.weight_decay);
+    w.metadata["nesterov"] = options_.nesterov ? "true" : "false";
+    detail::write_buffers(w, momentum_.all(), ".momentum_buffer");
+  }
+
+  /// Replaces options, step count and momentum buffers with f's; *this is unchanged when f does
+  /// not fit the parameters of `params`.
+  template <class Params>
+  void read_state(const safetensors_file& f, Params& params) {
+    detail::check_kind(f, kind);
+    sgd restored({.momentum = detail::metadata_number<double>(f, "momentum"),
+                  .dampening = detail::metadata_number<double>(f, "dampening"),
+                  .weight_decay = detail::metadata_number<double>(f, "weight_decay"),
+                  .nesterov = detail::metadata_flag(f, "nesterov")});
+    restored.set_step(detail::metadata_number<std::int64_t>(f, "optimizer_step"));
+    restored.momentum_ = detail::named_buffers::read(f, params, ".momentum_buffer");
+    *this = std::move(restored);
+  }
 
   template <class P, class G>
   void update(const std::string& name, P&& param, const G& grad) {
@@ -151,6 +201,9 @@ struct adagrad_options {
 
 class adagrad {
  public:
+  /// The name of this optimizer in checkpoints (metadata "optimizer").
+  static constexpr const char* kind = "adagrad";
+
   explicit adagrad(const adagrad_options& options = {}) : options_(options) {
     auto bad = [](const char* what, double value) { throw value_error(einlm::detail::concat("adagrad: ", what, ", got ", value)); };
     if (!(options.lr_decay >= 0)) bad("lr_decay must be ≥ 0", options.lr_decay);
@@ -167,6 +220,31 @@ class adagrad {
   void set_step(std::int64_t step) { counter_.set_step(step); }
   /// The sums of squared gradients by parameter name.
   const std::map<std::string, detail::named_buffers::buffer>& state() const { return sums_.all(); }
+
+  /// Writes the kind, the options, the step count and the sums into w.
+  void write_state(safetensors_writer& w) const {
+    w.metadata["optimizer"] = kind;
+    w.metadata["optimizer_step"] = std::to_string(step());
+    w.metadata["lr_decay"] = detail::exact_text(options_.lr_decay);
+    w.metadata["weight_decay"] = detail::exact_text(options_.weight_decay);
+    w.metadata["initial_accumulator_value"] = detail::exact_text(options_.initial_accumulator_value);
+    w.metadata["eps"] = detail::exact_text(options_.eps);
+    detail::write_buffers(w, sums_.all(), ".sum");
+  }
+
+  /// Replaces options, step count and sums with f's; *this is unchanged when f does not fit the
+  /// parameters of `params`.
+  template <class Params>
+  void read_state(const safetensors_file& f, Params& params) {
+    detail::check_kind(f, kind);
+    adagrad restored({.lr_decay = detail::metadata_number<double>(f, "lr_decay"),
+                      .weight_decay = detail::metadata_number<double>(f, "weight_decay"),
+                      .initial_accumulator_value = detail::metadata_number<double>(f, "initial_accumulator_value"),
+                      .eps = detail::metadata_number<double>(f, "eps")});
+    restored.set_step(detail::metadata_number<std::int64_t>(f, "optimizer_step"));
+    restored.sums_ = detail::named_buffers::read(f, params, ".sum");
+    *this = std::move(restored);
+  }
 
   template <class P, class G>
   void update(const std::string& name, P&& param, const G& grad) {

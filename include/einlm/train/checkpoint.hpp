@@ -6,10 +6,15 @@
 //
 // `params` is any object with `for_each_parameter(f)` calling f(name, tensor) for each parameter
 // (a host tensor of float or double; the names are the checkpoint's tensor names, CS336's
-// state-dict convention). Files in `dir`:
+// state-dict convention). `optimizer` is an optim::adamw, optim::sgd or optim::adagrad — any type
+// with write_state(safetensors_writer&) and read_state(const safetensors_file&, params): each
+// optimizer stores and restores its own state (optim/state_io.hpp). Files in `dir`:
 //   model.safetensors       the parameters under their names (loadable by PyTorch's safetensors)
-//   optimizer.safetensors   AdamW's moments as "<name>.exp_avg" / "<name>.exp_avg_sq", its options
-//                           and step count as metadata
+//   optimizer.safetensors   the optimizer's state: metadata "optimizer" = "adamw", "sgd" or
+//                           "adagrad", "optimizer_step" and its options; tensors "<name>.exp_avg"
+//                           and "<name>.exp_avg_sq" (AdamW), "<name>.momentum_buffer" (SGD with
+//                           momentum; none without) or "<name>.sum" (AdaGrad), one per parameter
+//                           updated so far, in the parameter's dtype
 //   state.safetensors       no tensors; the trainer state as metadata ("step", "seed", "data_draw",
 //                           and any extra strings)
 // Every file records the step it belongs to. A save writes each file atomically (temporary file,
@@ -17,24 +22,25 @@
 // A load reads the step from state.safetensors and takes, for each other file, whichever of
 // "<file>" and "<file>.prev" belongs to that step — so a crash at any point of a save leaves the
 // previous checkpoint loadable, and once state.safetensors is replaced the new one is. A
-// checkpoint whose files do not agree, a missing parameter, or a tensor of another shape or dtype
-// is an io_error or shape_error naming the file and the tensor; nothing is modified until every
-// tensor has been checked.
+// checkpoint whose files do not agree, a missing parameter or optimizer buffer, or a tensor of
+// another shape or dtype is an io_error or shape_error naming the file and the tensor; loading
+// into an optimizer of another kind than the one saved is an io_error naming both kinds; nothing
+// is modified until every tensor has been checked.
 #pragma once
 
-#include <charconv>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <string>
 #include <type_traits>
-#include <variant>
 #include <vector>
 
 #include "einlm/core/error.hpp"
 #include "einlm/core/safetensors.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/optim/adamw.hpp"
+#include "einlm/optim/sgd.hpp"
 
 namespace einlm::train {
 
@@ -48,26 +54,8 @@ struct trainer_state {
 
 namespace detail {
 
-/// The number stored as metadata `key` of f (an integer or a floating-point value, whole string).
-template <class N>
-N metadata_number(const safetensors_file& f, const std::string& key) {
-  const auto it = f.metadata().find(key);
-  if (it == f.metadata().end())
-    throw io_error(einlm::detail::concat(f.path(), ": the checkpoint metadata lacks '", key, "'"));
-  const std::string& text = it->second;
-  N value{};
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size())
-    throw io_error(einlm::detail::concat(f.path(), ": metadata '", key, "' is not a number: '", text, "'"));
-  return value;
-}
-
-/// The shortest text that reads back as exactly x.
-inline std::string exact_text(double x) {
-  char buffer[32];
-  const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, x);
-  return std::string(buffer, ec == std::errc{} ? end : buffer);
-}
+using optim::detail::exact_text;
+using optim::detail::metadata_number;
 
 /// Writes `w` to dir/name, keeping the current dir/name as dir/name.prev.
 inline void replace_keeping_previous(const safetensors_writer& w, const std::filesystem::path& dir, const std::string& name) {
@@ -98,9 +86,9 @@ inline safetensors_file open_for_step(const std::filesystem::path& dir, const st
 
 }  // namespace detail
 
-/// Saves parameters, AdamW's state and the trainer state to `dir` (created if missing).
-template <class Params>
-void save_checkpoint(const std::string& dir, Params& params, const optim::adamw& opt, const trainer_state& state) {
+/// Saves parameters, the optimizer's state and the trainer state to `dir` (created if missing).
+template <class Params, class Optimizer>
+void save_checkpoint(const std::string& dir, Params& params, const Optimizer& opt, const trainer_state& state) {
   const std::filesystem::path d(dir);
   std::error_code ec;
   std::filesystem::create_directories(d, ec);
@@ -114,19 +102,7 @@ void save_checkpoint(const std::string& dir, Params& params, const optim::adamw&
 
   safetensors_writer optimizer;
   optimizer.metadata["step"] = step;
-  optimizer.metadata["optimizer"] = "adamw";
-  optimizer.metadata["optimizer_step"] = std::to_string(opt.step());
-  optimizer.metadata["beta1"] = detail::exact_text(opt.options().beta1);
-  optimizer.metadata["beta2"] = detail::exact_text(opt.options().beta2);
-  optimizer.metadata["eps"] = detail::exact_text(opt.options().eps);
-  optimizer.metadata["weight_decay"] = detail::exact_text(opt.options().weight_decay);
-  for (const auto& [name, moments] : opt.state())
-    std::visit(
-        [&, &name = name](const auto& m) {
-          optimizer.add(name + ".exp_avg", m.m);
-          optimizer.add(name + ".exp_avg_sq", m.v);
-        },
-        moments);
+  opt.write_state(optimizer);  // "optimizer" = its kind, its options, step count and buffers
 
   safetensors_writer trainer;
   trainer.metadata = state.extra;
@@ -139,9 +115,10 @@ void save_checkpoint(const std::string& dir, Params& params, const optim::adamw&
   trainer.write((d / "state.safetensors").string());  // the commit point
 }
 
-/// Loads the checkpoint in `dir` into params (and opt, when given); returns the trainer state.
-template <class Params>
-trainer_state load_checkpoint(const std::string& dir, Params& params, optim::adamw* opt = nullptr) {
+/// Loads the checkpoint in `dir` into params (and opt, when given: an optim::adamw, optim::sgd or
+/// optim::adagrad of the kind the checkpoint was saved from); returns the trainer state.
+template <class Params, class Optimizer = optim::adamw>
+trainer_state load_checkpoint(const std::string& dir, Params& params, Optimizer* opt = nullptr) {
   const std::filesystem::path d(dir);
   const safetensors_file state_file((d / "state.safetensors").string());
   trainer_state state;
@@ -156,24 +133,16 @@ trainer_state load_checkpoint(const std::string& dir, Params& params, optim::ada
   params.for_each_parameter([&](const std::string& name, const auto& t) { model.check_fits(name, t); });
   if (opt) {
     const safetensors_file optimizer = detail::open_for_step(d, "optimizer.safetensors", state.step);
-    optim::adamw restored({.beta1 = detail::metadata_number<double>(optimizer, "beta1"),
-                           .beta2 = detail::metadata_number<double>(optimizer, "beta2"),
-                           .eps = detail::metadata_number<double>(optimizer, "eps"),
-                           .weight_decay = detail::metadata_number<double>(optimizer, "weight_decay")});
-    restored.set_step(detail::metadata_number<std::int64_t>(optimizer, "optimizer_step"));
-    params.for_each_parameter([&](const std::string& name, const auto& t) {
-      using T = typename std::remove_cvref_t<decltype(t)>::value_type;
-      if (!optimizer.contains(name + ".exp_avg")) return;  // never updated (frozen so far)
-      optim::adamw_moments<T> m{optimizer.load<T, dims<1>>(name + ".exp_avg"), optimizer.load<T, dims<1>>(name + ".exp_avg_sq")};
-      if (m.m.size() != t.size() || m.v.size() != t.size())
-        throw shape_error(einlm::detail::concat(optimizer.path(), ": the moments of '", name, "' have ", m.m.size(),
-                                                " elements, the parameter ", t.size()));
-      restored.state().emplace(name, std::move(m));
-    });
-    *opt = std::move(restored);
+    opt->read_state(optimizer, params);  // checks all of its state before replacing *opt
   }
   params.for_each_parameter([&](const std::string& name, auto& t) { model.load_into(name, t); });
   return state;
+}
+
+/// The same without an optimizer (the parameters and the trainer state only).
+template <class Params>
+trainer_state load_checkpoint(const std::string& dir, Params& params, std::nullptr_t) {
+  return load_checkpoint(dir, params, static_cast<optim::adamw*>(nullptr));
 }
 
 }  // namespace einlm::train

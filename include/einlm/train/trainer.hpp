@@ -1,6 +1,6 @@
 // einlm/train/trainer.hpp — the training loop of a language model: batches, forward + backward,
-// NaN/inf stop, global-norm clipping, AdamW with a cosine schedule and parameter groups,
-// validation, progress, JSONL metrics and checkpoints (with resume).
+// NaN/inf stop, global-norm clipping, AdamW, SGD with momentum or AdaGrad with a cosine schedule
+// and parameter groups, validation, progress, JSONL metrics and checkpoints (with resume).
 //
 //   train::trainer_options o{.steps = 2000, .batch_size = 32, .context_length = 256, .max_lr = 1e-3,
 //                            .out_dir = "runs/tiny"};
@@ -12,9 +12,12 @@
 // zeroed; loss; a loss or gradient norm that is NaN or infinite stops training with a
 // training_error naming the step, before the parameters are touched, so the last checkpoint in
 // out_dir stays the last good state; gradients clipped to grad_clip (global L2 norm, CS336
-// semantics; 0 = no clipping, the norm is still reported); AdamW at the learning rate of
-// cosine_schedule{max_lr, min_lr, warmup_steps, steps}(step), with no weight decay for norm gains
-// and embeddings unless decay_all is set.
+// semantics; 0 = no clipping, the norm is still reported); one step of the optimizer chosen by
+// `optimizer` (optim::adamw, default; optim::sgd; optim::adagrad — each with its options from
+// trainer_options) at the learning rate of cosine_schedule{max_lr, min_lr, warmup_steps,
+// steps}(step), with weight_decay (AdamW's decoupled decay, SGD's and AdaGrad's L2 term) except on
+// norm gains and embeddings unless decay_all is set. The trainer adds nothing to the update: a step
+// equals the optimizer's own begin_step(lr) and update(name, w, g, decay) on the clipped gradients.
 //
 // Every log_every steps (and at the last) a line goes to `log`: step, loss, learning rate,
 // gradient norm, tokens/s, MFU (when flops_per_step and peak_flops are given) and ETA — drawn
@@ -24,16 +27,18 @@
 // a checkpoint (train/checkpoint.hpp) every checkpoint_every steps and at the end, and at the end
 // loss.png, the training and validation curves of metrics.jsonl (the whole run, resumes
 // included; train/plot.hpp). With resume_dir set, training continues from that checkpoint: the
-// step, the data draw, the seed and the AdamW state are restored, so the continued run equals an
-// uninterrupted one (bit for bit on the CPU).
+// step, the data draw, the seed and the optimizer's state (its options and step count included:
+// the checkpoint's settings win over trainer_options') are restored, so the continued run equals
+// an uninterrupted one (bit for bit on the CPU). Resuming with another optimizer than the one the
+// checkpoint was saved from is an io_error naming both.
 //
 // Precision (trainer_options::precision): fp32 trains `model` itself. bf16_mixed is mixed precision:
 // `model` (float) holds the master weights, and a working copy Model::rebind<bf16> (as
 // nn::transformer_lm has) runs forward and backward with bf16 weights, activations and gradients,
 // computing in float. Each step the working copy's weights are refreshed from the masters
 // (rounded to nearest even), its gradients are converted back into `model`'s (exact), and the
-// loss check, clipping and the optimizer (whose state is float) act on the masters — so updates
-// smaller than a bf16 ulp are not lost. Validation runs the working copy (the model as trained);
+// loss check, clipping and the optimizer (any of the three; its state is float) act on the
+// masters — so updates smaller than a bf16 ulp are not lost. Validation runs the working copy (the model as trained);
 // checkpoints hold the float masters, so a run resumes bit for bit in either precision and
 // every einlm-lm command loads the result. A model without rebind<bf16> is a value_error.
 //
@@ -51,6 +56,7 @@
 #include <fstream>
 #include <ostream>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "einlm/core/error.hpp"
@@ -59,6 +65,7 @@
 #include "einlm/optim/adamw.hpp"
 #include "einlm/optim/clip.hpp"
 #include "einlm/optim/schedule.hpp"
+#include "einlm/optim/sgd.hpp"
 #include "einlm/train/checkpoint.hpp"
 #include "einlm/train/config_json.hpp"
 #include "einlm/train/data.hpp"
@@ -80,6 +87,25 @@ inline nn::precision precision_from_string(const std::string& s) {
   throw value_error(einlm::detail::concat("precision must be \"fp32\" or \"bf16\", got \"", s, "\""));
 }
 
+/// The optimizer train::fit runs.
+enum class optimizer_kind { adamw, sgd, adagrad };
+
+/// "adamw", "sgd" or "adagrad" (the names checkpoints record).
+inline const char* optimizer_name(optimizer_kind k) {
+  switch (k) {
+    case optimizer_kind::sgd: return optim::sgd::kind;
+    case optimizer_kind::adagrad: return optim::adagrad::kind;
+    default: return optim::adamw::kind;
+  }
+}
+
+/// "adamw", "sgd" or "adagrad" as an optimizer_kind; anything else is a value_error.
+inline optimizer_kind optimizer_from_string(const std::string& s) {
+  for (const auto k : {optimizer_kind::adamw, optimizer_kind::sgd, optimizer_kind::adagrad})
+    if (s == optimizer_name(k)) return k;
+  throw value_error(einlm::detail::concat("optimizer must be \"adamw\", \"sgd\" or \"adagrad\", got \"", s, "\""));
+}
+
 struct trainer_options {
   std::int64_t steps = 1000;             // total optimizer steps (a resumed run continues to it)
   index_t batch_size = 16;
@@ -87,8 +113,13 @@ struct trainer_options {
   double max_lr = 1e-3;
   double min_lr = 1e-4;
   std::int64_t warmup_steps = 100;
-  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
-  double weight_decay = 0.1;
+  optimizer_kind optimizer = optimizer_kind::adamw;
+  double beta1 = 0.9, beta2 = 0.95;      // AdamW
+  double eps = 1e-8;                     // AdamW's and AdaGrad's ε
+  double momentum = 0.0, dampening = 0.0;  // SGD (torch.optim.SGD's meaning; 0: plain SGD)
+  bool nesterov = false;                 // SGD: Nesterov momentum (momentum > 0, no dampening)
+  double lr_decay = 0.0, initial_accumulator_value = 0.0;  // AdaGrad
+  double weight_decay = 0.1;             // AdamW: decoupled; SGD, AdaGrad: added to the gradient
   bool decay_all = false;                // also decay norm gains and embeddings
   double grad_clip = 1.0;                // 0: no clipping
   double z_loss = 0.0;
@@ -169,6 +200,23 @@ double evaluate(Model& model, const token_dataset& data, index_t batch_size, ind
 
 namespace detail {
 
+/// The optimizer of a run, one of the three.
+using any_optimizer = std::variant<optim::adamw, optim::sgd, optim::adagrad>;
+
+/// The optimizer `o` asks for, with its options (value_error for invalid ones).
+inline any_optimizer make_optimizer(const trainer_options& o) {
+  switch (o.optimizer) {
+    case optimizer_kind::sgd:
+      return optim::sgd({.momentum = o.momentum, .dampening = o.dampening, .weight_decay = o.weight_decay,
+                         .nesterov = o.nesterov});
+    case optimizer_kind::adagrad:
+      return optim::adagrad({.lr_decay = o.lr_decay, .weight_decay = o.weight_decay,
+                             .initial_accumulator_value = o.initial_accumulator_value, .eps = o.eps});
+    default:
+      return optim::adamw({.beta1 = o.beta1, .beta2 = o.beta2, .eps = o.eps, .weight_decay = o.weight_decay});
+  }
+}
+
 /// The loop of fit: `work` runs forward and backward — `model` itself (fp32), or its bf16 working
 /// copy whose weights follow `model`'s (mixed precision).
 template <class Model, class Work>
@@ -189,10 +237,10 @@ fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const 
                                             " exceeds the model's context_length ", model.config().context_length));
   const optim::cosine_schedule schedule{o.max_lr, o.min_lr, o.warmup_steps, std::max(o.steps, o.warmup_steps)};
   schedule.check();
-  optim::adamw opt({.beta1 = o.beta1, .beta2 = o.beta2, .eps = o.eps, .weight_decay = o.weight_decay});
+  any_optimizer optimizer = make_optimizer(o);
   trainer_state state{.step = 0, .seed = o.seed, .data_draw = 0};
   if (!o.resume_dir.empty()) {
-    state = load_checkpoint(o.resume_dir, model, &opt);
+    state = std::visit([&](auto& opt) { return load_checkpoint(o.resume_dir, model, &opt); }, optimizer);
     log << "resumed from " << o.resume_dir << " at step " << state.step << "\n";
   }
   std::ofstream metrics;
@@ -210,7 +258,7 @@ fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const 
   }
   auto checkpoint = [&] {
     if (o.out_dir.empty()) return;
-    save_checkpoint(o.out_dir, model, opt, state);
+    std::visit([&](const auto& opt) { save_checkpoint(o.out_dir, model, opt, state); }, optimizer);
   };
 
   fit_result result;
@@ -251,11 +299,15 @@ fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const 
           o.out_dir.empty() ? std::string() : einlm::detail::concat("; the last checkpoint in ", o.out_dir, " is intact")));
     }
     const double lr = schedule(state.step);
-    opt.begin_step(lr);
-    model.for_each_parameter_and_gradient([&](const std::string& name, auto& w, auto& g) {
-      const bool exempt = !o.decay_all && (w.extents().rank() == 1 || name == "token_embeddings.weight");
-      opt.update(name, w, g, exempt ? 0.0 : o.weight_decay);
-    });
+    std::visit(
+        [&](auto& opt) {
+          opt.begin_step(lr);
+          model.for_each_parameter_and_gradient([&](const std::string& name, auto& w, auto& g) {
+            const bool exempt = !o.decay_all && (w.extents().rank() == 1 || name == "token_embeddings.weight");
+            opt.update(name, w, g, exempt ? 0.0 : o.weight_decay);
+          });
+        },
+        optimizer);
     if constexpr (mixed) {
       if constexpr (requires { model.update_router_biases(work.routing_stats()); })
         model.update_router_biases(work.routing_stats());
