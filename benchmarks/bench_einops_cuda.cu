@@ -18,6 +18,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "bench_cuda_support.cuh"
 #include "bench_support.hpp"
 #include "einlm/einops.hpp"
 #include "einlm/einlm.hpp"
@@ -51,28 +52,6 @@ struct buffers {
   }
 };
 
-// Times `body` with events on the default executor's stream; bytes = read + written.
-template <class F>
-void timed(benchmark::State& state, double bytes, F body) {
-  cudaEvent_t start, stop;
-  EINLM_CUDA_CHECK(cudaEventCreate(&start));
-  EINLM_CUDA_CHECK(cudaEventCreate(&stop));
-  const cudaStream_t s = default_cuda_executor().stream();
-  body();  // warm-up
-  for (auto _ : state) {
-    EINLM_CUDA_CHECK(cudaEventRecord(start, s));
-    body();
-    EINLM_CUDA_CHECK(cudaEventRecord(stop, s));
-    EINLM_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    EINLM_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    state.SetIterationTime(static_cast<double>(ms) / 1e3);
-  }
-  EINLM_CUDA_CHECK(cudaEventDestroy(start));
-  EINLM_CUDA_CHECK(cudaEventDestroy(stop));
-  state.counters["bytes_per_second"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
-}
-
 // The device result against the CPU executor's on the same input: exits on a mismatch.
 template <class Dev, class Host>
 void verify(const char* name, const Dev& gpu, const Host& cpu, double tolerance) {
@@ -90,7 +69,7 @@ void verify(const char* name, const Dev& gpu, const Host& cpu, double tolerance)
 void copy_roof(benchmark::State& state) {
   auto& b = buffers::get();
   const cudaStream_t s = default_cuda_executor().stream();
-  timed(state, 2 * b.bytes(), [&] {
+  bench::timed_bytes(state, 2 * b.bytes(), [&] {
     EINLM_CUDA_CHECK(cudaMemcpyAsync(b.out.data(), b.in.data(), b.in.bytes(), cudaMemcpyDeviceToDevice, s));
   });
 }
@@ -98,36 +77,36 @@ void copy_roof(benchmark::State& state) {
 void transpose_ab(benchmark::State& state) {
   auto& b = buffers::get();
   auto out = b.out2();
-  timed(state, 2 * b.bytes(), [&] { assign(out, rearrange<"a b -> b a">(b.in2())); });
+  bench::timed_bytes(state, 2 * b.bytes(), [&] { assign(out, rearrange<"a b -> b a">(b.in2())); });
 }
 
 void transpose_bhsd(benchmark::State& state) {
   auto& b = buffers::get();
   const index_t s = side() * side() / (16 * 32 * 64);
   auto out = b.out4(16, s, 32, 64);
-  timed(state, 2 * b.bytes(), [&] { assign(out, rearrange<"b h s d -> b s h d">(b.in4(16, 32, s, 64))); });
+  bench::timed_bytes(state, 2 * b.bytes(), [&] { assign(out, rearrange<"b h s d -> b s h d">(b.in4(16, 32, s, 64))); });
 }
 
 void transpose_bchw(benchmark::State& state) {
   auto& b = buffers::get();
   const index_t w = side() * side() / (8 * 64 * 128);
   auto out = b.out4(8, 128, w, 64);
-  timed(state, 2 * b.bytes(), [&] { assign(out, rearrange<"b c h w -> b h w c">(b.in4(8, 64, 128, w))); });
+  bench::timed_bytes(state, 2 * b.bytes(), [&] { assign(out, rearrange<"b c h w -> b h w c">(b.in4(8, 64, 128, w))); });
 }
 
 void reduce_last(benchmark::State& state) {
   auto& b = buffers::get();
-  timed(state, b.bytes() + static_cast<double>(b.sums.bytes()), [&] { assign(b.sums, reduce<"a b -> a", "sum">(b.in2())); });
+  bench::timed_bytes(state, b.bytes() + static_cast<double>(b.sums.bytes()), [&] { assign(b.sums, reduce<"a b -> a", "sum">(b.in2())); });
 }
 
 void reduce_all(benchmark::State& state) {
   auto& b = buffers::get();
-  timed(state, b.bytes(), [&] { assign(b.total, reduce<"a b ->", "sum">(b.in2())); });
+  bench::timed_bytes(state, b.bytes(), [&] { assign(b.total, reduce<"a b ->", "sum">(b.in2())); });
 }
 
 void reduce_first(benchmark::State& state) {
   auto& b = buffers::get();
-  timed(state, b.bytes() + static_cast<double>(b.sums.bytes()), [&] { assign(b.sums, reduce<"a b -> b", "sum">(b.in2())); });
+  bench::timed_bytes(state, b.bytes() + static_cast<double>(b.sums.bytes()), [&] { assign(b.sums, reduce<"a b -> b", "sum">(b.in2())); });
 }
 
 // Each kernel's result once, before timing.

@@ -8,6 +8,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "bench_cuda_support.cuh"
 #include "bench_support.hpp"
 #include "einlm/einlm.hpp"
 
@@ -34,33 +35,12 @@ struct device_chain {
   }
 };
 
-// Times `body` with events on the default executor's stream; bytes = read + written.
-template <class F>
-void timed(benchmark::State& state, double bytes, F body) {
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  const cudaStream_t s = default_cuda_executor().stream();
-  for (auto _ : state) {
-    cudaEventRecord(start, s);
-    body();
-    cudaEventRecord(stop, s);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    state.SetIterationTime(static_cast<double>(ms) / 1e3);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  state.counters["bytes_per_second"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
-}
-
 template <class T>
 void copy_roof(benchmark::State& state) {
   auto& d = device_chain<T>::get();
   const std::size_t bytes = static_cast<std::size_t>(elements()) * sizeof(T);
   const cudaStream_t s = default_cuda_executor().stream();
-  timed(state, 4.0 * static_cast<double>(bytes), [&] {
+  bench::timed_bytes(state, 4.0 * static_cast<double>(bytes), [&] {
     cudaMemcpyAsync(d.t1.data(), d.a.data(), bytes, cudaMemcpyDeviceToDevice, s);
     cudaMemcpyAsync(d.t2.data(), d.b.data(), bytes, cudaMemcpyDeviceToDevice, s);
   });
@@ -70,14 +50,14 @@ template <class T>
 void fused(benchmark::State& state) {
   auto& d = device_chain<T>::get();
   auto& ex = default_cuda_executor();
-  timed(state, 4.0 * static_cast<double>(elements()) * sizeof(T), [&] { ex.assign(d.y, silu(d.a) * d.b + d.c); });
+  bench::timed_bytes(state, 4.0 * static_cast<double>(elements()) * sizeof(T), [&] { ex.assign(d.y, silu(d.a) * d.b + d.c); });
 }
 
 template <class T>
 void op_by_op(benchmark::State& state) {
   auto& d = device_chain<T>::get();
   auto& ex = default_cuda_executor();
-  timed(state, 4.0 * static_cast<double>(elements()) * sizeof(T), [&] {
+  bench::timed_bytes(state, 4.0 * static_cast<double>(elements()) * sizeof(T), [&] {
     ex.assign(d.t1, silu(d.a));
     ex.assign(d.t2, d.t1 * d.b);
     ex.assign(d.y, d.t2 + d.c);

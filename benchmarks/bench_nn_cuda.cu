@@ -16,6 +16,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "bench_cuda_support.cuh"
 #include "bench_support.hpp"
 #include "einlm/einlm.hpp"
 #include "einlm/nn/cuda_kernels.cuh"
@@ -62,58 +63,37 @@ struct ce_data {
   }
 };
 
-// Times `body` with events on the default executor's stream; bytes = read + written.
-template <class F>
-void timed(benchmark::State& state, double bytes, F body) {
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  const cudaStream_t s = default_cuda_executor().stream();
-  for (auto _ : state) {
-    cudaEventRecord(start, s);
-    body();
-    cudaEventRecord(stop, s);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    state.SetIterationTime(static_cast<double>(ms) / 1e3);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  state.counters["bytes_per_second"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
-}
-
 template <class T>
 void norm_copy(benchmark::State& state) {
   auto& d = norm_data<T>::get();
   const cudaStream_t s = default_cuda_executor().stream();
-  timed(state, 2.0 * static_cast<double>(d.x.bytes()),
+  bench::timed_bytes(state, 2.0 * static_cast<double>(d.x.bytes()),
         [&] { cudaMemcpyAsync(d.copy.data(), d.x.data(), d.x.bytes(), cudaMemcpyDeviceToDevice, s); });
 }
 
 template <class T>
 void norm_forward(benchmark::State& state) {
   auto& d = norm_data<T>::get();
-  timed(state, 2.0 * static_cast<double>(d.x.bytes()), [&] { benchmark::DoNotOptimize(nn::fused_rms_norm(d.x, d.gain)); });
+  bench::timed_bytes(state, 2.0 * static_cast<double>(d.x.bytes()), [&] { benchmark::DoNotOptimize(nn::fused_rms_norm(d.x, d.gain)); });
 }
 
 template <class T>
 void norm_backward(benchmark::State& state) {
   auto& d = norm_data<T>::get();
-  timed(state, 3.0 * static_cast<double>(d.x.bytes()),
+  bench::timed_bytes(state, 3.0 * static_cast<double>(d.x.bytes()),
         [&] { benchmark::DoNotOptimize(nn::fused_rms_norm_backward(d.x, d.gain, d.dy)); });
 }
 
 void ce_copy(benchmark::State& state) {
   auto& d = ce_data::get();
   const cudaStream_t s = default_cuda_executor().stream();
-  timed(state, 2.0 * static_cast<double>(d.logits.bytes()),
+  bench::timed_bytes(state, 2.0 * static_cast<double>(d.logits.bytes()),
         [&] { cudaMemcpyAsync(d.copy.data(), d.logits.data(), d.logits.bytes(), cudaMemcpyDeviceToDevice, s); });
 }
 
 void ce_forward_backward(benchmark::State& state) {
   auto& d = ce_data::get();
-  timed(state, 2.0 * static_cast<double>(d.logits.bytes()),
+  bench::timed_bytes(state, 2.0 * static_cast<double>(d.logits.bytes()),
         [&] { benchmark::DoNotOptimize(nn::fused_cross_entropy_with_grad(d.logits, d.targets, 1e-4)); });
 }
 
@@ -155,7 +135,7 @@ void adamw_copy(benchmark::State& state) {
   const cudaStream_t s = default_cuda_executor().stream();
   const auto bytes = static_cast<std::size_t>(d.total) * sizeof(float);
   // 28 bytes per parameter moved as 3.5 copies of the parameters' bytes (each copy reads and writes).
-  timed(state, 28.0 * static_cast<double>(d.total), [&] {
+  bench::timed_bytes(state, 28.0 * static_cast<double>(d.total), [&] {
     for (int i = 0; i < 3; ++i) cudaMemcpyAsync(d.copy_to.data(), d.copy_from.data(), bytes, cudaMemcpyDeviceToDevice, s);
     cudaMemcpyAsync(d.copy_to.data(), d.copy_from.data(), bytes / 2, cudaMemcpyDeviceToDevice, s);
   });
@@ -164,7 +144,7 @@ void adamw_copy(benchmark::State& state) {
 void adamw_step(benchmark::State& state) {
   auto& d = adamw_data::get();
   optim::adamw_cuda opt({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
-  timed(state, 28.0 * static_cast<double>(d.total), [&] {
+  bench::timed_bytes(state, 28.0 * static_cast<double>(d.total), [&] {
     opt.begin_step(1e-4);
     for (std::size_t i = 0; i < d.params.size(); ++i) opt.update(d.names[i], d.params[i], d.grads[i]);
     opt.end_step();

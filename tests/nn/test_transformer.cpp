@@ -19,24 +19,21 @@
 #include "einlm/optim/adamw.hpp"
 #include "support/check.hpp"
 #include "support/max_abs_diff.hpp"
+#include "support/training_data.hpp"
 
 using namespace einlm;
 using test::max_abs_diff;
 
 namespace {
 
+/// Token ids (B, S) from Philox stream (1234, stream).
+tensor<std::int64_t, dims<2>> random_tokens(index_t B, index_t S, std::int64_t vocab, std::uint64_t stream) {
+  return test::random_tokens(B, S, vocab, 1234, stream);
+}
+
 nn::transformer_config small_config() {
   return {.vocab_size = 23, .context_length = 16, .d_model = 16, .num_layers = 2, .num_heads = 4,
           .num_kv_heads = 2, .d_ff = 24};
-}
-
-/// Token ids (B, S) from Philox stream `stream`.
-tensor<std::int64_t, dims<2>> random_tokens(index_t B, index_t S, std::int64_t vocab, std::uint64_t stream) {
-  tensor<std::int64_t, dims<2>> t(B, S);  // (B, S)
-  const random_stream g{1234, stream};
-  for (index_t i = 0; i < B * S; ++i)
-    t.data()[i] = std::min<std::int64_t>(vocab - 1, static_cast<std::int64_t>(uniform_at<double>(g, static_cast<std::uint64_t>(i)) * vocab));
-  return t;
 }
 
 }  // namespace

@@ -23,11 +23,17 @@
 #include "einlm/train/trainer.hpp"
 #include "support/check.hpp"
 #include "support/max_abs_diff.hpp"
+#include "support/training_data.hpp"
 
 using namespace einlm;
 using test::max_abs_diff;
 
 namespace {
+
+/// Token ids (B, S) from Philox stream (4321, stream).
+tensor<std::int64_t, dims<2>> random_tokens(index_t B, index_t S, std::int64_t vocab, std::uint64_t stream) {
+  return test::random_tokens(B, S, vocab, 4321, stream);
+}
 
 /// Layer 0 dense, layers 1 and 2 MoE: 4 experts of 6, top-2, one shared expert.
 nn::moe_config tiny_moe(nn::router_kind router) {
@@ -42,14 +48,6 @@ nn::moe_config tiny_moe(nn::router_kind router) {
           .aux_loss_coef = 0.05,
           .z_loss_coef = 1e-2,
           .seq_aux_loss_coef = router == nn::router_kind::sigmoid ? 0.05 : 0.0};
-}
-
-tensor<std::int64_t, dims<2>> random_tokens(index_t B, index_t S, std::int64_t vocab, std::uint64_t stream) {
-  tensor<std::int64_t, dims<2>> t(B, S);  // (B, S)
-  const random_stream g{4321, stream};
-  for (index_t i = 0; i < B * S; ++i)
-    t.data()[i] = std::min<std::int64_t>(vocab - 1, static_cast<std::int64_t>(uniform_at<double>(g, static_cast<std::uint64_t>(i)) * vocab));
-  return t;
 }
 
 /// Copies every parameter of `from` into `to` (same names and shapes).

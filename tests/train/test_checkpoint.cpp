@@ -14,16 +14,13 @@
 #include "einlm/optim/adamw.hpp"
 #include "einlm/optim/sgd.hpp"
 #include "einlm/train/checkpoint.hpp"
+#include "support/training_data.hpp"
 
 using namespace einlm;
 
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  const auto d = std::filesystem::path(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") / ("einlm_test_ckpt_" + name);
-  std::filesystem::remove_all(d);
-  return d.string();
-}
+std::string temp_dir(const std::string& name) { return test::fresh_temp_dir("ckpt_" + name); }
 
 /// A linear model y = W x + b with CS336-style parameter names.
 struct linear_model {

@@ -16,29 +16,22 @@
 #include "einlm/nn/transformer.hpp"
 #include "einlm/train/trainer.hpp"
 #include "support/check.hpp"
+#include "support/training_data.hpp"
 
 using namespace einlm;
 
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  const auto d = std::filesystem::path(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") / ("einlm_test_mixed_" + name);
-  std::filesystem::remove_all(d);
-  return d.string();
+std::string temp_dir(const std::string& name) { return test::fresh_temp_dir("mixed_" + name); }
+
+/// Token ids (B, S) from Philox stream (77, stream).
+tensor<std::int64_t, dims<2>> random_tokens(index_t B, index_t S, std::int64_t vocab, std::uint64_t stream) {
+  return test::random_tokens(B, S, vocab, 77, stream);
 }
 
 nn::transformer_config test_config() {
   return {.vocab_size = 97, .context_length = 32, .d_model = 64, .num_layers = 2, .num_heads = 4, .num_kv_heads = 2,
           .d_ff = 160, .qk_norm = true};
-}
-
-/// Token ids (B, S) from Philox stream `stream`.
-tensor<std::int64_t, dims<2>> random_tokens(index_t B, index_t S, std::int64_t vocab, std::uint64_t stream) {
-  tensor<std::int64_t, dims<2>> t(B, S);  // (B, S)
-  const random_stream g{77, stream};
-  for (index_t i = 0; i < B * S; ++i)
-    t.data()[i] = std::min<std::int64_t>(vocab - 1, static_cast<std::int64_t>(uniform_at<double>(g, static_cast<std::uint64_t>(i)) * vocab));
-  return t;
 }
 
 /// Every tensor of a parameter set as doubles, by name.

@@ -18,32 +18,19 @@
 #include "einlm/train/config_json.hpp"
 #include "einlm/train/trainer.hpp"
 #include "support/check.hpp"
+#include "support/training_data.hpp"
 
 using namespace einlm;
+using test::synthetic_bytes;
+using test::same_parameters;
 
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  const auto d = std::filesystem::path(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") / ("einlm_test_trainer_" + name);
-  std::filesystem::remove_all(d);
-  return d.string();
-}
+std::string temp_dir(const std::string& name) { return test::fresh_temp_dir("trainer_" + name); }
 
 nn::transformer_config byte_config() {
   return {.vocab_size = 256, .context_length = 32, .d_model = 32, .num_layers = 2, .num_heads = 4,
           .num_kv_heads = 2, .d_ff = 64};
-}
-
-/// A deterministic pseudo-text of bytes (for runs that do not need the fixtures).
-train::token_dataset synthetic_bytes(std::size_t n) {
-  std::vector<std::uint32_t> ids(n);
-  const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat ", "and ", "dog ", "ran ", ". "};
-  std::size_t i = 0, w = 0;
-  while (i < n) {
-    for (const char* c = words[(w * 7 + w / 3) % 10]; *c && i < n; ++c) ids[i++] = static_cast<unsigned char>(*c);
-    ++w;
-  }
-  return train::token_dataset::from_ids(std::move(ids), "synthetic");
 }
 
 std::string read_text(const std::string& path) {
@@ -51,14 +38,6 @@ std::string read_text(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
-}
-
-template <class A, class B>
-bool same_parameters(const A& a, const B& b) {
-  std::vector<std::vector<float>> x, y;
-  a.for_each_parameter([&](const std::string&, const auto& t) { x.emplace_back(t.data(), t.data() + t.size()); });
-  b.for_each_parameter([&](const std::string&, const auto& t) { y.emplace_back(t.data(), t.data() + t.size()); });
-  return x == y;
 }
 
 }  // namespace

@@ -359,6 +359,17 @@ index_t last_extent(const E& e) {
   return E::rank() == 0 ? 1 : e.extent(E::rank() - 1);
 }
 
+/// The feature length D of x (…, D), after checking that the gain (D,) matches it.
+template <class T, class E>
+index_t checked_features(const char* who, const tensor<T, E, device>& x, const tensor<T, dims<1>, device>& gain) {
+  static_assert(E::rank() >= 1, "einlm fused RMSNorm: x needs a feature axis (…, D)");
+  const index_t D = last_extent(x.extents());
+  if (gain.extent(0) != D)
+    throw shape_error(einlm::detail::concat(who, ": gain of shape ", shape_string(gain.extents()), " does not match x of shape ",
+                                            shape_string(x.extents())));
+  return D;
+}
+
 }  // namespace detail::fused
 
 /// The gradients of fused_rms_norm.
@@ -380,11 +391,7 @@ template <class T, class E>
 tensor<T, E, device> fused_rms_norm(const tensor<T, E, device>& x, const tensor<T, dims<1>, device>& gain, double eps = 1e-5,
                                     cudaStream_t stream = default_cuda_executor().stream()) {
   detail::fused::check_storage<T>();
-  static_assert(E::rank() >= 1, "fused_rms_norm: x needs a feature axis (…, D)");
-  const index_t D = detail::fused::last_extent(x.extents());
-  if (gain.extent(0) != D)
-    throw shape_error(einlm::detail::concat("fused_rms_norm: gain of shape ", shape_string(gain.extents()),
-                                            " does not match x of shape ", shape_string(x.extents())));
+  const index_t D = detail::fused::checked_features("fused_rms_norm", x, gain);
   tensor<T, E, device> y(x.extents());  // (…, D)
   const index_t rows = D == 0 ? 0 : x.size() / D;
   if (rows == 0) return y;
@@ -407,11 +414,7 @@ fused_rms_norm_grads<T, E> fused_rms_norm_backward(const tensor<T, E, device>& x
                                                    const tensor<T, E, device>& dy, double eps = 1e-5,
                                                    cudaStream_t stream = default_cuda_executor().stream()) {
   detail::fused::check_storage<T>();
-  static_assert(E::rank() >= 1, "fused_rms_norm_backward: x needs a feature axis (…, D)");
-  const index_t D = detail::fused::last_extent(x.extents());
-  if (gain.extent(0) != D)
-    throw shape_error(einlm::detail::concat("fused_rms_norm_backward: gain of shape ", shape_string(gain.extents()),
-                                            " does not match x of shape ", shape_string(x.extents())));
+  const index_t D = detail::fused::checked_features("fused_rms_norm_backward", x, gain);
   if (to_array(dy.extents()) != to_array(x.extents()))
     throw shape_error(einlm::detail::concat("fused_rms_norm_backward: dy of shape ", shape_string(dy.extents()),
                                             " does not match x of shape ", shape_string(x.extents())));
