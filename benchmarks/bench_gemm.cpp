@@ -5,7 +5,9 @@
 //   own + epilogue the own kernel with bias and GELU fused into its stores
 //   blas + pass    einlm's BLAS backend with the same epilogue as a second, threaded pass
 //   cblas_sgemm    OpenBLAS called directly (the baseline; a loop over the batch when batched)
-//   own bf16       the own kernel on bf16 inputs and output (no BLAS has them)
+//   own bf16       the own kernel on bf16 inputs and output (no BLAS has them): the bf16 pair
+//                  kernel (vdpbf16ps) on a CPU with AVX-512 BF16, else the widening float kernel;
+//                  set beside the own fp32 kernel and beside cblas_sgemm (what a float model pays)
 // Shapes: 512³; 2048 tokens × 768 × 768 (a GPT-2-small projection); a batch of 8 attention-like
 // products (256 × 256)·(256 × 64). Rates count 2·M·N·K flops per matrix. Without a BLAS in the
 // build, only the own kernel runs. On a machine shared with other work, run it with
@@ -123,6 +125,7 @@ std::vector<bench::ratio_row> register_all() {
       rows.push_back({"own / cblas_sgemm, " + n, key("own"), key("cblas_sgemm"), 0.7});
       rows.push_back({"einlm blas backend / cblas_sgemm, " + n, key("einlm_blas"), key("cblas_sgemm"), 0.9});
       rows.push_back({"own + bias,gelu / blas + pass, " + n, key("own_bias_gelu"), key("einlm_blas_bias_gelu"), 0.7});
+      rows.push_back({"own bf16 / cblas_sgemm, " + n, key("own_bf16"), key("cblas_sgemm"), 1.0});
     }
     rows.push_back({"own bf16 / own fp32, " + n, key("own_bf16"), key("own"), 0.8});
   }
@@ -132,7 +135,13 @@ std::vector<bench::ratio_row> register_all() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::printf("einlm CPU GEMM benchmark: BLAS %s, %d-lane packets\n", gemm_has_blas ? "on" : "off", simd::width);
+#if EINLM_GEMM_HAS_BF16_DOT
+  const bool bf16_pairs = detail::cpu_has_bf16_dot();
+#else
+  const bool bf16_pairs = false;
+#endif
+  std::printf("einlm CPU GEMM benchmark: BLAS %s, %d-lane packets, bf16 %s\n", gemm_has_blas ? "on" : "off",
+              simd::width, bf16_pairs ? "pair kernel (AVX-512 BF16)" : "widened to float");
   const auto rows = register_all();
   return bench::run_and_summarise(argc, argv, rows, {"flops_per_second", "GFLOP/s", 1e9});
 }

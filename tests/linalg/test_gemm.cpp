@@ -121,6 +121,16 @@ TEST_CASE("every micro-kernel of this build: the packets', and those chosen at r
     }
 #endif
 #endif
+    // bf16: the widening kernel (packets), and the bf16 pair kernel where the CPU has AVX-512 BF16.
+    const gemm_problem<bf16, bf16> pb(c, seed++);
+    const gemm_problem<bf16, float> pbf(c, seed++);
+    run_with(detail::cpu_gemm_tiles<float>{}, pb, "packet kernel, bf16");
+#if EINLM_GEMM_HAS_BF16_DOT
+    if (detail::cpu_has_bf16_dot()) {
+      run_with(detail::cpu_gemm_tiles_bf16_dot{}, pb, "bf16 pair kernel, bf16 output");
+      run_with(detail::cpu_gemm_tiles_bf16_dot{}, pbf, "bf16 pair kernel, float output");
+    }
+#endif
   }
 }
 
@@ -141,6 +151,33 @@ TEST_CASE("large problems: several K panels, several row blocks and column group
   if (gemm_has_blas) p.check_agree(own, run_cpu(p, gemm_backend::blas), "own and blas agree, large");
   const gemm_problem<bf16, bf16> q(c, 8);
   q.check(run_cpu(q, gemm_backend::own), "own bf16, large");
+}
+
+TEST_CASE("bf16 with K past one panel of every kernel, odd K, float and bf16 outputs") {
+  // K = 2·1024 + 3: three panels of the bf16 pair kernel (KC 1024, the last one an odd 3) and nine
+  // of the widening kernel, with partial sums kept in C (float output) or beside it (bf16).
+  gemm_case c;
+  c.batch = 2;
+  c.M = 37;
+  c.N = 45;
+  c.K = 2051;
+  c.beta = 0.5;
+  c.bias = true;
+  c.residual = true;
+  std::uint64_t seed = 11;
+  for (int layout = 0; layout < 4; ++layout) {  // A and B row- or column-major
+    c.layout.a_col_major = layout & 1;
+    c.layout.b_col_major = layout & 2;
+    const gemm_problem<bf16, bf16> p(c, seed++);
+    p.check(run_cpu(p, gemm_backend::own), "own bf16 -> bf16, K 2051");
+    const gemm_problem<bf16, float> q(c, seed++);
+    q.check(run_cpu(q, gemm_backend::own), "own bf16 -> float, K 2051");
+    auto widened = q.initial_output();
+    detail::cpu_gemm_own<bf16, float>(matrix_ref<const bf16>(q.a.ref), matrix_ref<const bf16>(q.b.ref),
+                                      q.c.template on<float>(widened.data()), q.ep, 1)
+        .run();
+    q.check(widened, "widening kernel, bf16 -> float, K 2051");
+  }
 }
 
 TEST_CASE("the own kernel's results do not depend on the number of threads") {

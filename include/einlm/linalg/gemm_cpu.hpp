@@ -12,7 +12,9 @@
 //          MC×KC blocks (converted to the accumulator type while packing, so bf16/fp16 inputs cost
 //          one conversion per reuse of a panel), and a register-blocked MR×NR micro-kernel on
 //          simd::packet runs over them (12×32 floats with AVX-512, 6×16 with AVX2, 6×8 with SSE2;
-//          4×4 scalars in nvcc translation units, which have no packets). The epilogue is applied
+//          4×4 scalars in nvcc translation units, which have no packets). bf16 inputs on a CPU with
+//          AVX-512 BF16 (chosen at run time) are packed as bf16 pairs along K instead and multiplied
+//          by a 12×32 vdpbf16ps micro-kernel, never widened. The epilogue is applied
 //          when the last K panel of a tile is stored. Threads (OpenMP): each takes independent
 //          blocks of C — whole matrices of the batch, or row (column) ranges of one matrix — with
 //          its own packed panels, so no thread waits for another.
@@ -43,6 +45,15 @@
 
 #if EINLM_HAS_BLAS
 #include <cblas.h>
+#endif
+
+// The bf16 pair kernel (AVX-512 BF16, chosen at run time) exists in x86-64 builds with packets.
+#if EINLM_HAS_PACKETS && defined(__x86_64__)
+#define EINLM_GEMM_HAS_BF16_DOT 1
+#include <cstdint>
+#include <immintrin.h>
+#else
+#define EINLM_GEMM_HAS_BF16_DOT 0
 #endif
 
 namespace einlm {
@@ -108,6 +119,8 @@ struct cpu_gemm_tiles {
   static constexpr index_t KC = 256;
   static constexpr index_t MC = MR * 12;
   static constexpr index_t NC = NR * (4096 / NR);
+  using packed = Acc;                   // packed operands hold Acc
+  static constexpr int k_group = 1;     // one K step per packed element
   static void kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile);
 };
 
@@ -144,6 +157,87 @@ void gemm_parallel(int team, index_t units, F&& f, bool dynamic = false) {
 }
 
 // ------------------------------------------------------------------------- the epilogue pass
+
+#if EINLM_HAS_PACKETS && defined(__x86_64__)
+#define EINLM_GEMM_WIDE_EPILOGUE 1
+// The common epilogue (no activation; float or bf16 output) on 16-float AVX-512 vectors, chosen
+// at run time: builds for the x86-64 baseline have 4-float packets, and the packets' bf16 stores
+// round lane by lane, so a GEMM with K below a few thousand would otherwise spend about as long in
+// its stores as in its products.
+
+typedef float wide_f32 __attribute__((vector_size(64)));
+typedef std::uint32_t wide_u32 __attribute__((vector_size(64)));
+typedef std::uint16_t wide_u16 __attribute__((vector_size(32)));
+
+/// 16 consecutive float or bf16 values as floats.
+template <class S>
+__attribute__((always_inline)) inline wide_f32 wide_load(const S* p) {
+  wide_f32 v;
+  if constexpr (std::is_same_v<S, float>) {
+    std::memcpy(&v, p, sizeof(v));
+  } else {
+    wide_u16 h;
+    std::memcpy(&h, static_cast<const void*>(p), sizeof(h));
+    const wide_u32 u = __builtin_convertvector(h, wide_u32) << 16;
+    std::memcpy(&v, &u, sizeof(v));
+  }
+  return v;
+}
+
+/// Stores 16 floats as float or bf16 (round to nearest even, NaN → quiet NaN: convert<bf16>).
+template <class S>
+__attribute__((always_inline)) inline void wide_store(S* p, wide_f32 v) {
+  if constexpr (std::is_same_v<S, float>) {
+    std::memcpy(p, &v, sizeof(v));
+  } else {
+    wide_u32 u;
+    std::memcpy(&u, &v, sizeof(u));
+    const wide_u32 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const wide_u32 quiet_nan = (u >> 16) | 0x40u;
+    const wide_u32 is_nan = reinterpret_cast<wide_u32>((u & 0x7fffffffu) > 0x7f800000u);
+    const wide_u16 h = __builtin_convertvector((quiet_nan & is_nan) | (rounded & ~is_nan), wide_u16);
+    std::memcpy(static_cast<void*>(p), &h, sizeof(h));
+  }
+}
+
+/// One run of the epilogue without activation on 16-float vectors (see cpu_epilogue::run):
+/// v = scale·src (+ beta·out) (+ partial); then partial_out = v, or out = v (+ col_bias | row_bias)
+/// (+ residual). Returns the columns done (a multiple of 16; the caller finishes the rest).
+template <class Out>
+__attribute__((target("avx512f,avx512bw"))) index_t wide_epilogue_run(index_t n, const float* src, float scale,
+                                                                      Out* out, float beta, bool add_old,
+                                                                      const float* partial, float* partial_out,
+                                                                      const Out* col_bias, float row_bias,
+                                                                      const Out* residual) {
+  constexpr index_t W = 16;
+  index_t j = 0;
+  for (; j + W <= n; j += W) {
+    wide_f32 v = scale * wide_load(src + j);
+    if (add_old) v += beta * wide_load(out + j);
+    if (partial) v += wide_load(partial + j);
+    if (partial_out) {
+      wide_store(partial_out + j, v);
+      continue;
+    }
+    if (col_bias) v += wide_load(col_bias + j);
+    else v += row_bias;
+    if (residual) v += wide_load(residual + j);
+    wide_store(out + j, v);
+  }
+  return j;
+}
+
+/// Whether this CPU runs wide_epilogue_run.
+inline bool cpu_has_wide_epilogue() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  }();
+  return yes;
+}
+#else
+#define EINLM_GEMM_WIDE_EPILOGUE 0
+#endif
 
 /// The epilogue over runs of one output row, shared by the micro-kernel's stores and the pass
 /// after BLAS. Values v (Acc) of a run become, in order:
@@ -183,6 +277,17 @@ struct cpu_epilogue {
   void operator()(const run& r) const {
     const bool add_old = r.first && add_old_values;
     index_t j = 0;
+#if EINLM_GEMM_WIDE_EPILOGUE
+    if constexpr (std::is_same_v<Acc, float> && (std::is_same_v<Out, float> || std::is_same_v<Out, bf16>)) {
+      if (contiguous && r.src_stride == 1 && r.n >= 16 && op.act == activation::none && cpu_has_wide_epilogue()) {
+        const bool col_bias = !op.bias.empty() && op.bias_along == bias_axis::columns;
+        const float row_bias = !op.bias.empty() && !col_bias ? convert<float>(op.bias[r.i]) : 0.0f;
+        const Out* res = op.residual.empty() ? nullptr : &op.residual(op.residual.batch == 1 ? 0 : r.b, r.i, r.j0);
+        j = wide_epilogue_run<Out>(r.n, r.src, r.scale, &op.c(r.b, r.i, r.j0), op.beta, add_old, r.partial,
+                                   r.partial_out, col_bias ? &op.bias[r.j0] : nullptr, row_bias, res);
+      }
+    }
+#endif
 #if EINLM_HAS_PACKETS
     if (contiguous && r.src_stride == 1) {
       Out* out = &op.c(r.b, r.i, r.j0);
@@ -345,6 +450,8 @@ struct cpu_gemm_tiles_x86 {
   static constexpr index_t KC = 256;
   static constexpr index_t MC = MR * 12;
   static constexpr index_t NC = NR * (4096 / NR);
+  using packed = Acc;
+  static constexpr int k_group = 1;
   static void kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile);
 };
 
@@ -376,13 +483,140 @@ inline int cpu_gemm_vector_bytes() {
 }
 #endif
 
+#if EINLM_GEMM_HAS_BF16_DOT
+// bf16 × bf16 with AVX-512 BF16 (Cooper Lake, Sapphire Rapids, Zen 4 and later), chosen at run time
+// whatever the build's target. vdpbf16ps multiplies the two bf16 pairs in each 32-bit lane and adds
+// both products to a float accumulator, so the operands are packed as bf16 pairs along K — half the
+// bytes of widened floats, and no conversion while packing. The products are exact in float; each
+// addition rounds to nearest even with denormal inputs and results taken as zero (bf16 denormals are
+// below 1.2e-38), so results differ from the widening kernel only in the order of the additions.
+
+/// Tiles of the bf16 pair kernel: 12 × 32 floats in 24 of the 32 vector registers. KC is large
+/// (a 64 KiB sliver of B, read from L2 at 128 bytes per 24 instructions) so that the K of most
+/// transformer projections fits one panel: a second panel costs a round trip of float partial
+/// sums through memory. Packed operands are raw bf16 bits.
+struct cpu_gemm_tiles_bf16_dot {
+  static constexpr int MR = 12, NR = 32;
+  static constexpr index_t KC = 1024;
+  static constexpr index_t MC = MR * 12;
+  static constexpr index_t NC = NR * (4096 / NR);
+  using packed = std::uint16_t;
+  static constexpr int k_group = 2;  // packed in pairs along K (an odd kc ends with a zero)
+  static void kernel(index_t kc, const std::uint16_t* a, const std::uint16_t* b, float* tile);
+};
+
+/// tile[12][32] = Σ over the ⌈kc/2⌉ pairs of a's 12 broadcast pairs · b's 32 column pairs.
+__attribute__((target("avx512f,avx512bf16"))) inline void micro_kernel_bf16_dot(
+    index_t kc, const std::uint16_t* EINLM_RESTRICT a, const std::uint16_t* EINLM_RESTRICT b,
+    float* EINLM_RESTRICT tile) {
+  constexpr int MR = cpu_gemm_tiles_bf16_dot::MR, NR = cpu_gemm_tiles_bf16_dot::NR;
+  __m512 acc[MR][2];
+  EINLM_UNROLL
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  const index_t pairs = (kc + 1) / 2;
+  for (index_t q = 0; q < pairs; ++q) {
+    const __m512bh b0 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b));       // columns 0..15
+    const __m512bh b1 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + 32));  // columns 16..31
+    EINLM_UNROLL
+    for (int r = 0; r < MR; ++r) {
+      std::int32_t pair;
+      std::memcpy(&pair, a + 2 * r, sizeof(pair));
+      const __m512bh av = reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
+    }
+    a += 2 * MR;
+    b += 2 * NR;
+  }
+  EINLM_UNROLL
+  for (int r = 0; r < MR; ++r) {
+    _mm512_storeu_ps(tile + r * NR, acc[r][0]);
+    _mm512_storeu_ps(tile + r * NR + 16, acc[r][1]);
+  }
+}
+
+inline void cpu_gemm_tiles_bf16_dot::kernel(index_t kc, const std::uint16_t* a, const std::uint16_t* b, float* tile) {
+  micro_kernel_bf16_dot(kc, a, b, tile);
+}
+
+/// Whether this CPU runs the bf16 pair kernel.
+inline bool cpu_has_bf16_dot() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+  }();
+  return yes;
+}
+
+/// Packs rows [i0, i0 + mc) × columns [p0, p0 + kc) of bf16 A (batch b) into slivers of MR rows of
+/// K pairs: sliver s holds, for each pair q, the MR pairs (A[i, p0 + 2q], A[i, p0 + 2q + 1]) for
+/// i = i0 + s·MR + r (zero past the last row and past column p0 + kc).
+template <int MR>
+void pack_a_pairs(std::uint16_t* EINLM_RESTRICT dst, const matrix_ref<const bf16>& a, index_t b, index_t i0,
+                  index_t mc, index_t p0, index_t kc) {
+  const bf16* base = a.data + b * a.batch_stride + i0 * a.row_stride + p0 * a.col_stride;
+  const index_t pairs = (kc + 1) / 2, full = kc / 2;
+  for (index_t s = 0; s < mc; s += MR) {
+    const index_t rows = std::min<index_t>(MR, mc - s);
+    std::uint16_t* out = dst + s * 2 * pairs;
+    if (rows < MR || full < pairs) std::fill(out, out + 2 * pairs * MR, std::uint16_t(0));
+    if (a.col_stride == 1) {
+      // Row-major: each row's pairs are consecutive 32-bit words; transpose them into the sliver.
+      for (index_t r = 0; r < rows; ++r) {
+        const bf16* src = base + (s + r) * a.row_stride;
+        for (index_t q = 0; q < full; ++q) std::memcpy(out + (q * MR + r) * 2, src + 2 * q, 4);
+        if (full < pairs) out[(full * MR + r) * 2] = bits_of(src[2 * full]);
+      }
+    } else {
+      // Column-major (a transposed operand): the rows of one K index are a.row_stride apart.
+      for (index_t k = 0; k < kc; ++k) {
+        const bf16* src = base + k * a.col_stride;
+        std::uint16_t* o = out + (k / 2) * MR * 2 + (k & 1);
+        for (index_t r = 0; r < rows; ++r) o[r * 2] = bits_of(src[(s + r) * a.row_stride]);
+      }
+    }
+  }
+}
+
+/// Packs rows [p0, p0 + kc) × columns [j, j + cols) of bf16 B (batch `batch`) into one sliver of NR
+/// columns of K pairs: for each pair q, the NR pairs (B[p0 + 2q, c], B[p0 + 2q + 1, c]) (zero past
+/// the last column and past row p0 + kc).
+template <int NR>
+void pack_b_pairs(std::uint16_t* EINLM_RESTRICT out, const matrix_ref<const bf16>& b, index_t batch, index_t p0,
+                  index_t kc, index_t j, index_t cols) {
+  const bf16* base = b.data + batch * b.batch_stride + p0 * b.row_stride + j * b.col_stride;
+  const index_t pairs = (kc + 1) / 2;
+  if (cols < NR || kc % 2) std::fill(out, out + 2 * pairs * NR, std::uint16_t(0));
+  if (b.col_stride == 1) {
+    // Row-major: interleave two rows of NR columns.
+    for (index_t k = 0; k < kc; ++k) {
+      const bf16* src = base + k * b.row_stride;
+      std::uint16_t* o = out + (k / 2) * NR * 2 + (k & 1);
+      for (index_t c = 0; c < cols; ++c) o[c * 2] = bits_of(src[c]);
+    }
+  } else if (b.row_stride == 1) {
+    // Column-major (a transposed operand): each column's pairs are consecutive 32-bit words.
+    const index_t full = kc / 2;
+    for (index_t c = 0; c < cols; ++c) {
+      const bf16* src = base + c * b.col_stride;
+      for (index_t q = 0; q < full; ++q) std::memcpy(out + (q * NR + c) * 2, src + 2 * q, 4);
+      if (full < pairs) out[(full * NR + c) * 2] = bits_of(src[2 * full]);
+    }
+  } else {
+    for (index_t k = 0; k < kc; ++k)
+      for (index_t c = 0; c < cols; ++c)
+        out[((k / 2) * NR + c) * 2 + (k & 1)] = bits_of(base[k * b.row_stride + c * b.col_stride]);
+  }
+}
+#endif
+
 /// One thread's packed panels (at most KC × NC and MC × KC elements), kept for the thread's later
 /// calls so that small GEMMs do not pay for allocating and faulting them in.
-template <class Acc>
+template <class Packed, class Acc>
 struct cpu_gemm_workspace {
-  std::vector<Acc> bp;    // packed B panel
-  std::vector<Acc> ap;    // packed A block
-  std::vector<Acc> tile;  // one MR × NR tile
+  std::vector<Packed> bp;  // packed B panel
+  std::vector<Packed> ap;  // packed A block
+  std::vector<Acc> tile;   // one MR × NR tile
   static cpu_gemm_workspace& of_this_thread() {
     static thread_local cpu_gemm_workspace w;
     return w;
@@ -439,10 +673,12 @@ class cpu_gemm_own {
  private:
   static index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
 
-  using workspace = cpu_gemm_workspace<Acc>;
-  static workspace& thread_workspace() { return cpu_gemm_workspace<Acc>::of_this_thread(); }
+  using packed = typename tiles::packed;
+  using workspace = cpu_gemm_workspace<packed, Acc>;
+  static workspace& thread_workspace() { return workspace::of_this_thread(); }
 
-  static Acc* sized(std::vector<Acc>& v, index_t n) {
+  template <class E>
+  static E* sized(std::vector<E>& v, index_t n) {
     if (static_cast<index_t>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
     return v.data();
   }
@@ -453,8 +689,9 @@ class cpu_gemm_own {
     const index_t ba = a_.batch == 1 ? 0 : b, bb = b_.batch == 1 ? 0 : b;
     const index_t rows = i1 - i0;
     const index_t nc_max = std::min<index_t>(tiles::NC, round_up(j1 - j0, NR));
-    Acc* bp = sized(w.bp, std::min<index_t>(tiles::KC, K_) * nc_max);
-    Acc* ap = sized(w.ap, std::min<index_t>(tiles::MC, round_up(rows, MR)) * std::min<index_t>(tiles::KC, K_));
+    const index_t kc_max = round_up(std::min<index_t>(tiles::KC, K_), tiles::k_group);
+    packed* bp = sized(w.bp, kc_max * nc_max);
+    packed* ap = sized(w.ap, std::min<index_t>(tiles::MC, round_up(rows, MR)) * kc_max);
     Acc* tile = sized(w.tile, MR * NR);
     // Partial sums of several K panels, when they cannot live in C (freed after the block).
     std::vector<Acc> partial_sums(K_ > tiles::KC && !partial_in_c_ ? static_cast<std::size_t>(rows * nc_max) : 0);
@@ -463,16 +700,16 @@ class cpu_gemm_own {
       const index_t nc = std::min<index_t>(tiles::NC, j1 - jc);
       for (index_t pc = 0; pc < K_; pc += tiles::KC) {
         const index_t kc = std::min<index_t>(tiles::KC, K_ - pc);
+        const index_t kcp = round_up(kc, tiles::k_group);  // K steps as packed (with padding)
         const bool first = pc == 0, last = pc + kc == K_;
-        for (index_t t = 0; t * NR < nc; ++t)
-          pack_b_sliver<NR>(bp + t * kc * NR, b_, bb, pc, kc, jc + t * NR, std::min<index_t>(NR, nc - t * NR));
+        for (index_t t = 0; t * NR < nc; ++t) pack_b(bp + t * kcp * NR, bb, pc, kc, jc + t * NR, std::min<index_t>(NR, nc - t * NR));
         for (index_t ic = i0; ic < i1; ic += tiles::MC) {
           const index_t mc = std::min<index_t>(tiles::MC, i1 - ic);
-          pack_a<MR>(ap, a_, ba, ic, mc, pc, kc);
+          pack_a(ap, ba, ic, mc, pc, kc);
           for (index_t jr = 0; jr < nc; jr += NR) {
             const index_t n = std::min<index_t>(NR, nc - jr);
             for (index_t ir = 0; ir < mc; ir += MR) {
-              tiles::kernel(kc, ap + ir * kc, bp + jr * kc, tile);
+              tiles::kernel(kc, ap + ir * kcp, bp + jr * kcp, tile);
               const index_t m = std::min<index_t>(MR, mc - ir);
               for (index_t r = 0; r < m; ++r) {
                 const index_t i = ic + ir + r, j = jc + jr;
@@ -488,6 +725,19 @@ class cpu_gemm_own {
         }
       }
     }
+  }
+
+  void pack_a(packed* dst, index_t b, index_t i0, index_t mc, index_t p0, index_t kc) const {
+    if constexpr (tiles::k_group == 1) detail::pack_a<MR>(dst, a_, b, i0, mc, p0, kc);
+#if EINLM_GEMM_HAS_BF16_DOT
+    else detail::pack_a_pairs<MR>(dst, a_, b, i0, mc, p0, kc);
+#endif
+  }
+  void pack_b(packed* dst, index_t b, index_t p0, index_t kc, index_t j, index_t cols) const {
+    if constexpr (tiles::k_group == 1) pack_b_sliver<NR>(dst, b_, b, p0, kc, j, cols);
+#if EINLM_GEMM_HAS_BF16_DOT
+    else pack_b_pairs<NR>(dst, b_, b, p0, kc, j, cols);
+#endif
   }
 
   /// K = 0: C = post(beta·C_old).
@@ -511,6 +761,10 @@ class cpu_gemm_own {
 template <class In, class Out>
 void gemm_own_cpu(const matrix_ref<const In>& a, const matrix_ref<const In>& b, const matrix_ref<Out>& c,
                   const epilogue<Out>& ep, int threads) {
+#if EINLM_GEMM_HAS_BF16_DOT
+  if constexpr (std::is_same_v<In, bf16>)
+    if (cpu_has_bf16_dot()) return cpu_gemm_own<In, Out, cpu_gemm_tiles_bf16_dot>(a, b, c, ep, threads).run();
+#endif
 #if EINLM_HAS_PACKETS && defined(__x86_64__) && !defined(__AVX512F__)
   using Acc = gemm_acc_t<In>;
   switch (cpu_gemm_vector_bytes()) {
