@@ -204,8 +204,10 @@ TEST_CASE("blocks: logits with a KV cache equal logits without") {
   CHECK_THROWS_AS(tied.logits(tokens, uniform), shape_error);
   const std::vector<std::vector<std::int64_t>> one = {{1}};
   CHECK_THROWS_AS(tied.last_logits(one, uniform), shape_error);
-  const b::model<tied_lm, double> no_context;
+  b::model<tied_lm, double> no_context;
   CHECK_THROWS_AS(no_context.make_cache(1), nn::config_error);
+  CHECK_THROWS_WITH_AS(nn::generate(no_context, {1, 2}, {}),
+                       "generate_batch: the model's context_length must be positive, got 0", nn::config_error);
 }
 
 TEST_CASE("blocks: generate_batch of a block model, with and without the cache, equals transformer_lm's") {

@@ -19,7 +19,8 @@
 // stop token while the others go on, and sees its own most recent context_length tokens — so
 // sequence i is the sequence generate returns for prompt i alone with `stream + i` (a test), and
 // generate is generate_batch of one prompt. on_token(i, id) is called in sequence order at each
-// step. An empty batch or an empty prompt is a value_error naming it.
+// step. An empty batch or an empty prompt is a value_error naming it; a model whose context length
+// is not positive, a config_error.
 //
 // `model` is any object with context_length() or config().context_length, and logits(tokens
 // (1, S)) → (1, S, V); each sequence is then run alone, the whole window at every step. When it
