@@ -99,6 +99,8 @@ double worst_difference(const std::map<std::string, std::vector<double>>& a,
   return worst;
 }
 
+nn::generation_options greedy_options() { return {.max_new_tokens = 14, .sampling = {.temperature = 0.0}}; }
+
 }  // namespace
 
 TEST_CASE("blocks: a tied cs336_lm equals transformer_lm with tied embeddings") {
@@ -202,6 +204,8 @@ TEST_CASE("blocks: logits with a KV cache equal logits without") {
   CHECK(max_abs_diff(tail, tensor<double, dims<3>>(slice(whole, full_extent, range{4, 10}, full_extent))) < 1e-12);
   // Errors: past the context, a batch of another size, a model without a context length.
   CHECK_THROWS_AS(tied.logits(tokens, uniform), shape_error);
+  CHECK_THROWS_WITH_AS(tied.logits(token_tensor(1, 13, 29, 5)), "blocks::model: a sequence of 13 tokens exceeds context_length 12",
+                       shape_error);
   const std::vector<std::vector<std::int64_t>> one = {{1}};
   CHECK_THROWS_AS(tied.last_logits(one, uniform), shape_error);
   b::model<tied_lm, double> no_context;
@@ -244,8 +248,13 @@ TEST_CASE("blocks: generate_batch of a block model, with and without the cache, 
   CHECK(nn::generate_batch(same, prompts, {.max_new_tokens = 14, .seed = 3}) == texts);
   // [end snippet]
   CHECK(texts == nn::generate_batch(tied_reference, prompts, {.max_new_tokens = 14, .seed = 3}));
+  // In float too, with and without the cache.
+  b::model<tied_lm, float> single(tied_config, 21);
+  auto greedy = greedy_options();
+  const auto floats = nn::generate_batch(single, prompts, greedy);
+  greedy.use_cache = false;
+  CHECK(floats == nn::generate_batch(single, prompts, greedy));
   // A different model gives different text (the comparison can fail).
   b::model<tied_lm, double> other(tied_config, 23);
-  const nn::generation_options greedy{.max_new_tokens = 14, .sampling = {.temperature = 0.0}};
   CHECK(nn::generate_batch(other, prompts, greedy) != nn::generate_batch(tied_reference, prompts, greedy));
 }
