@@ -11,6 +11,8 @@ int main() {
   static_assert(block{}.param_count() == 256 + 3 * 256 * 704);
   using lm = b::cs336_lm<1000, 64, 2, b::heads<4>, b::kv_heads<2>>;
   static_assert(lm{}.param_count() > 0);
+  using tied = b::cs336_lm<1000, 64, 2, b::heads<4>, b::tied_embeddings>;
+  static_assert(tied{}.param_count() + 1000 * 64 == b::cs336_lm<1000, 64, 2, b::heads<4>>{}.param_count());
 #elif EINLM_CASE == 1
   using block = b::residual<b::rms_norm<256>, b::swiglu<128>>;  // the norm is 256 wide, the body 128
   static_assert(block{}.param_count() > 0);
@@ -26,5 +28,8 @@ int main() {
 #elif EINLM_CASE == 5
   using attn = b::attention<64, b::kv_heads<2>>;  // no heads<H>
   static_assert(attn{}.param_count() > 0);
+#elif EINLM_CASE == 6
+  using model = b::tied_lm<b::embedding<1000, 64>, b::rms_norm<32>>;  // a body 32 wide on a 64-wide table
+  static_assert(model{}.param_count() > 0);
 #endif
 }

@@ -8,6 +8,9 @@
 //   static_assert(lm{}.param_count() == nn::param_count(config));      // a constexpr fact
 //   nn::blocks::model<lm, float> m;                                   // parameters, gradients
 //   double loss = m.forward_backward(inputs, targets);                 // (B, S) token ids twice
+//   auto cache = m.make_cache(B);                      // a KV cache, as transformer_lm's
+//   auto last = m.last_logits(new_tokens, cache);      // (B, V), as nn::generate_batch(m, …) does
+//   using tied = b::cs336_lm<10'000, 512, 4, b::heads<16>, b::tied_embeddings>;  // lm_head = E
 //
 // The blocks live in nn::blocks because their names are those of the functions they apply
 // (nn::rms_norm, nn::silu, …). A block type is a shape: an object holding its dimensions (a literal
@@ -19,7 +22,8 @@
 //   - visit(params, prefix, f): f(prefix + name, tensor) for every weight, in a fixed order;
 //   - forward(params, x, cache*, ctx): (B, S, in) → (B, S, out), keeping activations when the
 //     cache pointer is not null; backward(params, grads, cache, dy, ctx): accumulates the weights'
-//     gradients and returns d(input);
+//     gradients and returns d(input); a combinator hands ctx to its children as it is (in a cached
+//     pass it carries the KV cache to the attention blocks, and positions are mixed only there);
 //   - param_count(), forward_flops(batch, seq), activation_elements(batch, seq) and
 //     activation_bytes(batch, seq, bytes_per_element): constexpr, the counts of nn/accounting.hpp.
 // Composition checks static widths with static_asserts (an error names both widths) and run-time
@@ -32,10 +36,19 @@
 // their own (they do not know their width; gelu_mlp counts its gelu's input).
 //
 // blocks::model<Block, T> holds a block's weights, gradients and kept activations, and trains a
-// token → logits model with cross_entropy_with_grad. The layer code itself — attention (GQA,
-// qk-norm, RoPE, an optional KV cache), SwiGLU, embedding gather/scatter, linear with bias — is in
-// nn::detail at the top of this file, shared with nn::transformer_lm. Element-wise work is done by
-// nn/functional.hpp and nn/backward.hpp; projections are einsums; everything runs on the host.
+// token → logits model with cross_entropy_with_grad. Such a model also generates
+// (nn/generate.hpp): context_length() (from the configuration or the context), logits(tokens),
+// and a KV cache with transformer_lm's semantics — make_cache(B) (an nn::kv_cache, one length per
+// sequence), ragged_logits / last_logits(new_tokens, cache) and logits(tokens, cache). A cached
+// pass packs the sequences' new positions into one (1, N) input and hands the cache, the rows'
+// positions and the sequences' lengths down in the context (detail::kv_step); each attention
+// block takes the next layer of the cache in the order of the forward pass, so the other blocks
+// need nothing for it. tied_lm<Embedding, Body> (cs336_lm's tied_embeddings option) is a model
+// whose LM head is its token embedding: one table, visited and counted once, both gradients added
+// into it. The layer code itself — attention (GQA, qk-norm, RoPE, an optional KV cache), SwiGLU,
+// embedding gather/scatter, linear with bias — is in nn::detail at the top of this file, shared
+// with nn::transformer_lm. Element-wise work is done by nn/functional.hpp and nn/backward.hpp;
+// projections are einsums; everything runs on the host.
 #pragma once
 
 #include <algorithm>
@@ -240,6 +253,61 @@ struct attention_kv {
   std::span<const index_t> lengths;   // ragged: positions already cached, per row (B,)
   std::span<const index_t> offsets;   // ragged: first packed row of each sequence's new positions (B + 1,)
 };
+
+}  // namespace detail
+
+/// The keys and values of every attention layer for incremental decoding, shared by
+/// nn::transformer_lm and blocks::model (see transformer.hpp's file comment). Each sequence (row)
+/// has its own length: while they are all equal, `lengths` is empty and `length` is that length;
+/// once they differ, `lengths` holds them (B entries, not all equal) and `length` is the shortest.
+/// Every call that changes lengths returns the cache to this form. A block model's cache starts
+/// with no layers (`sequences` and `positions` give its shape) and each attention layer adds its
+/// own on its first cached pass, in the order of the forward pass.
+template <class T>
+struct kv_cache {
+  std::vector<tensor<T, dims<4>>> k, v;  // per attention layer (B, K, context_length, Dh) each
+  index_t length = 0;                    // positions filled in every sequence
+  std::vector<index_t> lengths;          // per sequence, when they differ; empty otherwise
+  index_t sequences = 0, positions = 0;  // B and context_length while there are no layers yet
+
+  index_t batch() const { return k.empty() ? sequences : k.front().extent(0); }
+  /// Positions a sequence may hold (context_length).
+  index_t capacity() const { return k.empty() ? positions : k.front().extent(2); }
+  /// Whether the sequences have different lengths.
+  bool ragged() const { return !lengths.empty(); }
+  /// Positions filled in sequence b.
+  index_t length_of(index_t b) const { return ragged() ? lengths[static_cast<std::size_t>(b)] : length; }
+  /// Forgets every position of every sequence.
+  void clear() {
+    length = 0;
+    lengths.clear();
+  }
+  /// Keeps only the first n positions of sequence b (n = 0: starts it over); n must not exceed
+  /// its length.
+  void truncate(index_t b, index_t n) {
+    if (b < 0 || b >= batch())
+      throw value_error(einlm::detail::concat("kv_cache: sequence ", b, " is outside a batch of ", batch()));
+    if (n < 0 || n > length_of(b))
+      throw value_error(einlm::detail::concat("kv_cache: cannot keep ", n, " positions of sequence ", b, ", which holds ",
+                                              length_of(b)));
+    std::vector<index_t> all = per_sequence();
+    all[static_cast<std::size_t>(b)] = n;
+    set_lengths(std::move(all));
+  }
+  /// Every sequence's length (B entries).
+  std::vector<index_t> per_sequence() const {
+    return ragged() ? lengths : std::vector<index_t>(static_cast<std::size_t>(batch()), length);
+  }
+  /// Sets every sequence's length (B entries), in the form described above.
+  void set_lengths(std::vector<index_t> all) {
+    if (all.empty()) return clear();
+    length = *std::min_element(all.begin(), all.end());
+    const bool equal = std::all_of(all.begin(), all.end(), [&](index_t n) { return n == length; });
+    lengths = equal ? std::vector<index_t>{} : std::move(all);
+  }
+};
+
+namespace detail {
 
 /// Runs f(b) for every sequence b, one sequence per OpenMP thread when there are several and enough
 /// work (the einsums inside then run on that thread: BLAS and the executor do not nest). Each f(b)
@@ -463,9 +531,15 @@ tensor<T, dims<3>> swiglu_layer_backward(const swiglu_weights<T>& w, swiglu_weig
 
 namespace blocks {
 
+namespace detail {
+struct kv_step;
+}
+
 /// Run-time settings of a forward or backward pass.
 struct context {
-  double norm_eps = 1e-5;  // every RMSNorm and LayerNorm (the qk-norm included)
+  double norm_eps = 1e-5;           // every RMSNorm and LayerNorm (the qk-norm included)
+  std::int64_t context_length = 0;  // a model's longest sequence (logits, KV cache); 0: none given
+  detail::kv_step* kv = nullptr;    // set by blocks::model's cached passes (see detail::kv_step)
 };
 
 /// The input "width" of a block that reads token ids.
@@ -524,6 +598,19 @@ inline void require_fit(const char* combinator, index_t out, index_t in) {
 
 constexpr std::size_t static_or(std::size_t d, std::size_t f) { return d == dyn ? dyn : f; }
 
+/// What a cached pass of blocks::model gives its attention layers through the context: the
+/// sequences' new positions packed into one (1, N, ·) input, as nn::detail::attention_kv's ragged
+/// form describes (each sequence's cached length and first packed row), the positions of the
+/// packed rows, and the cache, a kv_cache<T> of the model's T. Each attention layer takes the next
+/// layer of the cache in the order of the forward pass (allocating it on the first pass).
+struct kv_step {
+  void* cache = nullptr;                    // kv_cache<T>*
+  tensor<std::int64_t, dims<1>> positions;  // (N,)
+  std::span<const index_t> lengths;         // (B,)
+  std::span<const index_t> offsets;         // (B + 1,)
+  std::size_t next_layer = 0;               // the cache layer of the next attention layer
+};
+
 }  // namespace detail
 
 // ------------------------------------------------------------------------------------- leaves
@@ -531,7 +618,7 @@ constexpr std::size_t static_or(std::size_t d, std::size_t f) { return d == dyn 
 /// Token embedding: ids (B, S) → rows (B, S, D) of a (V, D) table, named "weight".
 template <std::size_t Vocab, std::size_t D>
 struct embedding {
-  static constexpr std::size_t in_width = token_ids, out_width = D;
+  static constexpr std::size_t in_width = token_ids, out_width = D, vocab_width = Vocab;
   index_t vocab = static_cast<index_t>(Vocab), d = static_cast<index_t>(D);
 
   constexpr embedding() requires(Vocab != dyn && D != dyn) = default;
@@ -638,13 +725,20 @@ struct linear {
 };
 
 /// The LM head: logits = x Wᵀ, W (Vocab, D) named "weight". It also counts the logits it returns
-/// among the activations (the loss reads them).
+/// among the activations (the loss reads them). Its weight is its own (tied_lm ties the head to
+/// the token embedding instead).
 template <std::size_t D, std::size_t Vocab>
 struct lm_head : linear<D, Vocab, false> {
   using base = linear<D, Vocab, false>;
   using base::base;
   constexpr lm_head() requires(D != dyn && Vocab != dyn) = default;
-  explicit constexpr lm_head(const transformer_config& c) : base(c.d_model, c.vocab_size) {}
+  /// From the configuration, whose embeddings must not be tied.
+  explicit constexpr lm_head(const transformer_config& c) : base(c.d_model, c.vocab_size) {
+    if (c.tied_embeddings)
+      throw config_error(
+          "lm_head: the configuration ties the embeddings; the type has an lm_head of its own "
+          "(give cs336_lm the tied_embeddings option)");
+  }
   constexpr std::int64_t activation_elements(std::int64_t b, std::int64_t s) const {
     return b * s * (this->in + this->out);
   }
@@ -906,6 +1000,7 @@ struct attention_options {
   bool qk_norm = false, bias = false;
   std::size_t theta = 10'000;  // 0: no rotary embedding
   std::size_t d_ff = 0;        // transformer_block's SwiGLU width; 0: the default
+  bool tied_embeddings = false;  // cs336_lm's LM head is its token embedding
 };
 /// H query heads (dyn: given at construction).
 template <std::size_t H>
@@ -935,6 +1030,11 @@ struct rope {
 template <std::size_t F>
 struct d_ff {
   static constexpr void apply(attention_options& o) { o.d_ff = F; }
+};
+
+/// cs336_lm's LM head is its token embedding (no lm_head.weight; see tied_lm).
+struct tied_embeddings {
+  static constexpr void apply(attention_options& o) { o.tied_embeddings = true; }
 };
 
 template <class... Options>
@@ -1038,8 +1138,30 @@ struct attention {
   tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x,
                              std::type_identity_t<cache<T>>* c, const context& ctx) const {
     detail::require_width("attention", d, x.extent(2));
+    if (ctx.kv) return cached_forward(p, x, c, *ctx.kv, ctx);  // (1, N, D)
     return nn::detail::attention_layer_forward(p, spec(ctx), x, positions(x.extent(1)),
                                                c);  // (B, S, D)
+  }
+  /// A cached pass (see detail::kv_step): x (1, N, D) packs the sequences' new positions; their
+  /// keys and values go into this layer's row of the cache, allocated on the first pass.
+  template <class T>
+  tensor<T, dims<3>> cached_forward(const params<T>& p, const tensor<T, dims<3>>& x, cache<T>* c,
+                                    detail::kv_step& step, const context& ctx) const {
+    auto& kv = *static_cast<kv_cache<T>*>(step.cache);
+    const std::size_t layer = step.next_layer++;
+    if (layer == kv.k.size()) {
+      kv.k.push_back(nn::detail::zeros<T>(kv.batch(), k, kv.capacity(), head_dim()));  // (B, K, C, Dh)
+      kv.v.push_back(nn::detail::zeros<T>(kv.batch(), k, kv.capacity(), head_dim()));  // (B, K, C, Dh)
+    } else if (layer > kv.k.size() || kv.k[layer].extent(1) != k ||
+               kv.k[layer].extent(3) != head_dim()) {
+      throw shape_error(einlm::detail::concat(
+          "attention: the KV cache's layer ", layer, " was not made for this attention layer (",
+          k, " key/value heads of ", head_dim(), ")"));
+    }
+    const nn::detail::attention_kv<T> rows{&kv.k[layer], &kv.v[layer], 0, step.lengths,
+                                           step.offsets};
+    return nn::detail::attention_layer_forward(p, spec(ctx), x, step.positions, c,
+                                               rows);  // (1, N, D)
   }
   template <class T>
   tensor<T, dims<3>> backward(const params<T>& p, std::type_identity_t<params<T>>& g,
@@ -1479,12 +1601,123 @@ using transformer_block =
                                                    ? swiglu_width(D)
                                                    : make_options<Options...>().d_ff>>>>;
 
-/// CS336's TransformerLM: token embedding, L transformer blocks, final RMSNorm, LM head — with
-/// CS336's state-dict names.
+/// A language model whose LM head is its token embedding (tied embeddings, GPT-2 and Llama 3.2's
+/// small models): logits = body(embed(tokens)) Eᵀ with E the embedding's (V, D) table, visited
+/// once, under the embedding's name. The head's gradient and the embedding's scatter add into the
+/// one gradient (the head's first, as transformer_lm's). Embedding is embedding<V, D> (or a named
+/// one), Body a block of width D (the layers and the final norm). From a transformer_config, that
+/// configuration must tie its embeddings (config_error otherwise).
+template <class Embedding, class Body>
+struct tied_lm {
+  static_assert(Embedding::in_width == token_ids, "tied_lm: the first block reads token ids");
+  static_assert(detail::check_widths<Embedding::out_width, Body::in_width>() &&
+                    detail::check_widths<Body::out_width, Embedding::out_width>(),
+                "tied_lm: the body's width differs from the embedding's");
+  static constexpr std::size_t in_width = token_ids, out_width = Embedding::vocab_width;
+  Embedding embedding;
+  Body body;
+
+  constexpr tied_lm() = default;
+  constexpr tied_lm(Embedding e, Body b) : embedding(std::move(e)), body(std::move(b)) { check(); }
+  explicit constexpr tied_lm(const transformer_config& c) : embedding(c), body(c) {
+    if (!c.tied_embeddings)
+      throw config_error(
+          "tied_lm: the configuration does not tie the embeddings; the type's LM head is its "
+          "token embedding");
+    check();
+  }
+  constexpr index_t in_dim() const { return 0; }
+  constexpr index_t out_dim() const { return embedding.vocab; }
+
+  template <class T>
+  struct params {
+    params_t<Embedding, T> embedding;
+    params_t<Body, T> body;
+  };
+  template <class T>
+  struct cache {
+    cache_t<Embedding, T> embedding;
+    cache_t<Body, T> body;
+    tensor<T, dims<3>> h;  // (B, S, D) the head's input
+  };
+  template <class T>
+  params<T> make_params() const {
+    return {embedding.template make_params<T>(), body.template make_params<T>()};
+  }
+  template <class P, class F>
+  void visit(P& p, const std::string& prefix, F& f) const {
+    embedding.visit(p.embedding, prefix, f);
+    body.visit(p.body, prefix, f);
+  }
+  template <class T, class I>
+  tensor<T, dims<3>> forward(const params<T>& p, const I& tokens, std::type_identity_t<cache<T>>* c,
+                             const context& ctx) const {
+    const auto x = embedding.forward(p.embedding, tokens, c ? &c->embedding : nullptr, ctx);  // (B, S, D)
+    auto h = body.forward(p.body, x, c ? &c->body : nullptr, ctx);                            // (B, S, D)
+    auto logits = einsum<"b s d, v d -> b s v">(h, p.embedding.weight);                       // (B, S, V)
+    if (c) c->h = std::move(h);
+    return logits;
+  }
+  template <class T>
+  no_gradient backward(const params<T>& p, std::type_identity_t<params<T>>& g,
+                       std::type_identity_t<cache<T>>& c, const tensor<T, dims<3>>& dy,
+                       const context& ctx) const {
+    detail::accumulate(g.embedding.weight, einsum<"b s v, b s d -> v d">(dy, c.h));  // (V, D)
+    const tensor<T, dims<3>> dh = einsum<"b s v, v d -> b s d">(dy, p.embedding.weight);  // (B, S, D)
+    c.h = {};
+    const auto dx = body.backward(p.body, g.body, c.body, dh, ctx);  // (B, S, D)
+    return embedding.backward(p.embedding, g.embedding, c.embedding, dx, ctx);
+  }
+  /// The table once.
+  constexpr std::int64_t param_count() const {
+    return embedding.param_count() + body.param_count();
+  }
+  /// The head's product included.
+  constexpr double forward_flops(std::int64_t b, std::int64_t s) const {
+    return embedding.forward_flops(b, s) + body.forward_flops(b, s) +
+           2.0 * double(b) * double(s) * double(embedding.d) * double(embedding.vocab);
+  }
+  /// The head's input and the logits, as lm_head's.
+  constexpr std::int64_t activation_elements(std::int64_t b, std::int64_t s) const {
+    return embedding.activation_elements(b, s) + body.activation_elements(b, s) +
+           b * s * (embedding.d + embedding.vocab);
+  }
+  constexpr std::int64_t activation_bytes(std::int64_t b, std::int64_t s,
+                                          std::int64_t bytes = 4) const {
+    return activation_elements(b, s) * bytes;
+  }
+
+ private:
+  constexpr void check() const {
+    detail::require_fit("tied_lm", embedding.out_dim(), body.in_dim());
+    detail::require_fit("tied_lm", body.out_dim(), embedding.out_dim());
+  }
+};
+
+namespace detail {
+
+template <std::size_t Vocab, std::size_t D, std::size_t Layers, bool Tied, class... Options>
+struct cs336_lm_of {
+  using type = sequential<named<"token_embeddings", embedding<Vocab, D>>,
+                          repeat<Layers, transformer_block<D, Options...>>,
+                          named<"ln_final", rms_norm<D>>, named<"lm_head", lm_head<D, Vocab>>>;
+};
 template <std::size_t Vocab, std::size_t D, std::size_t Layers, class... Options>
-using cs336_lm = sequential<named<"token_embeddings", embedding<Vocab, D>>,
-                            repeat<Layers, transformer_block<D, Options...>>,
-                            named<"ln_final", rms_norm<D>>, named<"lm_head", lm_head<D, Vocab>>>;
+struct cs336_lm_of<Vocab, D, Layers, true, Options...> {
+  using type = tied_lm<named<"token_embeddings", embedding<Vocab, D>>,
+                       sequential<repeat<Layers, transformer_block<D, Options...>>,
+                                  named<"ln_final", rms_norm<D>>>>;
+};
+
+}  // namespace detail
+
+/// CS336's TransformerLM: token embedding, L transformer blocks, final RMSNorm, LM head — with
+/// CS336's state-dict names. Options are transformer_block's, and tied_embeddings: the LM head is
+/// then the token embedding (a tied_lm, without lm_head.weight).
+template <std::size_t Vocab, std::size_t D, std::size_t Layers, class... Options>
+using cs336_lm = typename detail::cs336_lm_of<Vocab, D, Layers,
+                                              make_options<Options...>().tied_embeddings,
+                                              Options...>::type;
 
 /// A block with its weights, their gradients and its kept activations in T.
 template <class Block, class T = float>
@@ -1498,8 +1731,9 @@ class model {
         ctx_(ctx),
         params_(block_.template make_params<T>()),
         grads_(block_.template make_params<T>()) {}
-  /// Dimensions, norm eps and RoPE θ from the configuration.
-  explicit model(const transformer_config& c) : model(Block(c), context{c.norm_eps}) {}
+  /// Dimensions, norm eps, RoPE θ and the context length from the configuration.
+  explicit model(const transformer_config& c)
+      : model(Block(c), context{.norm_eps = c.norm_eps, .context_length = c.context_length}) {}
   /// The same with CS336's initialisation from `seed` (see initialise()).
   model(const transformer_config& c, std::uint64_t seed) : model(c) { initialise(seed); }
 
@@ -1559,6 +1793,70 @@ class model {
   auto backward(const tensor<T, dims<3>>& dy) {
     return block_.backward(params_, grads_, cache_, dy, ctx_);
   }  // (B, S, in)
+  /// The longest sequence of logits and of the KV cache (context.context_length; 0: none given).
+  std::int64_t context_length() const { return ctx_.context_length; }
+
+  /// Next-token logits (B, S, V) of a token → logits block for token ids (B, S), keeping nothing;
+  /// a sequence longer than context_length (when given) is a shape_error.
+  template <class I>
+  tensor<T, dims<3>> logits(const I& tokens) const
+    requires(Block::in_width == token_ids)
+  {
+    const index_t S = as_view(tokens).extent(1);
+    if (ctx_.context_length > 0 && S > ctx_.context_length)
+      throw shape_error(einlm::detail::concat("blocks::model: a sequence of ", S,
+                                              " tokens exceeds context_length ",
+                                              ctx_.context_length));
+    return block_.forward(params_, tokens, nullptr, ctx_);  // (B, S, V)
+  }
+
+  /// An empty KV cache for `batch` sequences of up to context_length positions (which must be
+  /// given: config_error otherwise). Its layers are allocated by the first cached pass.
+  kv_cache<T> make_cache(index_t batch) const
+    requires(Block::in_width == token_ids)
+  {
+    if (ctx_.context_length <= 0)
+      throw config_error("blocks::model: a KV cache needs a context_length (give it in the context)");
+    if (batch <= 0)
+      throw value_error(einlm::detail::concat("blocks::model: a KV cache for ", batch, " sequences"));
+    kv_cache<T> c;
+    c.sequences = batch;
+    c.positions = static_cast<index_t>(ctx_.context_length);
+    return c;
+  }
+  /// Logits (B, S, V) of `tokens` (B, S) continuing the sequences of `cache`, each by S positions
+  /// after its own length, as transformer_lm's.
+  template <class I>
+  tensor<T, dims<3>> logits(const I& tokens_in, kv_cache<T>& cache) const
+    requires(Block::in_width == token_ids)
+  {
+    const auto tokens = as_view(tokens_in);
+    const index_t B = tokens.extent(0), S = tokens.extent(1);
+    std::vector<std::vector<std::int64_t>> rows(static_cast<std::size_t>(B));
+    for (index_t r = 0; r < B; ++r)
+      for (index_t s = 0; s < S; ++s)
+        rows[static_cast<std::size_t>(r)].push_back(static_cast<std::int64_t>(tokens(r, s)));
+    const auto packed = cached_forward(rows, cache, /*last_only=*/false);  // (B·S, V)
+    return tensor<T, dims<3>>(
+        rearrange<"(b s) v -> b s v">(packed, axis_size<"b">{B}));  // (B, S, V)
+  }
+  /// Logits (N, V) of each sequence's new positions, packed in sequence order: new_tokens[b] (any
+  /// number, none included) continues sequence b of `cache` after its own length.
+  tensor<T, dims<2>> ragged_logits(std::span<const std::vector<std::int64_t>> new_tokens,
+                                   kv_cache<T>& cache) const
+    requires(Block::in_width == token_ids)
+  {
+    return cached_forward(new_tokens, cache, /*last_only=*/false);  // (N, V)
+  }
+  /// The same, keeping only each sequence's last new position: (B, V), zeros for a sequence
+  /// without new tokens (what nn::generate_batch decodes with).
+  tensor<T, dims<2>> last_logits(std::span<const std::vector<std::int64_t>> new_tokens,
+                                 kv_cache<T>& cache) const
+    requires(Block::in_width == token_ids)
+  {
+    return cached_forward(new_tokens, cache, /*last_only=*/true);  // (B, V)
+  }
+
   /// Mean cross-entropy (+ z_loss · mean(lse²)) of a token → logits block; accumulates gradients.
   template <class I, class J>
   double forward_backward(const I& inputs, const J& targets, double z_loss = 0.0) {
@@ -1570,6 +1868,57 @@ class model {
   }
 
  private:
+  /// The packed pass of a KV cache (see detail::kv_step): every sequence's new positions in one
+  /// (1, N) input, each at its own positions, each attention layer reading its own cache row.
+  tensor<T, dims<2>> cached_forward(std::span<const std::vector<std::int64_t>> new_tokens,
+                                    kv_cache<T>& cache, bool last_only) const {
+    const index_t B = cache.batch();
+    if (static_cast<index_t>(new_tokens.size()) != B)
+      throw shape_error(einlm::detail::concat("blocks::model: a cache for ", B,
+                                              " sequences was given tokens for ",
+                                              new_tokens.size(), " sequences"));
+    std::vector<index_t> lengths = cache.per_sequence(),
+                         offsets(static_cast<std::size_t>(B) + 1, 0);
+    for (std::size_t r = 0; r < new_tokens.size(); ++r) {
+      const auto n = static_cast<index_t>(new_tokens[r].size());
+      if (lengths[r] + n > cache.capacity())
+        throw shape_error(einlm::detail::concat("blocks::model: sequence ", r, ": ", n,
+                                                " new tokens after the cache's ", lengths[r],
+                                                " exceed context_length ", cache.capacity()));
+      offsets[r + 1] = offsets[r] + n;
+    }
+    const index_t N = offsets.back(), V = block_.out_dim();
+    if (N == 0) return nn::detail::zeros<T>(last_only ? B : 0, V);  // (B, V) or (0, V)
+    detail::kv_step step;
+    tensor<std::int64_t, dims<2>> ids(1, N);                        // (1, N)
+    step.positions = tensor<std::int64_t, dims<1>>(N);              // (N,)
+    for (std::size_t r = 0; r < new_tokens.size(); ++r)
+      for (index_t j = 0; j < offsets[r + 1] - offsets[r]; ++j) {
+        ids(0, offsets[r] + j) = new_tokens[r][static_cast<std::size_t>(j)];
+        step.positions(offsets[r] + j) = lengths[r] + j;
+      }
+    step.cache = &cache;
+    step.lengths = lengths;
+    step.offsets = offsets;
+    context ctx = ctx_;
+    ctx.kv = &step;
+    const auto logits = block_.forward(params_, ids, nullptr, ctx);  // (1, N, V)
+    if (step.next_layer != cache.k.size())
+      throw shape_error(einlm::detail::concat("blocks::model: the KV cache has ", cache.k.size(),
+                                              " attention layers, the model ", step.next_layer));
+    std::vector<index_t> grown = lengths;
+    for (std::size_t r = 0; r < grown.size(); ++r) grown[r] += offsets[r + 1] - offsets[r];
+    cache.set_lengths(std::move(grown));
+    if (!last_only) return tensor<T, dims<2>>(rearrange<"b s v -> (b s) v">(logits));  // (N, V)
+    auto out = nn::detail::zeros<T>(B, V);  // (B, V)
+    for (std::size_t r = 0; r < new_tokens.size(); ++r)
+      if (offsets[r + 1] > offsets[r]) {
+        const T* row = logits.data() + (offsets[r + 1] - 1) * V;
+        std::copy(row, row + V, out.data() + static_cast<index_t>(r) * V);
+      }
+    return out;
+  }
+
   Block block_;
   context ctx_;
   params_type params_, grads_;

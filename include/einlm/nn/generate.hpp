@@ -19,11 +19,13 @@
 // stop token while the others go on, and sees its own most recent context_length tokens — so
 // sequence i is the sequence generate returns for prompt i alone with `stream + i` (a test), and
 // generate is generate_batch of one prompt. on_token(i, id) is called in sequence order at each
-// step. An empty batch or an empty prompt is a value_error naming it.
+// step. An empty batch or an empty prompt is a value_error naming it; a model whose context length
+// is not positive, a config_error.
 //
-// `model` is any object with config() and logits(tokens (1, S)) → (1, S, V); each sequence is then
-// run alone, the whole window at every step. When it also has make_cache() and
-// last_logits(new_tokens, cache) (nn::transformer_lm: a KV cache with one length per sequence)
+// `model` is any object with context_length() or config().context_length, and logits(tokens
+// (1, S)) → (1, S, V); each sequence is then run alone, the whole window at every step. When it
+// also has make_cache() and last_logits(new_tokens, cache) (nn::transformer_lm and
+// nn::blocks::model of a token → logits block: a KV cache with one length per sequence)
 // and use_cache is set (the default), the batch shares one cache: each step runs, in one call,
 // the prompts of sequences that start (prefill) and one position for each one that goes on
 // (decode); a finished sequence is no longer computed. Once a sequence outgrows context_length, its
@@ -42,6 +44,7 @@
 #include "einlm/core/error.hpp"
 #include "einlm/core/random.hpp"
 #include "einlm/core/tensor.hpp"
+#include "einlm/nn/config.hpp"
 #include "einlm/nn/sampling.hpp"
 
 namespace einlm::nn {
@@ -72,6 +75,15 @@ template <class M>
 concept batch_cached_model =
     requires(M& m, std::span<const std::vector<std::int64_t>> tokens, cache_of<M>& cache) { m.last_logits(tokens, cache); };
 
+/// The longest window a model sees: its context_length(), or its config().context_length.
+template <class M>
+std::int64_t context_length_of(const M& model) {
+  if constexpr (requires { model.context_length(); })
+    return static_cast<std::int64_t>(model.context_length());
+  else
+    return model.config().context_length;
+}
+
 inline void check_generation(const char* who, const std::vector<std::vector<std::int64_t>>& prompts,
                              const generation_options& o) {
   if (prompts.empty()) throw value_error(einlm::detail::concat(who, ": the batch is empty; give at least one prompt"));
@@ -90,7 +102,9 @@ std::vector<std::vector<std::int64_t>> generate_batch(Model& model, std::vector<
   detail::check_generation("generate_batch", prompts, o);
   auto& tokens = prompts;  // each grows into its sequence
   const std::size_t B = tokens.size();
-  const std::int64_t window = model.config().context_length;
+  const std::int64_t window = detail::context_length_of(model);
+  if (window <= 0)
+    throw config_error(einlm::detail::concat("generate_batch: the model's context_length must be positive, got ", window));
   std::vector<std::int64_t> generated(B, 0);
   std::vector<char> live(B, o.max_new_tokens > 0 ? 1 : 0);
   sampling_workspace workspace;  // shared by the sequences, which sample one after another

@@ -211,53 +211,6 @@ struct block_activations {
 
 }  // namespace detail
 
-/// The keys and values of every layer for incremental decoding (see the file comment). Each
-/// sequence (row) has its own length: while they are all equal, `lengths` is empty and `length`
-/// is that length; once they differ, `lengths` holds them (B entries, not all equal) and `length`
-/// is the shortest. Every call that changes lengths returns the cache to this form.
-template <class T>
-struct kv_cache {
-  std::vector<tensor<T, dims<4>>> k, v;  // per layer (B, K, context_length, Dh) each
-  index_t length = 0;                    // positions filled in every sequence
-  std::vector<index_t> lengths;          // per sequence, when they differ; empty otherwise
-
-  index_t batch() const { return k.empty() ? 0 : k.front().extent(0); }
-  /// Positions a sequence may hold (context_length).
-  index_t capacity() const { return k.empty() ? 0 : k.front().extent(2); }
-  /// Whether the sequences have different lengths.
-  bool ragged() const { return !lengths.empty(); }
-  /// Positions filled in sequence b.
-  index_t length_of(index_t b) const { return ragged() ? lengths[static_cast<std::size_t>(b)] : length; }
-  /// Forgets every position of every sequence.
-  void clear() {
-    length = 0;
-    lengths.clear();
-  }
-  /// Keeps only the first n positions of sequence b (n = 0: starts it over); n must not exceed
-  /// its length.
-  void truncate(index_t b, index_t n) {
-    if (b < 0 || b >= batch())
-      throw value_error(einlm::detail::concat("kv_cache: sequence ", b, " is outside a batch of ", batch()));
-    if (n < 0 || n > length_of(b))
-      throw value_error(einlm::detail::concat("kv_cache: cannot keep ", n, " positions of sequence ", b, ", which holds ",
-                                              length_of(b)));
-    std::vector<index_t> all = per_sequence();
-    all[static_cast<std::size_t>(b)] = n;
-    set_lengths(std::move(all));
-  }
-  /// Every sequence's length (B entries).
-  std::vector<index_t> per_sequence() const {
-    return ragged() ? lengths : std::vector<index_t>(static_cast<std::size_t>(batch()), length);
-  }
-  /// Sets every sequence's length (B entries), in the form described above.
-  void set_lengths(std::vector<index_t> all) {
-    if (all.empty()) return clear();
-    length = *std::min_element(all.begin(), all.end());
-    const bool equal = std::all_of(all.begin(), all.end(), [&](index_t n) { return n == length; });
-    lengths = equal ? std::vector<index_t>{} : std::move(all);
-  }
-};
-
 template <class T = float>
 class transformer_lm {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, bf16>,
@@ -338,6 +291,8 @@ class transformer_lm {
   /// An empty KV cache for `batch` sequences of up to context_length positions.
   kv_cache<T> make_cache(index_t batch) const {
     kv_cache<T> c;
+    c.sequences = batch;
+    c.positions = config_.context_length;
     for (std::int64_t i = 0; i < config_.num_layers; ++i) {
       c.k.emplace_back(batch, config_.kv_heads(), config_.context_length, config_.head_dim());  // (B, K, C, Dh)
       c.v.emplace_back(batch, config_.kv_heads(), config_.context_length, config_.head_dim());  // (B, K, C, Dh)
