@@ -503,14 +503,18 @@ struct cpu_gemm_tiles_bf16_dot {
   using packed = std::uint16_t;
   static constexpr int k_group = 2;  // packed in pairs along K (an odd kc ends with a zero)
   static void kernel(index_t kc, const std::uint16_t* a, const std::uint16_t* b, float* tile);
+  /// A whole tile of a one-panel product without epilogue stored straight from the registers:
+  /// C rows c + r·ldc (r < MR), NR columns each, = scale · product, as float or bf16.
+  template <class Out>
+  static void store_kernel(index_t kc, const std::uint16_t* a, const std::uint16_t* b, Out* c, index_t ldc,
+                           float scale);
 };
 
-/// tile[12][32] = Σ over the ⌈kc/2⌉ pairs of a's 12 broadcast pairs · b's 32 column pairs.
-__attribute__((target("avx512f,avx512bf16"))) inline void micro_kernel_bf16_dot(
+/// acc[r][v] = Σ over the ⌈kc/2⌉ pairs of a's 12 broadcast pairs · b's 32 column pairs.
+__attribute__((target("avx512f,avx512bf16"), always_inline)) inline void bf16_dot_accumulate(
     index_t kc, const std::uint16_t* EINLM_RESTRICT a, const std::uint16_t* EINLM_RESTRICT b,
-    float* EINLM_RESTRICT tile) {
+    __m512 (&acc)[cpu_gemm_tiles_bf16_dot::MR][2]) {
   constexpr int MR = cpu_gemm_tiles_bf16_dot::MR, NR = cpu_gemm_tiles_bf16_dot::NR;
-  __m512 acc[MR][2];
   EINLM_UNROLL
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   const index_t pairs = (kc + 1) / 2;
@@ -528,6 +532,15 @@ __attribute__((target("avx512f,avx512bf16"))) inline void micro_kernel_bf16_dot(
     a += 2 * MR;
     b += 2 * NR;
   }
+}
+
+/// tile[12][32] = the product of the packed slivers.
+__attribute__((target("avx512f,avx512bf16"))) inline void micro_kernel_bf16_dot(
+    index_t kc, const std::uint16_t* EINLM_RESTRICT a, const std::uint16_t* EINLM_RESTRICT b,
+    float* EINLM_RESTRICT tile) {
+  constexpr int MR = cpu_gemm_tiles_bf16_dot::MR, NR = cpu_gemm_tiles_bf16_dot::NR;
+  __m512 acc[MR][2];
+  bf16_dot_accumulate(kc, a, b, acc);
   EINLM_UNROLL
   for (int r = 0; r < MR; ++r) {
     _mm512_storeu_ps(tile + r * NR, acc[r][0]);
@@ -535,8 +548,34 @@ __attribute__((target("avx512f,avx512bf16"))) inline void micro_kernel_bf16_dot(
   }
 }
 
+/// The product scaled and stored into C's rows as Out (see cpu_gemm_tiles_bf16_dot::store_kernel).
+template <class Out>
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void micro_kernel_bf16_dot_store(
+    index_t kc, const std::uint16_t* EINLM_RESTRICT a, const std::uint16_t* EINLM_RESTRICT b, Out* EINLM_RESTRICT c,
+    index_t ldc, float scale) {
+  constexpr int MR = cpu_gemm_tiles_bf16_dot::MR;
+  __m512 acc[MR][2];
+  bf16_dot_accumulate(kc, a, b, acc);
+  const __m512 s = _mm512_set1_ps(scale);
+  EINLM_UNROLL
+  for (int r = 0; r < MR; ++r) {
+    EINLM_UNROLL
+    for (int v = 0; v < 2; ++v) {
+      const __m512 x = _mm512_mul_ps(acc[r][v], s);
+      wide_f32 w;
+      std::memcpy(&w, &x, sizeof(w));
+      wide_store(c + r * ldc + 16 * v, w);
+    }
+  }
+}
+
 inline void cpu_gemm_tiles_bf16_dot::kernel(index_t kc, const std::uint16_t* a, const std::uint16_t* b, float* tile) {
   micro_kernel_bf16_dot(kc, a, b, tile);
+}
+template <class Out>
+void cpu_gemm_tiles_bf16_dot::store_kernel(index_t kc, const std::uint16_t* a, const std::uint16_t* b, Out* c,
+                                           index_t ldc, float scale) {
+  micro_kernel_bf16_dot_store(kc, a, b, c, ldc, scale);
 }
 
 /// Whether this CPU runs the bf16 pair kernel.
@@ -642,6 +681,8 @@ class cpu_gemm_own {
     K_ = a.cols;
     // Partial sums of several K panels live in C itself when it holds Acc contiguously.
     partial_in_c_ = std::is_same_v<Out, Acc> && c.col_stride == 1;
+    // Whole tiles of alpha·A·B alone may be stored by the micro-kernel itself.
+    direct_store_ = c.col_stride == 1 && ep.beta == 0.0 && !epi_.has_post();
   }
 
   void run() {
@@ -709,8 +750,18 @@ class cpu_gemm_own {
           for (index_t jr = 0; jr < nc; jr += NR) {
             const index_t n = std::min<index_t>(NR, nc - jr);
             for (index_t ir = 0; ir < mc; ir += MR) {
-              tiles::kernel(kc, ap + ir * kcp, bp + jr * kcp, tile);
               const index_t m = std::min<index_t>(MR, mc - ir);
+#if EINLM_GEMM_HAS_BF16_DOT
+              if constexpr (std::is_same_v<tiles, cpu_gemm_tiles_bf16_dot> &&
+                            (std::is_same_v<Out, float> || std::is_same_v<Out, bf16>)) {
+                if (direct_store_ && first && last && m == MR && n == NR) {
+                  tiles::store_kernel(kc, ap + ir * kcp, bp + jr * kcp, &c_(b, ic + ir, jc + jr), c_.row_stride,
+                                      alpha_);
+                  continue;
+                }
+              }
+#endif
+              tiles::kernel(kc, ap + ir * kcp, bp + jr * kcp, tile);
               for (index_t r = 0; r < m; ++r) {
                 const index_t i = ic + ir + r, j = jc + jr;
                 Acc* part = nullptr;
@@ -756,6 +807,7 @@ class cpu_gemm_own {
   int threads_;
   index_t M_ = 0, N_ = 0, K_ = 0;
   bool partial_in_c_ = false;
+  bool direct_store_ = false;
 };
 
 template <class In, class Out>
