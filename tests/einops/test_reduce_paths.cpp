@@ -149,3 +149,58 @@ TEST_CASE("strided parts of a reduction (the CUDA kernels' split) cover each ele
     check_strided_parts<"a b c -> c b">(step);  // no contiguous run
   }
 }
+
+TEST_CASE("long reductions over outer axes into few rows are split by chunks of rows, whatever the threads") {
+  // "a b c -> c" (one output row, 3·101 = 303 reduced rows: 4 chunks of 76) and "a b c -> b c"
+  // (two output rows, 257 reduced rows each): the executor splits the reduction itself
+  // (reduce_node::store_row_split), reading whole input rows. Every reduction, compared with loops
+  // in double; one thread and four agree bit for bit (the chunks depend on the shape only).
+  tensor<float, dims<3>> x(dims<3>(3, 101, 45));
+  tensor<float, dims<3>> y(dims<3>(257, 2, 45));
+  const auto vx = test::random_values<double>(static_cast<std::size_t>(x.size()), 0.5, 1.5, 77);
+  const auto vy = test::random_values<double>(static_cast<std::size_t>(y.size()), -1.0, 1.0, 78);
+  for (index_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(vx[static_cast<std::size_t>(i)]);
+  for (index_t i = 0; i < y.size(); ++i) y.data()[i] = static_cast<float>(vy[static_cast<std::size_t>(i)]);
+  cpu_executor one(1), many(4);
+  tensor<float, dims<1>> s1(dims<1>(45)), s4(dims<1>(45)), mx(dims<1>(45)), mn(dims<1>(45)), mean(dims<1>(45));
+  one.assign(s1, reduce<"a b c -> c", "sum">(x));
+  many.assign(s4, reduce<"a b c -> c", "sum">(x));
+  many.assign(mx, reduce<"a b c -> c", "max">(x));
+  many.assign(mn, reduce<"a b c -> c", "min">(x));
+  many.assign(mean, reduce<"a b c -> c", "mean">(x));
+  for (int c = 0; c < 45; ++c) {
+    double sum = 0, hi = -1e300, lo = 1e300;
+    for (int a = 0; a < 3; ++a)
+      for (int b = 0; b < 101; ++b) {
+        const double v = x(a, b, c);
+        sum += v;
+        hi = std::max(hi, v);
+        lo = std::min(lo, v);
+      }
+    check_close(s1(c), sum, 1e-5);
+    CHECK(s1(c) == s4(c));
+    CHECK(mx(c) == static_cast<float>(hi));
+    CHECK(mn(c) == static_cast<float>(lo));
+    check_close(mean(c), sum / 303, 1e-5);
+  }
+  tensor<float, dims<2>> t1(dims<2>(2, 45)), t4(dims<2>(2, 45));
+  one.assign(t1, reduce<"a b c -> b c", "sum">(y));
+  many.assign(t4, reduce<"a b c -> b c", "sum">(y));
+  for (int b = 0; b < 2; ++b)
+    for (int c = 0; c < 45; ++c) {
+      double sum = 0;
+      for (int a = 0; a < 257; ++a) sum += y(a, b, c);
+      check_close(t1(b, c), sum, 1e-5);
+      CHECK(t1(b, c) == t4(b, c));
+    }
+  // bf16 input: sums in float, as the other paths.
+  const tensor<bf16, dims<3>> xb = tensor<bf16, dims<3>>(cast<bf16>(x));
+  tensor<bf16, dims<1>> sb(dims<1>(45));
+  many.assign(sb, reduce<"a b c -> c", "sum">(xb));
+  for (int c = 0; c < 45; ++c) {
+    double sum = 0;
+    for (int a = 0; a < 3; ++a)
+      for (int b = 0; b < 101; ++b) sum += convert<double>(xb(a, b, c));
+    check_close(sb(c), sum, 1e-2);
+  }
+}

@@ -123,6 +123,21 @@ class cpu_executor {
           const index_t inner = dst.extent(R - 1);
           const index_t rows = n / inner;
           const auto outer = subrange<0, R - 1>(dst.extents());
+          // Too few rows to share out whole, each the result of a long reduction over outer axes:
+          // the reduction itself is split (reduce_node::store_row_split).
+          if constexpr (requires { x.store_row_split(index_array<R>{}, inner, dst.data(), [](index_t, auto&&) {}); }) {
+            if (rows < 4 * team) {
+              const auto run_units = [&](index_t units, auto&& f) { parallel(team, units, f); };
+              bool split = true;
+              for (index_t row = 0; row < rows && split; ++row) {
+                index_array<R> idx{};
+                const auto o = detail::unravel<R - 1>(row, outer);
+                for (std::size_t r = 0; r + 1 < R; ++r) idx[r] = o[r];
+                split = x.store_row_split(idx, inner, &dst(idx), run_units);  // the same answer for every row
+              }
+              if (split) break;
+            }
+          }
           // Long rows are cut into pieces (shorter when there are few rows, so that every thread
           // works); short rows are grouped, so that a unit of work walks consecutive rows without
           // recomputing their indices.

@@ -118,6 +118,14 @@ class broadcast_node : public expression_base {
     }
     return false;
   }
+  /// Forwards a child's store_row_split (see reduce_node) when nothing is broadcast.
+  template <class T, class RunUnits>
+  bool store_row_split(const index_array<R>& idx, index_t n, T* out, RunUnits&& run_units) const {
+    if constexpr (X::R == R && requires { x_.store_row_split(idx, n, out, run_units); }) {
+      if (mask_ == 0) return x_.store_row_split(idx, n, out, run_units);
+    }
+    return false;
+  }
   const X& child() const { return x_; }
   /// Bit k: axis k of the child is broadcast.
   unsigned mask() const { return mask_; }

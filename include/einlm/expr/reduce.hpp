@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include <cuda/std/limits>
 
@@ -274,6 +275,75 @@ class reduce_node : public expression_base {
     (void)out;
     return false;
 #endif
+  }
+
+  /// The whole row at idx (output positions [0, n), written to out) when the output's rows are the
+  /// child's rows and a long reduction feeds them (a few outputs rows of many reduced rows, as in
+  /// "a b -> b"): the reduced positions are cut into chunks whose length is fixed by the shape —
+  /// not by the thread count, so the result does not depend on it —, each chunk is accumulated
+  /// over the whole row into a partial row of its own (the child read row after row, as it lies in
+  /// memory, where a cut of the output row would read it in strided pieces), chunks handed out as
+  /// units by run_units(units, f), and the partial rows combined in chunk order. False (nothing
+  /// written) when this does not apply (also for integer and boolean reductions). Host only.
+  template <class T, class RunUnits>
+  bool store_row_split(const index_array<R>& idx, index_t n, T* out, RunUnits&& run_units) const {
+#if EINLM_HAS_PACKETS
+    if constexpr (std::is_floating_point_v<accumulate_type>) {
+      constexpr index_t min_chunk = 64, max_chunks = 16, max_row = index_t{1} << 16;
+      if (!outer_rows_ || count_ < 2 * min_chunk || n > max_row || n < simd::width) return false;
+      using P = simd::packet<accumulate_type>;
+      constexpr int W = simd::width;
+      const index_t chunks = std::min<index_t>(max_chunks, count_ / min_chunk);
+      const index_t len = (count_ + chunks - 1) / chunks;
+      std::vector<accumulate_type> partial(static_cast<std::size_t>(chunks * n));
+      index_t el0[pattern::max_elementary] = {};
+      map_.decompose(idx, el0);
+      const index_t full = n / W * W;
+      run_units(chunks, [&](index_t c) {
+        accumulate_type* acc = partial.data() + c * n;
+        std::fill(acc, acc + n, Op::template init<accumulate_type>());
+        const index_t first = c * len, last = std::min(count_, first + len);
+        index_t el[pattern::max_elementary];
+        std::copy(el0, el0 + pattern::max_elementary, el);
+        // The reduced indices of position `first`, row-major over the reduced axes.
+        index_t red[pattern::max_elementary] = {};
+        for (index_t k = n_reduced_ - 1, rest = first; k >= 0; --k) {
+          const index_t length = map_.length[reduced_[k]];
+          red[k] = rest % length;
+          rest /= length;
+        }
+        for (index_t t = first; t < last; ++t) {
+          for (int k = 0; k < n_reduced_; ++k) el[reduced_[k]] = red[k];
+          const auto cur = x_.row(map_.compose<X::R>(el), false);
+          for (index_t j = 0; j < full; j += W)
+            simd::store(acc + j, Op::combine(simd::load<accumulate_type>(acc + j),
+                                             simd::convert_packet<accumulate_type>(cur.template load<packet_kind>(j))));
+          for (index_t j = full; j < n; ++j)
+            acc[j] = Op::combine(acc[j], convert<accumulate_type>(cur.template load<scalar_kind>(j)));
+          for (int k = n_reduced_ - 1; k >= 0; --k) {
+            if (++red[k] < map_.length[reduced_[k]]) break;
+            red[k] = 0;
+          }
+        }
+      });
+      for (index_t j = 0; j < full; j += W) {
+        P a = simd::load<accumulate_type>(partial.data() + j);
+        for (index_t c = 1; c < chunks; ++c) a = Op::combine(a, simd::load<accumulate_type>(partial.data() + c * n + j));
+        simd::store(out + j, simd::convert_packet<compute_type>(Op::finish(a, count_)));
+      }
+      for (index_t j = full; j < n; ++j) {
+        accumulate_type a = partial[static_cast<std::size_t>(j)];
+        for (index_t c = 1; c < chunks; ++c) a = Op::combine(a, partial[static_cast<std::size_t>(c * n + j)]);
+        out[j] = convert<T>(convert<compute_type>(Op::finish(a, count_)));
+      }
+      return true;
+    }
+#endif
+    (void)idx;
+    (void)n;
+    (void)out;
+    (void)run_units;
+    return false;
   }
 
   /// True when each output element reduces a run that is contiguous in the child (the CUDA
