@@ -235,7 +235,7 @@ class reduce_node : public expression_base {
     if (!outer_rows_) return false;
 #if EINLM_HAS_PACKETS
     using P = simd::packet<accumulate_type>;
-    // Accumulators for up to 16 KiB of the row: long contiguous reads per input row keep the
+    // Accumulators for up to 4 KiB of the row: long contiguous reads per input row keep the
     // hardware prefetchers streaming.
     constexpr index_t block = 4096 / static_cast<index_t>(sizeof(accumulate_type)) / simd::width * simd::width;
     P acc[block / simd::width];
