@@ -84,7 +84,8 @@ TEST_CASE("einlm-lm: --help documents every command") {
   CHECK(r.status == 0);
   for (const char* word : {"train", "eval", "generate", "logits", "--data", "--val-fraction", "--config", "--out",
                            "--resume", "--checkpoint", "--prompt", "--temperature", "--top-p", "--top-k", "--seed",
-                           "--ids", "--peak-tflops", "--optimizer", "--momentum", "--nesterov", "--lr-decay"})
+                           "--ids", "--peak-tflops", "--optimizer", "--momentum", "--nesterov", "--lr-decay", "--model",
+                           "Compiled-in static shapes", "  demo: vocab_size 2048"})
     CHECK(r.out.find(word) != std::string::npos);
 }
 
