@@ -339,6 +339,18 @@ TEST_CASE("einlm-lm: --model static and dynamic give the same checkpoints, logit
     CHECK_MESSAGE(a == b, f);
   }
 
+  // Each type resumes the other's checkpoint, to the same state.
+  r = lm("train " + common + " --steps 6 --model dynamic --resume " + q(w / "static") + " --out " + q(w / "static6"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  r = lm("train " + common + " --steps 6 --model static --resume " + q(w / "dynamic") + " --out " + q(w / "dynamic6"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("resumed from") != std::string::npos);
+  {
+    std::ifstream x(w / "static6/model.safetensors", std::ios::binary), y(w / "dynamic6/model.safetensors", std::ios::binary);
+    const std::string a((std::istreambuf_iterator<char>(x)), {}), b((std::istreambuf_iterator<char>(y)), {});
+    CHECK(a == b);
+  }
+
   // logits, eval and generate of each checkpoint on both types.
   for (const char* dir : {"static", "dynamic"}) {
     const std::string checkpoint = " --checkpoint " + q(w / dir);
