@@ -4,7 +4,9 @@
 // DIR/config.json (a dense shape, or one with mixture-of-experts layers: nn::moe_config) and
 // DIR/model.safetensors (CS336 tensor names; F32, F16 or BF16), plus optimizer.safetensors and
 // state.safetensors when einlm-lm trained it. Errors go to stderr as "einlm-lm: error: ..." with
-// exit status 1; usage errors exit with 2.
+// exit status 1; usage errors exit with 2. A configuration that is one of the shapes compiled in
+// (static_models.hpp) runs as that static block model, any other as the dynamic
+// nn::transformer_lm (--model auto|static|dynamic; one line on stderr says which ran).
 #include <unistd.h>
 
 #include <charconv>
@@ -18,6 +20,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "einlm/core/npy.hpp"
@@ -28,6 +31,7 @@
 #include "einlm/tokenizer.hpp"
 #include "einlm/train/config_json.hpp"
 #include "einlm/train/trainer.hpp"
+#include "static_models.hpp"
 
 using namespace einlm;
 
@@ -91,8 +95,17 @@ Commands:
       checkpoint: continue with `train --resume DIR --config DIR/config.json --out DIR ...`.
 
 Options:
+  --model auto|static|dynamic
+      Which model type runs (train, eval, generate, logits). auto (the default): the static type
+      compiled for the configuration's shape when there is one (every field equal; the shapes
+      are listed below), else the dynamic one (any shape). static: the compiled shape, an error
+      when there is none. dynamic: the dynamic type. Both give the same results (the same layer
+      code) and write and read the same checkpoints; one line on standard error says which ran.
+      --precision bf16 and upcycle run the dynamic type.
   -h, --help    this text
 Exit status: 0 on success, 1 on an error (message on stderr), 2 on a usage error.
+
+Compiled-in static shapes (apps/einlm-lm/static_models.hpp):
 )";
 
 struct usage_error : std::runtime_error {
@@ -138,7 +151,7 @@ args parse_args(int argc, char** argv) {
       "checkpoint-every", "token-width", "peak-tflops", "progress", "device", "checkpoint", "batches", "vocab",
       "merges", "prompts", "max-tokens", "temperature", "top-p", "top-k", "ids", "cache", "noise", "router-std",
       "precision", "optimizer", "beta1", "beta2", "eps", "momentum", "dampening", "nesterov", "lr-decay",
-      "initial-accumulator"};
+      "initial-accumulator", "model"};
   args a;
   if (argc < 2) throw usage_error("no command given");
   a.command = argv[1];
@@ -176,11 +189,16 @@ std::string shape_text(const std::vector<index_t>& shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
-/// Loads DIR/config.json and DIR/model.safetensors (F32, F16 or BF16 tensors) into a float model.
-nn::transformer_lm<float> load_model(const std::string& dir) {
-  const auto d = std::filesystem::path(dir);
-  nn::transformer_lm<float> model(train::load_model_config((d / "config.json").string()));
-  const safetensors_file f((d / "model.safetensors").string());
+/// DIR/config.json.
+nn::moe_config load_checkpoint_config(const std::string& dir) {
+  return train::load_model_config((std::filesystem::path(dir) / "config.json").string());
+}
+
+/// Loads DIR/model.safetensors (F32, F16 or BF16 tensors) into a float model of DIR/config.json's
+/// shape, by parameter name (for_each_parameter): nn::transformer_lm or a static block model.
+template <class Model>
+void load_weights(const std::string& dir, Model& model) {
+  const safetensors_file f((std::filesystem::path(dir) / "model.safetensors").string());
   // Check every tensor before loading any.
   model.for_each_parameter([&](const std::string& name, auto& w) {
     if (!f.contains(name)) throw io_error(einlm::detail::concat(f.path(), ": the model has no tensor '", name, "'"));
@@ -207,7 +225,56 @@ nn::transformer_lm<float> load_model(const std::string& dir) {
       w = cast<float>(half);
     }
   });
-  return model;
+}
+
+/// train::to_json(m) on one line: {"vocab_size": V, "context_length": T, …}.
+std::string one_line_json(const nn::moe_config& m) {
+  std::string out;
+  for (const char c : train::to_json(m)) {
+    if (c == '\n') continue;
+    if (c == ' ' && (out.empty() || out.back() == '{' || out.back() == ' ' || out.back() == ',')) continue;
+    if (c == '"' && !out.empty() && out.back() == ',') out += ' ';
+    out += c;
+  }
+  return out;
+}
+
+/// Calls run(std::type_identity<M>{}) with M the model type that runs configuration `m` (read
+/// from `where`) on the path --model chooses: einlm_lm::static_lm of the compiled-in shape `m` is
+/// (auto, static), else nn::transformer_lm<float> (auto, dynamic). `dynamic_only`, when given,
+/// names what needs the dynamic type (auto then takes it; static is a usage error). One line on
+/// stderr says which type runs. --model static without a compiled-in shape for `m` is an error
+/// naming the configuration and listing the shapes.
+template <class Run>
+int with_model_type(const args& a, const nn::moe_config& m, const std::string& where, Run&& run,
+                    const char* dynamic_only = nullptr) {
+  const std::string path = a.get("model", "auto");
+  if (path != "auto" && path != "static" && path != "dynamic")
+    throw usage_error("--model must be auto, static or dynamic, got '" + path + "'");
+  if (path == "static" && dynamic_only)
+    throw usage_error(einlm::detail::concat("--model static: ", dynamic_only, " runs the dynamic model only"));
+  if (path != "dynamic" && !dynamic_only) {
+    int status = 0;
+    const bool found = einlm_lm::with_static_shape(m, [&](const auto& shape) {
+      using block = typename std::remove_cvref_t<decltype(shape)>::block;
+      std::fprintf(stderr, "einlm-lm: model: static (compiled-in shape '%s')\n", shape.name);
+      status = run(std::type_identity<einlm_lm::static_lm<block>>{});
+    });
+    if (found) return status;
+    if (path == "static")
+      throw value_error(einlm::detail::concat("--model static: no compiled-in static shape is the configuration of ",
+                                              where, " ", one_line_json(m), "; the compiled-in shapes are\n",
+                                              einlm_lm::static_shape_list(), "(apps/einlm-lm/static_models.hpp)"));
+  }
+  std::fprintf(stderr, "einlm-lm: model: dynamic (transformer_lm)\n");
+  return run(std::type_identity<nn::transformer_lm<float>>{});
+}
+
+/// The model's number of parameters (scalars).
+template <class Model>
+std::int64_t parameter_total(Model& model) {
+  if constexpr (requires { model.param_count(); }) return model.param_count();
+  else return model.parameters().size();
 }
 
 /// Cross-entropy (nats per token) of `val` under the add-one-smoothed token frequencies of
@@ -267,7 +334,6 @@ int cmd_train(const args& a) {
   const auto moe = train::load_model_config(a.get("config"));
   const nn::transformer_config& config = moe.base;
   const std::uint64_t seed = static_cast<std::uint64_t>(a.integer("seed", 0));
-  nn::transformer_lm<float> model(moe, seed);
   const auto all = train::token_dataset::open(a.get("data"), width_of(a));
   std::optional<train::token_dataset> fit_data, val_data;
   if (a.has("val") && a.has("val-fraction")) throw usage_error("give --val or --val-fraction, not both");
@@ -307,61 +373,81 @@ int cmd_train(const args& a) {
   o.progress_bar = progress == "always" || (progress == "auto" && isatty(STDERR_FILENO));
   o.precision = precision_of(a);
   optimizer_options(a, o);
-  std::cerr << "model: " << model.parameters().size() << " parameters, " << config.num_layers << " layers, d_model "
-            << config.d_model << ", " << config.num_heads << " heads (" << config.kv_heads() << " kv), vocab "
-            << config.vocab_size;
-  if (moe.num_experts > 0)
-    std::cerr << "; " << moe.moe_layers() << " MoE layers of " << moe.num_experts << " experts (d_ff "
-              << moe.expert_dim() << "), top-" << moe.top_k << ", " << moe.num_shared_experts << " shared, "
-              << (moe.router == nn::router_kind::softmax ? "softmax" : "sigmoid") << " router; "
-              << nn::moe_active_param_count(moe) << " active parameters";
-  if (o.precision == nn::precision::bf16_mixed) std::cerr << "; bf16 mixed precision (float master weights)";
-  if (o.optimizer != train::optimizer_kind::adamw) std::cerr << "; optimizer " << train::optimizer_name(o.optimizer);
-  std::cerr << "; data: " << fit_data->size() << " training tokens"
-            << (val_data ? einlm::detail::concat(", ", val_data->size(), " validation tokens") : std::string()) << "\n";
-  double baseline = NAN;
-  if (val_data) {
-    baseline = unigram_baseline(*fit_data, *val_data, config.vocab_size);
-    std::cerr << "unigram baseline: " << train::detail::format("%.4f", baseline)
-              << " nats/token on the validation tokens (token frequencies alone, no context)\n";
-  }
-  const auto r = train::fit(model, *fit_data, val_data ? &*val_data : nullptr, o, std::cerr);
-  std::cerr << "trained to step " << r.steps << " in " << train::detail::duration_text(r.seconds) << ", "
-            << static_cast<long long>(r.tokens_per_second) << " tokens/s; final loss " << r.loss;
-  if (std::isfinite(r.val_loss))
-    std::cerr << ", validation loss " << train::detail::format("%.4f", r.val_loss) << " (unigram baseline "
-              << train::detail::format("%.4f", baseline) << ")";
-  std::cerr << "\n";
-  for (std::int64_t i = 0; i < config.num_layers; ++i) {
-    const auto& stats = model.routing_stats(static_cast<std::size_t>(i));
-    if (stats.tokens_per_expert.empty()) continue;
-    std::cerr << "layer " << i << ": tokens per expert in the last batch";
-    for (const auto n : stats.tokens_per_expert) std::cerr << " " << n;
-    std::cerr << " (dropped " << stats.dropped_slots << "), router entropy "
-              << train::detail::format("%.3f", stats.router_entropy) << "\n";
-  }
-  std::cerr << "checkpoint: " << o.out_dir << "\n";
-  return 0;
+  return with_model_type(
+      a, moe, a.get("config"),
+      [&]<class Model>(std::type_identity<Model>) {
+        Model model(moe, seed);
+        std::cerr << "model: " << parameter_total(model) << " parameters, " << config.num_layers << " layers, d_model "
+                  << config.d_model << ", " << config.num_heads << " heads (" << config.kv_heads() << " kv), vocab "
+                  << config.vocab_size;
+        if (moe.num_experts > 0)
+          std::cerr << "; " << moe.moe_layers() << " MoE layers of " << moe.num_experts << " experts (d_ff "
+                    << moe.expert_dim() << "), top-" << moe.top_k << ", " << moe.num_shared_experts << " shared, "
+                    << (moe.router == nn::router_kind::softmax ? "softmax" : "sigmoid") << " router; "
+                    << nn::moe_active_param_count(moe) << " active parameters";
+        if (o.precision == nn::precision::bf16_mixed) std::cerr << "; bf16 mixed precision (float master weights)";
+        if (o.optimizer != train::optimizer_kind::adamw)
+          std::cerr << "; optimizer " << train::optimizer_name(o.optimizer);
+        std::cerr << "; data: " << fit_data->size() << " training tokens"
+                  << (val_data ? einlm::detail::concat(", ", val_data->size(), " validation tokens") : std::string())
+                  << "\n";
+        double baseline = NAN;
+        if (val_data) {
+          baseline = unigram_baseline(*fit_data, *val_data, config.vocab_size);
+          std::cerr << "unigram baseline: " << train::detail::format("%.4f", baseline)
+                    << " nats/token on the validation tokens (token frequencies alone, no context)\n";
+        }
+        const auto r = train::fit(model, *fit_data, val_data ? &*val_data : nullptr, o, std::cerr);
+        std::cerr << "trained to step " << r.steps << " in " << train::detail::duration_text(r.seconds) << ", "
+                  << static_cast<long long>(r.tokens_per_second) << " tokens/s; final loss " << r.loss;
+        if (std::isfinite(r.val_loss))
+          std::cerr << ", validation loss " << train::detail::format("%.4f", r.val_loss) << " (unigram baseline "
+                    << train::detail::format("%.4f", baseline) << ")";
+        std::cerr << "\n";
+        if constexpr (requires { model.routing_stats(std::size_t{0}); })
+          for (std::int64_t i = 0; i < config.num_layers; ++i) {
+            const auto& stats = model.routing_stats(static_cast<std::size_t>(i));
+            if (stats.tokens_per_expert.empty()) continue;
+            std::cerr << "layer " << i << ": tokens per expert in the last batch";
+            for (const auto n : stats.tokens_per_expert) std::cerr << " " << n;
+            std::cerr << " (dropped " << stats.dropped_slots << "), router entropy "
+                      << train::detail::format("%.3f", stats.router_entropy) << "\n";
+          }
+        std::cerr << "checkpoint: " << o.out_dir << "\n";
+        return 0;
+      },
+      o.precision == nn::precision::bf16_mixed ? "--precision bf16" : nullptr);
 }
 
 int cmd_eval(const args& a) {
-  auto model = load_model(a.get("checkpoint"));
+  const std::string dir = a.get("checkpoint");
+  const auto config = load_checkpoint_config(dir);
   const auto data = train::token_dataset::open(a.get("data"), width_of(a));
-  const auto batch = a.integer("batch", 16), context = a.integer("context", model.config().context_length);
-  double loss = 0;
-  if (precision_of(a) == nn::precision::bf16_mixed) {
-    nn::transformer_lm<bf16> rounded(model.model_config());  // the weights rounded to bf16
-    nn::convert_parameters(model, rounded);
-    loss = train::evaluate(rounded, data, batch, context, a.integer("batches", 16), 0);
-  } else {
-    loss = train::evaluate(model, data, batch, context, a.integer("batches", 16), 0);
-  }
-  std::printf("loss %.4f nats/token, perplexity %.2f\n", loss, std::exp(loss));
-  return 0;
+  const auto batch = a.integer("batch", 16), context = a.integer("context", config.base.context_length);
+  const bool rounded_bf16 = precision_of(a) == nn::precision::bf16_mixed;
+  return with_model_type(
+      a, config, dir + "/config.json",
+      [&]<class Model>(std::type_identity<Model>) {
+        Model model(config);
+        load_weights(dir, model);
+        double loss = 0;
+        if constexpr (std::is_same_v<Model, nn::transformer_lm<float>>) {
+          if (rounded_bf16) {
+            nn::transformer_lm<bf16> rounded(model.model_config());  // the weights rounded to bf16
+            nn::convert_parameters(model, rounded);
+            loss = train::evaluate(rounded, data, batch, context, a.integer("batches", 16), 0);
+          }
+        }
+        if (!rounded_bf16) loss = train::evaluate(model, data, batch, context, a.integer("batches", 16), 0);
+        std::printf("loss %.4f nats/token, perplexity %.2f\n", loss, std::exp(loss));
+        return 0;
+      },
+      rounded_bf16 ? "--precision bf16" : nullptr);
 }
 
 int cmd_generate(const args& a) {
-  auto model = load_model(a.get("checkpoint"));
+  const std::string dir = a.get("checkpoint");
+  const auto config = load_checkpoint_config(dir);
   tokenizer::bpe_model m = tokenizer::load_gpt2(a.get("vocab"), a.get("merges"));
   std::vector<std::string> specials = a.specials;
   if (specials.empty()) specials.push_back("<|endoftext|>");
@@ -369,9 +455,9 @@ int cmd_generate(const args& a) {
     if (std::find(m.special_tokens.begin(), m.special_tokens.end(), s) == m.special_tokens.end())
       m.special_tokens.push_back(s);
   const tokenizer::bpe_tokenizer tok(std::move(m));
-  if (static_cast<std::int64_t>(tok.vocab_size()) > model.config().vocab_size)
+  if (static_cast<std::int64_t>(tok.vocab_size()) > config.base.vocab_size)
     throw value_error(einlm::detail::concat("the tokenizer has ", tok.vocab_size(), " tokens, the model's vocabulary ",
-                                            model.config().vocab_size));
+                                            config.base.vocab_size));
   // The prompts: every --prompt, or the non-empty lines of --prompts FILE.
   std::vector<std::string> prompts = a.prompts;
   if (a.has("prompts")) {
@@ -415,46 +501,55 @@ int cmd_generate(const args& a) {
     decoders[i].push(std::span<const tokenizer::token_id>(&t, 1), piece);
     texts[i] += piece;
   };
-  const auto start = std::chrono::steady_clock::now();
-  std::size_t generated = 0, prompt_tokens = 0;
-  if (B == 1) {  // one prompt: streamed as it is produced
-    std::fwrite(prompts[0].data(), 1, prompts[0].size(), stdout);
-    const auto all = nn::generate(model, ids[0], o, [&](std::int64_t id) {
-      const std::size_t before = texts[0].size();
-      decode(0, id);
-      std::fwrite(texts[0].data() + before, 1, texts[0].size() - before, stdout);
-      std::fflush(stdout);
-    });
-    piece.clear();
-    decoders[0].finish(piece);
-    std::fwrite(piece.data(), 1, piece.size(), stdout);
-    std::fputc('\n', stdout);
-    generated = all.size() - ids[0].size();
-    prompt_tokens = ids[0].size();
-  } else {  // a batch: printed when every sequence is done
-    const auto all = nn::generate_batch(model, ids, o, decode);
-    for (std::size_t i = 0; i < B; ++i) {
+  return with_model_type(a, config, dir + "/config.json", [&]<class Model>(std::type_identity<Model>) {
+    Model model(config);
+    load_weights(dir, model);
+    const auto start = std::chrono::steady_clock::now();
+    std::size_t generated = 0, prompt_tokens = 0;
+    if (B == 1) {  // one prompt: streamed as it is produced
+      std::fwrite(prompts[0].data(), 1, prompts[0].size(), stdout);
+      const auto all = nn::generate(model, ids[0], o, [&](std::int64_t id) {
+        const std::size_t before = texts[0].size();
+        decode(0, id);
+        std::fwrite(texts[0].data() + before, 1, texts[0].size() - before, stdout);
+        std::fflush(stdout);
+      });
       piece.clear();
-      decoders[i].finish(piece);
-      texts[i] += piece;
-      std::printf("=== sample %zu/%zu ===\n", i + 1, B);
-      std::fwrite(texts[i].data(), 1, texts[i].size(), stdout);
+      decoders[0].finish(piece);
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fputc('\n', stdout);
-      generated += all[i].size() - ids[i].size();
-      prompt_tokens += ids[i].size();
+      generated = all.size() - ids[0].size();
+      prompt_tokens = ids[0].size();
+    } else {  // a batch: printed when every sequence is done
+      const auto all = nn::generate_batch(model, ids, o, decode);
+      for (std::size_t i = 0; i < B; ++i) {
+        piece.clear();
+        decoders[i].finish(piece);
+        texts[i] += piece;
+        std::printf("=== sample %zu/%zu ===\n", i + 1, B);
+        std::fwrite(texts[i].data(), 1, texts[i].size(), stdout);
+        std::fputc('\n', stdout);
+        generated += all[i].size() - ids[i].size();
+        prompt_tokens += ids[i].size();
+      }
     }
-  }
-  if (a.has("stats")) {
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::fprintf(stderr, "%s%zu prompt tokens, %zu generated in %.3f s: %.1f tokens/s (KV cache %s)\n",
-                 B == 1 ? "" : einlm::detail::concat(B, " prompts, ").c_str(), prompt_tokens, generated, seconds,
-                 seconds > 0 ? static_cast<double>(generated) / seconds : 0.0, cache.c_str());
-  }
-  return 0;
+    if (a.has("stats")) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::fprintf(stderr, "%s%zu prompt tokens, %zu generated in %.3f s: %.1f tokens/s (KV cache %s)\n",
+                   B == 1 ? "" : einlm::detail::concat(B, " prompts, ").c_str(), prompt_tokens, generated, seconds,
+                   seconds > 0 ? static_cast<double>(generated) / seconds : 0.0, cache.c_str());
+    }
+    return 0;
+  });
 }
 
 int cmd_upcycle(const args& a) {
-  const auto dense = load_model(a.get("checkpoint"));
+  const std::string dir = a.get("checkpoint");
+  const auto dense_config = load_checkpoint_config(dir);
+  if (a.get("model", "auto") == "static") throw usage_error("--model static: upcycle runs the dynamic model only");
+  std::fprintf(stderr, "einlm-lm: model: dynamic (transformer_lm)\n");
+  nn::transformer_lm<float> dense(dense_config);
+  load_weights(dir, dense);
   const auto moe_config = train::load_model_config(a.get("config"));
   if (moe_config.num_experts == 0) throw usage_error("upcycle: " + a.get("config") + " has no experts (num_experts is 0)");
   const std::uint64_t seed = static_cast<std::uint64_t>(a.integer("seed", 0));
@@ -474,7 +569,8 @@ int cmd_upcycle(const args& a) {
 }
 
 int cmd_logits(const args& a) {
-  auto model = load_model(a.get("checkpoint"));
+  const std::string dir = a.get("checkpoint");
+  const auto config = load_checkpoint_config(dir);
   std::vector<std::int64_t> ids;
   const std::string text = a.get("ids");
   for (std::size_t i = 0; i < text.size();) {
@@ -489,11 +585,15 @@ int cmd_logits(const args& a) {
   if (ids.empty()) throw usage_error("--ids must hold at least one id");
   tensor<std::int64_t, dims<2>> input(1, static_cast<index_t>(ids.size()));  // (1, S)
   std::copy(ids.begin(), ids.end(), input.data());
-  const auto logits = model.logits(input);                                 // (1, S, V)
-  tensor<float, dims<2>> out(logits.extent(1), logits.extent(2));           // (S, V)
-  std::copy(logits.data(), logits.data() + logits.size(), out.data());
-  save_npy(a.get("out"), out);
-  return 0;
+  return with_model_type(a, config, dir + "/config.json", [&]<class Model>(std::type_identity<Model>) {
+    Model model(config);
+    load_weights(dir, model);
+    const auto logits = model.logits(input);                        // (1, S, V)
+    tensor<float, dims<2>> out(logits.extent(1), logits.extent(2));  // (S, V)
+    std::copy(logits.data(), logits.data() + logits.size(), out.data());
+    save_npy(a.get("out"), out);
+    return 0;
+  });
 }
 
 }  // namespace
@@ -503,6 +603,7 @@ int main(int argc, char** argv) {
     const args a = parse_args(argc, argv);
     if (a.command == "help" || a.command == "-h" || a.command == "--help") {
       std::fputs(k_usage, stdout);
+      std::fputs(einlm_lm::static_shape_list().c_str(), stdout);
       return 0;
     }
     if (a.command == "train") return cmd_train(a);

@@ -3,7 +3,8 @@
 // logits (equal to the library's logits for the saved checkpoint), generate (deterministic with a
 // seed; several prompts as one batch, each sample what its prompt alone gives), and errors (exit
 // status 2 for usage, 1 with a message naming the problem otherwise); train and resume with
-// --optimizer sgd and adagrad, and the optimizer's options checked.
+// --optimizer sgd and adagrad, and the optimizer's options checked; the static and the dynamic
+// model types (--model) give the same checkpoints, logits, losses and tokens.
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -27,9 +29,11 @@ namespace {
 struct result {
   int status;
   std::string out;
+  std::string model = {};  // einlm-lm's line saying which model type ran ("einlm-lm: model: …")
 };
 
-/// Runs a command through the shell; stdout and stderr are captured together.
+/// Runs a command through the shell; stdout and stderr are captured together, but for the line
+/// saying which model type ran (kept apart, so that outputs of both types compare equal).
 result run(const std::string& tool, const std::string& args) {
   const std::string cmd = tool + " " + args + " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
@@ -38,7 +42,14 @@ result run(const std::string& tool, const std::string& args) {
   char buf[4096];
   for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
   const int st = ::pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+  std::string model;
+  const std::string tag = "einlm-lm: model: ";
+  if (const auto at = out.find(tag); at != std::string::npos && (at == 0 || out[at - 1] == '\n')) {
+    const auto end = out.find('\n', at);
+    model = out.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    out.erase(at, end == std::string::npos ? std::string::npos : end + 1 - at);
+  }
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out, model};
 }
 result lm(const std::string& args) { return run(EINLM_LM_CLI, args); }
 
@@ -73,7 +84,8 @@ TEST_CASE("einlm-lm: --help documents every command") {
   CHECK(r.status == 0);
   for (const char* word : {"train", "eval", "generate", "logits", "--data", "--val-fraction", "--config", "--out",
                            "--resume", "--checkpoint", "--prompt", "--temperature", "--top-p", "--top-k", "--seed",
-                           "--ids", "--peak-tflops", "--optimizer", "--momentum", "--nesterov", "--lr-decay"})
+                           "--ids", "--peak-tflops", "--optimizer", "--momentum", "--nesterov", "--lr-decay", "--model",
+                           "Compiled-in static shapes", "  demo: vocab_size 2048"})
     CHECK(r.out.find(word) != std::string::npos);
 }
 
@@ -291,4 +303,108 @@ TEST_CASE("einlm-lm: train and resume with --optimizer sgd and adagrad; bad opti
   CHECK(r.status == 2);
   CHECK(r.out.find("--nesterov must be on or off, got 'yes'") != std::string::npos);
   CHECK(!std::filesystem::exists(w / "bad"));
+}
+
+TEST_CASE("einlm-lm: --model static and dynamic give the same checkpoints, logits, loss and tokens") {
+  // The configuration of the compiled-in shape "test" (apps/einlm-lm/static_models.hpp).
+  const work_dir w;
+  std::string text;
+  for (int i = 0; i < 200; ++i)
+    text += "Once upon a time there was a small model number " + std::to_string(i % 13) + ". It learned.<|endoftext|>";
+  write(w / "corpus.txt", text);
+  auto r = run(EINLM_TOKENIZER_CLI, "train --vocab-size 300 --special '<|endoftext|>' --out " + q(w / "tok") + " " +
+                                        q(w / "corpus.txt"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  const std::string tok = "--vocab " + q(w / "tok/vocab.json") + " --merges " + q(w / "tok/merges.txt");
+  r = run(EINLM_TOKENIZER_CLI, "encode " + tok + " --special '<|endoftext|>' --format u16 --out " + q(w / "ids.u16") +
+                                   " " + q(w / "corpus.txt"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  write(w / "config.json",
+        R"({"vocab_size": 300, "context_length": 32, "d_model": 32, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2})");
+  const std::string common = "--data " + q(w / "ids.u16") + " --config " + q(w / "config.json") +
+                             " --batch 4 --lr 3e-3 --warmup 2 --eval-every 0 --progress never --steps 4";
+  const std::string static_line = "einlm-lm: model: static (compiled-in shape 'test')";
+  const std::string dynamic_line = "einlm-lm: model: dynamic (transformer_lm)";
+
+  // train: auto takes the static type; both types write the same checkpoint.
+  r = lm("train " + common + " --out " + q(w / "static"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.model == static_line);
+  r = lm("train " + common + " --model dynamic --out " + q(w / "dynamic"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.model == dynamic_line);
+  for (const char* f : {"model.safetensors", "optimizer.safetensors", "config.json"}) {
+    std::ifstream x(w / ("static/" + std::string(f)), std::ios::binary), y(w / ("dynamic/" + std::string(f)), std::ios::binary);
+    const std::string a((std::istreambuf_iterator<char>(x)), {}), b((std::istreambuf_iterator<char>(y)), {});
+    CHECK_MESSAGE(a == b, f);
+  }
+
+  // Each type resumes the other's checkpoint, to the same state.
+  r = lm("train " + common + " --steps 6 --model dynamic --resume " + q(w / "static") + " --out " + q(w / "static6"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  r = lm("train " + common + " --steps 6 --model static --resume " + q(w / "dynamic") + " --out " + q(w / "dynamic6"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("resumed from") != std::string::npos);
+  {
+    std::ifstream x(w / "static6/model.safetensors", std::ios::binary), y(w / "dynamic6/model.safetensors", std::ios::binary);
+    const std::string a((std::istreambuf_iterator<char>(x)), {}), b((std::istreambuf_iterator<char>(y)), {});
+    CHECK(a == b);
+  }
+
+  // logits, eval and generate of each checkpoint on both types.
+  for (const char* dir : {"static", "dynamic"}) {
+    const std::string checkpoint = " --checkpoint " + q(w / dir);
+    const std::string ids = " --ids '5 17 200 3 9 250 1'";
+    const auto s = lm("logits" + checkpoint + ids + " --model static --out " + q(w / "s.npy"));
+    const auto d = lm("logits" + checkpoint + ids + " --model dynamic --out " + q(w / "d.npy"));
+    REQUIRE_MESSAGE(s.status == 0, s.out);
+    REQUIRE_MESSAGE(d.status == 0, d.out);
+    CHECK(s.model == static_line);
+    CHECK(d.model == dynamic_line);
+    const auto ls = load_npy<float, dims<2>>(w / "s.npy"), ld = load_npy<float, dims<2>>(w / "d.npy");  // (S, V)
+    REQUIRE(ls.size() == ld.size());
+    for (index_t i = 0; i < ls.size(); ++i) REQUIRE(ls.data()[i] == doctest::Approx(ld.data()[i]).epsilon(1e-6));
+
+    const std::string eval = "eval" + checkpoint + " --data " + q(w / "ids.u16") + " --batches 3 --batch 2";
+    const auto es = lm(eval + " --model static"), ed = lm(eval + " --model dynamic");
+    REQUIRE_MESSAGE(es.status == 0, es.out);
+    CHECK(es.model == static_line);
+    CHECK(es.out == ed.out);
+
+    const std::string gen = "generate" + checkpoint + " " + tok + " --max-tokens 10 --temperature 0";
+    const std::string two = " --prompt 'Once upon' --prompt 'It learned'";
+    for (const std::string& prompts : {std::string(" --prompt 'Once upon'"), two}) {
+      const auto gs = lm(gen + prompts + " --model static"), gd = lm(gen + prompts + " --model dynamic");
+      REQUIRE_MESSAGE(gs.status == 0, gs.out);
+      CHECK(gs.model == static_line);
+      CHECK(gd.model == dynamic_line);
+      CHECK(gs.out == gd.out);
+    }
+    const auto sampled = lm(gen + " --prompt 'Once' --temperature 0.8 --seed 2 --model static");
+    CHECK(sampled.out == lm(gen + " --prompt 'Once' --temperature 0.8 --seed 2 --model dynamic").out);
+  }
+
+  // --model static needs a compiled-in shape: the error names the configuration and lists them.
+  write(w / "other.json",
+        R"({"vocab_size": 300, "context_length": 32, "d_model": 32, "num_layers": 2, "num_heads": 4, "qk_norm": true})");
+  r = lm("train " + common + " --config " + q(w / "other.json") + " --model static --out " + q(w / "other"));
+  CHECK(r.status == 1);
+  CHECK(r.out.find("--model static: no compiled-in static shape is the configuration of " + w / "other.json") !=
+        std::string::npos);
+  CHECK(r.out.find("\"qk_norm\": true") != std::string::npos);
+  CHECK(r.out.find("  test: vocab_size 300, context_length 32, d_model 32") != std::string::npos);
+  CHECK(r.out.find("  tinystories: vocab_size 10000, context_length 256, d_model 512") != std::string::npos);
+  r = lm("train " + common + " --config " + q(w / "other.json") + " --steps 1 --out " + q(w / "other"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.model == dynamic_line);  // auto: no compiled-in shape, the dynamic type
+  r = lm("eval --checkpoint " + q(w / "static") + " --data " + q(w / "ids.u16") + " --batches 1 --model fast");
+  CHECK(r.status == 2);
+  CHECK(r.out.find("--model must be auto, static or dynamic, got 'fast'") != std::string::npos);
+  r = lm("eval --checkpoint " + q(w / "static") + " --data " + q(w / "ids.u16") +
+         " --batches 1 --precision bf16 --model static");
+  CHECK(r.status == 2);
+  CHECK(r.out.find("--model static: --precision bf16 runs the dynamic model only") != std::string::npos);
+  r = lm("eval --checkpoint " + q(w / "static") + " --data " + q(w / "ids.u16") + " --batches 1 --precision bf16");
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.model == dynamic_line);
 }
