@@ -510,7 +510,8 @@ struct cpu_gemm_tiles_bf16_dot {
                            float scale);
 };
 
-/// acc[r][v] = Σ over the ⌈kc/2⌉ pairs of a's 12 broadcast pairs · b's 32 column pairs.
+/// acc[r][v] = Σ over the ⌈kc/2⌉ pairs q of row r's pair q (broadcast) · b's 32 column pairs; the
+/// sliver of A holds its 12 rows one after another, each ⌈kc/2⌉·2 values long.
 __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void bf16_dot_accumulate(
     index_t kc, const std::uint16_t* EINLM_RESTRICT a, const std::uint16_t* EINLM_RESTRICT b,
     __m512 (&acc)[cpu_gemm_tiles_bf16_dot::MR][2]) {
@@ -524,12 +525,11 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void bf16_do
     EINLM_UNROLL
     for (int r = 0; r < MR; ++r) {
       std::int32_t pair;
-      std::memcpy(&pair, a + 2 * r, sizeof(pair));
+      std::memcpy(&pair, a + r * 2 * pairs + 2 * q, sizeof(pair));
       const __m512bh av = reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
       acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
       acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
     }
-    a += 2 * MR;
     b += 2 * NR;
   }
 }
@@ -587,34 +587,36 @@ inline bool cpu_has_bf16_dot() {
   return yes;
 }
 
-/// Packs rows [i0, i0 + mc) × columns [p0, p0 + kc) of bf16 A (batch b) into slivers of MR rows of
-/// K pairs: sliver s holds, for each pair q, the MR pairs (A[i, p0 + 2q], A[i, p0 + 2q + 1]) for
-/// i = i0 + s·MR + r (zero past the last row and past column p0 + kc).
+/// Packs rows [i0, i0 + mc) × columns [p0, p0 + kc) of bf16 A (batch b) row by row: row i0 + t at
+/// dst + t·kcp, its kc values then a zero when kc is odd (kcp = kc rounded up to even); rows past
+/// the last of a sliver of MR are zero. The micro-kernel reads each row's K pairs in place, so a
+/// row-major A is copied, not transposed.
 template <int MR>
 void pack_a_pairs(std::uint16_t* EINLM_RESTRICT dst, const matrix_ref<const bf16>& a, index_t b, index_t i0,
                   index_t mc, index_t p0, index_t kc) {
   const bf16* base = a.data + b * a.batch_stride + i0 * a.row_stride + p0 * a.col_stride;
-  const index_t pairs = (kc + 1) / 2, full = kc / 2;
-  for (index_t s = 0; s < mc; s += MR) {
-    const index_t rows = std::min<index_t>(MR, mc - s);
-    std::uint16_t* out = dst + s * 2 * pairs;
-    if (rows < MR || full < pairs) std::fill(out, out + 2 * pairs * MR, std::uint16_t(0));
-    if (a.col_stride == 1) {
-      // Row-major: each row's pairs are consecutive 32-bit words; transpose them into the sliver.
-      for (index_t r = 0; r < rows; ++r) {
-        const bf16* src = base + (s + r) * a.row_stride;
-        for (index_t q = 0; q < full; ++q) std::memcpy(out + (q * MR + r) * 2, src + 2 * q, 4);
-        if (full < pairs) out[(full * MR + r) * 2] = bits_of(src[2 * full]);
-      }
-    } else {
-      // Column-major (a transposed operand): the rows of one K index are a.row_stride apart.
-      for (index_t k = 0; k < kc; ++k) {
-        const bf16* src = base + k * a.col_stride;
-        std::uint16_t* o = out + (k / 2) * MR * 2 + (k & 1);
-        for (index_t r = 0; r < rows; ++r) o[r * 2] = bits_of(src[(s + r) * a.row_stride]);
+  const index_t kcp = (kc + 1) / 2 * 2;
+  const index_t padded_rows = (mc + MR - 1) / MR * MR;
+  if (a.col_stride == 1) {
+    for (index_t t = 0; t < mc; ++t) std::memcpy(dst + t * kcp, base + t * a.row_stride, static_cast<std::size_t>(kc) * 2);
+  } else {
+    // Column-major (a transposed operand): transposed in 16 × 16 tiles, whose 16 source lines stay
+    // in cache while each destination row's 32 bytes are written in order.
+    for (index_t t0 = 0; t0 < mc; t0 += 16) {
+      const index_t t1 = std::min(mc, t0 + 16);
+      for (index_t k0 = 0; k0 < kc; k0 += 16) {
+        const index_t k1 = std::min(kc, k0 + 16);
+        for (index_t t = t0; t < t1; ++t) {
+          const bf16* src = base + t * a.row_stride;
+          std::uint16_t* out = dst + t * kcp;
+          for (index_t k = k0; k < k1; ++k) out[k] = bits_of(src[k * a.col_stride]);
+        }
       }
     }
   }
+  if (kc < kcp)
+    for (index_t t = 0; t < mc; ++t) dst[t * kcp + kc] = 0;
+  std::fill(dst + mc * kcp, dst + padded_rows * kcp, std::uint16_t(0));
 }
 
 /// Packs rows [p0, p0 + kc) × columns [j, j + cols) of bf16 B (batch `batch`) into one sliver of NR
