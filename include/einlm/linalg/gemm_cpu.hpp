@@ -13,9 +13,9 @@
 //          one conversion per reuse of a panel), and a register-blocked MR×NR micro-kernel on
 //          simd::packet runs over them (12×32 floats with AVX-512, 6×16 with AVX2, 6×8 with SSE2;
 //          4×4 scalars in nvcc translation units, which have no packets). bf16 inputs on a CPU with
-//          AVX-512 BF16 (chosen at run time) are packed as bf16 pairs along K instead and multiplied
-//          by a 12×32 vdpbf16ps micro-kernel, never widened. The epilogue is applied
-//          when the last K panel of a tile is stored. Threads (OpenMP): each takes independent
+//          AVX-512 BF16 (chosen at run time) are packed as bf16 instead (B in pairs along K, A row
+//          by row) and multiplied by a 12×32 vdpbf16ps micro-kernel, never widened. The epilogue
+//          is applied when the last K panel of a tile is stored. Threads (OpenMP): each takes independent
 //          blocks of C — whole matrices of the batch, or row (column) ranges of one matrix — with
 //          its own packed panels, so no thread waits for another.
 //
