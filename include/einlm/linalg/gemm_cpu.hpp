@@ -486,8 +486,9 @@ inline int cpu_gemm_vector_bytes() {
 #if EINLM_GEMM_HAS_BF16_DOT
 // bf16 × bf16 with AVX-512 BF16 (Cooper Lake, Sapphire Rapids, Zen 4 and later), chosen at run time
 // whatever the build's target. vdpbf16ps multiplies the two bf16 pairs in each 32-bit lane and adds
-// both products to a float accumulator, so the operands are packed as bf16 pairs along K — half the
-// bytes of widened floats, and no conversion while packing. The products are exact in float; each
+// both products to a float accumulator, so the operands stay bf16 — half the bytes of widened
+// floats, and no conversion while packing: B interleaved in pairs along K, A row by row (the
+// kernel broadcasts each row's next pair). The products are exact in float; each
 // addition rounds to nearest even with denormal inputs and results taken as zero (bf16 denormals are
 // below 1.2e-38), so results differ from the widening kernel only in the order of the additions.
 
