@@ -39,6 +39,15 @@
 
 namespace einlm {
 
+namespace detail {
+/// A stand-in for the executor's run_units(units, f) in a requires-expression. (nvcc 12's front
+/// end crashes on a lambda or a temporary there, so the expression names local objects.)
+struct run_units_probe {
+  template <class F>
+  void operator()(index_t, F&&) const {}
+};
+}  // namespace detail
+
 class cpu_executor {
  public:
   /// threads = 0 uses OpenMP's default team size.
@@ -125,7 +134,9 @@ class cpu_executor {
           const auto outer = subrange<0, R - 1>(dst.extents());
           // Too few rows to share out whole, each the result of a long reduction over outer axes:
           // the reduction itself is split (reduce_node::store_row_split).
-          if constexpr (requires { x.store_row_split(index_array<R>{}, inner, dst.data(), [](index_t, auto&&) {}); }) {
+          [[maybe_unused]] const index_array<R> row0{};
+          [[maybe_unused]] const detail::run_units_probe probe;
+          if constexpr (requires { x.store_row_split(row0, inner, dst.data(), probe); }) {
             if (rows < 4 * team) {
               const auto run_units = [&](index_t units, auto&& f) { parallel(team, units, f); };
               bool split = true;
