@@ -77,6 +77,24 @@ void write(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
+/// The configuration of the compiled-in static shape "test" (apps/einlm-lm/static_models.hpp).
+const char* const test_config =
+    R"({"vocab_size": 300, "context_length": 32, "d_model": 32, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2})";
+
+/// Writes `text` to w/corpus.txt, trains a 300-token BPE tokenizer on it (w/tok) and encodes it as
+/// uint16 ids (w/ids.u16); returns that tokenizer's "--vocab … --merges …" options.
+std::string tokenized_corpus(const work_dir& w, const std::string& text) {
+  write(w / "corpus.txt", text);
+  auto r = run(EINLM_TOKENIZER_CLI, "train --vocab-size 300 --special '<|endoftext|>' --out " + q(w / "tok") + " " +
+                                        q(w / "corpus.txt"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  const std::string tok = "--vocab " + q(w / "tok/vocab.json") + " --merges " + q(w / "tok/merges.txt");
+  r = run(EINLM_TOKENIZER_CLI, "encode " + tok + " --special '<|endoftext|>' --format u16 --out " + q(w / "ids.u16") +
+                                   " " + q(w / "corpus.txt"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  return tok;
+}
+
 }  // namespace
 
 TEST_CASE("einlm-lm: --help documents every command") {
@@ -95,16 +113,9 @@ TEST_CASE("einlm-lm: tokenizer, train, resume, eval, logits, generate") {
   for (int i = 0; i < 300; ++i)
     text += "Once upon a time there was a small model number " + std::to_string(i % 17) +
             ". It learned to count.<|endoftext|>";
-  write(w / "corpus.txt", text);
-  auto r = run(EINLM_TOKENIZER_CLI, "train --vocab-size 300 --special '<|endoftext|>' --out " + q(w / "tok") + " " +
-                                        q(w / "corpus.txt"));
-  REQUIRE_MESSAGE(r.status == 0, r.out);
-  const std::string tok = "--vocab " + q(w / "tok/vocab.json") + " --merges " + q(w / "tok/merges.txt");
-  r = run(EINLM_TOKENIZER_CLI, "encode " + tok + " --special '<|endoftext|>' --format u16 --out " + q(w / "ids.u16") +
-                                   " " + q(w / "corpus.txt"));
-  REQUIRE_MESSAGE(r.status == 0, r.out);
-  write(w / "config.json",
-        R"({"vocab_size": 300, "context_length": 32, "d_model": 32, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2})");
+  const std::string tok = tokenized_corpus(w, text);
+  write(w / "config.json", test_config);
+  result r{};
 
   const std::string common = "--data " + q(w / "ids.u16") + " --val-fraction 0.1 --config " + q(w / "config.json") +
                              " --batch 4 --lr 3e-3 --warmup 2 --eval-every 0 --eval-batches 2 --progress never";
@@ -311,16 +322,9 @@ TEST_CASE("einlm-lm: --model static and dynamic give the same checkpoints, logit
   std::string text;
   for (int i = 0; i < 200; ++i)
     text += "Once upon a time there was a small model number " + std::to_string(i % 13) + ". It learned.<|endoftext|>";
-  write(w / "corpus.txt", text);
-  auto r = run(EINLM_TOKENIZER_CLI, "train --vocab-size 300 --special '<|endoftext|>' --out " + q(w / "tok") + " " +
-                                        q(w / "corpus.txt"));
-  REQUIRE_MESSAGE(r.status == 0, r.out);
-  const std::string tok = "--vocab " + q(w / "tok/vocab.json") + " --merges " + q(w / "tok/merges.txt");
-  r = run(EINLM_TOKENIZER_CLI, "encode " + tok + " --special '<|endoftext|>' --format u16 --out " + q(w / "ids.u16") +
-                                   " " + q(w / "corpus.txt"));
-  REQUIRE_MESSAGE(r.status == 0, r.out);
-  write(w / "config.json",
-        R"({"vocab_size": 300, "context_length": 32, "d_model": 32, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2})");
+  const std::string tok = tokenized_corpus(w, text);
+  write(w / "config.json", test_config);
+  result r{};
   const std::string common = "--data " + q(w / "ids.u16") + " --config " + q(w / "config.json") +
                              " --batch 4 --lr 3e-3 --warmup 2 --eval-every 0 --progress never --steps 4";
   const std::string static_line = "einlm-lm: model: static (compiled-in shape 'test')";
