@@ -1,7 +1,8 @@
 // Tests of tied embeddings and generation with the type-level models (einlm/nn/blocks.hpp): a tied
 // cs336_lm against transformer_lm with tied_embeddings (weights from one seed, logits, loss and
 // every gradient in double, the parameter count), the configuration checks of the tied and untied
-// types, cached logits (ragged and uniform) against logits without a cache, and generate_batch
+// types, cached logits (ragged and uniform) against logits without a cache, last_logits of a prefill
+// (the LM head on the last rows only, or the last rows picked), and generate_batch
 // of block models with and without the cache against transformer_lm's (greedy and sampled,
 // prompts of different lengths, sequences longer than the context).
 #include <doctest/doctest.h>
@@ -212,6 +213,54 @@ TEST_CASE("blocks: logits with a KV cache equal logits without") {
   CHECK_THROWS_AS(no_context.make_cache(1), nn::config_error);
   CHECK_THROWS_WITH_AS(nn::generate(no_context, {1, 2}, {}),
                        "generate_batch: the model's context_length must be positive, got 0", nn::config_error);
+}
+
+/// last_logits (B, V) of one prefill of prompts of the given lengths (0: none) against each prompt's
+/// last position run alone; zero rows for empty prompts and the cache's lengths checked too.
+template <class M>
+double prefill_last_vs_alone(const M& model, const std::vector<std::size_t>& lengths) {
+  auto cache = model.make_cache(static_cast<index_t>(lengths.size()));
+  std::vector<std::vector<std::int64_t>> prompts;
+  for (std::size_t b = 0; b < lengths.size(); ++b) prompts.push_back(random_ids(lengths[b], 29, 20 + b));
+  const auto last = model.last_logits(prompts, cache);  // (B, V)
+  REQUIRE(last.extent(0) == static_cast<index_t>(lengths.size()));
+  REQUIRE(last.extent(1) == 29);
+  double worst = 0;
+  for (std::size_t b = 0; b < lengths.size(); ++b) {
+    CHECK(cache.length_of(static_cast<index_t>(b)) == static_cast<index_t>(lengths[b]));
+    const auto full = lengths[b] > 0 ? alone(model, prompts[b]) : tensor<double, dims<3>>(1, 1, 29);  // (1, S, V)
+    for (index_t v = 0; v < 29; ++v) {
+      const double expected = lengths[b] > 0 ? full(0, static_cast<index_t>(lengths[b]) - 1, v) : 0.0;
+      worst = std::max(worst, std::abs(last(static_cast<index_t>(b), v) - expected));
+    }
+  }
+  return worst;
+}
+
+TEST_CASE("blocks: last_logits of a prefill projects each sequence's last position only") {
+  // lm_head and tied_lm project the last rows alone; a model whose head is a plain linear returns
+  // every row and the last ones are picked from them. All three agree with the sequences run alone.
+  const std::vector<std::size_t> lengths = {5, 0, 3, 1};
+  const b::model<untied_lm, double> untied(untied_config, 7);
+  CHECK(prefill_last_vs_alone(untied, lengths) < 1e-12);
+  const b::model<tied_lm, double> tied(tied_config, 8);
+  CHECK(prefill_last_vs_alone(tied, lengths) < 1e-12);
+  using linear_head = b::sequential<b::embedding<29, 16>, b::residual<b::rms_norm<16>, b::attention<16, b::heads<4>>>,
+                                    b::rms_norm<16>, b::linear<16, 29>>;
+  b::model<linear_head, double> plain(linear_head{}, b::context{.context_length = 12});
+  std::uint64_t stream = 0;
+  plain.for_each_parameter([&](const std::string& name, auto& w) {
+    nn::detail::cs336_initialise(name, w, random_stream{9, stream++});
+  });
+  CHECK(prefill_last_vs_alone(plain, lengths) < 1e-12);
+  // A bad id is named by (sequence, new token) and leaves the cache as it was.
+  auto cache = tied.make_cache(2);
+  const std::vector<std::vector<std::int64_t>> first = {{1, 2}, {3}};
+  tied.ragged_logits(first, cache);
+  const std::vector<std::vector<std::int64_t>> bad = {{4}, {5, 29}};
+  CHECK_THROWS_WITH_AS(tied.last_logits(bad, cache), "blocks::model: token id 29 at (1, 1) is outside the vocabulary [0, 29)",
+                       value_error);
+  CHECK(cache.per_sequence() == std::vector<index_t>{2, 1});
 }
 
 TEST_CASE("blocks: generate_batch of a block model, with and without the cache, equals transformer_lm's") {

@@ -309,6 +309,90 @@ struct kv_cache {
 
 namespace detail {
 
+/// The packed input of a ragged cached pass (transformer_lm's and blocks::model's): every
+/// sequence's new positions in one (1, N) row, sequence after sequence, each at its own positions.
+struct ragged_batch {
+  std::vector<index_t> lengths;             // (B,) positions cached before the pass
+  std::vector<index_t> offsets;             // (B + 1,) first packed row of each sequence
+  std::vector<index_t> last_rows;           // the packed row of each sequence's last new position
+  std::vector<index_t> last_sequence;       // … and its sequence (sequences with new tokens only)
+  tensor<std::int64_t, dims<2>> ids;        // (1, N)
+  tensor<std::int64_t, dims<1>> positions;  // (N,)
+  index_t size() const { return offsets.back(); }
+};
+
+/// Packs new_tokens (one list per sequence of `cache`, any length, empty included) after each
+/// sequence's cached length. Errors start with `who`: a list count other than the cache's batch or
+/// a sequence grown past the cache's capacity is a shape_error, an id outside [0, vocab) a
+/// value_error naming it by (sequence, new token).
+template <class T>
+ragged_batch pack_ragged(std::span<const std::vector<std::int64_t>> new_tokens,
+                         const kv_cache<T>& cache, index_t vocab, const char* who) {
+  const index_t B = cache.batch();
+  if (static_cast<index_t>(new_tokens.size()) != B)
+    throw shape_error(einlm::detail::concat(who, ": a cache for ", B, " sequences was given tokens for ",
+                                            new_tokens.size(), " sequences"));
+  ragged_batch r;
+  r.lengths = cache.per_sequence();
+  r.offsets.assign(static_cast<std::size_t>(B) + 1, 0);
+  for (std::size_t b = 0; b < new_tokens.size(); ++b) {
+    const auto n = static_cast<index_t>(new_tokens[b].size());
+    if (r.lengths[b] + n > cache.capacity())
+      throw shape_error(einlm::detail::concat(who, ": sequence ", b, ": ", n, " new tokens after the cache's ",
+                                              r.lengths[b], " exceed context_length ", cache.capacity()));
+    r.offsets[b + 1] = r.offsets[b] + n;
+    if (n > 0) {
+      r.last_rows.push_back(r.offsets[b + 1] - 1);
+      r.last_sequence.push_back(static_cast<index_t>(b));
+    }
+  }
+  const index_t N = r.size();
+  r.ids = tensor<std::int64_t, dims<2>>(1, N);          // (1, N)
+  r.positions = tensor<std::int64_t, dims<1>>(N);       // (N,)
+  for (std::size_t b = 0; b < new_tokens.size(); ++b)
+    for (index_t j = 0; j < r.offsets[b + 1] - r.offsets[b]; ++j) {
+      const std::int64_t id = new_tokens[b][static_cast<std::size_t>(j)];
+      if (id < 0 || id >= vocab)
+        throw value_error(einlm::detail::concat(who, ": token id ", id, " at (", b, ", ", j,
+                                                ") is outside the vocabulary [0, ", vocab, ")"));
+      r.ids(0, r.offsets[b] + j) = id;
+      r.positions(r.offsets[b] + j) = r.lengths[b] + j;
+    }
+  return r;
+}
+
+/// Adds each sequence's new positions of `r` to the cache's lengths (after the pass).
+template <class T>
+void advance(kv_cache<T>& cache, const ragged_batch& r) {
+  std::vector<index_t> grown = r.lengths;
+  for (std::size_t b = 0; b < grown.size(); ++b) grown[b] += r.offsets[b + 1] - r.offsets[b];
+  cache.set_lengths(std::move(grown));
+}
+
+/// Rows `rows` of x (1, N, W), in that order: (1, R, W).
+template <class T>
+tensor<T, dims<3>> select_rows(const tensor<T, dims<3>>& x, std::span<const index_t> rows) {
+  const index_t W = x.extent(2);
+  tensor<T, dims<3>> out(1, static_cast<index_t>(rows.size()), W);  // (1, R, W)
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    const T* row = x.data() + rows[r] * W;
+    std::copy(row, row + W, out.data() + static_cast<index_t>(r) * W);
+  }
+  return out;
+}
+
+/// (B, V): row b holds the logits of sequence b's last new position — row r of `last` (1, R, V)
+/// for r-th sequence with new tokens — and zeros for a sequence without any.
+template <class T>
+tensor<T, dims<2>> scatter_last(const tensor<T, dims<3>>& last, const ragged_batch& r) {
+  const index_t V = last.extent(2);
+  auto out = zeros<T>(static_cast<index_t>(r.lengths.size()), V);  // (B, V)
+  for (std::size_t i = 0; i < r.last_sequence.size(); ++i)
+    std::copy(last.data() + static_cast<index_t>(i) * V, last.data() + static_cast<index_t>(i + 1) * V,
+              out.data() + r.last_sequence[i] * V);
+  return out;
+}
+
 /// Runs f(b) for every sequence b, one sequence per OpenMP thread when there are several and enough
 /// work (the einsums inside then run on that thread: BLAS and the executor do not nest). Each f(b)
 /// writes only sequence b's own outputs, so the results do not depend on the threads.
@@ -602,13 +686,16 @@ constexpr std::size_t static_or(std::size_t d, std::size_t f) { return d == dyn 
 /// sequences' new positions packed into one (1, N, ·) input, as nn::detail::attention_kv's ragged
 /// form describes (each sequence's cached length and first packed row), the positions of the
 /// packed rows, and the cache, a kv_cache<T> of the model's T. Each attention layer takes the next
-/// layer of the cache in the order of the forward pass (allocating it on the first pass).
+/// layer of the cache in the order of the forward pass (allocating it on the first pass). When
+/// only some rows' logits are wanted (last_logits), head_rows names them and the LM head
+/// (lm_head, tied_lm) projects those rows only, returning (1, R, V).
 struct kv_step {
   void* cache = nullptr;                    // kv_cache<T>*
   tensor<std::int64_t, dims<1>> positions;  // (N,)
   std::span<const index_t> lengths;         // (B,)
   std::span<const index_t> offsets;         // (B + 1,)
   std::size_t next_layer = 0;               // the cache layer of the next attention layer
+  std::span<const index_t> head_rows;       // the rows whose logits are wanted; empty: all rows
 };
 
 }  // namespace detail
@@ -738,6 +825,16 @@ struct lm_head : linear<D, Vocab, false> {
       throw config_error(
           "lm_head: the configuration ties the embeddings; the type has an lm_head of its own "
           "(give cs336_lm the tied_embeddings option)");
+  }
+  /// linear's, except in a cached pass that names its head_rows: then only those rows of x
+  /// (1, N, D) are projected, (1, R, Vocab).
+  template <class T>
+  tensor<T, dims<3>> forward(const typename base::template params<T>& p, const tensor<T, dims<3>>& x,
+                             std::type_identity_t<typename base::template cache<T>>* c,
+                             const context& ctx) const {
+    if (ctx.kv && !ctx.kv->head_rows.empty())
+      return base::forward(p, nn::detail::select_rows(x, ctx.kv->head_rows), c, ctx);  // (1, R, V)
+    return base::forward(p, x, c, ctx);  // (B, S, V)
   }
   constexpr std::int64_t activation_elements(std::int64_t b, std::int64_t s) const {
     return b * s * (this->in + this->out);
@@ -1654,6 +1751,8 @@ struct tied_lm {
                              const context& ctx) const {
     const auto x = embedding.forward(p.embedding, tokens, c ? &c->embedding : nullptr, ctx);  // (B, S, D)
     auto h = body.forward(p.body, x, c ? &c->body : nullptr, ctx);                            // (B, S, D)
+    if (ctx.kv && !ctx.kv->head_rows.empty())  // a cached pass wanting some rows' logits (lm_head's)
+      h = nn::detail::select_rows(h, ctx.kv->head_rows);                                      // (1, R, D)
     auto logits = einsum<"b s d, v d -> b s v">(h, p.embedding.weight);                       // (B, S, V)
     if (c) c->h = std::move(h);
     return logits;
@@ -1869,54 +1968,32 @@ class model {
 
  private:
   /// The packed pass of a KV cache (see detail::kv_step): every sequence's new positions in one
-  /// (1, N) input, each at its own positions, each attention layer reading its own cache row.
+  /// (1, N) input, each at its own positions, each attention layer reading its own cache row. With
+  /// last_only the LM head projects each sequence's last new row only (a block model without an
+  /// lm_head or tied_lm returns every row, and the last ones are picked from them).
   tensor<T, dims<2>> cached_forward(std::span<const std::vector<std::int64_t>> new_tokens,
                                     kv_cache<T>& cache, bool last_only) const {
-    const index_t B = cache.batch();
-    if (static_cast<index_t>(new_tokens.size()) != B)
-      throw shape_error(einlm::detail::concat("blocks::model: a cache for ", B,
-                                              " sequences was given tokens for ",
-                                              new_tokens.size(), " sequences"));
-    std::vector<index_t> lengths = cache.per_sequence(),
-                         offsets(static_cast<std::size_t>(B) + 1, 0);
-    for (std::size_t r = 0; r < new_tokens.size(); ++r) {
-      const auto n = static_cast<index_t>(new_tokens[r].size());
-      if (lengths[r] + n > cache.capacity())
-        throw shape_error(einlm::detail::concat("blocks::model: sequence ", r, ": ", n,
-                                                " new tokens after the cache's ", lengths[r],
-                                                " exceed context_length ", cache.capacity()));
-      offsets[r + 1] = offsets[r] + n;
-    }
-    const index_t N = offsets.back(), V = block_.out_dim();
-    if (N == 0) return nn::detail::zeros<T>(last_only ? B : 0, V);  // (B, V) or (0, V)
+    const index_t V = block_.out_dim();
+    auto packed = nn::detail::pack_ragged(new_tokens, cache, V, "blocks::model");
+    const index_t N = packed.size(), R = static_cast<index_t>(packed.last_rows.size());
+    if (N == 0) return nn::detail::zeros<T>(last_only ? cache.batch() : 0, V);  // (B, V) or (0, V)
     detail::kv_step step;
-    tensor<std::int64_t, dims<2>> ids(1, N);                        // (1, N)
-    step.positions = tensor<std::int64_t, dims<1>>(N);              // (N,)
-    for (std::size_t r = 0; r < new_tokens.size(); ++r)
-      for (index_t j = 0; j < offsets[r + 1] - offsets[r]; ++j) {
-        ids(0, offsets[r] + j) = new_tokens[r][static_cast<std::size_t>(j)];
-        step.positions(offsets[r] + j) = lengths[r] + j;
-      }
+    step.positions = std::move(packed.positions);  // (N,)
     step.cache = &cache;
-    step.lengths = lengths;
-    step.offsets = offsets;
+    step.lengths = packed.lengths;
+    step.offsets = packed.offsets;
+    if (last_only && R < N) step.head_rows = packed.last_rows;
     context ctx = ctx_;
     ctx.kv = &step;
-    const auto logits = block_.forward(params_, ids, nullptr, ctx);  // (1, N, V)
+    const auto logits = block_.forward(params_, packed.ids, nullptr, ctx);  // (1, N or R, V)
     if (step.next_layer != cache.k.size())
       throw shape_error(einlm::detail::concat("blocks::model: the KV cache has ", cache.k.size(),
                                               " attention layers, the model ", step.next_layer));
-    std::vector<index_t> grown = lengths;
-    for (std::size_t r = 0; r < grown.size(); ++r) grown[r] += offsets[r + 1] - offsets[r];
-    cache.set_lengths(std::move(grown));
+    nn::detail::advance(cache, packed);
     if (!last_only) return tensor<T, dims<2>>(rearrange<"b s v -> (b s) v">(logits));  // (N, V)
-    auto out = nn::detail::zeros<T>(B, V);  // (B, V)
-    for (std::size_t r = 0; r < new_tokens.size(); ++r)
-      if (offsets[r + 1] > offsets[r]) {
-        const T* row = logits.data() + (offsets[r + 1] - 1) * V;
-        std::copy(row, row + V, out.data() + static_cast<index_t>(r) * V);
-      }
-    return out;
+    if (logits.extent(1) == R) return nn::detail::scatter_last(logits, packed);    // (B, V)
+    return nn::detail::scatter_last(nn::detail::select_rows(logits, packed.last_rows),
+                                    packed);  // (B, V)
   }
 
   Block block_;

@@ -450,60 +450,27 @@ class transformer_lm {
   /// into one (1, N, D) input, RoPE'd at their own positions, each attending to its own cache row.
   tensor<T, dims<2>> forward_ragged(std::span<const std::vector<std::int64_t>> new_tokens, kv_cache<T>& cache,
                                     bool last_only) {
-    const index_t B = cache.batch(), V = config_.vocab_size;
-    if (static_cast<index_t>(new_tokens.size()) != B || static_cast<std::int64_t>(cache.k.size()) != config_.num_layers)
-      throw shape_error(einlm::detail::concat("transformer_lm: a cache for ", B, " sequences was given tokens for ",
-                                              new_tokens.size(), " sequences"));
-    std::vector<index_t> lengths = cache.per_sequence(), offsets(static_cast<std::size_t>(B) + 1, 0);
-    for (std::size_t b = 0; b < new_tokens.size(); ++b) {
-      const auto n = static_cast<index_t>(new_tokens[b].size());
-      if (lengths[b] + n > config_.context_length)
-        throw shape_error(einlm::detail::concat("transformer_lm: sequence ", b, ": ", n, " new tokens after the cache's ",
-                                                lengths[b], " exceed context_length ", config_.context_length));
-      offsets[b + 1] = offsets[b] + n;
-    }
-    const index_t N = offsets.back();
-    if (N == 0) return detail::zeros<T>(last_only ? B : 0, V);                     // (B, V) or (0, V)
-    tensor<std::int64_t, dims<2>> ids(1, N);                                       // (1, N)
-    positions_ = tensor<std::int64_t, dims<1>>(N);                                 // (N,)
-    for (std::size_t b = 0; b < new_tokens.size(); ++b)
-      for (index_t j = 0; j < offsets[b + 1] - offsets[b]; ++j) {
-        const std::int64_t id = new_tokens[b][static_cast<std::size_t>(j)];
-        if (id < 0 || id >= V)  // named by (sequence, new token), not by packed row
-          throw value_error(einlm::detail::concat("transformer_lm: token id ", id, " at (", b, ", ", j,
-                                                  ") is outside the vocabulary [0, ", V, ")"));
-        ids(0, offsets[b] + j) = id;
-        positions_(offsets[b] + j) = lengths[b] + j;
-      }
-    auto x = detail::embedding_gather(params_.token_embeddings, ids, tokens_, "transformer_lm");  // (1, N, D)
+    const index_t V = config_.vocab_size;
+    if (static_cast<std::int64_t>(cache.k.size()) != config_.num_layers)
+      throw shape_error(einlm::detail::concat("transformer_lm: the KV cache has ", cache.k.size(),
+                                              " layers, the model ", config_.num_layers));
+    auto packed = detail::pack_ragged(new_tokens, cache, V, "transformer_lm");
+    if (packed.size() == 0) return detail::zeros<T>(last_only ? cache.batch() : 0, V);  // (B, V) or (0, V)
+    auto x = detail::embedding_gather(params_.token_embeddings, packed.ids, tokens_, "transformer_lm");  // (1, N, D)
+    positions_ = std::move(packed.positions);                                     // (N,)
     x = run_blocks(std::move(x), /*keep=*/false, [&](std::size_t i) {
-      return detail::attention_kv<T>{&cache.k[i], &cache.v[i], 0, lengths, offsets};
+      return detail::attention_kv<T>{&cache.k[i], &cache.v[i], 0, packed.lengths, packed.offsets};
     });                                                                            // (1, N, D)
-    std::vector<index_t> grown = lengths;
-    for (std::size_t b = 0; b < grown.size(); ++b) grown[b] += offsets[b + 1] - offsets[b];
-    cache.set_lengths(std::move(grown));
+    detail::advance(cache, packed);
     if (!last_only) {
       const auto n = rms_norm(x, params_.ln_final, config_.norm_eps);                         // (1, N, D)
       const auto logits = einsum<"b s d, v d -> b s v">(n, head_weight());         // (1, N, V)
       return tensor<T, dims<2>>(rearrange<"b s v -> (b s) v">(logits));            // (N, V)
     }
-    // The last new position of each sequence that has one, then the head on those rows only.
-    const index_t D = config_.d_model;
-    std::vector<index_t> with_tokens;
-    for (index_t b = 0; b < B; ++b)
-      if (offsets[static_cast<std::size_t>(b) + 1] > offsets[static_cast<std::size_t>(b)]) with_tokens.push_back(b);
-    tensor<T, dims<3>> last(1, static_cast<index_t>(with_tokens.size()), D);       // (1, B', D)
-    for (std::size_t r = 0; r < with_tokens.size(); ++r) {
-      const T* row = x.data() + (offsets[static_cast<std::size_t>(with_tokens[r]) + 1] - 1) * D;
-      std::copy(row, row + D, last.data() + static_cast<index_t>(r) * D);
-    }
-    const auto n = rms_norm(last, params_.ln_final, config_.norm_eps);                        // (1, B', D)
-    const auto logits = einsum<"b s d, v d -> b s v">(n, head_weight());           // (1, B', V)
-    auto out = detail::zeros<T>(B, V);                                             // (B, V)
-    for (std::size_t r = 0; r < with_tokens.size(); ++r)
-      std::copy(logits.data() + static_cast<index_t>(r) * V, logits.data() + static_cast<index_t>(r + 1) * V,
-                out.data() + with_tokens[r] * V);
-    return out;
+    // The norm and the head on each sequence's last new position only.
+    const auto last = detail::select_rows(x, packed.last_rows);                    // (1, R, D)
+    const auto n = rms_norm(last, params_.ln_final, config_.norm_eps);             // (1, R, D)
+    return detail::scatter_last(einsum<"b s d, v d -> b s v">(n, head_weight()), packed);  // (B, V)
   }
 
   /// The blocks over x (B, S, D) at positions_, layer i attending through kv_of(i); keeps the
