@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../apps/einlm-lm/static_models.hpp"
+#include "bench_lm_support.hpp"
 #include "einlm/nn/transformer.hpp"
 #include "einlm/optim/adamw.hpp"
 
@@ -28,12 +29,7 @@ using static_lm = einlm_lm::static_lm<decltype(demo)::block>;
 constexpr index_t batch = 16, seq = 128;
 
 tensor<std::int64_t, dims<2>> tokens(index_t b, index_t s, std::uint64_t stream) {
-  tensor<std::int64_t, dims<2>> t(b, s);  // (B, S)
-  const random_stream g{7, stream};
-  for (index_t i = 0; i < t.size(); ++i)
-    t.data()[i] = static_cast<std::int64_t>(random_bits(g, static_cast<std::uint64_t>(i)) %
-                                            static_cast<std::uint32_t>(demo.config.vocab_size));
-  return t;
+  return bench::random_tokens(b, s, demo.config.vocab_size, stream);  // (B, S)
 }
 
 const char* label(const dynamic_lm*) { return "dynamic (transformer_lm)"; }
@@ -67,32 +63,12 @@ void bm_train_step(benchmark::State& state) {
   state.SetLabel(label(static_cast<const Model*>(nullptr)));
 }
 
-/// One new token for each of B sequences (prompts of 8, 12, 16, … tokens) through the KV cache,
-/// 64 steps before the sequences are cut back to their prompts.
+/// One new token for each of B sequences through the KV cache (bench::ragged_decode).
 template <class Model>
 void bm_decode(benchmark::State& state) {
-  const index_t B = state.range(0);
   Model model(nn::moe_config{.base = demo.config}, 1);
-  auto cache = model.make_cache(B);
-  std::vector<std::vector<std::int64_t>> prompts, step;
-  for (index_t b = 0; b < B; ++b) {
-    const auto t = tokens(1, 8 + 4 * b, static_cast<std::uint64_t>(b));  // (1, S)
-    prompts.emplace_back(t.data(), t.data() + t.size());
-    step.push_back({prompts.back().back()});
-  }
-  model.last_logits(prompts, cache);
-  int decoded = 0;
-  for (auto _ : state) {
-    if (decoded++ == 64) {
-      for (index_t b = 0; b < B; ++b)
-        cache.truncate(b, static_cast<index_t>(prompts[static_cast<std::size_t>(b)].size()));
-      decoded = 1;
-    }
-    benchmark::DoNotOptimize(model.last_logits(step, cache));  // (B, V)
-  }
-  state.counters["tokens_per_second"] =
-      benchmark::Counter(static_cast<double>(B), benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(std::string(label(static_cast<const Model*>(nullptr))) + ", batch " + std::to_string(B));
+  bench::ragged_decode(state, model, state.range(0), demo.config.vocab_size);
+  state.SetLabel(std::string(label(static_cast<const Model*>(nullptr))) + ", batch " + std::to_string(state.range(0)));
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "einlm/nn/accounting.hpp"
 #include "einlm/nn/transformer.hpp"
 #include "einlm/optim/adamw.hpp"
+#include "bench_lm_support.hpp"
 
 using namespace einlm;
 
@@ -37,20 +38,14 @@ bench_case make_case(int which) {
           8, 256};
 }
 
-tensor<std::int64_t, dims<2>> tokens(index_t b, index_t s, std::int64_t vocab, std::uint64_t stream) {
-  tensor<std::int64_t, dims<2>> t(b, s);  // (B, S)
-  const random_stream g{7, stream};
-  for (index_t i = 0; i < t.size(); ++i)
-    t.data()[i] = static_cast<std::int64_t>(random_bits(g, static_cast<std::uint64_t>(i)) % static_cast<std::uint32_t>(vocab));
-  return t;
-}
+using bench::random_tokens;
 
 void bm_train_step(benchmark::State& state) {
   const auto c = make_case(static_cast<int>(state.range(0)));
   nn::transformer_lm<float> model(c.config, 1);
   optim::adamw opt({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
-  const auto inputs = tokens(c.batch, c.seq, c.config.vocab_size, 0);   // (B, S)
-  const auto targets = tokens(c.batch, c.seq, c.config.vocab_size, 1);  // (B, S)
+  const auto inputs = random_tokens(c.batch, c.seq, c.config.vocab_size, 0);   // (B, S)
+  const auto targets = random_tokens(c.batch, c.seq, c.config.vocab_size, 1);  // (B, S)
   for (auto _ : state) {
     model.zero_grad();
     benchmark::DoNotOptimize(model.forward_backward(inputs, targets));
@@ -70,8 +65,8 @@ void bm_train_step_bf16(benchmark::State& state) {
   nn::transformer_lm<float> master(c.config, 1);
   nn::transformer_lm<bf16> work(c.config);
   optim::adamw opt({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
-  const auto inputs = tokens(c.batch, c.seq, c.config.vocab_size, 0);   // (B, S)
-  const auto targets = tokens(c.batch, c.seq, c.config.vocab_size, 1);  // (B, S)
+  const auto inputs = random_tokens(c.batch, c.seq, c.config.vocab_size, 0);   // (B, S)
+  const auto targets = random_tokens(c.batch, c.seq, c.config.vocab_size, 1);  // (B, S)
   for (auto _ : state) {
     nn::convert_parameters(master, work);
     work.zero_grad();
@@ -91,7 +86,7 @@ void bm_train_step_bf16(benchmark::State& state) {
 void bm_forward(benchmark::State& state) {
   const auto c = make_case(static_cast<int>(state.range(0)));
   nn::transformer_lm<float> model(c.config, 1);
-  const auto inputs = tokens(c.batch, c.seq, c.config.vocab_size, 0);  // (B, S)
+  const auto inputs = random_tokens(c.batch, c.seq, c.config.vocab_size, 0);  // (B, S)
   for (auto _ : state) benchmark::DoNotOptimize(model.logits(inputs));
   state.counters["tokens_per_second"] =
       benchmark::Counter(static_cast<double>(c.batch * c.seq), benchmark::Counter::kIsIterationInvariantRate);
@@ -102,27 +97,9 @@ void bm_forward(benchmark::State& state) {
 
 void bm_decode(benchmark::State& state) {
   const auto c = make_case(0);
-  const index_t B = state.range(0);
   nn::transformer_lm<float> model(c.config, 1);
-  auto cache = model.make_cache(B);
-  // Prompts of 8, 12, 16, … tokens, then 64 decode steps before the sequences are cut back to them.
-  std::vector<std::vector<std::int64_t>> prompts, step;
-  for (index_t b = 0; b < B; ++b) {
-    const auto t = tokens(1, 8 + 4 * b, c.config.vocab_size, static_cast<std::uint64_t>(b));  // (1, S)
-    prompts.emplace_back(t.data(), t.data() + t.size());
-    step.push_back({prompts.back().back()});
-  }
-  model.last_logits(prompts, cache);
-  int decoded = 0;
-  for (auto _ : state) {
-    if (decoded++ == 64) {
-      for (index_t b = 0; b < B; ++b) cache.truncate(b, static_cast<index_t>(prompts[static_cast<std::size_t>(b)].size()));
-      decoded = 1;
-    }
-    benchmark::DoNotOptimize(model.last_logits(step, cache));  // (B, V)
-  }
-  state.counters["tokens_per_second"] = benchmark::Counter(static_cast<double>(B), benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel("demo model, batch " + std::to_string(B));
+  bench::ragged_decode(state, model, state.range(0), c.config.vocab_size);
+  state.SetLabel("demo model, batch " + std::to_string(state.range(0)));
 }
 
 /// The same step for B sequences of one length (20 + up to 64 tokens) through logits(tokens (B, 1),
@@ -132,8 +109,8 @@ void bm_decode_uniform(benchmark::State& state) {
   const index_t B = state.range(0);
   nn::transformer_lm<float> model(c.config, 1);
   auto cache = model.make_cache(B);
-  const auto prompt = tokens(B, 20, c.config.vocab_size, 0);  // (B, 20)
-  const auto step = tokens(B, 1, c.config.vocab_size, 1);     // (B, 1)
+  const auto prompt = random_tokens(B, 20, c.config.vocab_size, 0);  // (B, 20)
+  const auto step = random_tokens(B, 1, c.config.vocab_size, 1);     // (B, 1)
   model.logits(prompt, cache);
   int decoded = 0;
   for (auto _ : state) {

@@ -1,0 +1,51 @@
+// Shared pieces of the language-model benchmarks (bench_train, bench_lm_static): random token ids
+// and generation's decode step through a KV cache, for any model with make_cache and last_logits
+// (nn::transformer_lm, a blocks::model, einlm-lm's static_lm).
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "einlm/core/random.hpp"
+#include "einlm/core/tensor.hpp"
+
+namespace einlm::bench {
+
+/// (b, s) token ids below `vocab`, from Philox stream `stream` of seed 7.
+inline tensor<std::int64_t, dims<2>> random_tokens(index_t b, index_t s, std::int64_t vocab, std::uint64_t stream) {
+  tensor<std::int64_t, dims<2>> t(b, s);  // (B, S)
+  const random_stream g{7, stream};
+  for (index_t i = 0; i < t.size(); ++i)
+    t.data()[i] = static_cast<std::int64_t>(random_bits(g, static_cast<std::uint64_t>(i)) % static_cast<std::uint32_t>(vocab));
+  return t;
+}
+
+/// Times one decode step per iteration: a new token for each of `sequences` sequences (prompts of
+/// 8, 12, 16, … tokens, prefilled once) through model.last_logits, with 64 steps before the
+/// sequences are cut back to their prompts. Counts generated tokens per second.
+template <class Model>
+void ragged_decode(benchmark::State& state, Model& model, index_t sequences, std::int64_t vocab) {
+  auto cache = model.make_cache(sequences);
+  std::vector<std::vector<std::int64_t>> prompts, step;
+  for (index_t b = 0; b < sequences; ++b) {
+    const auto t = random_tokens(1, 8 + 4 * b, vocab, static_cast<std::uint64_t>(b));  // (1, S)
+    prompts.emplace_back(t.data(), t.data() + t.size());
+    step.push_back({prompts.back().back()});
+  }
+  model.last_logits(prompts, cache);
+  int decoded = 0;
+  for (auto _ : state) {
+    if (decoded++ == 64) {
+      for (index_t b = 0; b < sequences; ++b)
+        cache.truncate(b, static_cast<index_t>(prompts[static_cast<std::size_t>(b)].size()));
+      decoded = 1;
+    }
+    benchmark::DoNotOptimize(model.last_logits(step, cache));  // (B, V)
+  }
+  state.counters["tokens_per_second"] =
+      benchmark::Counter(static_cast<double>(sequences), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+}  // namespace einlm::bench
