@@ -2,8 +2,9 @@
 // the dynamic nn::transformer_lm<float> against the static block model einlm-lm dispatches to for
 // that shape (apps/einlm-lm/static_models.hpp). The same work for each, in tokens per second: the
 // forward pass (logits of 16 sequences of 128 tokens: logits and eval), a training step (zero_grad,
-// forward + backward, AdamW: train) and a decode step through the KV cache (one new token for 1 and
-// for 8 sequences: generate).
+// forward + backward, AdamW: train), a decode step through the KV cache (one new token for 1 and
+// for 8 sequences: generate) and a prefill of 8 prompts (the last logits of each, or every
+// position's).
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -71,6 +72,18 @@ void bm_decode(benchmark::State& state) {
   state.SetLabel(std::string(label(static_cast<const Model*>(nullptr))) + ", batch " + std::to_string(state.range(0)));
 }
 
+/// A prefill of 8 prompts (24 … 80 tokens) keeping the last logits of each (range 0) or every
+/// position's (range 1: what a last_logits of the block model cost before its LM head learnt to
+/// project the last rows only).
+template <class Model>
+void bm_prefill(benchmark::State& state) {
+  Model model(nn::moe_config{.base = demo.config}, 1);
+  const bool last_only = state.range(0) == 0;
+  bench::ragged_prefill(state, model, 8, demo.config.vocab_size, last_only);
+  state.SetLabel(std::string(label(static_cast<const Model*>(nullptr))) +
+                 (last_only ? ", last logits" : ", every position's logits"));
+}
+
 }  // namespace
 
 BENCHMARK_TEMPLATE(bm_forward, dynamic_lm)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -79,4 +92,6 @@ BENCHMARK_TEMPLATE(bm_train_step, dynamic_lm)->Unit(benchmark::kMillisecond)->Us
 BENCHMARK_TEMPLATE(bm_train_step, static_lm)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(bm_decode, dynamic_lm)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_TEMPLATE(bm_decode, static_lm)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_TEMPLATE(bm_prefill, dynamic_lm)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(bm_prefill, static_lm)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();

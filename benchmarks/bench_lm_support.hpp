@@ -1,5 +1,5 @@
 // Shared pieces of the language-model benchmarks (bench_train, bench_lm_static): random token ids
-// and generation's decode step through a KV cache, for any model with make_cache and last_logits
+// and generation's prefill and decode steps through a KV cache, for any model with make_cache and last_logits
 // (nn::transformer_lm, a blocks::model, einlm-lm's static_lm).
 #pragma once
 
@@ -46,6 +46,31 @@ void ragged_decode(benchmark::State& state, Model& model, index_t sequences, std
   }
   state.counters["tokens_per_second"] =
       benchmark::Counter(static_cast<double>(sequences), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+/// Times one prefill per iteration: prompts of 24, 32, 40, … tokens for `sequences` sequences in
+/// one packed pass through an emptied cache, keeping each prompt's last logits (last_logits: the
+/// LM head on the last rows only) or every position's (ragged_logits). Counts prompt tokens per
+/// second.
+template <class Model>
+void ragged_prefill(benchmark::State& state, Model& model, index_t sequences, std::int64_t vocab, bool last_only) {
+  auto cache = model.make_cache(sequences);
+  std::vector<std::vector<std::int64_t>> prompts;
+  index_t total = 0;
+  for (index_t b = 0; b < sequences; ++b) {
+    const auto t = random_tokens(1, 24 + 8 * b, vocab, static_cast<std::uint64_t>(b));  // (1, S)
+    prompts.emplace_back(t.data(), t.data() + t.size());
+    total += t.size();
+  }
+  for (auto _ : state) {
+    cache.clear();
+    if (last_only)
+      benchmark::DoNotOptimize(model.last_logits(prompts, cache));  // (B, V)
+    else
+      benchmark::DoNotOptimize(model.ragged_logits(prompts, cache));  // (N, V)
+  }
+  state.counters["tokens_per_second"] =
+      benchmark::Counter(static_cast<double>(total), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 }  // namespace einlm::bench

@@ -14,7 +14,7 @@
 //   release_cached_device_memory()                cudaFree every cached block
 //   release_cached_host_memory()                  free every cached large host block
 //
-// Host blocks of 256 KiB and more are cached the same way (one stream, no events), since a
+// Host blocks of 64 KiB and more are cached the same way (one stream, no events), since a
 // training step frees and re-creates the same large activations every step; smaller ones come
 // from aligned_alloc.
 //   buffer<T, Space>                              owning, move-only array of T in Space
@@ -203,7 +203,7 @@ class caching_allocator {
 };
 
 /// Host blocks at least this large are cached (see host_allocate).
-inline constexpr std::size_t host_cache_threshold = std::size_t{256} << 10;
+inline constexpr std::size_t host_cache_threshold = std::size_t{64} << 10;
 
 /// aligned_alloc / free as a caching_allocator backend (one "stream"; every free is complete).
 struct host_backend {
