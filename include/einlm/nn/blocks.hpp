@@ -42,8 +42,9 @@
 // sequence), ragged_logits / last_logits(new_tokens, cache) and logits(tokens, cache). A cached
 // pass packs the sequences' new positions into one (1, N) input and hands the cache, the rows'
 // positions and the sequences' lengths down in the context (detail::kv_step); each attention
-// block takes the next layer of the cache in the order of the forward pass, so the other blocks
-// need nothing for it. tied_lm<Embedding, Body> (cs336_lm's tied_embeddings option) is a model
+// block takes the next layer of the cache in the order of the forward pass, and for last_logits
+// the LM head (lm_head, tied_lm) projects only the rows the context names; the other blocks need
+// nothing for it. tied_lm<Embedding, Body> (cs336_lm's tied_embeddings option) is a model
 // whose LM head is its token embedding: one table, visited and counted once, both gradients added
 // into it. The layer code itself — attention (GQA, qk-norm, RoPE, an optional KV cache), SwiGLU,
 // embedding gather/scatter, linear with bias — is in nn::detail at the top of this file, shared
