@@ -21,6 +21,7 @@
 #include <set>
 #include <string>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "einlm/core/npy.hpp"
@@ -89,10 +90,13 @@ Commands:
       Writes the logits of one sequence as float32 .npy of shape (sequence, vocab).
 
   upcycle --checkpoint DENSE_DIR --config moe.json --out DIR [--noise X] [--router-std X] [--seed S]
+          [--optimizer adamw|sgd|adagrad and its options] [--weight-decay W]
       Sparse upcycling: a mixture-of-experts model of the shape in moe.json (whose dense fields
       must equal DENSE_DIR's config.json) whose experts are copies of DENSE_DIR's FFNs (times
       1 + 𝒩(0, X²) noise; default 0), with small routers (default σ 0.02). DIR receives a step-0
-      checkpoint: continue with `train --resume DIR --config DIR/config.json --out DIR ...`.
+      checkpoint with a fresh optimizer of the chosen kind and settings (as train's; default
+      AdamW): continue with `train --resume DIR --config DIR/config.json --out DIR ...` (and the
+      same --optimizer).
 
 Options:
   --model auto|static|dynamic
@@ -545,6 +549,12 @@ int cmd_generate(const args& a) {
 
 int cmd_upcycle(const args& a) {
   const std::string dir = a.get("checkpoint");
+  // A fresh optimizer of the kind and settings train would start with (--optimizer and its
+  // options, --weight-decay); a resumed run keeps the checkpoint's.
+  train::trainer_options o;
+  o.weight_decay = a.number("weight-decay", 0.1);
+  optimizer_options(a, o);
+  const auto fresh = train::make_optimizer(o);  // value_error for invalid settings
   const auto dense_config = load_checkpoint_config(dir);
   if (a.get("model", "auto") == "static") throw usage_error("--model static: upcycle runs the dynamic model only");
   std::fprintf(stderr, "einlm-lm: model: dynamic (transformer_lm)\n");
@@ -556,15 +566,13 @@ int cmd_upcycle(const args& a) {
   auto moe = nn::upcycle(dense, moe_config,
                          {.expert_noise = a.number("noise", 0.0), .router_std = a.number("router-std", 0.02), .seed = seed});
   const std::string out = a.get("out");
-  // A fresh AdamW with train's defaults (a resumed run keeps the checkpoint's optimizer settings).
-  const train::trainer_options defaults;
-  const optim::adamw fresh(
-      {.beta1 = defaults.beta1, .beta2 = defaults.beta2, .eps = defaults.eps, .weight_decay = defaults.weight_decay});
-  train::save_checkpoint(out, moe, fresh, {.step = 0, .seed = seed, .data_draw = 0});
+  std::visit([&](const auto& opt) { train::save_checkpoint(out, moe, opt, {.step = 0, .seed = seed, .data_draw = 0}); },
+             fresh);
   train::save_config((std::filesystem::path(out) / "config.json").string(), moe.model_config());
   std::cerr << "upcycled " << dense.parameters().size() << " dense parameters to " << moe.parameters().size() << " ("
             << nn::moe_active_param_count(moe_config) << " active): " << moe_config.moe_layers() << " MoE layers of "
-            << moe_config.num_experts << " experts; step-0 checkpoint in " << out << "\n";
+            << moe_config.num_experts << " experts; step-0 checkpoint with a fresh " << train::optimizer_name(o.optimizer)
+            << " in " << out << "\n";
   return 0;
 }
 

@@ -257,6 +257,27 @@ TEST_CASE("einlm-lm: a mixture of experts trains, evaluates and generates; upcyc
          q(w / "up"));
   REQUIRE_MESSAGE(r.status == 0, r.out);
   CHECK(r.out.find("resumed from") != std::string::npos);
+  // Upcycled with another optimizer: its fresh state and settings are in the step-0 checkpoint,
+  // and training resumes with it.
+  r = lm("upcycle --checkpoint " + q(w / "dense") + " --config " + q(w / "moe.json") +
+         " --optimizer sgd --momentum 0.9 --weight-decay 0.01 --out " + q(w / "up_sgd"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("step-0 checkpoint with a fresh sgd in") != std::string::npos);
+  {
+    const safetensors_file f(w / "up_sgd/optimizer.safetensors");
+    CHECK(f.metadata().at("optimizer") == "sgd");
+    CHECK(f.metadata().at("momentum") == "0.9");
+    CHECK(f.metadata().at("weight_decay") == "0.01");
+  }
+  r = lm("train " + common + " --config " + q(w / "up_sgd/config.json") + " --optimizer sgd --momentum 0.9 --steps 2 --resume " +
+         q(w / "up_sgd") + " --out " + q(w / "up_sgd"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("resumed from") != std::string::npos);
+  r = lm("upcycle --checkpoint " + q(w / "dense") + " --config " + q(w / "moe.json") + " --momentum 0.9 --out " +
+         q(w / "up_bad"));
+  CHECK(r.status == 2);
+  CHECK(r.out.find("--momentum is an option of --optimizer sgd, not of adamw") != std::string::npos);
+  CHECK(!std::filesystem::exists(w / "up_bad"));
   // The MoE's dense fields must equal the dense model's.
   write(w / "other.json", R"({"vocab_size": 50, "context_length": 16, "d_model": 16, "num_layers": 2, "num_heads": 2,
                               "num_experts": 4, "top_k": 2})");

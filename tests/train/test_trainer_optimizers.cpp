@@ -102,7 +102,7 @@ TEST_CASE("trainer optimizers: a fit step is the optimizer's own step on the cli
 
     // The same two steps by hand, with the optimizer of the same options.
     nn::transformer_lm<float> by_hand(byte_config(), 3);
-    auto opt = train::detail::make_optimizer(o);
+    auto opt = train::make_optimizer(o);
     const optim::cosine_schedule schedule{o.max_lr, o.min_lr, o.warmup_steps, o.steps};
     double first_norm = 0;
     for (std::int64_t step = 0; step < o.steps; ++step) {

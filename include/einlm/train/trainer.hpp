@@ -14,7 +14,8 @@
 // out_dir stays the last good state; gradients clipped to grad_clip (global L2 norm, CS336
 // semantics; 0 = no clipping, the norm is still reported); one step of the optimizer chosen by
 // `optimizer` (optim::adamw, default; optim::sgd; optim::adagrad — each with its options from
-// trainer_options) at the learning rate of cosine_schedule{max_lr, min_lr, warmup_steps,
+// trainer_options; make_optimizer(o) builds it fresh) at the learning rate of
+// cosine_schedule{max_lr, min_lr, warmup_steps,
 // steps}(step), with weight_decay (AdamW's decoupled decay, SGD's and AdaGrad's L2 term) except on
 // norm gains and embeddings unless decay_all is set. The trainer adds nothing to the update: a step
 // equals the optimizer's own begin_step(lr) and update(name, w, g, decay) on the clipped gradients.
@@ -198,12 +199,11 @@ double evaluate(Model& model, const token_dataset& data, index_t batch_size, ind
   return batches > 0 ? total / static_cast<double>(batches) : NAN;
 }
 
-namespace detail {
-
 /// The optimizer of a run, one of the three.
 using any_optimizer = std::variant<optim::adamw, optim::sgd, optim::adagrad>;
 
-/// The optimizer `o` asks for, with its options (value_error for invalid ones).
+/// A fresh optimizer of the kind `o` asks for, with its options and weight decay (value_error for
+/// invalid ones): what fit starts with, and what a step-0 checkpoint holds (einlm-lm upcycle).
 inline any_optimizer make_optimizer(const trainer_options& o) {
   switch (o.optimizer) {
     case optimizer_kind::sgd:
@@ -216,6 +216,8 @@ inline any_optimizer make_optimizer(const trainer_options& o) {
       return optim::adamw({.beta1 = o.beta1, .beta2 = o.beta2, .eps = o.eps, .weight_decay = o.weight_decay});
   }
 }
+
+namespace detail {
 
 /// The loop of fit: `work` runs forward and backward — `model` itself (fp32), or its bf16 working
 /// copy whose weights follow `model`'s (mixed precision).
