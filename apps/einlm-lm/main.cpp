@@ -105,7 +105,7 @@ Options:
       are listed below), else the dynamic one (any shape). static: the compiled shape, an error
       when there is none. dynamic: the dynamic type. Both give the same results (the same layer
       code) and write and read the same checkpoints; one line on standard error says which ran.
-      --precision bf16 and upcycle run the dynamic type.
+      upcycle runs the dynamic type.
   -h, --help    this text
 Exit status: 0 on success, 1 on an error (message on stderr), 2 on a usage error.
 
@@ -245,19 +245,15 @@ std::string one_line_json(const nn::moe_config& m) {
 
 /// Calls run(std::type_identity<M>{}) with M the model type that runs configuration `m` (read
 /// from `where`) on the path --model chooses: einlm_lm::static_lm of the compiled-in shape `m` is
-/// (auto, static), else nn::transformer_lm<float> (auto, dynamic). `dynamic_only`, when given,
-/// names what needs the dynamic type (auto then takes it; static is a usage error). One line on
-/// stderr says which type runs. --model static without a compiled-in shape for `m` is an error
-/// naming the configuration and listing the shapes.
+/// (auto, static), else nn::transformer_lm<float> (auto, dynamic). One line on stderr says which
+/// type runs. --model static without a compiled-in shape for `m` is an error naming the
+/// configuration and listing the shapes.
 template <class Run>
-int with_model_type(const args& a, const nn::moe_config& m, const std::string& where, Run&& run,
-                    const char* dynamic_only = nullptr) {
+int with_model_type(const args& a, const nn::moe_config& m, const std::string& where, Run&& run) {
   const std::string path = a.get("model", "auto");
   if (path != "auto" && path != "static" && path != "dynamic")
     throw usage_error("--model must be auto, static or dynamic, got '" + path + "'");
-  if (path == "static" && dynamic_only)
-    throw usage_error(einlm::detail::concat("--model static: ", dynamic_only, " runs the dynamic model only"));
-  if (path != "dynamic" && !dynamic_only) {
+  if (path != "dynamic") {
     int status = 0;
     const bool found = einlm_lm::with_static_shape(m, [&](const auto& shape) {
       using block = typename std::remove_cvref_t<decltype(shape)>::block;
@@ -419,8 +415,7 @@ int cmd_train(const args& a) {
           }
         std::cerr << "checkpoint: " << o.out_dir << "\n";
         return 0;
-      },
-      o.precision == nn::precision::bf16_mixed ? "--precision bf16" : nullptr);
+      });
 }
 
 int cmd_eval(const args& a) {
@@ -435,18 +430,16 @@ int cmd_eval(const args& a) {
         Model model(config);
         load_weights(dir, model);
         double loss = 0;
-        if constexpr (std::is_same_v<Model, nn::transformer_lm<float>>) {
-          if (rounded_bf16) {
-            nn::transformer_lm<bf16> rounded(model.model_config());  // the weights rounded to bf16
-            nn::convert_parameters(model, rounded);
-            loss = train::evaluate(rounded, data, batch, context, a.integer("batches", 16), 0);
-          }
+        if (rounded_bf16) {
+          typename Model::template rebind<bf16> rounded(model.model_config());  // the weights rounded to bf16
+          convert_parameters(model, rounded);  // nn:: or nn::blocks:: (ADL)
+          loss = train::evaluate(rounded, data, batch, context, a.integer("batches", 16), 0);
+        } else {
+          loss = train::evaluate(model, data, batch, context, a.integer("batches", 16), 0);
         }
-        if (!rounded_bf16) loss = train::evaluate(model, data, batch, context, a.integer("batches", 16), 0);
         std::printf("loss %.4f nats/token, perplexity %.2f\n", loss, std::exp(loss));
         return 0;
-      },
-      rounded_bf16 ? "--precision bf16" : nullptr);
+      });
 }
 
 int cmd_generate(const args& a) {

@@ -105,12 +105,15 @@ inline std::string static_shape_list() {
 /// A block model of a compiled-in shape with what einlm-lm and train::fit ask of a model:
 /// config(), model_config() (a dense moe_config: config.json is written the same as
 /// transformer_lm's), and construction from a configuration (with CS336's initialisation from a
-/// seed, which equals transformer_lm's). Float only (bf16 runs on the dynamic path).
-template <class Block>
-class static_lm : public b::model<Block, float> {
+/// seed, which equals transformer_lm's). static_lm<Block, bf16> (rebind<bf16>) is the working copy
+/// of mixed precision and of eval --precision bf16.
+template <class Block, class T = float>
+class static_lm : public b::model<Block, T> {
  public:
-  using value_type = float;
-  explicit static_lm(const einlm::nn::moe_config& m) : b::model<Block, float>(m.base), config_(m.base) {}
+  using value_type = T;
+  template <class U>
+  using rebind = static_lm<Block, U>;
+  explicit static_lm(const einlm::nn::moe_config& m) : b::model<Block, T>(m.base), config_(m.base) {}
   static_lm(const einlm::nn::moe_config& m, std::uint64_t seed) : static_lm(m) { this->initialise(seed); }
   const einlm::nn::transformer_config& config() const { return config_; }
   einlm::nn::moe_config model_config() const { return {.base = config_}; }

@@ -363,6 +363,19 @@ TEST_CASE("einlm-lm: --model static and dynamic give the same checkpoints, logit
     const std::string a((std::istreambuf_iterator<char>(x)), {}), b((std::istreambuf_iterator<char>(y)), {});
     CHECK_MESSAGE(a == b, f);
   }
+  // The same in bf16 mixed precision, whose working copy is each type's rebind<bf16>.
+  r = lm("train " + common + " --precision bf16 --out " + q(w / "static_bf16"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.model == static_line);
+  r = lm("train " + common + " --precision bf16 --model dynamic --out " + q(w / "dynamic_bf16"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  {
+    std::ifstream x(w / "static_bf16/model.safetensors", std::ios::binary), y(w / "dynamic_bf16/model.safetensors", std::ios::binary);
+    const std::string a((std::istreambuf_iterator<char>(x)), {}), b((std::istreambuf_iterator<char>(y)), {});
+    CHECK(a == b);
+    std::ifstream z(w / "static/model.safetensors", std::ios::binary);
+    CHECK(a != std::string((std::istreambuf_iterator<char>(z)), {}));  // not the fp32 run
+  }
 
   // Each type resumes the other's checkpoint, to the same state.
   r = lm("train " + common + " --steps 6 --model dynamic --resume " + q(w / "static") + " --out " + q(w / "static6"));
@@ -425,11 +438,11 @@ TEST_CASE("einlm-lm: --model static and dynamic give the same checkpoints, logit
   r = lm("eval --checkpoint " + q(w / "static") + " --data " + q(w / "ids.u16") + " --batches 1 --model fast");
   CHECK(r.status == 2);
   CHECK(r.out.find("--model must be auto, static or dynamic, got 'fast'") != std::string::npos);
-  r = lm("eval --checkpoint " + q(w / "static") + " --data " + q(w / "ids.u16") +
-         " --batches 1 --precision bf16 --model static");
-  CHECK(r.status == 2);
-  CHECK(r.out.find("--model static: --precision bf16 runs the dynamic model only") != std::string::npos);
-  r = lm("eval --checkpoint " + q(w / "static") + " --data " + q(w / "ids.u16") + " --batches 1 --precision bf16");
-  REQUIRE_MESSAGE(r.status == 0, r.out);
-  CHECK(r.model == dynamic_line);
+  // eval with the weights rounded to bf16: the same loss on both types, not the float one.
+  const std::string eval_bf16 = "eval --checkpoint " + q(w / "static") + " --data " + q(w / "ids.u16") + " --batches 2";
+  const auto es = lm(eval_bf16 + " --precision bf16 --model static"), ed = lm(eval_bf16 + " --precision bf16 --model dynamic");
+  REQUIRE_MESSAGE(es.status == 0, es.out);
+  CHECK(es.model == static_line);
+  CHECK(es.out == ed.out);
+  CHECK(es.out != lm(eval_bf16 + " --model static").out);
 }

@@ -3,7 +3,8 @@
 // gradient of the float model with the same (bf16-rounded) weights to within bf16's resolution,
 // dense and with experts; it keeps about half the activation bytes; training in mixed precision
 // follows the fp32 run, keeps float master weights (updates below a bf16 ulp are not lost),
-// checkpoints float tensors and resumes bit for bit; the selection biases move in float.
+// checkpoints float tensors and resumes bit for bit; the selection biases move in float; a block
+// model (blocks::model of cs336_lm) trains in mixed precision bit for bit as transformer_lm does.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "einlm/core/safetensors.hpp"
+#include "einlm/nn/blocks.hpp"
 #include "einlm/nn/transformer.hpp"
 #include "einlm/train/trainer.hpp"
 #include "support/check.hpp"
@@ -241,4 +243,45 @@ TEST_CASE("mixed precision: the selection biases move in float on the masters") 
   }
   CHECK(moved > 0);
   CHECK(model.routing_stats(0).tokens_per_expert.size() == 4);
+}
+
+TEST_CASE("mixed precision: a block model trains as transformer_lm does, bit for bit") {
+  namespace b = nn::blocks;
+  // [snippet blocks_mixed_precision]
+  using shape = b::cs336_lm<97, 64, 2, b::heads<4>, b::kv_heads<2>, b::d_ff<160>, b::qk_norm>;
+  b::model<shape, float> blocks(test_config(), /*seed=*/3);  // float masters; the bf16 copy is
+                                                              // b::model<shape, bf16>
+  // [end snippet]
+  nn::transformer_lm<float> flat(test_config(), 3);
+  std::vector<std::uint32_t> ids(6000);
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::uint32_t>((i * 31 + i / 7) % 97);
+  const auto data = train::token_dataset::from_ids(ids, "ids");
+  const train::trainer_options o{.steps = 6, .batch_size = 4, .context_length = 16, .max_lr = 1e-2, .min_lr = 1e-3,
+                                 .warmup_steps = 2, .log_every = 1, .eval_every = 3, .eval_batches = 2,
+                                 .precision = nn::precision::bf16_mixed};
+  std::ostringstream log;
+  const auto r_flat = train::fit(flat, data, &data, o, log);
+  const auto r_blocks = train::fit(blocks, data, &data, o, log);
+  REQUIRE(r_blocks.losses.size() == r_flat.losses.size());
+  for (std::size_t i = 0; i < r_flat.losses.size(); ++i) CHECK(r_blocks.losses[i].second == r_flat.losses[i].second);
+  CHECK(r_blocks.val_loss == r_flat.val_loss);
+  std::vector<std::pair<std::string, std::vector<double>>> weights;
+  blocks.for_each_parameter([&](const std::string& name, const auto& t) {
+    weights.emplace_back(name, std::vector<double>(t.data(), t.data() + t.size()));
+  });
+  CHECK(weights == values_of(flat.parameters()));  // the same names, in the same order, the same floats
+
+  // The working copy's conversions check the shapes (of a type whose dimensions are given at run time).
+  using any_shape = b::cs336_lm<dyn, dyn, dyn, b::heads<dyn>, b::kv_heads<dyn>, b::qk_norm>;
+  const b::model<any_shape, float> masters(test_config(), 1);
+  auto shallow_config = test_config();
+  shallow_config.num_layers = 1;
+  b::model<any_shape, bf16> shallow(shallow_config);
+  CHECK_THROWS_WITH_AS(convert_parameters(masters, shallow), "convert_parameters: the models differ in shape at 'ln_final.weight'",
+                       shape_error);
+  auto narrow_config = test_config();
+  narrow_config.d_ff = 128;
+  b::model<any_shape, bf16> narrow(narrow_config);
+  CHECK_THROWS_WITH_AS(convert_gradients(masters, narrow),
+                       "convert_gradients: the models differ in shape at 'layers.0.ffn.w1.weight'", shape_error);
 }

@@ -36,7 +36,9 @@
 // their own (they do not know their width; gelu_mlp counts its gelu's input).
 //
 // blocks::model<Block, T> holds a block's weights, gradients and kept activations, and trains a
-// token → logits model with cross_entropy_with_grad. Such a model also generates
+// token → logits model with cross_entropy_with_grad (train::fit takes it, in bf16 mixed precision
+// too: rebind<bf16> is model<Block, bf16>, and convert_parameters / convert_gradients move the
+// weights and gradients between two models of one block). Such a model also generates
 // (nn/generate.hpp): context_length() (from the configuration or the context), logits(tokens),
 // and a KV cache with transformer_lm's semantics — make_cache(B) (an nn::kv_cache, one length per
 // sequence), ragged_logits / last_logits(new_tokens, cache) and logits(tokens, cache). A cached
@@ -392,6 +394,37 @@ tensor<T, dims<2>> scatter_last(const tensor<T, dims<3>>& last, const ragged_bat
     std::copy(last.data() + static_cast<index_t>(i) * V, last.data() + static_cast<index_t>(i + 1) * V,
               out.data() + r.last_sequence[i] * V);
   return out;
+}
+
+/// Copies every tensor that visit_from(f) hands to f(name, tensor) into the tensor visit_to(f)
+/// hands at the same place (two models of one shape: the same names in the same order), converted
+/// from U by convert<T>; another name or size at a place is a shape_error naming the tensor and
+/// `who`.
+template <class U, class T, class VisitFrom, class VisitTo>
+void convert_tensors(VisitFrom&& visit_from, VisitTo&& visit_to, const char* who) {
+  struct source {
+    std::string name;
+    const U* data;
+    index_t size;
+  };
+  std::vector<source> sources;
+  auto collect = [&](const std::string& name, const auto& t) { sources.push_back({name, t.data(), t.size()}); };
+  visit_from(collect);
+  std::size_t i = 0;
+  auto convert_one = [&](const std::string& name, auto& t) {
+    if (i >= sources.size() || sources[i].name != name || sources[i].size != t.size())
+      throw shape_error(einlm::detail::concat(who, ": the models differ in shape at '", name, "'"));
+    const U* src = sources[i++].data;
+    T* dst = t.data();
+    const index_t n = t.size();
+#if EINLM_HAS_OPENMP
+#pragma omp parallel for schedule(static) if (n >= (index_t{1} << 16))
+#endif
+    for (index_t j = 0; j < n; ++j) dst[j] = convert<T>(src[j]);
+  };
+  visit_to(convert_one);
+  if (i != sources.size())
+    throw shape_error(einlm::detail::concat(who, ": the models differ in their number of tensors"));
 }
 
 /// Runs f(b) for every sequence b, one sequence per OpenMP thread when there are several and enough
@@ -1824,7 +1857,11 @@ template <class Block, class T = float>
 class model {
  public:
   using block_type = Block;
+  using value_type = T;
   using params_type = params_t<Block, T>;
+  /// The same block with U storage (mixed precision's working copy: rebind<bf16>).
+  template <class U>
+  using rebind = model<Block, U>;
 
   explicit model(Block b = Block{}, context ctx = {})
       : block_(std::move(b)),
@@ -1851,6 +1888,8 @@ class model {
   const context& ctx() const { return ctx_; }
   params_type& parameters() { return params_; }
   params_type& gradients() { return grads_; }
+  const params_type& parameters() const { return params_; }
+  const params_type& gradients() const { return grads_; }
 
   /// f(name, weight) for every parameter, in a fixed order.
   template <class F>
@@ -2002,6 +2041,24 @@ class model {
   params_type params_, grads_;
   cache_t<Block, T> cache_;
 };
+
+/// Sets `to`'s weights to `from`'s, converted (to bf16: rounded to nearest even): what train::fit
+/// does each step with nn::precision::bf16_mixed. The blocks must have the same dimensions
+/// (shape_error otherwise).
+template <class Block, class T, class U>
+void convert_parameters(const model<Block, U>& from, model<Block, T>& to) {
+  nn::detail::convert_tensors<U, T>([&](auto& f) { from.block().visit(from.parameters(), std::string{}, f); },
+                                    [&](auto& f) { to.block().visit(to.parameters(), std::string{}, f); },
+                                    "convert_parameters");
+}
+
+/// Sets `to`'s gradients to `from`'s, converted (bf16 → float is exact).
+template <class Block, class T, class U>
+void convert_gradients(const model<Block, U>& from, model<Block, T>& to) {
+  nn::detail::convert_tensors<U, T>([&](auto& f) { from.block().visit(from.gradients(), std::string{}, f); },
+                                    [&](auto& f) { to.block().visit(to.gradients(), std::string{}, f); },
+                                    "convert_gradients");
+}
 
 }  // namespace blocks
 

@@ -14,6 +14,7 @@
 // attention. d_ff = 0 means the default width: 8/3 · d_model rounded up to a multiple of 64 for
 // SwiGLU, 4 · d_model for a GELU MLP. The defaults are CS336's architecture; GPT-2's (GELU MLP,
 // learned positions, LayerNorm, biases, tied embeddings) can be described too, for accounting.
+// context_length_of(model) reads a model's context length, whichever of the two forms it has.
 #pragma once
 
 #include <cstdint>
@@ -98,5 +99,15 @@ struct transformer_config {
 
   friend constexpr bool operator==(const transformer_config&, const transformer_config&) = default;
 };
+
+/// The longest window a model sees: its context_length() (a block model's: 0 when its context
+/// gives none), or its config().context_length (nn::transformer_lm's).
+template <class M>
+std::int64_t context_length_of(const M& model) {
+  if constexpr (requires { model.context_length(); })
+    return static_cast<std::int64_t>(model.context_length());
+  else
+    return model.config().context_length;
+}
 
 }  // namespace einlm::nn

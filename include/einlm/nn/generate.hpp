@@ -75,15 +75,6 @@ template <class M>
 concept batch_cached_model =
     requires(M& m, std::span<const std::vector<std::int64_t>> tokens, cache_of<M>& cache) { m.last_logits(tokens, cache); };
 
-/// The longest window a model sees: its context_length(), or its config().context_length.
-template <class M>
-std::int64_t context_length_of(const M& model) {
-  if constexpr (requires { model.context_length(); })
-    return static_cast<std::int64_t>(model.context_length());
-  else
-    return model.config().context_length;
-}
-
 inline void check_generation(const char* who, const std::vector<std::vector<std::int64_t>>& prompts,
                              const generation_options& o) {
   if (prompts.empty()) throw value_error(einlm::detail::concat(who, ": the batch is empty; give at least one prompt"));
@@ -102,7 +93,7 @@ std::vector<std::vector<std::int64_t>> generate_batch(Model& model, std::vector<
   detail::check_generation("generate_batch", prompts, o);
   auto& tokens = prompts;  // each grows into its sequence
   const std::size_t B = tokens.size();
-  const std::int64_t window = detail::context_length_of(model);
+  const std::int64_t window = nn::context_length_of(model);
   if (window <= 0)
     throw config_error(einlm::detail::concat("generate_batch: the model's context_length must be positive, got ", window));
   std::vector<std::int64_t> generated(B, 0);

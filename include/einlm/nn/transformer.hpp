@@ -571,21 +571,8 @@ namespace detail {
 /// same order), converted by convert<T>; a size mismatch is a shape_error naming the tensor.
 template <class T, class U>
 void convert_each(const transformer_parameters<U>& from, transformer_parameters<T>& to, const char* who) {
-  std::vector<std::pair<const U*, index_t>> sources;
-  from.for_each_parameter([&](const std::string&, const auto& t) { sources.emplace_back(t.data(), t.size()); });
-  std::size_t i = 0;
-  to.for_each_parameter([&](const std::string& name, auto& t) {
-    if (i >= sources.size() || sources[i].second != t.size())
-      throw shape_error(einlm::detail::concat(who, ": the models differ in shape at '", name, "'"));
-    const U* src = sources[i++].first;
-    T* dst = t.data();
-    const index_t n = t.size();
-#if EINLM_HAS_OPENMP
-#pragma omp parallel for schedule(static) if (n >= (index_t{1} << 16))
-#endif
-    for (index_t j = 0; j < n; ++j) dst[j] = convert<T>(src[j]);
-  });
-  if (i != sources.size()) throw shape_error(einlm::detail::concat(who, ": the models differ in their number of tensors"));
+  convert_tensors<U, T>([&](auto& f) { from.for_each_parameter(f); }, [&](auto& f) { to.for_each_parameter(f); },
+                        who);
 }
 
 }  // namespace detail

@@ -6,9 +6,11 @@
 //                            .out_dir = "runs/tiny"};
 //   train::fit_result r = train::fit(model, train_tokens, &val_tokens, o, std::cerr);
 //
-// `model` is any object with config(), zero_grad(), forward_backward(inputs, targets, z_loss),
-// logits(inputs), for_each_parameter(f) and for_each_parameter_and_gradient(f) — as
-// nn::transformer_lm has. Each step: batch `draw` of get_batch(train, B, T, (seed, 0)); gradients
+// `model` is any object with zero_grad(), forward_backward(inputs, targets, z_loss),
+// logits(inputs), for_each_parameter(f), for_each_parameter_and_gradient(f) and a context length
+// (config().context_length or context_length(): nn::context_length_of; 0 means none) — as
+// nn::transformer_lm and nn::blocks::model have. config.json is written when the model has
+// model_config() or config(). Each step: batch `draw` of get_batch(train, B, T, (seed, 0)); gradients
 // zeroed; loss; a loss or gradient norm that is NaN or infinite stops training with a
 // training_error naming the step, before the parameters are touched, so the last checkpoint in
 // out_dir stays the last good state; gradients clipped to grad_clip (global L2 norm, CS336
@@ -35,7 +37,8 @@
 //
 // Precision (trainer_options::precision): fp32 trains `model` itself. bf16_mixed is mixed precision:
 // `model` (float) holds the master weights, and a working copy Model::rebind<bf16> (as
-// nn::transformer_lm has) runs forward and backward with bf16 weights, activations and gradients,
+// nn::transformer_lm and blocks::model have; built from model_config(), or from block() and ctx())
+// runs forward and backward with bf16 weights, activations and gradients,
 // computing in float. Each step the working copy's weights are refreshed from the masters
 // (rounded to nearest even), its gradients are converted back into `model`'s (exact), and the
 // loss check, clipping and the optimizer (any of the three; its state is float) act on the
@@ -219,6 +222,17 @@ inline any_optimizer make_optimizer(const trainer_options& o) {
 
 namespace detail {
 
+/// Mixed precision's bf16 working copy of `model` (its weights are set before the first step):
+/// from its configuration (nn::transformer_lm), or from its block and context (a blocks::model).
+template <class Model>
+auto working_copy(const Model& model) {
+  using work_type = typename Model::template rebind<bf16>;
+  if constexpr (requires { model.model_config(); })
+    return work_type(model.model_config());
+  else
+    return work_type(model.block(), model.ctx());
+}
+
 /// The loop of fit: `work` runs forward and backward — `model` itself (fp32), or its bf16 working
 /// copy whose weights follow `model`'s (mixed precision).
 template <class Model, class Work>
@@ -234,9 +248,9 @@ fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const 
   };
   if (o.steps < 0 || o.batch_size <= 0 || o.context_length <= 0 || o.log_every <= 0 || o.eval_batches < 0)
     throw value_error("trainer: steps must be ≥ 0, and batch_size, context_length and log_every positive");
-  if (o.context_length > model.config().context_length)
+  if (const std::int64_t window = nn::context_length_of(model); window > 0 && o.context_length > window)
     throw value_error(einlm::detail::concat("trainer: the batch context length ", o.context_length,
-                                            " exceeds the model's context_length ", model.config().context_length));
+                                            " exceeds the model's context_length ", window));
   const optim::cosine_schedule schedule{o.max_lr, o.min_lr, o.warmup_steps, std::max(o.steps, o.warmup_steps)};
   schedule.check();
   any_optimizer optimizer = make_optimizer(o);
@@ -252,7 +266,7 @@ fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const 
     if (ec) throw io_error(einlm::detail::concat(o.out_dir, ": cannot create the output directory (", ec.message(), ")"));
     if constexpr (requires { model.model_config(); })
       save_config((std::filesystem::path(o.out_dir) / "config.json").string(), model.model_config());
-    else
+    else if constexpr (requires { model.config(); })
       save_config((std::filesystem::path(o.out_dir) / "config.json").string(), model.config());
     const auto path = (std::filesystem::path(o.out_dir) / "metrics.jsonl").string();
     metrics.open(path, state.step > 0 ? std::ios::app : std::ios::trunc);
@@ -378,14 +392,14 @@ fit_result fit(Model& model, const token_dataset& train, const token_dataset* va
   if (o.precision == nn::precision::bf16_mixed) {
     if constexpr (requires { typename Model::template rebind<bf16>; }) {
       if constexpr (std::is_same_v<typename Model::value_type, float>) {
-        typename Model::template rebind<bf16> work(model.model_config());  // bf16 working copy
+        auto work = detail::working_copy(model);  // Model::rebind<bf16>
         return detail::fit_loop(model, work, train, val, o, log);
       } else {
         throw value_error("trainer: bf16 mixed precision keeps float master weights: train a float model");
       }
     } else {
       throw value_error("trainer: bf16 mixed precision needs a model type with a bf16 working copy (rebind<bf16>, as "
-                        "nn::transformer_lm has)");
+                        "nn::transformer_lm and blocks::model have)");
     }
   }
   return detail::fit_loop(model, model, train, val, o, log);
