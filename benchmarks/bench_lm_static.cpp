@@ -2,7 +2,7 @@
 // the dynamic nn::transformer_lm<float> against the static block model einlm-lm dispatches to for
 // that shape (apps/einlm-lm/static_models.hpp). The same work for each, in tokens per second: the
 // forward pass (logits of 16 sequences of 128 tokens: logits and eval), a training step (zero_grad,
-// forward + backward, AdamW: train), a decode step through the KV cache (one new token for 1 and
+// forward + backward, AdamW: train; in fp32 and in bf16 mixed precision), a decode step through the KV cache (one new token for 1 and
 // for 8 sequences: generate) and a prefill of 8 prompts (the last logits of each, or every
 // position's).
 #include <benchmark/benchmark.h>
@@ -49,19 +49,27 @@ void bm_forward(benchmark::State& state) {
 template <class Model>
 void bm_train_step(benchmark::State& state) {
   Model model(nn::moe_config{.base = demo.config}, 1);
-  optim::adamw opt({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
   const auto inputs = tokens(batch, seq, 0);   // (B, S)
   const auto targets = tokens(batch, seq, 1);  // (B, S)
-  for (auto _ : state) {
-    model.zero_grad();
-    benchmark::DoNotOptimize(model.forward_backward(inputs, targets));
-    opt.begin_step(1e-3);
-    model.for_each_parameter_and_gradient(
-        [&](const std::string& name, auto& w, const auto& g) { opt.update(name, w, g); });
-  }
+  bench::adamw_steps(state, model, inputs, targets);
   state.counters["tokens_per_second"] =
       benchmark::Counter(static_cast<double>(batch * seq), benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(label(static_cast<const Model*>(nullptr)));
+}
+
+/// The same step in bf16 mixed precision (einlm-lm train --precision bf16): the type's
+/// rebind<bf16> working copy, float masters.
+template <class Model>
+void bm_train_step_bf16(benchmark::State& state) {
+  const nn::moe_config config{.base = demo.config};
+  Model master(config, 1);
+  typename Model::template rebind<bf16> work(config);
+  const auto inputs = tokens(batch, seq, 0);   // (B, S)
+  const auto targets = tokens(batch, seq, 1);  // (B, S)
+  bench::mixed_adamw_steps(state, master, work, inputs, targets);
+  state.counters["tokens_per_second"] =
+      benchmark::Counter(static_cast<double>(batch * seq), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(label(static_cast<const Model*>(nullptr))) + ", bf16 mixed");
 }
 
 /// One new token for each of B sequences through the KV cache (bench::ragged_decode).
@@ -90,6 +98,8 @@ BENCHMARK_TEMPLATE(bm_forward, dynamic_lm)->Unit(benchmark::kMillisecond)->UseRe
 BENCHMARK_TEMPLATE(bm_forward, static_lm)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(bm_train_step, dynamic_lm)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(bm_train_step, static_lm)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(bm_train_step_bf16, dynamic_lm)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(bm_train_step_bf16, static_lm)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(bm_decode, dynamic_lm)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_TEMPLATE(bm_decode, static_lm)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_TEMPLATE(bm_prefill, dynamic_lm)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();

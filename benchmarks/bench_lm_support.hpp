@@ -1,15 +1,18 @@
-// Shared pieces of the language-model benchmarks (bench_train, bench_lm_static): random token ids
-// and generation's prefill and decode steps through a KV cache, for any model with make_cache and last_logits
-// (nn::transformer_lm, a blocks::model, einlm-lm's static_lm).
+// Shared pieces of the language-model benchmarks (bench_train, bench_lm_static): random token ids,
+// AdamW training steps in fp32 and in bf16 mixed precision, and generation's prefill and decode
+// steps through a KV cache, for any model with the members they call (nn::transformer_lm, a
+// blocks::model, einlm-lm's static_lm).
 #pragma once
 
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "einlm/core/random.hpp"
 #include "einlm/core/tensor.hpp"
+#include "einlm/optim/adamw.hpp"
 
 namespace einlm::bench {
 
@@ -20,6 +23,35 @@ inline tensor<std::int64_t, dims<2>> random_tokens(index_t b, index_t s, std::in
   for (index_t i = 0; i < t.size(); ++i)
     t.data()[i] = static_cast<std::int64_t>(random_bits(g, static_cast<std::uint64_t>(i)) % static_cast<std::uint32_t>(vocab));
   return t;
+}
+
+/// Times one training step per iteration: zero_grad, forward + backward of (inputs, targets), and
+/// AdamW's update (β 0.9, 0.95, weight decay 0.1, learning rate 1e-3).
+template <class Model, class Tokens>
+void adamw_steps(benchmark::State& state, Model& model, const Tokens& inputs, const Tokens& targets) {
+  optim::adamw opt({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
+  for (auto _ : state) {
+    model.zero_grad();
+    benchmark::DoNotOptimize(model.forward_backward(inputs, targets));
+    opt.begin_step(1e-3);
+    model.for_each_parameter_and_gradient([&](const std::string& name, auto& w, const auto& g) { opt.update(name, w, g); });
+  }
+}
+
+/// The same step in bf16 mixed precision, as train::fit runs it: the working copy `work` refreshed
+/// from the float masters, forward + backward on it, its gradients converted back, AdamW on the
+/// masters.
+template <class Master, class Work, class Tokens>
+void mixed_adamw_steps(benchmark::State& state, Master& master, Work& work, const Tokens& inputs, const Tokens& targets) {
+  optim::adamw opt({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
+  for (auto _ : state) {
+    convert_parameters(master, work);  // nn:: or nn::blocks:: (argument-dependent lookup)
+    work.zero_grad();
+    benchmark::DoNotOptimize(work.forward_backward(inputs, targets));
+    convert_gradients(work, master);
+    opt.begin_step(1e-3);
+    master.for_each_parameter_and_gradient([&](const std::string& name, auto& w, const auto& g) { opt.update(name, w, g); });
+  }
 }
 
 /// Times one decode step per iteration: a new token for each of `sequences` sequences (prompts of

@@ -43,15 +43,9 @@ using bench::random_tokens;
 void bm_train_step(benchmark::State& state) {
   const auto c = make_case(static_cast<int>(state.range(0)));
   nn::transformer_lm<float> model(c.config, 1);
-  optim::adamw opt({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
   const auto inputs = random_tokens(c.batch, c.seq, c.config.vocab_size, 0);   // (B, S)
   const auto targets = random_tokens(c.batch, c.seq, c.config.vocab_size, 1);  // (B, S)
-  for (auto _ : state) {
-    model.zero_grad();
-    benchmark::DoNotOptimize(model.forward_backward(inputs, targets));
-    opt.begin_step(1e-3);
-    model.for_each_parameter_and_gradient([&](const std::string& name, auto& w, const auto& g) { opt.update(name, w, g); });
-  }
+  bench::adamw_steps(state, model, inputs, targets);
   const double tokens_per_step = static_cast<double>(c.batch * c.seq);
   state.counters["tokens_per_second"] = benchmark::Counter(tokens_per_step, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["flops"] = benchmark::Counter(nn::flops_forward(c.config, c.batch, c.seq) +
@@ -64,17 +58,9 @@ void bm_train_step_bf16(benchmark::State& state) {
   const auto c = make_case(static_cast<int>(state.range(0)));
   nn::transformer_lm<float> master(c.config, 1);
   nn::transformer_lm<bf16> work(c.config);
-  optim::adamw opt({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
   const auto inputs = random_tokens(c.batch, c.seq, c.config.vocab_size, 0);   // (B, S)
   const auto targets = random_tokens(c.batch, c.seq, c.config.vocab_size, 1);  // (B, S)
-  for (auto _ : state) {
-    nn::convert_parameters(master, work);
-    work.zero_grad();
-    benchmark::DoNotOptimize(work.forward_backward(inputs, targets));
-    nn::convert_gradients(work, master);
-    opt.begin_step(1e-3);
-    master.for_each_parameter_and_gradient([&](const std::string& name, auto& w, const auto& g) { opt.update(name, w, g); });
-  }
+  bench::mixed_adamw_steps(state, master, work, inputs, targets);
   const double tokens_per_step = static_cast<double>(c.batch * c.seq);
   state.counters["tokens_per_second"] = benchmark::Counter(tokens_per_step, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["flops"] = benchmark::Counter(nn::flops_forward(c.config, c.batch, c.seq) +
