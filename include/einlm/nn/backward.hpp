@@ -158,23 +158,65 @@ void for_each_row(index_t rows, index_t work_per_row, F&& f) {
   for (index_t r = 0; r < rows; ++r) f(r);
 }
 
+/// max over j < n of s[j] · scale (−∞ for n = 0), on packets where the host has them.
+template <class C>
+C scaled_row_max(const C* s, index_t n, C scale) {
+  C m = -std::numeric_limits<C>::infinity();
+  index_t j = 0;
+#if EINLM_HAS_PACKETS
+  if (n >= simd::width) {
+    using P = simd::packet<C>;
+    const P factor(scale);
+    P lanes(m);
+    for (; j + simd::width <= n; j += simd::width) {
+      const P x = simd::load<C>(s + j) * factor;
+      lanes = simd::select(x > lanes, x, lanes);
+    }
+    for (int l = 0; l < simd::width; ++l) m = std::max(m, lanes[l]);
+  }
+#endif
+  for (; j < n; ++j) m = std::max(m, s[j] * scale);
+  return m;
+}
+
+/// In place for j < n: s[j] = exp(s[j] · scale − shift); returns their sum. Lane l of a packet
+/// sums the elements j ≡ l (mod simd::width), so the sum depends on n only, not on the row.
+template <class C>
+C exp_row(C* s, index_t n, C scale, C shift) {
+  C sum = 0;
+  index_t j = 0;
+#if EINLM_HAS_PACKETS
+  if (n >= simd::width) {
+    using P = simd::packet<C>;
+    const P factor(scale), offset(shift);
+    P lanes(C(0));
+    for (; j + simd::width <= n; j += simd::width) {
+      const P e = math::exp(simd::load<C>(s + j) * factor - offset);
+      simd::store(s + j, e);
+      lanes = lanes + e;
+    }
+    for (int l = 0; l < simd::width; ++l) sum += lanes[l];
+  }
+#endif
+  for (; j < n; ++j) {
+    const C e = math::exp(s[j] * scale - shift);
+    s[j] = e;
+    sum += e;
+  }
+  return sum;
+}
+
 /// In place, row by row over scores (rows, Sk) with query i = row % Sq: P = softmax(scores ·
 /// scale) over the visible keys, 0 elsewhere; lse[row] = the log-sum-exp of the visible scaled
 /// scores. One pass per row for the maximum, one for exp and the sum, one to normalise — the
-/// masked half of a causal square is never computed.
+/// masked half of a causal square is never computed; the first two on packets.
 template <class C>
 void masked_softmax_rows(C* scores, C* lse, index_t rows, index_t Sq, index_t Sk, C scale, bool causal) {
   for_each_row(rows, Sk, [&](index_t r) {
     C* s = scores + r * Sk;
     const index_t n = visible_keys(r % Sq, Sq, Sk, causal);
-    C m = -std::numeric_limits<C>::infinity();
-    for (index_t j = 0; j < n; ++j) m = std::max(m, s[j] * scale);
-    C sum = 0;
-    for (index_t j = 0; j < n; ++j) {
-      const C e = math::exp(s[j] * scale - m);
-      s[j] = e;
-      sum += e;
-    }
+    const C m = scaled_row_max(s, n, scale);
+    const C sum = exp_row(s, n, scale, m);
     lse[r] = m + static_cast<C>(std::log(sum));
     const C inv = C(1) / sum;
     for (index_t j = 0; j < n; ++j) s[j] *= inv;
@@ -188,8 +230,7 @@ void probabilities_from_lse(C* scores, const C* lse, index_t rows, index_t Sq, i
   for_each_row(rows, Sk, [&](index_t r) {
     C* s = scores + r * Sk;
     const index_t n = visible_keys(r % Sq, Sq, Sk, causal);
-    const C l = lse[r];
-    for (index_t j = 0; j < n; ++j) s[j] = math::exp(s[j] * scale - l);
+    exp_row(s, n, scale, lse[r]);
     for (index_t j = n; j < Sk; ++j) s[j] = 0;
   });
 }
