@@ -2,9 +2,9 @@
 // the dynamic nn::transformer_lm<float> against the static block model einlm-lm dispatches to for
 // that shape (apps/einlm-lm/static_models.hpp). The same work for each, in tokens per second: the
 // forward pass (logits of 16 sequences of 128 tokens: logits and eval), a training step (zero_grad,
-// forward + backward, AdamW: train; in fp32 and in bf16 mixed precision), a decode step through the KV cache (one new token for 1 and
-// for 8 sequences: generate) and a prefill of 8 prompts (the last logits of each, or every
-// position's).
+// forward + backward, AdamW: train; in fp32 and in bf16 mixed precision), a decode step through
+// the KV cache (one new token for 1 and for 8 sequences: generate) and a prefill of 8 prompts (the
+// last logits of each, or every position's).
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -16,7 +16,6 @@
 #include "../apps/einlm-lm/static_models.hpp"
 #include "bench_lm_support.hpp"
 #include "einlm/nn/transformer.hpp"
-#include "einlm/optim/adamw.hpp"
 
 using namespace einlm;
 
@@ -66,7 +65,7 @@ void bm_train_step_bf16(benchmark::State& state) {
   typename Model::template rebind<bf16> work(config);
   const auto inputs = tokens(batch, seq, 0);   // (B, S)
   const auto targets = tokens(batch, seq, 1);  // (B, S)
-  bench::mixed_adamw_steps(state, master, work, inputs, targets);
+  bench::adamw_steps(state, master, work, inputs, targets);
   state.counters["tokens_per_second"] =
       benchmark::Counter(static_cast<double>(batch * seq), benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(std::string(label(static_cast<const Model*>(nullptr))) + ", bf16 mixed");

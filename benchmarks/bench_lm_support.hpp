@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "einlm/core/random.hpp"
@@ -25,33 +26,28 @@ inline tensor<std::int64_t, dims<2>> random_tokens(index_t b, index_t s, std::in
   return t;
 }
 
-/// Times one training step per iteration: zero_grad, forward + backward of (inputs, targets), and
-/// AdamW's update (β 0.9, 0.95, weight decay 0.1, learning rate 1e-3).
-template <class Model, class Tokens>
-void adamw_steps(benchmark::State& state, Model& model, const Tokens& inputs, const Tokens& targets) {
-  optim::adamw opt({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
-  for (auto _ : state) {
-    model.zero_grad();
-    benchmark::DoNotOptimize(model.forward_backward(inputs, targets));
-    opt.begin_step(1e-3);
-    model.for_each_parameter_and_gradient([&](const std::string& name, auto& w, const auto& g) { opt.update(name, w, g); });
-  }
-}
-
-/// The same step in bf16 mixed precision, as train::fit runs it: the working copy `work` refreshed
-/// from the float masters, forward + backward on it, its gradients converted back, AdamW on the
-/// masters.
+/// Times one training step per iteration, as train::fit runs it: zero_grad, forward + backward of
+/// (inputs, targets) on `work`, AdamW's update of `master` (β 0.9, 0.95, weight decay 0.1, learning
+/// rate 1e-3). With a working copy of another type (bf16 mixed precision), its weights are
+/// refreshed from the float masters before the pass and its gradients converted back after it.
 template <class Master, class Work, class Tokens>
-void mixed_adamw_steps(benchmark::State& state, Master& master, Work& work, const Tokens& inputs, const Tokens& targets) {
+void adamw_steps(benchmark::State& state, Master& master, Work& work, const Tokens& inputs, const Tokens& targets) {
+  constexpr bool mixed = !std::is_same_v<Master, Work>;
   optim::adamw opt({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1});
   for (auto _ : state) {
-    convert_parameters(master, work);  // nn:: or nn::blocks:: (argument-dependent lookup)
+    if constexpr (mixed) convert_parameters(master, work);  // nn:: or nn::blocks:: (argument-dependent lookup)
     work.zero_grad();
     benchmark::DoNotOptimize(work.forward_backward(inputs, targets));
-    convert_gradients(work, master);
+    if constexpr (mixed) convert_gradients(work, master);
     opt.begin_step(1e-3);
     master.for_each_parameter_and_gradient([&](const std::string& name, auto& w, const auto& g) { opt.update(name, w, g); });
   }
+}
+
+/// The same step of one model in its own precision.
+template <class Model, class Tokens>
+void adamw_steps(benchmark::State& state, Model& model, const Tokens& inputs, const Tokens& targets) {
+  adamw_steps(state, model, model, inputs, targets);
 }
 
 /// Times one decode step per iteration: a new token for each of `sequences` sequences (prompts of

@@ -18,7 +18,6 @@
 
 #include "einlm/nn/accounting.hpp"
 #include "einlm/nn/transformer.hpp"
-#include "einlm/optim/adamw.hpp"
 #include "bench_lm_support.hpp"
 
 using namespace einlm;
@@ -60,7 +59,7 @@ void bm_train_step_bf16(benchmark::State& state) {
   nn::transformer_lm<bf16> work(c.config);
   const auto inputs = random_tokens(c.batch, c.seq, c.config.vocab_size, 0);   // (B, S)
   const auto targets = random_tokens(c.batch, c.seq, c.config.vocab_size, 1);  // (B, S)
-  bench::mixed_adamw_steps(state, master, work, inputs, targets);
+  bench::adamw_steps(state, master, work, inputs, targets);
   const double tokens_per_step = static_cast<double>(c.batch * c.seq);
   state.counters["tokens_per_second"] = benchmark::Counter(tokens_per_step, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["flops"] = benchmark::Counter(nn::flops_forward(c.config, c.batch, c.seq) +
