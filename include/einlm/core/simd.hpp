@@ -98,6 +98,12 @@ inline To bits_as(From from) {
   return to;
 }
 
+/// `width` lanes of 16 and of 32 bits as single vectors (a float packet is one part), for the
+/// conversions between 16-bit storage and float lanes.
+using half_lanes = vec<std::uint16_t, width * 2>::type;
+using word_lanes = vec<std::uint32_t, width * 4>::type;
+static_assert(parts<float> == 1 && parts<std::uint32_t> == 1);
+
 }  // namespace detail
 
 template <class T>
@@ -320,12 +326,12 @@ inline packet<C> load(const S* p) {
     return r;
   } else if constexpr (std::is_same_v<S, bf16>) {
     static_assert(std::is_same_v<C, float>);
-    std::uint16_t h[width];
-    std::memcpy(h, static_cast<const void*>(p), sizeof(h));
-    std::uint32_t u[width];
-    for (int i = 0; i < width; ++i) u[i] = static_cast<std::uint32_t>(h[i]) << 16;
-    packet<float> r{};
-    std::memcpy(&r.p, u, sizeof(u));
+    // Widen in registers (one zero-extension and one shift): a lane loop here went through the
+    // stack, and reading a register back from two narrower stores stalls store forwarding.
+    detail::half_lanes h;
+    std::memcpy(&h, static_cast<const void*>(p), sizeof(h));
+    packet<float> r;
+    r.p[0] = detail::bits_as<detail::part_t<float>>(__builtin_convertvector(h, detail::word_lanes) << 16);
     return r;
   } else if constexpr (std::is_same_v<S, fp16>) {
     static_assert(std::is_same_v<C, float>);
@@ -368,9 +374,8 @@ inline void store(S* p, const packet<C>& x) {
     const packet<std::uint32_t> bits =
         select(bitcast_packet<std::int32_t>(u & packet<std::uint32_t>(0x7fffffffu)) > packet<std::int32_t>(0x7f800000),
                quiet_nan, rounded);
-    std::uint16_t h[width];
-    for (int i = 0; i < width; ++i) h[i] = static_cast<std::uint16_t>(bits[i]);
-    std::memcpy(static_cast<void*>(p), h, sizeof(h));
+    const detail::half_lanes h = __builtin_convertvector(detail::bits_as<detail::word_lanes>(bits.p[0]), detail::half_lanes);
+    std::memcpy(static_cast<void*>(p), &h, sizeof(h));
   } else if constexpr (std::is_same_v<S, fp16>) {
     const packet<float> f = convert_packet<float>(x);
     for (int i = 0; i < width; ++i) p[i] = fp16_from_bits(einlm::detail::float_to_fp16_bits(f[i]));
