@@ -14,6 +14,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -199,6 +201,45 @@ TEST_CASE("rope_backward against finite differences") {
   const auto dxf = nn::rope_backward(to_float(w), pos, 10000.0);  // (B, S, D)
   CHECK(float_error(dxf, dx) <= 1e-6);
   report("rope_backward");
+}
+
+/// The largest distance in units of the last place between same-typed float or bf16 arrays.
+template <class A, class B>
+std::int64_t max_ulp_distance(const A& a, const B& b) {
+  using T = typename A::value_type;
+  using bits = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int16_t>;
+  REQUIRE(a.size() == b.size());
+  std::int64_t worst = 0;
+  for (index_t i = 0; i < a.size(); ++i) {
+    bits x, y;
+    std::memcpy(&x, a.data() + i, sizeof x);
+    std::memcpy(&y, b.data() + i, sizeof y);
+    if ((x < 0) != (y < 0)) return std::numeric_limits<std::int64_t>::max();  // (no zeros here)
+    worst = std::max<std::int64_t>(worst, std::abs(std::int64_t{x} - std::int64_t{y}));
+  }
+  return worst;
+}
+
+TEST_CASE("swiglu_backward: the one-pass kernel for host tensors equals the expression form") {
+  // Tensors take the one-pass kernel, views the expression form. 61 × 71 elements: whole packets,
+  // a tail, and three parallel units. Both round once from the same float arithmetic; a compiler
+  // that contracts multiply-adds in one form and not the other may move the last bit.
+  const auto check = [](auto zero) {
+    using T = decltype(zero);
+    const auto a64 = random_tensor(dims<2>(61, 71), 41, 3.0);  // (N, F)
+    const auto b64 = random_tensor(dims<2>(61, 71), 42);       // (N, F)
+    const auto dh64 = random_tensor(dims<2>(61, 71), 43);      // (N, F)
+    const auto a = eval(cast<T>(a64));                         // (N, F)
+    const auto b = eval(cast<T>(b64));                         // (N, F)
+    const auto dh = eval(cast<T>(dh64));                       // (N, F)
+    const auto [da, db] = nn::swiglu_backward(a, b, dh);
+    const auto [da_expr, db_expr] = nn::swiglu_backward(a.view(), b.view(), dh.view());
+    static_assert(std::is_same_v<typename decltype(da)::value_type, T>);
+    CHECK(max_ulp_distance(da, da_expr) <= 2);
+    CHECK(max_ulp_distance(db, db_expr) <= 2);
+  };
+  check(0.0f);
+  check(bf16{});
 }
 
 TEST_CASE("silu and swiglu_backward against finite differences") {

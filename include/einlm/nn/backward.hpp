@@ -379,6 +379,37 @@ auto silu(const A& a) {
   return eval(einlm::silu(a));  // (…, F)
 }
 
+namespace detail {
+
+/// swiglu_backward over n contiguous elements: σ(a) is computed once and both gradients are
+/// written in the same pass (the expressions' order of operations, so the results are the same).
+template <class C, class TA, class TB, class TD>
+void swiglu_backward_elements(const TA* a, const TB* b, const TD* dh, TA* da, TB* db, index_t n) {
+  constexpr index_t unit = 2048;  // elements per parallel unit
+  for_each_row((n + unit - 1) / unit, unit, [&](index_t u) {
+    const index_t last = std::min(n, (u + 1) * unit);
+    index_t i = u * unit;
+#if EINLM_HAS_PACKETS
+    using P = simd::packet<C>;
+    const P one(C(1));
+    for (; i + simd::width <= last; i += simd::width) {
+      const P av = simd::load<C>(a + i), bv = simd::load<C>(b + i), dv = simd::load<C>(dh + i);
+      const P s = math::sigmoid(av);
+      simd::store(da + i, dv * bv * s * (one + av * (one - s)));
+      simd::store(db + i, dv * (av * s));
+    }
+#endif
+    for (; i < last; ++i) {
+      const C av = convert<C>(a[i]), bv = convert<C>(b[i]), dv = convert<C>(dh[i]);
+      const C s = math::sigmoid(av);
+      da[i] = convert<TA>(dv * bv * s * (C(1) + av * (C(1) - s)));
+      db[i] = convert<TB>(dv * (av * s));
+    }
+  });
+}
+
+}  // namespace detail
+
 /// The gradients of h = silu(a) ⊙ b: da = dh ⊙ b ⊙ σ(a)(1 + a(1 − σ(a))), db = dh ⊙ silu(a).
 template <class A, class B, class DH>
 auto swiglu_backward(const A& a, const B& b, const DH& dh) {
@@ -389,6 +420,15 @@ auto swiglu_backward(const A& a, const B& b, const DH& dh) {
   const auto be = as_expression(b);
   detail::require_same_shape("swiglu_backward", "a", ae.extents(), "b", be.extents());
   detail::require_same_shape("swiglu_backward", "a", ae.extents(), "dh", as_expression(dh).extents());
+  if constexpr (tensor_like<A> && tensor_like<B> && tensor_like<DH> && std::is_same_v<TB, TA> &&
+                std::is_same_v<detail::value_t<DH>, TA> && std::is_same_v<typename A::space, host> &&
+                std::is_same_v<typename B::space, host> && std::is_same_v<typename DH::space, host>) {
+    // Host tensors of one type (contiguous): one pass that computes σ(a) once per element.
+    tensor<TA, typename A::extents_type, host> da(a.extents());  // (…, F)
+    tensor<TB, typename B::extents_type, host> db(b.extents());  // (…, F)
+    detail::swiglu_backward_elements<C>(a.data(), b.data(), dh.data(), da.data(), db.data(), a.size());
+    return swiglu_grads<decltype(da), decltype(db)>{std::move(da), std::move(db)};
+  }
   const auto ac = cast<C>(a);                                                                      // (…, F)
   const auto sig = sigmoid(ac);                                                                    // (…, F)
   auto da = detail::eval_as<TA>(ae.extents(),
