@@ -13,6 +13,7 @@
 
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -329,6 +330,43 @@ inline std::vector<gemm_case> standard_cases() {
       c.layout.c_col_major = opt == 1;
       cases.push_back(c);
     }
+  // One row or one column (a decoded token; the BLAS backend calls GEMV for these), every layout,
+  // padded or not, with and without beta; batched with padding and a shared matrix; and K = 0.
+  for (const auto& s : {std::array<index_t, 3>{1, 45, 70}, std::array<index_t, 3>{45, 1, 70}})
+    for (int lay = 0; lay < 32; ++lay) {
+      gemm_case c;
+      c.M = s[0];
+      c.N = s[1];
+      c.K = s[2];
+      c.layout.a_col_major = lay & 1;
+      c.layout.b_col_major = lay & 2;
+      c.layout.c_col_major = lay & 4;
+      c.layout.pad = (lay & 16) ? 3 : 0;  // a vector with a stride (a padded column of one)
+      c.alpha = 1.5;
+      c.beta = (lay & 8) ? -0.5 : 0.0;
+      cases.push_back(c);
+    }
+  {
+    gemm_case c;
+    c.batch = 3;
+    c.M = 1;
+    c.N = 45;
+    c.K = 70;
+    c.layout.pad = 8;
+    c.layout.b_shared = true;
+    c.layout.b_col_major = true;
+    cases.push_back(c);
+    c.M = 45;
+    c.N = 1;
+    c.layout.b_shared = false;
+    c.layout.a_shared = true;
+    cases.push_back(c);
+    c.batch = 1;
+    c.M = 1;
+    c.K = 0;
+    c.beta = 2.0;
+    cases.push_back(c);
+  }
   // K = 0: C = post(beta·C).
   {
     gemm_case c;

@@ -852,17 +852,52 @@ blas_operand blas_layout(const matrix_ref<T>& m) {
   return {};
 }
 
-inline void blas_call(bool ta, bool tb, index_t m, index_t n, index_t k, float alpha, const float* a, index_t lda,
+inline void blas_gemv(bool trans, index_t rows, index_t cols, float alpha, const float* a, index_t lda,
+                      const float* x, index_t incx, float beta, float* y, index_t incy) {
+  cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, static_cast<int>(rows), static_cast<int>(cols), alpha,
+              a, static_cast<int>(lda), x, static_cast<int>(incx), beta, y, static_cast<int>(incy));
+}
+inline void blas_gemv(bool trans, index_t rows, index_t cols, double alpha, const double* a, index_t lda,
+                      const double* x, index_t incx, double beta, double* y, index_t incy) {
+  cblas_dgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, static_cast<int>(rows), static_cast<int>(cols), alpha,
+              a, static_cast<int>(lda), x, static_cast<int>(incx), beta, y, static_cast<int>(incy));
+}
+inline void blas_gemm(bool ta, bool tb, index_t m, index_t n, index_t k, float alpha, const float* a, index_t lda,
                       const float* b, index_t ldb, float beta, float* c, index_t ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
               static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
               c, static_cast<int>(ldc));
 }
-inline void blas_call(bool ta, bool tb, index_t m, index_t n, index_t k, double alpha, const double* a, index_t lda,
+inline void blas_gemm(bool ta, bool tb, index_t m, index_t n, index_t k, double alpha, const double* a, index_t lda,
                       const double* b, index_t ldb, double beta, double* c, index_t ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
               static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
               c, static_cast<int>(ldc));
+}
+
+/// Row-major C (m × n, ldc) = alpha·op(A)·op(B) + beta·C, op(A) m × k and op(B) k × n; A is stored
+/// m × k (k × m when ta) with lda, B k × n (n × k when tb) with ldb. A product with one row or one
+/// column is a matrix-vector product and goes to GEMV: a GEMM packs its whole matrix operand
+/// first, which for one row (a decoded token through the LM head) costs as much as the product.
+/// (With k = 0, GEMV would leave C unscaled, so GEMM keeps that case.)
+template <class T>
+void blas_call(bool ta, bool tb, index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda, const T* b,
+               index_t ldb, T beta, T* c, index_t ldc) {
+  if (k > 0 && m == 1) {
+    // c[j] = Σ_p A(0, p)·B(p, j): x = A's row (stride lda when A is stored as a column).
+    const index_t incx = ta ? lda : 1;
+    if (tb) blas_gemv(false, n, k, alpha, b, ldb, a, incx, beta, c, 1);  // B stored n × k
+    else blas_gemv(true, k, n, alpha, b, ldb, a, incx, beta, c, 1);      // B stored k × n
+    return;
+  }
+  if (k > 0 && n == 1) {
+    // c[i·ldc] = Σ_p A(i, p)·B(p, 0): x = B's column.
+    const index_t incx = tb ? 1 : ldb;
+    if (ta) blas_gemv(true, k, m, alpha, a, lda, b, incx, beta, c, ldc);  // A stored k × m
+    else blas_gemv(false, m, k, alpha, a, lda, b, incx, beta, c, ldc);    // A stored m × k
+    return;
+  }
+  blas_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 /// A contiguous row-major copy of one matrix of the batch.
