@@ -26,7 +26,8 @@
 // Attention is grouped-query: k and v have Hkv heads, H a multiple of Hkv, and query head h reads kv
 // head h / (H/Hkv) (Hkv = H is multi-head, Hkv = 1 multi-query); the key and value gradients sum over
 // the query heads that share them. The products are einsums over q viewed as (B, Hkv, H/Hkv, S, Dh),
-// so each is one batched GEMM.
+// so each is one batched GEMM. k and v that hold the compute type are read where they are (a view
+// of a KV cache included), not copied.
 //
 // Inputs are host arrays, views or lazy expressions; results are new host tensors with the extents
 // types of the corresponding inputs (lse: dims<3>), in the inputs' value types. Float computes in
@@ -140,6 +141,14 @@ attention_shape check_attention(const char* op, const Q& q, const K& k, const V&
   const bool lengths_fit = more_keys ? s.S <= s.Sk : s.S == s.Sk;
   if (k.extent(0) != s.B || !lengths_fit || k.extent(3) != s.D || s.G == 0 || s.H % s.G != 0) throw fail();
   return {s.B, s.H, s.G, s.H / s.G, s.S, s.D, s.Sk};
+}
+
+/// x as an array of C to read from: x's own view when it holds C already (no copy: a KV cache's
+/// rows are read where they are), else a new tensor of x cast to C.
+template <class C, class X>
+auto compute_array(const X& x) {
+  if constexpr (array_like<X> && std::is_same_v<value_t<X>, C>) return as_view(x);
+  else return eval(cast<C>(x));
 }
 
 /// Visible keys of query row i of an (Sq, Sk) attention: Sk, or Sk − Sq + i + 1 when causal.
@@ -522,13 +531,11 @@ auto attention_forward(const Q& q, const K& k, const V& v, bool causal) {
   using T = detail::value_t<Q>;
   using C = detail::compute_t<T>;
   const auto qe = eval(cast<C>(q));                                                     // (B, H, S, Dh)
-  const auto ke = eval(cast<C>(k));                                                     // (B, Hkv, Sk, Dh)
-  const auto ve = eval(cast<C>(v));                                                     // (B, Hkv, Sk, Dh)
-  const auto n = detail::check_attention("attention_forward", qe, ke, ve, /*more_keys=*/true);
+  const auto k4 = detail::compute_array<C>(k);                                          // (B, Hkv, Sk, Dh)
+  const auto v4 = detail::compute_array<C>(v);                                          // (B, Hkv, Sk, Dh)
+  const auto n = detail::check_attention("attention_forward", qe, k4, v4, /*more_keys=*/true);
   const C scale = static_cast<C>(1.0 / std::sqrt(static_cast<double>(n.D)));
   const auto q5 = reshape(qe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
-  const auto k4 = reshape(ke, dims<4>(n.B, n.G, n.Sk, n.D));                            // (B, Hkv, Sk, Dh)
-  const auto v4 = reshape(ve, dims<4>(n.B, n.G, n.Sk, n.D));                            // (B, Hkv, Sk, Dh)
   auto scores = einsum<"b g r q d, b g k d -> b g r q k">(q5, k4);                      // (B, Hkv, R, S, Sk)
   // Rows (b, g, r, i) are rows (b, h, i) with h = g·R + r: the lse comes out in (B, H, S) order.
   tensor<C, dims<3>, host> row_lse(dims<3>(n.B, n.H, n.S));                            // (B, H, S)
@@ -546,9 +553,9 @@ auto attention_backward(const Q& q, const K& k, const V& v, const O& out, const 
   using TV = detail::value_t<V>;
   using C = detail::compute_t<T>;
   const auto qe = eval(cast<C>(q));                                                     // (B, H, S, Dh)
-  const auto ke = eval(cast<C>(k));                                                     // (B, Hkv, S, Dh)
-  const auto ve = eval(cast<C>(v));                                                     // (B, Hkv, S, Dh)
-  const auto n = detail::check_attention("attention_backward", qe, ke, ve);
+  const auto k4 = detail::compute_array<C>(k);                                          // (B, Hkv, S, Dh)
+  const auto v4 = detail::compute_array<C>(v);                                          // (B, Hkv, S, Dh)
+  const auto n = detail::check_attention("attention_backward", qe, k4, v4);
   const auto oe = eval(cast<C>(out));                                                   // (B, H, S, Dh)
   const auto doe = eval(cast<C>(dout));                                                 // (B, H, S, Dh)
   const auto le = eval(cast<C>(lse));                                                   // (B, H, S)
@@ -557,8 +564,6 @@ auto attention_backward(const Q& q, const K& k, const V& v, const O& out, const 
   detail::require_same_shape("attention_backward", "lse", le.extents(), "(B, H, S)", dims<3>(n.B, n.H, n.S));
   const C scale = static_cast<C>(1.0 / std::sqrt(static_cast<double>(n.D)));
   const auto q5 = reshape(qe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
-  const auto k4 = reshape(ke, dims<4>(n.B, n.G, n.S, n.D));                             // (B, Hkv, S, Dh)
-  const auto v4 = reshape(ve, dims<4>(n.B, n.G, n.S, n.D));                             // (B, Hkv, S, Dh)
   const auto o5 = reshape(oe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
   const auto do5 = reshape(doe, dims<5>(n.B, n.G, n.R, n.S, n.D));                      // (B, Hkv, R, S, Dh)
   auto p = einsum<"b g r q d, b g k d -> b g r q k">(q5, k4);                           // (B, Hkv, R, S, S): scores
@@ -570,8 +575,8 @@ auto attention_backward(const Q& q, const K& k, const V& v, const O& out, const 
   const auto dq5 = einsum<"b g r q k, b g k d -> b g r q d">(ds, k4);                   // (B, Hkv, R, S, Dh)
   const auto dk4 = einsum<"b g r q k, b g r q d -> b g k d">(ds, q5);                   // (B, Hkv, S, Dh)
   auto dq = detail::eval_as<T>(as_expression(q).extents(), cast<T>(reshape(dq5, qe.extents())));   // (B, H, S, Dh)
-  auto dk = detail::eval_as<TK>(as_expression(k).extents(), cast<TK>(reshape(dk4, ke.extents())));  // (B, Hkv, S, Dh)
-  auto dv = detail::eval_as<TV>(as_expression(v).extents(), cast<TV>(reshape(dv5, ve.extents())));  // (B, Hkv, S, Dh)
+  auto dk = detail::eval_as<TK>(as_expression(k).extents(), cast<TK>(reshape(dk4, k4.extents())));  // (B, Hkv, S, Dh)
+  auto dv = detail::eval_as<TV>(as_expression(v).extents(), cast<TV>(reshape(dv5, v4.extents())));  // (B, Hkv, S, Dh)
   return attention_grads<decltype(dq), decltype(dk), decltype(dv)>{std::move(dq), std::move(dk), std::move(dv)};
 }
 
