@@ -13,7 +13,6 @@
 
 #include <doctest/doctest.h>
 
-#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -266,29 +265,40 @@ struct gemm_problem {
 /// The cases every backend runs: odd sizes, each layout, batches, every epilogue option.
 inline std::vector<gemm_case> standard_cases() {
   std::vector<gemm_case> cases;
-  // Sizes: 1, 7, 33, 129 and non-multiples of every tile; K past one K panel (256) and past one
-  // BK slice; a wide N.
-  const index_t sizes[][3] = {{1, 1, 1}, {7, 33, 129}, {33, 7, 1}, {129, 65, 300}, {40, 129, 33}, {3, 517, 64}};
-  for (const auto& s : sizes)
-    for (int lay = 0; lay < 8; ++lay) {
+  // Every layout of A, B and C (row- or column-major); with `padded_and_beta` also padded or not
+  // (a padded column of one is a vector with a stride) and beta 0 or −0.5.
+  const auto add_layouts = [&](index_t M, index_t N, index_t K, double alpha, bool padded_and_beta) {
+    for (int lay = 0; lay < (padded_and_beta ? 32 : 8); ++lay) {
       gemm_case c;
-      c.M = s[0];
-      c.N = s[1];
-      c.K = s[2];
+      c.M = M;
+      c.N = N;
+      c.K = K;
       c.layout.a_col_major = lay & 1;
       c.layout.b_col_major = lay & 2;
       c.layout.c_col_major = lay & 4;
-      c.alpha = 0.75;
+      c.layout.pad = (lay & 16) ? 3 : 0;
+      c.alpha = alpha;
+      c.beta = (lay & 8) ? -0.5 : 0.0;
       cases.push_back(c);
     }
-  // Batches, shared operands, padding.
-  {
+  };
+  // A batch of 3 with padding.
+  const auto batched = [](index_t M, index_t N, index_t K) {
     gemm_case c;
     c.batch = 3;
-    c.M = 37;
-    c.N = 45;
-    c.K = 70;
+    c.M = M;
+    c.N = N;
+    c.K = K;
     c.layout.pad = 8;
+    return c;
+  };
+  // Sizes: 1, 7, 33, 129 and non-multiples of every tile; K past one K panel (256) and past one
+  // BK slice; a wide N.
+  const index_t sizes[][3] = {{1, 1, 1}, {7, 33, 129}, {33, 7, 1}, {129, 65, 300}, {40, 129, 33}, {3, 517, 64}};
+  for (const auto& s : sizes) add_layouts(s[0], s[1], s[2], 0.75, false);
+  // Batches, shared operands, padding.
+  {
+    gemm_case c = batched(37, 45, 70);
     cases.push_back(c);
     c.layout.a_shared = true;
     cases.push_back(c);
@@ -331,35 +341,17 @@ inline std::vector<gemm_case> standard_cases() {
       cases.push_back(c);
     }
   // One row or one column (a decoded token; the BLAS backend calls GEMV for these), every layout,
-  // padded or not, with and without beta; batched with padding and a shared matrix; and K = 0.
-  for (const auto& s : {std::array<index_t, 3>{1, 45, 70}, std::array<index_t, 3>{45, 1, 70}})
-    for (int lay = 0; lay < 32; ++lay) {
-      gemm_case c;
-      c.M = s[0];
-      c.N = s[1];
-      c.K = s[2];
-      c.layout.a_col_major = lay & 1;
-      c.layout.b_col_major = lay & 2;
-      c.layout.c_col_major = lay & 4;
-      c.layout.pad = (lay & 16) ? 3 : 0;  // a vector with a stride (a padded column of one)
-      c.alpha = 1.5;
-      c.beta = (lay & 8) ? -0.5 : 0.0;
-      cases.push_back(c);
-    }
+  // padded or not, with and without beta; batched with a shared matrix; and K = 0.
+  add_layouts(1, 45, 70, 1.5, true);
+  add_layouts(45, 1, 70, 1.5, true);
   {
-    gemm_case c;
-    c.batch = 3;
-    c.M = 1;
-    c.N = 45;
-    c.K = 70;
-    c.layout.pad = 8;
+    gemm_case c = batched(1, 45, 70);
     c.layout.b_shared = true;
     c.layout.b_col_major = true;
     cases.push_back(c);
-    c.M = 45;
-    c.N = 1;
-    c.layout.b_shared = false;
+    c = batched(45, 1, 70);
     c.layout.a_shared = true;
+    c.layout.b_col_major = true;
     cases.push_back(c);
     c.batch = 1;
     c.M = 1;
