@@ -1,14 +1,17 @@
-// Tests of einlm/nn/blocks.hpp: a CS336 model spelled as a type reproduces the PyTorch goldens
-// (logits, loss, every gradient) with static and with dynamic dimensions; the other combinators
-// and leaves (post-norm and parallel residuals, a GPT-2-style block with LayerNorm, biases and a
-// GELU MLP, the embedding) against central finite differences in double; the type-level
-// accounting against nn/accounting.hpp (in static_asserts); run-time checks of dynamic shapes.
+// Tests of einlm/nn/blocks.hpp: a CS336 model and a small GPT-2 (gpt2_lm) spelled as types
+// reproduce PyTorch goldens (logits, loss, every gradient) with static and with dynamic dimensions;
+// learned positions against their definition (double and bf16) and their errors; the other
+// combinators and leaves (post-norm and parallel residuals, a GPT-2-style block with LayerNorm,
+// biases and a GELU MLP, a GPT-2 LM, the embedding) against central finite differences in double;
+// the type-level accounting against nn/accounting.hpp (in static_asserts, GPT-2 small whole);
+// run-time checks of dynamic shapes.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "einlm/core/safetensors.hpp"
@@ -239,6 +242,71 @@ TEST_CASE("blocks: CS336 models as types reproduce the PyTorch goldens, static a
   }
 }
 
+// [snippet gpt2_tiny]
+// A small GPT-2: vocabulary 29, 12 positions, d_model 16, 2 layers, 4 heads.
+using gpt2_tiny = b::gpt2_lm<29, 12, 16, 2, 4>;
+constexpr nn::transformer_config gpt2_tiny_config = [] {
+  auto c = nn::presets::gpt2(/*d_model=*/16, /*num_layers=*/2, /*num_heads=*/4);
+  c.vocab_size = 29;
+  c.context_length = 12;
+  return c;
+}();
+// [end snippet]
+
+TEST_CASE("blocks: a GPT-2-shaped type reproduces the PyTorch golden, static and dynamic alike") {
+  const safetensors_file f(test::test_data_dir() + "/nn/gpt2_tiny.safetensors");
+  b::model<gpt2_tiny, double> fixed(gpt2_tiny_config);
+  b::model<b::gpt2_lm<dyn, dyn, dyn, dyn, dyn>, double> dynamic(gpt2_tiny_config);
+  const auto a = check_against_golden(fixed, f, 0.0);
+  CHECK(a == check_against_golden(dynamic, f, 0.0));  // identical, to the bit
+  std::vector<std::string> names;
+  fixed.for_each_parameter([&](const std::string& name, const auto&) { names.push_back(name); });
+  REQUIRE(names.size() == 36);
+  CHECK(names[0] == "token_embeddings.weight");
+  CHECK(names[1] == "position_embeddings.weight");
+  CHECK(names[2] == "layers.0.ln_1.weight");
+  CHECK(names.back() == "ln_final.bias");
+}
+
+/// The entries of a token embedding followed by learned positions, on random tokens, that differ
+/// from the sum of the two tables' rows (token id, position) in the accumulator type, rounded once.
+template <class T>
+int position_sum_mismatches(std::uint64_t seed) {
+  using embed = b::sequential<b::embedding<29, 16>, b::learned_positions<12, 16>>;
+  using A = accumulator_t<T>;
+  b::model<embed, T> m;
+  m.initialise(seed);
+  const auto tokens = random_tokens(3, 7, 29, seed);                 // (B, S)
+  const auto y = m.forward(tokens);                                  // (B, S, D)
+  const auto& table = std::get<0>(m.parameters().blocks).weight;      // (V, D)
+  const auto& positions = std::get<1>(m.parameters().blocks).weight;  // (P, D)
+  int wrong = 0;
+  for (index_t i = 0; i < 3; ++i)
+    for (index_t s = 0; s < 7; ++s)
+      for (index_t d = 0; d < 16; ++d) {
+        const T expected(static_cast<A>(table(tokens(i, s), d)) + static_cast<A>(positions(s, d)));
+        wrong += static_cast<A>(y(i, s, d)) != static_cast<A>(expected);
+      }
+  return wrong;
+}
+
+TEST_CASE("blocks: learned positions add the table's row of each position, and reject the rest") {
+  CHECK(position_sum_mismatches<double>(13) == 0);
+  CHECK(position_sum_mismatches<bf16>(14) == 0);
+  // A sequence longer than the table, and a configuration with rotary positions.
+  using short_table = b::gpt2_lm<29, 8, 16, 2, 4>;
+  b::model<short_table, double> lm(short_table{}, {.context_length = 12});
+  CHECK_THROWS_WITH_AS(lm.forward(random_tokens(1, 10, 29, 15)),
+                       "learned_positions: position 8 of row (0, 8) is past the table's 8 positions", value_error);
+  auto rotary = gpt2_tiny_config;
+  rotary.positions = nn::position_kind::rope;
+  CHECK_THROWS_WITH_AS(b::model<gpt2_tiny>{rotary},
+                       "learned_positions: the configuration's positions are rotary; the type adds a learned table",
+                       nn::config_error);
+  CHECK_THROWS_WITH_AS((b::learned_positions<dyn, 16>(0, 16)), "learned_positions: positions must be positive, got 0",
+                       nn::config_error);
+}
+
 TEST_CASE("blocks: the accounting of a type is nn/accounting.hpp's, in static_asserts") {
   // [snippet accounting]
   constexpr nn::transformer_config config{.vocab_size = 37, .context_length = 7, .d_model = 16, .num_layers = 2,
@@ -273,15 +341,29 @@ using gpt2_block = b::sequential<
     b::residual<b::named<"ln_1", b::layer_norm<D>>, b::named<"attn", b::attention<D, b::heads<H>, b::proj_bias, b::rope<0>>>>,
     b::residual<b::named<"ln_2", b::layer_norm<D>>, b::named<"mlp", b::gelu_mlp<D>>>>;
 // [end snippet]
+static_assert(std::is_same_v<gpt2_block<768, 12>, b::gpt2_block<768, 12>>, "the library's block is this composition");
+
+// [snippet gpt2_lm]
+// GPT-2 small as a type: token embedding plus 1024 learned positions, 12 GPT-2 blocks, a final
+// LayerNorm, the LM head tied to the token embedding. Its counts are nn/accounting.hpp's.
+using gpt2_small = b::gpt2_lm<50257, 1024, 768, 12, 12>;
+static_assert(gpt2_small{}.param_count() == nn::param_count(nn::presets::gpt2_small()));  // 124,439,808
+static_assert(gpt2_small{}.forward_flops(8, 1024) == nn::flops_forward(nn::presets::gpt2_small(), 8, 1024));
+// [end snippet]
 
 TEST_CASE("blocks: a GPT-2-small-shaped stack counts as nn/accounting.hpp's GPT-2 small") {
   constexpr auto cfg = nn::presets::gpt2_small();
   constexpr auto per_layer = nn::param_counts(cfg);
   using layers = b::repeat<12, gpt2_block<768, 12>>;
   static_assert(layers{}.param_count() == per_layer.num_layers * per_layer.per_layer());
-  // Embedding, blocks, final LayerNorm; the lm_head is tied and the position table is 1024 × 768.
-  using body = b::sequential<b::embedding<50257, 768>, layers, b::layer_norm<768>>;
-  static_assert(body{}.param_count() + 1024 * 768 == nn::param_count(cfg));
+  // The whole model: embedding, 1024 × 768 learned positions, blocks, final LayerNorm, tied head.
+  static_assert(gpt2_small{}.param_count() == nn::param_count(cfg));
+  static_assert(gpt2_small{}.activation_elements(2, 1024) ==
+                nn::activation_elements(cfg, 2, 1024, nn::attention_activations::log_sum_exp));
+  // From the preset, every dimension at run time: the same counts.
+  const b::gpt2_lm<dyn, dyn, dyn, dyn, dyn> runtime(cfg);
+  CHECK(runtime.param_count() == 124'439'808);
+  CHECK(runtime.forward_flops(8, 1024) == nn::flops_forward(cfg, 8, 1024));
   constexpr auto flops = nn::flops_forward_counts(cfg, 8, 1024);
   static_assert(layers{}.forward_flops(8, 1024) == flops.attention_projections + flops.attention_scores + flops.ffn);
   static_assert(b::lm_head<768, 50257>{}.forward_flops(8, 1024) == flops.lm_head);
@@ -313,6 +395,12 @@ TEST_CASE("blocks: post-norm and parallel residuals, a GPT-2-style block and the
     randomise(m, 5);
     auto x = random_activations(2, 6, D, 6);  // (B, S, D)
     MESSAGE("GPT-2-style block: worst relative error " << finite_difference_check(m, x, 5));
+  }
+  SUBCASE("a GPT-2 language model: learned positions, blocks, tied head") {
+    b::model<gpt2_tiny, double> m(gpt2_tiny_config);
+    randomise(m, 9);
+    auto tokens = random_tokens(2, 7, 29, 10);  // (B, S)
+    MESSAGE("GPT-2 LM: worst relative error " << finite_difference_check(m, tokens, 29));
   }
   SUBCASE("embedding, silu, qk-norm attention with all dimensions at run time") {
     using block = b::sequential<b::embedding<dyn, dyn>, b::silu, b::attention<dyn, b::heads<dyn>, b::qk_norm>>;

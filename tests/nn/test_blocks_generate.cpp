@@ -4,7 +4,8 @@
 // types, cached logits (ragged and uniform) against logits without a cache, last_logits of a prefill
 // (the LM head on the last rows only, or the last rows picked), and generate_batch
 // of block models with and without the cache against transformer_lm's (greedy and sampled,
-// prompts of different lengths, sequences longer than the context).
+// prompts of different lengths, sequences longer than the context); a GPT-2 (learned positions)
+// with a KV cache, ragged and uniform, and in generation.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -98,6 +99,18 @@ double worst_difference(const std::map<std::string, std::vector<double>>& a,
     for (std::size_t i = 0; i < values.size(); ++i) worst = std::max(worst, std::abs(values[i] - r.at(name)[i]));
   }
   return worst;
+}
+
+/// Logits of `tokens` (B, S) in two cached calls, the first `split` positions then the rest (both
+/// continuing `cache`, which must be empty), against one call without a cache: the largest difference.
+template <class M>
+double split_vs_whole(M& model, const tensor<std::int64_t, dims<2>>& tokens, index_t split, nn::kv_cache<double>& cache) {
+  const index_t S = tokens.extent(1);
+  const auto head = model.logits(tensor<std::int64_t, dims<2>>(slice(tokens, full_extent, range{0, split})), cache);  // (B, split, V)
+  const auto tail = model.logits(tensor<std::int64_t, dims<2>>(slice(tokens, full_extent, range{split, S})), cache);  // (B, S − split, V)
+  const auto whole = model.logits(tokens);                                                                        // (B, S, V)
+  return std::max(max_abs_diff(head, tensor<double, dims<3>>(slice(whole, full_extent, range{0, split}, full_extent))),
+                  max_abs_diff(tail, tensor<double, dims<3>>(slice(whole, full_extent, range{split, S}, full_extent))));
 }
 
 nn::generation_options greedy_options() { return {.max_new_tokens = 14, .sampling = {.temperature = 0.0}}; }
@@ -198,11 +211,7 @@ TEST_CASE("blocks: logits with a KV cache equal logits without") {
   b::model<tied_lm, double> tied(tied_config, 6);
   const auto tokens = token_tensor(2, 10, 29, 4);  // (B, S)
   auto uniform = tied.make_cache(2);
-  const auto head = tied.logits(tensor<std::int64_t, dims<2>>(slice(tokens, full_extent, range{0, 4})), uniform);  // (B, 4, V)
-  const auto tail = tied.logits(tensor<std::int64_t, dims<2>>(slice(tokens, full_extent, range{4, 10})), uniform);  // (B, 6, V)
-  const auto whole = tied.logits(tokens);                                                                   // (B, 10, V)
-  CHECK(max_abs_diff(head, tensor<double, dims<3>>(slice(whole, full_extent, range{0, 4}, full_extent))) < 1e-12);
-  CHECK(max_abs_diff(tail, tensor<double, dims<3>>(slice(whole, full_extent, range{4, 10}, full_extent))) < 1e-12);
+  CHECK(split_vs_whole(tied, tokens, 4, uniform) < 1e-12);
   // Errors: past the context, a batch of another size, a model without a context length.
   CHECK_THROWS_AS(tied.logits(tokens, uniform), shape_error);
   CHECK_THROWS_WITH_AS(tied.logits(token_tensor(1, 13, 29, 5)), "blocks::model: a sequence of 13 tokens exceeds context_length 12",
@@ -306,4 +315,48 @@ TEST_CASE("blocks: generate_batch of a block model, with and without the cache, 
   // A different model gives different text (the comparison can fail).
   b::model<tied_lm, double> other(tied_config, 23);
   CHECK(nn::generate_batch(other, prompts, greedy) != nn::generate_batch(tied_reference, prompts, greedy));
+}
+
+TEST_CASE("blocks: GPT-2's learned positions with a KV cache, ragged and uniform, and in generation") {
+  // The positions of a cached pass come from the cache: each packed row is at its sequence's own
+  // position, so the cached logits equal those of the whole sequences run alone.
+  using gpt2 = b::gpt2_lm<29, 12, 16, 2, 4>;
+  auto config = nn::presets::gpt2(16, 2, 4);
+  config.vocab_size = 29;
+  config.context_length = 12;
+  b::model<gpt2, double> model(config, 31);
+  const std::vector<std::vector<std::int64_t>> seqs = {random_ids(9, 29, 31), random_ids(4, 29, 32)};
+  auto cache = model.make_cache(2);
+  std::vector<std::vector<std::int64_t>> step = {{seqs[0].begin(), seqs[0].begin() + 6}, {seqs[1][0]}};
+  const auto prefill = model.ragged_logits(step, cache);  // (7, V)
+  CHECK(packed_vs_alone(model, prefill, 0, step[0], 0) < 1e-12);
+  CHECK(packed_vs_alone(model, prefill, 6, step[1], 0) < 1e-12);
+  step = {{seqs[0].begin() + 6, seqs[0].end()}, {seqs[1].begin() + 1, seqs[1].end()}};
+  const auto more = model.ragged_logits(step, cache);  // (6, V)
+  CHECK(packed_vs_alone(model, more, 0, seqs[0], 6) < 1e-12);
+  CHECK(packed_vs_alone(model, more, 3, seqs[1], 1) < 1e-12);
+  // Uniform: (B, 5) then (B, 7) continuing every sequence.
+  const auto tokens = token_tensor(2, 12, 29, 33);  // (B, S)
+  auto uniform = model.make_cache(2);
+  CHECK(split_vs_whole(model, tokens, 5, uniform) < 1e-12);
+  // Without the cache's positions the tail would differ: run alone, its rows are at 0 … 6.
+  const tensor<std::int64_t, dims<2>> tail(slice(tokens, full_extent, range{5, 12}));  // (B, 7)
+  auto fresh = model.make_cache(2);
+  model.logits(tensor<std::int64_t, dims<2>>(slice(tokens, full_extent, range{0, 5})), fresh);
+  CHECK(max_abs_diff(model.logits(tail, fresh), model.logits(tail)) > 1e-3);
+  // Generation past the context (prompts of 3 and 10 tokens, 14 new): cached equals uncached.
+  const std::vector<std::vector<std::int64_t>> prompts = {random_ids(3, 29, 34), random_ids(10, 29, 35)};
+  for (const double temperature : {0.0, 1.0}) {
+    CAPTURE(temperature);
+    nn::generation_options o{.max_new_tokens = 14, .sampling = {.temperature = temperature, .top_k = 8}, .seed = 5};
+    const auto cached = nn::generate_batch(model, prompts, o);
+    CHECK(cached[1].size() == 24);
+    o.use_cache = false;
+    CHECK(cached == nn::generate_batch(model, prompts, o));
+  }
+  b::model<gpt2, float> single(config, 31);
+  auto greedy = greedy_options();
+  const auto floats = nn::generate_batch(single, prompts, greedy);
+  greedy.use_cache = false;
+  CHECK(floats == nn::generate_batch(single, prompts, greedy));
 }

@@ -1,7 +1,7 @@
-// einlm/nn/blocks.hpp — language models as types: leaf blocks (embedding, linear, norms,
-// activations, SwiGLU, GELU MLP, attention, LM head) and combinators (sequential, repeat, the
-// residual forms) whose static dimensions are template arguments and whose dynamic ones (`dyn`)
-// are given at construction.
+// einlm/nn/blocks.hpp — language models as types: leaf blocks (embedding, learned positions,
+// linear, norms, activations, SwiGLU, GELU MLP, attention, LM head) and combinators (sequential,
+// repeat, the residual forms) whose static dimensions are template arguments and whose dynamic
+// ones (`dyn`) are given at construction; cs336_lm and gpt2_lm compose whole models.
 //
 //   namespace b = nn::blocks;
 //   using lm = b::cs336_lm<10'000, 512, 4, b::heads<16>>;            // all dimensions static
@@ -23,7 +23,8 @@
 //   - forward(params, x, cache*, ctx): (B, S, in) → (B, S, out), keeping activations when the
 //     cache pointer is not null; backward(params, grads, cache, dy, ctx): accumulates the weights'
 //     gradients and returns d(input); a combinator hands ctx to its children as it is (in a cached
-//     pass it carries the KV cache to the attention blocks, and positions are mixed only there);
+//     pass it carries the KV cache and the rows' positions to the attention and learned_positions
+//     blocks, the only ones that read positions);
 //   - param_count(), forward_flops(batch, seq), activation_elements(batch, seq) and
 //     activation_bytes(batch, seq, bytes_per_element): constexpr, the counts of nn/accounting.hpp.
 // Composition checks static widths with static_asserts (an error names both widths) and run-time
@@ -44,13 +45,14 @@
 // sequence), ragged_logits / last_logits(new_tokens, cache) and logits(tokens, cache). A cached
 // pass packs the sequences' new positions into one (1, N) input and hands the cache, the rows'
 // positions and the sequences' lengths down in the context (detail::kv_step); each attention
-// block takes the next layer of the cache in the order of the forward pass, and for last_logits
-// the LM head (lm_head, tied_lm) projects only the rows the context names; the other blocks need
-// nothing for it. tied_lm<Embedding, Body> (cs336_lm's tied_embeddings option) is a model
-// whose LM head is its token embedding: one table, visited and counted once, both gradients added
-// into it. The layer code itself — attention (GQA, qk-norm, RoPE, an optional KV cache), SwiGLU,
-// embedding gather/scatter, linear with bias — is in nn::detail at the top of this file, shared
-// with nn::transformer_lm. Element-wise work is done by nn/functional.hpp and nn/backward.hpp;
+// block takes the next layer of the cache in the order of the forward pass, learned_positions
+// adds each row's own position, and for last_logits the LM head (lm_head, tied_lm) projects only
+// the rows the context names; the other blocks need nothing for it. tied_lm<Embedding, Body>
+// (cs336_lm's tied_embeddings option) is a model whose LM head is its token embedding: one table,
+// visited and counted once, both gradients added into it; gpt2_lm is GPT-2 composed with it. The
+// layer code itself — attention (GQA, qk-norm, RoPE, an optional KV cache), SwiGLU, embedding
+// gather/scatter, linear with bias — is in nn::detail at the top of this file, shared with
+// nn::transformer_lm. Element-wise work is done by nn/functional.hpp and nn/backward.hpp;
 // projections are einsums; everything runs on the host.
 #pragma once
 
@@ -781,6 +783,92 @@ struct embedding {
     return {};
   }
   constexpr std::int64_t param_count() const { return vocab * d; }
+  constexpr double forward_flops(std::int64_t, std::int64_t) const { return 0; }
+  constexpr std::int64_t activation_elements(std::int64_t, std::int64_t) const { return 0; }
+  constexpr std::int64_t activation_bytes(std::int64_t b, std::int64_t s,
+                                          std::int64_t bytes = 4) const {
+    return activation_elements(b, s) * bytes;
+  }
+};
+
+/// Learned absolute positions (GPT-2's wpe): (B, S, D) → x + P[position], with P a (Positions, D)
+/// table named "weight". A plain pass puts row s at position s; a cached pass (the context's
+/// kv_step) puts each packed row at its sequence's own position, so the KV cache works as with
+/// rotary embeddings. A position past the table is a value_error naming it. From a
+/// transformer_config: context_length positions of d_model, and the configuration must ask for
+/// learned positions.
+template <std::size_t Positions, std::size_t D>
+struct learned_positions {
+  static constexpr std::size_t in_width = D, out_width = D;
+  index_t positions = static_cast<index_t>(Positions), d = static_cast<index_t>(D);
+
+  constexpr learned_positions() requires(Positions != dyn && D != dyn) = default;
+  constexpr learned_positions(std::int64_t p, std::int64_t dm)
+      : positions(detail::dim(Positions, p, "learned_positions", "positions")),
+        d(detail::dim(D, dm, "learned_positions", "d_model")) {}
+  explicit constexpr learned_positions(const transformer_config& c)
+      : learned_positions(c.context_length, c.d_model) {
+    if (c.positions != position_kind::learned)
+      throw config_error(
+          "learned_positions: the configuration's positions are rotary; the type adds a learned "
+          "table");
+  }
+  constexpr index_t in_dim() const { return d; }
+  constexpr index_t out_dim() const { return d; }
+
+  template <class T>
+  struct params {
+    tensor<T, dims<2>> weight;  // (P, D)
+  };
+  template <class T>
+  struct cache {
+    std::vector<std::int64_t> rows;  // B·S: the table row added to each input row
+  };
+  template <class T>
+  params<T> make_params() const {
+    return {nn::detail::zeros<T>(positions, d)};  // (P, D)
+  }
+  template <class P, class F>
+  void visit(P& p, const std::string& prefix, F& f) const {
+    f(prefix + "weight", p.weight);
+  }
+  template <class T>
+  tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x,
+                             std::type_identity_t<cache<T>>* c, const context& ctx) const {
+    detail::require_width("learned_positions", d, x.extent(2));
+    const index_t B = x.extent(0), S = x.extent(1);
+    std::vector<std::int64_t> rows(static_cast<std::size_t>(B * S));
+    for (index_t b = 0; b < B; ++b)
+      for (index_t s = 0; s < S; ++s) {
+        const std::int64_t at = ctx.kv ? ctx.kv->positions(s) : s;  // cached: (1, N) packed rows
+        if (at >= positions)
+          throw value_error(einlm::detail::concat("learned_positions: position ", at, " of row (", b,
+                                                  ", ", s, ") is past the table's ", positions,
+                                                  " positions"));
+        rows[static_cast<std::size_t>(b * S + s)] = at;
+      }
+    using A = accumulator_t<T>;
+    tensor<T, dims<3>> y(B, S, d);  // (B, S, D)
+    const T* in = x.data();
+    T* out = y.data();
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+      const T* row = p.weight.data() + rows[r] * d;
+      for (index_t j = 0; j < d; ++j)
+        out[static_cast<index_t>(r) * d + j] =
+            static_cast<T>(static_cast<A>(in[static_cast<index_t>(r) * d + j]) + static_cast<A>(row[j]));
+    }
+    if (c) c->rows = std::move(rows);
+    return y;
+  }
+  /// The table's gradient: each row's dy added to its position's row (summed over the batch, as
+  /// the embedding's scatter does); d(input) is dy.
+  template <class T>
+  tensor<T, dims<3>> backward(const params<T>&, params<T>& g, cache<T>& c,
+                              const tensor<T, dims<3>>& dy, const context&) const {
+    nn::detail::embedding_scatter(g.weight, c.rows, dy);
+    return dy.clone();  // (B, S, D)
+  }
+  constexpr std::int64_t param_count() const { return positions * d; }
   constexpr double forward_flops(std::int64_t, std::int64_t) const { return 0; }
   constexpr std::int64_t activation_elements(std::int64_t, std::int64_t) const { return 0; }
   constexpr std::int64_t activation_bytes(std::int64_t b, std::int64_t s,
@@ -1851,6 +1939,27 @@ template <std::size_t Vocab, std::size_t D, std::size_t Layers, class... Options
 using cs336_lm = typename detail::cs336_lm_of<Vocab, D, Layers,
                                               make_options<Options...>().tied_embeddings,
                                               Options...>::type;
+
+/// GPT-2's block: x + attn(ln_1(x)) with biases on the projections and no rotary embedding, then
+/// h + mlp(ln_2(h)) with a GELU MLP of width 4·D; names "ln_1", "attn", "ln_2", "mlp".
+template <std::size_t D, std::size_t H>
+using gpt2_block =
+    sequential<residual<named<"ln_1", layer_norm<D>>,
+                        named<"attn", attention<D, heads<H>, proj_bias, rope<0>>>>,
+               residual<named<"ln_2", layer_norm<D>>, named<"mlp", gelu_mlp<D>>>>;
+
+/// GPT-2's language model: token embedding plus learned positions (Context of them), L GPT-2
+/// blocks, a final LayerNorm, and the LM head tied to the token embedding — named
+/// "token_embeddings.weight", "position_embeddings.weight", "layers.{i}.…", "ln_final.…", so
+/// CS336's initialisation draws both tables from 𝒩(0, 1). Its param_count() is
+/// nn::param_count(nn::presets::gpt2_small()) for <50257, 1024, 768, 12, 12> (a static_assert in
+/// the tests). From a transformer_config: one with learned positions, LayerNorm, a GELU MLP,
+/// biases and tied embeddings (nn::presets::gpt2(…)).
+template <std::size_t Vocab, std::size_t Context, std::size_t D, std::size_t Layers, std::size_t H>
+using gpt2_lm = tied_lm<named<"token_embeddings", embedding<Vocab, D>>,
+                        sequential<named<"position_embeddings", learned_positions<Context, D>>,
+                                   repeat<Layers, gpt2_block<D, H>>,
+                                   named<"ln_final", layer_norm<D>>>>;
 
 /// A block with its weights, their gradients and its kept activations in T.
 template <class Block, class T = float>
