@@ -1,8 +1,9 @@
 // examples/gpt2_blocks.cpp — GPT-2 spelled as a type (nn::blocks::gpt2_lm). First GPT-2 small: its
-// parameter count, forward FLOPs and activation memory are constants of the type, checked against
-// nn/accounting.hpp at compile time, and nothing is allocated. Then a small GPT-2 on bytes (learned
-// positions, LayerNorm, GELU MLP, tied LM head) is trained with AdamW on one sentence until it
-// knows it, and recites it from a short prompt by greedy generation with a KV cache.
+// parameter count, forward FLOPs and activation memory are constants of the type (the count is
+// checked against nn/accounting.hpp at compile time), and nothing is allocated. Then a small GPT-2
+// on bytes (learned positions, LayerNorm, GELU MLP, tied LM head; GPT-2's initialisation) is
+// trained with AdamW on one sentence until it knows it, and recites it from a short prompt by
+// greedy generation with a KV cache.
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -37,7 +38,8 @@ int main() {
   auto config = nn::presets::gpt2(/*d_model=*/32, /*num_layers=*/2, /*num_heads=*/4);
   config.vocab_size = 128;
   config.context_length = 64;
-  b::model<small_gpt2, float> model(config, /*seed=*/1);  // CS336's initialisation
+  b::model<small_gpt2, float> model(config);
+  model.initialise(/*seed=*/1, b::gpt2_initialisation{.layers = 2});  // 𝒩(0, 0.02²), …
 
   const std::string text = "a small gpt-2 learns one sentence by heart.";
   const auto S = static_cast<index_t>(text.size()) - 1;

@@ -40,7 +40,7 @@ namespace {
 
 constexpr const char* k_usage = R"(usage: einlm-lm COMMAND [OPTIONS]
 
-Transformer language models (CS336's architecture) on the CPU.
+Transformer language models (CS336's architecture, or GPT-2's) on the CPU.
 
 Commands:
   train --data TRAIN.u16 [--val VAL.u16 | --val-fraction F] --config config.json --out DIR
@@ -105,7 +105,10 @@ Options:
       are listed below), else the dynamic one (any shape). static: the compiled shape, an error
       when there is none. dynamic: the dynamic type. Both give the same results (the same layer
       code) and write and read the same checkpoints; one line on standard error says which ran.
-      upcycle runs the dynamic type.
+      upcycle runs the dynamic type. A configuration of GPT-2's architecture (ffn "gelu_mlp",
+      positions "learned", norm "layer_norm", linear_bias and tied_embeddings true) runs
+      nn::blocks::gpt2_lm with its dimensions at run time (auto and dynamic; it has no static
+      shape); no other architecture runs.
   -h, --help    this text
 Exit status: 0 on success, 1 on an error (message on stderr), 2 on a usage error.
 
@@ -245,14 +248,25 @@ std::string one_line_json(const nn::moe_config& m) {
 
 /// Calls run(std::type_identity<M>{}) with M the model type that runs configuration `m` (read
 /// from `where`) on the path --model chooses: einlm_lm::static_lm of the compiled-in shape `m` is
-/// (auto, static), else nn::transformer_lm<float> (auto, dynamic). One line on stderr says which
+/// (auto, static), else nn::transformer_lm<float> (auto, dynamic); a configuration of GPT-2's
+/// architecture runs einlm_lm::static_lm<gpt2_any> (auto, dynamic). One line on stderr says which
 /// type runs. --model static without a compiled-in shape for `m` is an error naming the
-/// configuration and listing the shapes.
+/// configuration and listing the shapes; an architecture that is neither CS336's nor GPT-2's is a
+/// config_error naming both.
 template <class Run>
 int with_model_type(const args& a, const nn::moe_config& m, const std::string& where, Run&& run) {
   const std::string path = a.get("model", "auto");
   if (path != "auto" && path != "static" && path != "dynamic")
     throw usage_error("--model must be auto, static or dynamic, got '" + path + "'");
+  if (!einlm_lm::is_cs336(m) && !einlm_lm::is_gpt2(m))
+    throw nn::config_error(einlm::detail::concat(
+        where, ": einlm-lm runs CS336's architecture (ffn \"swiglu\", positions \"rope\", norm \"rms_norm\", no "
+        "linear_bias) or GPT-2's (ffn \"gelu_mlp\", positions \"learned\", norm \"layer_norm\", linear_bias and "
+        "tied_embeddings true, no qk_norm, no experts); this configuration is neither"));
+  if (einlm_lm::is_gpt2(m) && path != "static") {
+    std::fprintf(stderr, "einlm-lm: model: dynamic GPT-2 (blocks::gpt2_lm)\n");
+    return run(std::type_identity<einlm_lm::static_lm<einlm_lm::gpt2_any>>{});
+  }
   if (path != "dynamic") {
     int status = 0;
     const bool found = einlm_lm::with_static_shape(m, [&](const auto& shape) {

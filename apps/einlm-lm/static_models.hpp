@@ -1,11 +1,13 @@
 // static_models.hpp — the model shapes einlm-lm is compiled with as static types
-// (nn::blocks::cs336_lm), the lookup of a config.json's shape among them, and static_lm, a block
-// model with the members einlm-lm's commands and train::fit use (config(), model_config()).
+// (nn::blocks::cs336_lm), the lookup of a config.json's shape among them, GPT-2's architecture as
+// one all-dyn block type (gpt2_any), and static_lm, a block model with the members einlm-lm's
+// commands and train::fit use (config(), model_config()).
 //
 // A configuration runs on the static path when it equals one entry of static_shapes field for
 // field (d_ff = 0 and num_kv_heads = 0 compare as the widths they stand for; dense: no experts, no
-// MLA; CS336's architecture: SwiGLU, RoPE, RMSNorm, no biases). Anything else runs on the dynamic
-// nn::transformer_lm. Each entry's type is checked against its configuration at compile time
+// MLA; CS336's architecture: SwiGLU, RoPE, RMSNorm, no biases). Any other CS336-architecture
+// configuration runs on the dynamic nn::transformer_lm, and one of GPT-2's architecture on
+// gpt2_any (is_gpt2); other architectures do not run. Each entry's type is checked against its configuration at compile time
 // (parameter count and forward FLOPs, nn/accounting.hpp's) and at construction (the blocks'
 // config_error). Every entry instantiates the layer code of one more model type for every command:
 // keep the list short (compile time and memory of einlm-lm grow with it).
@@ -14,6 +16,7 @@
 #include <cstdint>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "einlm/nn/accounting.hpp"
@@ -78,6 +81,26 @@ inline bool same_shape(const einlm::nn::moe_config& m, const einlm::nn::transfor
   return m.num_experts == 0 && !m.mla.enabled() && detail::normalised(m.base) == detail::normalised(c);
 }
 
+/// GPT-2's architecture, run by nn::blocks::gpt2_lm with every dimension given at run time.
+using gpt2_any = b::gpt2_lm<einlm::dyn, einlm::dyn, einlm::dyn, einlm::dyn, einlm::dyn>;
+
+/// Whether `m` has GPT-2's architecture (dense, without MLA or qk-norm; a GELU MLP, learned
+/// positions, LayerNorm, biases and tied embeddings), which gpt2_any runs.
+inline bool is_gpt2(const einlm::nn::moe_config& m) {
+  const auto& c = m.base;
+  return m.num_experts == 0 && !m.mla.enabled() && !c.qk_norm && c.ffn == einlm::nn::ffn_kind::gelu_mlp &&
+         c.positions == einlm::nn::position_kind::learned && c.norm == einlm::nn::norm_kind::layer_norm &&
+         c.linear_bias && c.tied_embeddings;
+}
+
+/// Whether `m` has CS336's architecture (SwiGLU, RoPE, RMSNorm, no biases), which
+/// nn::transformer_lm and the static shapes run (dense or with experts).
+inline bool is_cs336(const einlm::nn::moe_config& m) {
+  const auto& c = m.base;
+  return c.ffn == einlm::nn::ffn_kind::swiglu && c.positions == einlm::nn::position_kind::rope &&
+         c.norm == einlm::nn::norm_kind::rms_norm && !c.linear_bias;
+}
+
 /// Calls f(shape) with the entry of static_shapes whose configuration `m` is; false if none is.
 template <class F>
 bool with_static_shape(const einlm::nn::moe_config& m, F&& f) {
@@ -114,7 +137,13 @@ class static_lm : public b::model<Block, T> {
   template <class U>
   using rebind = static_lm<Block, U>;
   explicit static_lm(const einlm::nn::moe_config& m) : b::model<Block, T>(m.base), config_(m.base) {}
-  static_lm(const einlm::nn::moe_config& m, std::uint64_t seed) : static_lm(m) { this->initialise(seed); }
+  /// CS336's initialisation from `seed`, or GPT-2's for gpt2_any.
+  static_lm(const einlm::nn::moe_config& m, std::uint64_t seed) : static_lm(m) {
+    if constexpr (std::is_same_v<Block, gpt2_any>)
+      this->initialise(seed, b::gpt2_initialisation{m.base.num_layers});
+    else
+      this->initialise(seed);
+  }
   const einlm::nn::transformer_config& config() const { return config_; }
   einlm::nn::moe_config model_config() const { return {.base = config_}; }
   /// The number of parameters (the block's count).

@@ -290,6 +290,34 @@ int position_sum_mismatches(std::uint64_t seed) {
   return wrong;
 }
 
+TEST_CASE("blocks: GPT-2's initialisation: 0.02, the residual projections scaled by 1/sqrt(2L), gains 1, biases 0") {
+  b::model<b::gpt2_lm<300, 64, 64, 3, 4>, float> m;
+  m.initialise(7, b::gpt2_initialisation{.layers = 3});
+  int matrices = 0, scaled = 0, vectors = 0;
+  m.for_each_parameter([&](const std::string& name, const auto& w) {
+    CAPTURE(name);
+    if (w.extents().rank() == 1) {
+      ++vectors;
+      for (index_t i = 0; i < w.size(); ++i) CHECK(w.data()[i] == (name.ends_with(".bias") ? 0.0f : 1.0f));
+      return;
+    }
+    const bool residual = name.ends_with("output_proj.weight") || name.ends_with("fc2.weight");
+    const double sigma = residual ? 0.02 / std::sqrt(6.0) : 0.02;
+    double sq = 0, largest = 0;
+    for (index_t i = 0; i < w.size(); ++i) {
+      sq += double(w.data()[i]) * double(w.data()[i]);
+      largest = std::max(largest, std::abs(double(w.data()[i])));
+    }
+    // A normal truncated at ±3σ has a standard deviation of 0.986σ.
+    CHECK(std::sqrt(sq / static_cast<double>(w.size())) == doctest::Approx(0.986 * sigma).epsilon(0.05));
+    CHECK(largest <= 3 * sigma + 1e-9);
+    ++(residual ? scaled : matrices);
+  });
+  CHECK(matrices == 2 + 3 * 4);  // the two tables; q, k, v and fc1 per layer
+  CHECK(scaled == 3 * 2);
+  CHECK(vectors == 3 * 10 + 2);  // 2 LayerNorms and 6 biases per layer; the final LayerNorm
+}
+
 TEST_CASE("blocks: learned positions add the table's row of each position, and reject the rest") {
   CHECK(position_sum_mismatches<double>(13) == 0);
   CHECK(position_sum_mismatches<bf16>(14) == 0);

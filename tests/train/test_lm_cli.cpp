@@ -4,12 +4,15 @@
 // seed; several prompts as one batch, each sample what its prompt alone gives), and errors (exit
 // status 2 for usage, 1 with a message naming the problem otherwise); train and resume with
 // --optimizer sgd and adagrad, and the optimizer's options checked; the static and the dynamic
-// model types (--model) give the same checkpoints, logits, losses and tokens.
+// model types (--model) give the same checkpoints, logits, losses and tokens; a GPT-2 configuration
+// (nn::blocks::gpt2_lm) trains, resumes bit for bit, evaluates, gives the library's logits and
+// generates, and other architectures are rejected.
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +22,8 @@
 
 #include "einlm/core/npy.hpp"
 #include "einlm/core/safetensors.hpp"
+#include "einlm/nn/accounting.hpp"
+#include "einlm/nn/blocks.hpp"
 #include "einlm/nn/transformer.hpp"
 #include "einlm/train/checkpoint.hpp"
 
@@ -445,4 +450,77 @@ TEST_CASE("einlm-lm: --model static and dynamic give the same checkpoints, logit
   CHECK(es.model == static_line);
   CHECK(es.out == ed.out);
   CHECK(es.out != lm(eval_bf16 + " --model static").out);
+}
+
+TEST_CASE("einlm-lm: a GPT-2 configuration trains, resumes exactly, evaluates, gives the library's logits and generates") {
+  const work_dir w;
+  std::string text;
+  for (int i = 0; i < 200; ++i)
+    text += "A small model number " + std::to_string(i % 13) + " learned to count.<|endoftext|>";
+  const std::string tok = tokenized_corpus(w, text);
+  write(w / "gpt2.json", R"({"vocab_size": 300, "context_length": 24, "d_model": 16, "num_layers": 2, "num_heads": 2,
+                             "ffn": "gelu_mlp", "positions": "learned", "norm": "layer_norm", "linear_bias": true,
+                             "tied_embeddings": true})");
+  const std::string common = "--data " + q(w / "ids.u16") + " --val-fraction 0.1 --config " + q(w / "gpt2.json") +
+                             " --batch 4 --lr 3e-3 --warmup 2 --eval-every 0 --eval-batches 2 --progress never";
+  auto r = lm("train " + common + " --steps 6 --log-every 1 --out " + q(w / "six"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.model == "einlm-lm: model: dynamic GPT-2 (blocks::gpt2_lm)");
+  CHECK(r.out.find("step 6/6") != std::string::npos);
+  // GPT-2's initialisation: the tied head starts near zero logits, a loss near ln 300 = 5.70.
+  const auto first = r.out.find("step 1/6  loss ");
+  REQUIRE(first != std::string::npos);
+  CHECK(std::stod(r.out.substr(first + 15)) == doctest::Approx(std::log(300.0)).epsilon(0.02));
+  // 3 steps, then 3 more from the checkpoint: the same weights, bit for bit.
+  r = lm("train " + common + " --steps 3 --out " + q(w / "three"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  r = lm("train " + common + " --steps 6 --resume " + q(w / "three") + " --out " + q(w / "three"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("resumed from") != std::string::npos);
+  auto bytes = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  CHECK(bytes(w / "three/model.safetensors") == bytes(w / "six/model.safetensors"));
+
+  r = lm("eval --checkpoint " + q(w / "six") + " --data " + q(w / "ids.u16") + " --batches 2 --batch 2");
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("perplexity") != std::string::npos);
+  r = lm("train " + common + " --steps 2 --precision bf16 --out " + q(w / "bf16"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  CHECK(r.out.find("bf16 mixed precision (float master weights)") != std::string::npos);
+
+  // logits equal those of the library's gpt2_lm with the checkpoint's weights.
+  r = lm("logits --checkpoint " + q(w / "six") + " --ids '5 17 200 3' --out " + q(w / "logits.npy"));
+  REQUIRE_MESSAGE(r.status == 0, r.out);
+  const auto written = load_npy<float, dims<2>>(w / "logits.npy");  // (S, V)
+  auto config = nn::presets::gpt2(16, 2, 2);
+  config.vocab_size = 300;
+  config.context_length = 24;
+  nn::blocks::model<nn::blocks::gpt2_lm<dyn, dyn, dyn, dyn, dyn>, float> model(config);
+  const safetensors_file f(w / "six/model.safetensors");
+  model.for_each_parameter([&](const std::string& name, auto& weight) { f.load_into(name, weight); });
+  tensor<std::int64_t, dims<2>> ids(1, 4);  // (1, S)
+  ids(0, 0) = 5, ids(0, 1) = 17, ids(0, 2) = 200, ids(0, 3) = 3;
+  const auto expected = model.logits(ids);  // (1, S, V)
+  REQUIRE(written.size() == expected.size());
+  for (index_t i = 0; i < written.size(); ++i) REQUIRE(written.data()[i] == expected.data()[i]);
+
+  const std::string gen = "generate --checkpoint " + q(w / "six") + " " + tok + " --prompt 'A small' --max-tokens 30";
+  const auto a = lm(gen + " --seed 3");
+  REQUIRE_MESSAGE(a.status == 0, a.out);
+  CHECK(a.out.rfind("A small", 0) == 0);
+  CHECK(lm(gen + " --seed 3").out == a.out);
+  CHECK(lm(gen + " --seed 3 --cache off").out == a.out);  // past the context too (30 > 24 positions)
+
+  // GPT-2 has no static shape; an architecture that is neither CS336's nor GPT-2's does not run.
+  r = lm("train " + common + " --steps 1 --model static --out " + q(w / "static"));
+  CHECK(r.status == 1);
+  CHECK(r.out.find("--model static: no compiled-in static shape") != std::string::npos);
+  write(w / "mixed.json", R"({"vocab_size": 300, "context_length": 24, "d_model": 16, "num_layers": 2, "num_heads": 2,
+                              "ffn": "gelu_mlp"})");
+  r = lm("train --data " + q(w / "ids.u16") + " --config " + q(w / "mixed.json") + " --out " + q(w / "mixed"));
+  CHECK(r.status == 1);
+  CHECK(r.out.find("mixed.json: einlm-lm runs CS336's architecture") != std::string::npos);
+  CHECK(!std::filesystem::exists(w / "mixed"));
 }

@@ -1961,6 +1961,26 @@ using gpt2_lm = tied_lm<named<"token_embeddings", embedding<Vocab, D>>,
                                    repeat<Layers, gpt2_block<D, H>>,
                                    named<"ln_final", layer_norm<D>>>>;
 
+/// GPT-2's initialisation (Radford et al. 2019, as HF's GPT2 and nanoGPT do it) as a rule for
+/// model::initialise(seed, rule): every matrix and table 𝒩(0, 0.02²) (truncated at ±3σ, which
+/// HF's is not), the projections into the residual stream ("….attn.output_proj.weight",
+/// "….mlp.fc2.weight") 𝒩(0, (0.02/√(2·layers))²), norm gains 1, biases 0. The tied head then
+/// starts with logits near 0 and a loss near ln V.
+struct gpt2_initialisation {
+  std::int64_t layers = 1;
+  template <class W>
+  void operator()(const std::string& name, W& w, const random_stream& g) const {
+    using T = typename W::value_type;
+    if (w.extents().rank() == 1) {
+      w = name.ends_with(".bias") || name == "bias" ? T(0) : T(1);
+      return;
+    }
+    const bool residual = name.ends_with("attn.output_proj.weight") || name.ends_with("mlp.fc2.weight");
+    const double sigma = residual ? 0.02 / std::sqrt(2.0 * static_cast<double>(layers)) : 0.02;
+    w = truncated_normal<T>(w.extents(), g, 0.0, sigma, -3.0 * sigma, 3.0 * sigma);
+  }
+};
+
 /// A block with its weights, their gradients and its kept activations in T.
 template <class Block, class T = float>
 class model {
@@ -1988,8 +2008,16 @@ class model {
   /// named "…embeddings.weight" 𝒩(0, 1) truncated at ±3, norm gains 1, biases 0. A cs336_lm
   /// initialised from a seed equals transformer_lm(config, seed) (a test).
   void initialise(std::uint64_t seed) {
+    initialise(seed, [](const std::string& name, auto& w, const random_stream& g) {
+      nn::detail::cs336_initialise(name, w, g);
+    });
+  }
+  /// Another initialisation: rule(name, weight, stream) for every parameter, parameter p (in
+  /// for_each_parameter's order) with Philox stream p of `seed` (gpt2_initialisation, say).
+  template <class Rule>
+  void initialise(std::uint64_t seed, Rule&& rule) {
     std::uint64_t stream = 0;
-    auto init = [&](const std::string& name, auto& w) { nn::detail::cs336_initialise(name, w, random_stream{seed, stream++}); };
+    auto init = [&](const std::string& name, auto& w) { rule(name, w, random_stream{seed, stream++}); };
     block_.visit(params_, std::string{}, init);
   }
 

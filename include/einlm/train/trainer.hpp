@@ -19,7 +19,8 @@
 // trainer_options; make_optimizer(o) builds it fresh) at the learning rate of
 // cosine_schedule{max_lr, min_lr, warmup_steps,
 // steps}(step), with weight_decay (AdamW's decoupled decay, SGD's and AdaGrad's L2 term) except on
-// norm gains and embeddings unless decay_all is set. The trainer adds nothing to the update: a step
+// vectors (norm gains, biases) and embedding tables (names ending in "embeddings.weight": token
+// and learned position tables) unless decay_all is set. The trainer adds nothing to the update: a step
 // equals the optimizer's own begin_step(lr) and update(name, w, g, decay) on the clipped gradients.
 //
 // Every log_every steps (and at the last) a line goes to `log`: step, loss, learning rate,
@@ -124,7 +125,7 @@ struct trainer_options {
   bool nesterov = false;                 // SGD: Nesterov momentum (momentum > 0, no dampening)
   double lr_decay = 0.0, initial_accumulator_value = 0.0;  // AdaGrad
   double weight_decay = 0.1;             // AdamW: decoupled; SGD, AdaGrad: added to the gradient
-  bool decay_all = false;                // also decay norm gains and embeddings
+  bool decay_all = false;                // also decay norm gains, biases and embedding tables
   double grad_clip = 1.0;                // 0: no clipping
   double z_loss = 0.0;
   std::uint64_t seed = 0;
@@ -319,7 +320,7 @@ fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const 
         [&](auto& opt) {
           opt.begin_step(lr);
           model.for_each_parameter_and_gradient([&](const std::string& name, auto& w, auto& g) {
-            const bool exempt = !o.decay_all && (w.extents().rank() == 1 || name == "token_embeddings.weight");
+            const bool exempt = !o.decay_all && (w.extents().rank() == 1 || name.ends_with("embeddings.weight"));
             opt.update(name, w, g, exempt ? 0.0 : o.weight_decay);
           });
         },
