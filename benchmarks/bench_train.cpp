@@ -1,6 +1,7 @@
 // bench_train — CPU training throughput of nn::transformer_lm: one step (zero_grad, forward +
 // backward, AdamW update) and the forward pass alone, in tokens per second, for the demo model
-// and issue-sized model (d_model 256, 4 layers, 8 heads, sequence 256, batch 8). The model FLOPs
+// and issue-sized model (d_model 256, 4 layers, 8 heads, sequence 256, batch 8), and for GPT-2's
+// architecture at the demo model's size (nn::blocks::gpt2_lm, case 2). The model FLOPs
 // of each step (nn::flops_forward + flops_backward) give an achieved GFLOP/s counter.
 // bm_train_step_bf16 is the same step in bf16 mixed precision, as train::fit runs it: the bf16
 // working copy refreshed from the float masters, forward + backward in bf16, its gradients
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "einlm/nn/accounting.hpp"
+#include "einlm/nn/blocks.hpp"
 #include "einlm/nn/transformer.hpp"
 #include "bench_lm_support.hpp"
 
@@ -33,51 +35,79 @@ bench_case make_case(int which) {
   if (which == 0)  // the demo model
     return {{.vocab_size = 2048, .context_length = 128, .d_model = 128, .num_layers = 4, .num_heads = 4, .d_ff = 384},
             16, 128};
+  if (which == 2) {  // GPT-2's architecture at the demo model's size (d_ff 4·D)
+    auto c = nn::presets::gpt2(128, 4, 4);
+    c.vocab_size = 2048;
+    c.context_length = 128;
+    return {c, 16, 128};
+  }
   return {{.vocab_size = 8192, .context_length = 256, .d_model = 256, .num_layers = 4, .num_heads = 8, .d_ff = 768},
           8, 256};
+}
+
+const char* case_label(int which) {
+  return which == 0 ? "demo model" : which == 2 ? "GPT-2, demo-sized" : "d256 L4 H8 S256 B8";
+}
+
+/// GPT-2's architecture as nn::blocks::gpt2_lm, every dimension at run time (what einlm-lm runs).
+template <class T>
+using gpt2_model = nn::blocks::model<nn::blocks::gpt2_lm<dyn, dyn, dyn, dyn, dyn>, T>;
+
+/// f(model, work) with the case's float model and a bf16 working copy of its type
+/// (nn::transformer_lm for CS336's architecture, gpt2_model for GPT-2's).
+template <class F>
+void with_models(const bench_case& c, F&& f) {
+  if (c.config.positions == nn::position_kind::learned) {
+    gpt2_model<float> model(c.config);
+    model.initialise(1, nn::blocks::gpt2_initialisation{.layers = c.config.num_layers});
+    gpt2_model<bf16> work(c.config);
+    f(model, work);
+  } else {
+    nn::transformer_lm<float> model(c.config, 1);
+    nn::transformer_lm<bf16> work(c.config);
+    f(model, work);
+  }
 }
 
 using bench::random_tokens;
 
 void bm_train_step(benchmark::State& state) {
   const auto c = make_case(static_cast<int>(state.range(0)));
-  nn::transformer_lm<float> model(c.config, 1);
   const auto inputs = random_tokens(c.batch, c.seq, c.config.vocab_size, 0);   // (B, S)
   const auto targets = random_tokens(c.batch, c.seq, c.config.vocab_size, 1);  // (B, S)
-  bench::adamw_steps(state, model, inputs, targets);
+  with_models(c, [&](auto& model, auto&) { bench::adamw_steps(state, model, inputs, targets); });
   const double tokens_per_step = static_cast<double>(c.batch * c.seq);
   state.counters["tokens_per_second"] = benchmark::Counter(tokens_per_step, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["flops"] = benchmark::Counter(nn::flops_forward(c.config, c.batch, c.seq) +
                                                    nn::flops_backward(c.config, c.batch, c.seq),
                                                benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(c.batch == 16 ? "demo model" : "d256 L4 H8 S256 B8");
+  state.SetLabel(case_label(static_cast<int>(state.range(0))));
 }
 
 void bm_train_step_bf16(benchmark::State& state) {
   const auto c = make_case(static_cast<int>(state.range(0)));
-  nn::transformer_lm<float> master(c.config, 1);
-  nn::transformer_lm<bf16> work(c.config);
   const auto inputs = random_tokens(c.batch, c.seq, c.config.vocab_size, 0);   // (B, S)
   const auto targets = random_tokens(c.batch, c.seq, c.config.vocab_size, 1);  // (B, S)
-  bench::adamw_steps(state, master, work, inputs, targets);
+  with_models(c, [&](auto& master, auto& work) { bench::adamw_steps(state, master, work, inputs, targets); });
   const double tokens_per_step = static_cast<double>(c.batch * c.seq);
   state.counters["tokens_per_second"] = benchmark::Counter(tokens_per_step, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["flops"] = benchmark::Counter(nn::flops_forward(c.config, c.batch, c.seq) +
                                                    nn::flops_backward(c.config, c.batch, c.seq),
                                                benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(c.batch == 16 ? "demo model, bf16 mixed" : "d256 L4 H8 S256 B8, bf16 mixed");
+  state.SetLabel(std::string(case_label(static_cast<int>(state.range(0)))) + ", bf16 mixed");
 }
 
 void bm_forward(benchmark::State& state) {
   const auto c = make_case(static_cast<int>(state.range(0)));
-  nn::transformer_lm<float> model(c.config, 1);
   const auto inputs = random_tokens(c.batch, c.seq, c.config.vocab_size, 0);  // (B, S)
-  for (auto _ : state) benchmark::DoNotOptimize(model.logits(inputs));
+  with_models(c, [&](auto& model, auto&) {
+    for (auto _ : state) benchmark::DoNotOptimize(model.logits(inputs));
+  });
   state.counters["tokens_per_second"] =
       benchmark::Counter(static_cast<double>(c.batch * c.seq), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["flops"] =
       benchmark::Counter(nn::flops_forward(c.config, c.batch, c.seq), benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(c.batch == 16 ? "demo model" : "d256 L4 H8 S256 B8");
+  state.SetLabel(case_label(static_cast<int>(state.range(0))));
 }
 
 void bm_decode(benchmark::State& state) {
@@ -111,9 +141,9 @@ void bm_decode_uniform(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(bm_train_step)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(bm_train_step_bf16)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(bm_forward)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_train_step)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_train_step_bf16)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_forward)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_decode)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_decode_uniform)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_MAIN();

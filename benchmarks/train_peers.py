@@ -12,7 +12,9 @@ torch.optim.AdamW (foreach) — PyTorch's fast paths, eager mode, torch.set_num_
 PyTorch case takes the best of 5 timed runs after 2 warm-ups. The bf16 mixed-precision step
 (einlm: a bf16 working copy of float master weights, train::fit's precision bf16_mixed) is set
 beside PyTorch's torch.autocast("cpu", dtype=torch.bfloat16) step over float parameters. Prints
-one table: tokens/s of each and einlm / PyTorch (goal >= 1.0).
+one table: tokens/s of each and einlm / PyTorch (goal >= 1.0). Case 2 is GPT-2's architecture
+(einlm: nn::blocks::gpt2_lm, what einlm-lm runs for a GPT-2 config.json; PyTorch: the class GPT2
+below, with F.layer_norm, F.linear with biases and F.gelu).
 """
 import argparse
 import math
@@ -28,6 +30,8 @@ from einops_peers import best_time, einlm_rates  # noqa: E402
 CASES = {
     0: dict(label="demo model", vocab=2048, d=128, layers=4, heads=4, d_ff=384, batch=16, seq=128),
     1: dict(label="d256 L4 H8 S256 B8", vocab=8192, d=256, layers=4, heads=8, d_ff=768, batch=8, seq=256),
+    2: dict(label="GPT-2, demo-sized", vocab=2048, d=128, layers=4, heads=4, d_ff=512, batch=16, seq=128,
+            gpt2=True),
 }
 
 
@@ -79,9 +83,48 @@ class Model(torch.nn.Module):
         return rms_norm(x, self.ln_final) @ self.head.T
 
 
+class GPT2(torch.nn.Module):
+    """GPT-2's architecture (nn::blocks::gpt2_lm): learned positions, pre-norm LayerNorm blocks,
+    attention and a GELU (erf) MLP with biases, a final LayerNorm, the LM head tied to the token
+    embedding."""
+
+    def __init__(self, c):
+        super().__init__()
+        d, f, v = c["d"], c["d_ff"], c["vocab"]
+        self.c = c
+        p = lambda *shape: torch.nn.Parameter(torch.randn(*shape) * 0.02)
+        z = lambda n: torch.nn.Parameter(torch.zeros(n))
+        o = lambda n: torch.nn.Parameter(torch.ones(n))
+        self.wte, self.wpe = p(v, d), p(c["seq"], d)
+        self.layers = torch.nn.ModuleList()
+        for _ in range(c["layers"]):
+            layer = torch.nn.Module()
+            layer.ln1_w, layer.ln1_b, layer.ln2_w, layer.ln2_b = o(d), z(d), o(d), z(d)
+            layer.q, layer.k, layer.v, layer.o = p(d, d), p(d, d), p(d, d), p(d, d)
+            layer.qb, layer.kb, layer.vb, layer.ob = z(d), z(d), z(d), z(d)
+            layer.fc1, layer.fc1_b, layer.fc2, layer.fc2_b = p(f, d), z(f), p(d, f), z(d)
+            self.layers.append(layer)
+        self.lnf_w, self.lnf_b = o(d), z(d)
+
+    def forward(self, ids):
+        b, s = ids.shape
+        h, d = self.c["heads"], self.c["d"]
+        x = self.wte[ids] + self.wpe[:s]
+        for l in self.layers:
+            a = F.layer_norm(x, (d,), l.ln1_w, l.ln1_b, 1e-5)
+            q = F.linear(a, l.q, l.qb).view(b, s, h, -1).transpose(1, 2)
+            k = F.linear(a, l.k, l.kb).view(b, s, h, -1).transpose(1, 2)
+            v = F.linear(a, l.v, l.vb).view(b, s, h, -1).transpose(1, 2)
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + F.linear(o.transpose(1, 2).reshape(b, s, -1), l.o, l.ob)
+            m = F.layer_norm(x, (d,), l.ln2_w, l.ln2_b, 1e-5)
+            x = x + F.linear(F.gelu(F.linear(m, l.fc1, l.fc1_b)), l.fc2, l.fc2_b)
+        return F.layer_norm(x, (d,), self.lnf_w, self.lnf_b, 1e-5) @ self.wte.T
+
+
 def torch_rates(c):
     torch.manual_seed(0)
-    model = Model(c)
+    model = GPT2(c) if c.get("gpt2") else Model(c)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, foreach=True)
     ids = torch.randint(0, c["vocab"], (c["batch"], c["seq"]))
     targets = torch.randint(0, c["vocab"], (c["batch"], c["seq"]))

@@ -1,7 +1,8 @@
 // Tests of the reduction paths of einlm/expr/reduce.hpp: along the child's contiguous axis (a
 // packet at a time), across rows (the output's rows are the input's rows), and the general
 // odometer — each compared with loops written out here, for every reduction and several dtypes,
-// with lengths that are not multiples of the packet width.
+// with lengths that are not multiples of the packet width; the split of long outer reductions,
+// also through a cast to the stored type.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -202,5 +203,21 @@ TEST_CASE("long reductions over outer axes into few rows are split by chunks of 
     for (int a = 0; a < 3; ++a)
       for (int b = 0; b < 101; ++b) sum += convert<double>(xb(a, b, c));
     check_close(sb(c), sum, 1e-2);
+  }
+  // A cast to the stored type is the store's own conversion: it forwards the split (the bias
+  // gradients of nn take this path), with the same bits; a cast to another compute type does not.
+  const auto serial = [](index_t units, auto&& f) {
+    for (index_t u = 0; u < units; ++u) f(u);
+  };
+  tensor<float, dims<1>> sc(dims<1>(45));
+  CHECK(cast<float>(reduce<"a b c -> c", "sum">(x)).store_row_split(index_array<1>{}, 45, sc.data(), serial));
+  many.assign(sc, cast<float>(reduce<"a b c -> c", "sum">(x)));
+  tensor<double, dims<1>> sd(dims<1>(45));
+  CHECK_FALSE(cast<double>(reduce<"a b c -> c", "sum">(x)).store_row_split(index_array<1>{}, 45, sd.data(), serial));
+  tensor<bf16, dims<1>> sbc(dims<1>(45));
+  many.assign(sbc, cast<bf16>(reduce<"a b c -> c", "sum">(xb)));
+  for (int c = 0; c < 45; ++c) {
+    CHECK(sc(c) == s4(c));
+    CHECK(convert<float>(sbc(c)) == convert<float>(sb(c)));
   }
 }

@@ -70,6 +70,11 @@ struct broadcast_all<A, B, Rest...> {
 
 }  // namespace detail
 
+namespace ops {
+template <class To>
+struct cast;
+}  // namespace ops
+
 /// An element-wise node: result = op(args…) with broadcasting. ValueType is the result's element
 /// type; op works on the arguments' compute types (all equal, except where()'s condition).
 template <class Op, class ValueType, class... Args>
@@ -138,7 +143,37 @@ class map_node : public expression_base {
   template <std::size_t I>
   const auto& arg() const { return cuda::std::get<I>(args_); }
 
+  /// A cast to the element type being stored is the store's own conversion, so a cast<T> of one
+  /// unbroadcast operand of T's compute type forwards the operand's store_row and store_row_split
+  /// (a reduction's row paths, see reduce_node: cast<T>(reduce(…)) stored into T). False
+  /// otherwise.
+  template <class T>
+  bool store_row(const index_array<R>& idx, index_t begin, index_t end, T* out) const {
+    if constexpr (forwards_store<T>() && requires { arg<0>().store_row(idx, begin, end, out); }) {
+      if (masks_[0] == 0) return arg<0>().store_row(idx, begin, end, out);
+    }
+    return false;
+  }
+  template <class T, class RunUnits>
+  bool store_row_split(const index_array<R>& idx, index_t n, T* out, RunUnits&& run_units) const {
+    if constexpr (forwards_store<T>() && requires { arg<0>().store_row_split(idx, n, out, run_units); }) {
+      if (masks_[0] == 0) return arg<0>().store_row_split(idx, n, out, run_units);
+    }
+    return false;
+  }
+
  private:
+  template <class T>
+  static constexpr bool forwards_store() {
+    if constexpr (N == 1) {
+      using A = cuda::std::tuple_element_t<0, cuda::std::tuple<Args...>>;
+      return std::is_same_v<Op, ops::cast<T>> && A::R == R &&
+             std::is_same_v<compute_t<typename A::value_type>, compute_t<T>>;
+    } else {
+      return false;
+    }
+  }
+
   template <class F>
   decltype(auto) apply_all(F&& f) const {
     return apply_all_impl(f, std::make_index_sequence<N>{});
