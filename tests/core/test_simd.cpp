@@ -1,12 +1,14 @@
 // Tests of einlm/core/simd.hpp's loads and stores of 16-bit floats: widening every bf16 and fp16
 // bit pattern to float lanes, and rounding floats to bf16 lanes (to nearest even, NaN kept quiet
 // with its sign) against a reference that picks the nearer of the two neighbouring bf16 values in
-// double, on every high half of a float crossed with the low halves where rounding changes.
+// double, on every high half of a float crossed with the low halves where rounding changes; a
+// packet set from one value keeps it (−0 included).
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "einlm/core/simd.hpp"
@@ -93,6 +95,20 @@ TEST_CASE("simd::store rounds float lanes to bf16 as nearest-even rounding does"
   CHECK(mismatches == 0);
   CHECK(out.front() == 0xabcdu);
   CHECK(out.back() == 0xabcdu);
+}
+
+TEST_CASE("a packet set from one value keeps it exactly, the sign of zero and NaN included") {
+  for (const float v : {-0.0f, 0.0f, -1.5f, 3.0e38f, -1e-45f, std::numeric_limits<float>::infinity()}) {
+    const simd::packet<float> p(v);
+    const simd::packet<double> d(static_cast<double>(v));
+    for (int i = 0; i < simd::width; ++i) {
+      CHECK(p[i] == v);
+      CHECK(std::signbit(p[i]) == std::signbit(v));
+      CHECK(std::signbit(d[i]) == std::signbit(v));
+    }
+  }
+  const simd::packet<float> nan(std::numeric_limits<float>::quiet_NaN());
+  for (int i = 0; i < simd::width; ++i) CHECK(std::isnan(nan[i]));
 }
 
 #else

@@ -536,3 +536,38 @@ TEST_CASE("layer_norm, layer_norm_backward, gelu_backward and relu_backward agai
   CHECK(float_error(nn::gelu_backward(to_float(a), to_float(wa)), nn::gelu_backward(a, wa)) <= 1e-5);
   report("layer_norm, gelu, relu");
 }
+
+TEST_CASE("gelu_backward in float: within 3e-7 of the exact derivative from -12 to 12, in packets and tails alike") {
+  // 4003 points (not a multiple of any packet width): every lane position and the scalar tail.
+  constexpr index_t n = 4003;
+  tensor<float, extents<n>> x, ones;  // (n,) twice
+  for (index_t i = 0; i < n; ++i) {
+    x(i) = -12.0f + 24.0f * static_cast<float>(i) / static_cast<float>(n - 1);
+    ones(i) = 1.0f;
+  }
+  const auto d = nn::gelu_backward(x, ones);  // (n,)
+  double worst = 0;
+  for (index_t i = 0; i < n; ++i) {
+    const double v = x(i);
+    const double exact = 0.5 * std::erfc(-v / std::sqrt(2.0)) + v * std::exp(-0.5 * v * v) / std::sqrt(2.0 * M_PI);
+    worst = std::max(worst, std::abs(static_cast<double>(d(i)) - exact));
+  }
+  MESSAGE("gelu_backward (float): worst absolute error " << worst);
+  CHECK(worst <= 3e-7);
+  // Scaled by dy, and through bf16 storage (computed in float).
+  tensor<float, extents<n>> dy;  // (n,)
+  for (index_t i = 0; i < n; ++i) dy(i) = static_cast<float>(i % 17) - 8.0f;
+  const auto scaled = nn::gelu_backward(x, dy);  // (n,)
+  int wrong = 0;
+  for (index_t i = 0; i < n; ++i) wrong += std::abs(scaled(i) - dy(i) * d(i)) > 1e-6f * std::abs(dy(i));
+  CHECK(wrong == 0);
+  const tensor<bf16, extents<n>> xb(cast<bf16>(x)), dyb(cast<bf16>(dy));
+  const auto db = nn::gelu_backward(xb, dyb);  // (n,)
+  double worst_b = 0;
+  for (index_t i = 0; i < n; ++i) {
+    const double v = convert<double>(xb(i)), g = convert<double>(dyb(i));
+    const double exact = g * (0.5 * std::erfc(-v / std::sqrt(2.0)) + v * std::exp(-0.5 * v * v) / std::sqrt(2.0 * M_PI));
+    worst_b = std::max(worst_b, std::abs(convert<double>(db(i)) - exact) / std::max(1.0, std::abs(exact)));
+  }
+  CHECK(worst_b <= 1.0 / 128);  // bf16's rounding of the product
+}

@@ -149,7 +149,7 @@ struct packet {
   /// Every lane set to x.
   packet(T x) {
     const lane_storage s = std::is_same_v<T, bool> ? static_cast<lane_storage>(x ? -1 : 0) : static_cast<lane_storage>(x);
-    for (int k = 0; k < K; ++k) p[k] = part{} + s;
+    for (int k = 0; k < K; ++k) p[k] = s - part{};  // s − 0 keeps −0 (0 + s would not)
   }
 
   T operator[](int i) const {
