@@ -35,6 +35,7 @@ Checks this script runs before writing (it stops on a failure):
 """
 import math
 import pathlib
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -45,31 +46,52 @@ OUT = ROOT / "tests" / "data" / "nn" / "gpt2_tiny.safetensors"
 DTYPE = torch.float64
 STD = 0.3
 SEED = 2024
-VOCAB, CONTEXT, D, LAYERS, HEADS = 29, 12, 16, 2, 4
 BATCH, SEQ = 2, 12
+
+
+@dataclass(frozen=True)
+class GPT2Config:
+    vocab_size: int
+    context_length: int
+    d_model: int
+    num_layers: int
+    num_heads: int
+    d_ff: int = 0  # 0: 4·d_model
+    norm_eps: float = 1e-5
+
+    @property
+    def ffn(self):
+        return self.d_ff or 4 * self.d_model
+
+
+TINY = GPT2Config(vocab_size=29, context_length=12, d_model=16, num_layers=2, num_heads=4)
 EPS = 1e-5
 
 
-def parameter_shapes():
-    shapes = [("token_embeddings.weight", (VOCAB, D)), ("position_embeddings.weight", (CONTEXT, D))]
-    for i in range(LAYERS):
+def parameter_shapes(c):
+    D, F = c.d_model, c.ffn
+    shapes = [("token_embeddings.weight", (c.vocab_size, D)), ("position_embeddings.weight", (c.context_length, D))]
+    for i in range(c.num_layers):
         p = f"layers.{i}."
         shapes += [(p + "ln_1.weight", (D,)), (p + "ln_1.bias", (D,))]
         for proj in ("q_proj", "k_proj", "v_proj", "output_proj"):
             shapes += [(p + f"attn.{proj}.weight", (D, D)), (p + f"attn.{proj}.bias", (D,))]
         shapes += [(p + "ln_2.weight", (D,)), (p + "ln_2.bias", (D,))]
-        shapes += [(p + "mlp.fc1.weight", (4 * D, D)), (p + "mlp.fc1.bias", (4 * D,))]
-        shapes += [(p + "mlp.fc2.weight", (D, 4 * D)), (p + "mlp.fc2.bias", (D,))]
+        shapes += [(p + "mlp.fc1.weight", (F, D)), (p + "mlp.fc1.bias", (F,))]
+        shapes += [(p + "mlp.fc2.weight", (D, F)), (p + "mlp.fc2.bias", (D,))]
     shapes += [("ln_final.weight", (D,)), ("ln_final.bias", (D,))]
     return shapes
 
 
-def make_parameters(gen):
+def is_gain(name):
+    return name.endswith(".weight") and (".ln_" in name or name.startswith("ln_"))
+
+
+def make_parameters(gen, c=TINY):
     params = {}
-    for name, shape in parameter_shapes():
+    for name, shape in parameter_shapes(c):
         w = torch.randn(shape, generator=gen, dtype=DTYPE) * STD
-        is_gain = name.endswith(".weight") and (".ln_" in name or name.startswith("ln_"))
-        params[name] = (w + 1.0 if is_gain else w).requires_grad_(True)
+        params[name] = (w + 1.0 if is_gain(name) else w).requires_grad_(True)
     return params
 
 
@@ -82,35 +104,37 @@ def attention(q, k, v):
     return torch.softmax(scores, dim=-1) @ v
 
 
-def layer_norm(x, w, b):
-    return F.layer_norm(x, (x.shape[-1],), w, b, EPS)
+def layer_norm(x, w, b, eps=EPS):
+    return F.layer_norm(x, (x.shape[-1],), w, b, eps)
 
 
-def forward(params, ids):
+def forward(params, ids, c=TINY):
+    """Logits (B, S, V) of ids (B, S) under the model c with parameters `params` (einlm's names)."""
     B, S = ids.shape
+    D, H = c.d_model, c.num_heads
     x = params["token_embeddings.weight"][ids] + params["position_embeddings.weight"][:S]
-    Dh = D // HEADS
-    for i in range(LAYERS):
+    Dh = D // H
+    for i in range(c.num_layers):
         p = f"layers.{i}."
-        n = layer_norm(x, params[p + "ln_1.weight"], params[p + "ln_1.bias"])
+        n = layer_norm(x, params[p + "ln_1.weight"], params[p + "ln_1.bias"], c.norm_eps)
 
         def proj(name, t):
             return t @ params[p + f"attn.{name}.weight"].T + params[p + f"attn.{name}.bias"]
 
         def heads(t):
-            return t.reshape(B, S, HEADS, Dh).transpose(1, 2)
+            return t.reshape(B, S, H, Dh).transpose(1, 2)
 
         a = attention(heads(proj("q_proj", n)), heads(proj("k_proj", n)), heads(proj("v_proj", n)))
         x = x + proj("output_proj", a.transpose(1, 2).reshape(B, S, D))
-        n = layer_norm(x, params[p + "ln_2.weight"], params[p + "ln_2.bias"])
+        n = layer_norm(x, params[p + "ln_2.weight"], params[p + "ln_2.bias"], c.norm_eps)
         f = F.gelu(n @ params[p + "mlp.fc1.weight"].T + params[p + "mlp.fc1.bias"])
         x = x + f @ params[p + "mlp.fc2.weight"].T + params[p + "mlp.fc2.bias"]
-    x = layer_norm(x, params["ln_final.weight"], params["ln_final.bias"])
+    x = layer_norm(x, params["ln_final.weight"], params["ln_final.bias"], c.norm_eps)
     return x @ params["token_embeddings.weight"].T
 
 
 def loss_of(logits, targets):
-    return F.cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1))
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
 def check_layers(gen):
@@ -151,7 +175,7 @@ def main():
     gen = torch.Generator().manual_seed(SEED)
     check_layers(torch.Generator().manual_seed(SEED + 1))
     params = make_parameters(gen)
-    rows = torch.randint(VOCAB, (BATCH, SEQ + 1), generator=gen)
+    rows = torch.randint(TINY.vocab_size, (BATCH, SEQ + 1), generator=gen)
     ids, targets = rows[:, :SEQ].contiguous(), rows[:, 1:].contiguous()
     logits = forward(params, ids)
     loss = loss_of(logits, targets)
@@ -161,8 +185,9 @@ def main():
     tensors.update({f"grad.{name}": w.grad.detach().clone() for name, w in params.items()})
     tensors.update({"input_ids": ids, "targets": targets, "logits": logits.detach().clone(),
                     "loss": loss.detach().clone()})
-    metadata = {"vocab_size": str(VOCAB), "context_length": str(CONTEXT), "d_model": str(D),
-                "num_layers": str(LAYERS), "num_heads": str(HEADS), "batch_size": str(BATCH),
+    metadata = {"vocab_size": str(TINY.vocab_size), "context_length": str(TINY.context_length),
+                "d_model": str(TINY.d_model), "num_layers": str(TINY.num_layers),
+                "num_heads": str(TINY.num_heads), "batch_size": str(BATCH),
                 "seq_len": str(SEQ), "seed": str(SEED), "loss": repr(loss.item())}
     save_file(tensors, str(OUT), metadata=metadata)
     print(f"wrote {OUT.relative_to(ROOT)} ({OUT.stat().st_size:,} bytes), loss {loss.item()!r}")

@@ -17,7 +17,10 @@ Usage:
       safetensors is not installed, 1 on a mismatch.
 
 The model is the one of tools/make_transformer_goldens.py (CS336's TransformerLM), which is
-checked against CS336's snapshots and finite differences; tied embeddings are supported.
+checked against CS336's snapshots and finite differences; tied embeddings are supported. A
+config.json of GPT-2's architecture ("ffn": "gelu_mlp", "positions": "learned", "norm":
+"layer_norm", "linear_bias" and "tied_embeddings" true; what einlm-lm runs as
+nn::blocks::gpt2_lm) uses the model of tools/make_gpt2_goldens.py instead.
 """
 import argparse
 import json
@@ -37,7 +40,19 @@ except ImportError as e:  # pragma: no cover
     raise
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import make_gpt2_goldens as gpt2  # noqa: E402
 import make_transformer_goldens as ref  # noqa: E402
+
+
+def is_gpt2(c):
+    return (c.get("ffn") == "gelu_mlp" and c.get("positions") == "learned" and c.get("norm") == "layer_norm"
+            and c.get("linear_bias") is True and c.get("tied_embeddings") is True)
+
+
+def gpt2_config_of(c):
+    return gpt2.GPT2Config(vocab_size=c["vocab_size"], context_length=c["context_length"], d_model=c["d_model"],
+                           num_layers=c["num_layers"], num_heads=c["num_heads"], d_ff=c.get("d_ff", 0),
+                           norm_eps=c.get("norm_eps", 1e-5))
 
 
 def config_of(path):
@@ -52,8 +67,12 @@ def config_of(path):
 
 
 def torch_logits(directory, ids):
-    cfg, tied = config_of(pathlib.Path(directory) / "config.json")
+    raw = json.loads((pathlib.Path(directory) / "config.json").read_text())
     params = {k: v.to(torch.float64) for k, v in load_file(str(pathlib.Path(directory) / "model.safetensors")).items()}
+    if is_gpt2(raw):
+        with torch.no_grad():
+            return gpt2.forward(params, torch.tensor([ids], dtype=torch.int64), gpt2_config_of(raw))[0]  # (S, V)
+    cfg, tied = config_of(pathlib.Path(directory) / "config.json")
     if tied:
         params["lm_head.weight"] = params["token_embeddings.weight"]
     with torch.no_grad():
@@ -61,14 +80,19 @@ def torch_logits(directory, ids):
 
 
 def export(directory, config_path, seed, dtype):
-    cfg, tied = config_of(config_path)
+    raw = json.loads(pathlib.Path(config_path).read_text())
+    if is_gpt2(raw):
+        shapes, tied, is_gain = gpt2.parameter_shapes(gpt2_config_of(raw)), True, gpt2.is_gain
+    else:
+        cfg, tied = config_of(config_path)
+        shapes, is_gain = ref.parameter_shapes(cfg), ref.is_norm_weight
     g = torch.Generator().manual_seed(seed)
     tensors = {}
-    for name, shape in ref.parameter_shapes(cfg):
+    for name, shape in shapes:
         if tied and name == "lm_head.weight":
             continue
         w = torch.randn(shape, generator=g, dtype=torch.float64) * 0.3
-        if ref.is_norm_weight(name):
+        if is_gain(name):
             w = w + 1.0
         tensors[name] = w.to(getattr(torch, dtype)).contiguous()
     out = pathlib.Path(directory)
@@ -84,28 +108,33 @@ def parse_ids(text):
 def selftest(einlm_lm, workdir):
     work = pathlib.Path(workdir or tempfile.mkdtemp(prefix="einlm_interop_"))
     work.mkdir(parents=True, exist_ok=True)
-    config = work / "config.json"
-    config.write_text(json.dumps({"vocab_size": 97, "context_length": 16, "d_model": 32, "num_layers": 2,
-                                  "num_heads": 4, "num_kv_heads": 2, "d_ff": 48, "qk_norm": True}))
+    models = {
+        "cs336": {"vocab_size": 97, "context_length": 16, "d_model": 32, "num_layers": 2, "num_heads": 4,
+                  "num_kv_heads": 2, "d_ff": 48, "qk_norm": True},
+        "gpt2": {"vocab_size": 97, "context_length": 16, "d_model": 32, "num_layers": 2, "num_heads": 4,
+                 "ffn": "gelu_mlp", "positions": "learned", "norm": "layer_norm", "linear_bias": True,
+                 "tied_embeddings": True},
+    }
     ids = [5, 17, 96, 0, 3, 42, 42, 7]
-    worst = {}
-    for dtype, bound in (("float32", 1e-5), ("bfloat16", 1e-5)):
-        d = work / dtype
-        export(d, config, seed=7, dtype=dtype)
-        npy = work / f"{dtype}.npy"
-        r = subprocess.run([einlm_lm, "logits", "--checkpoint", str(d), "--ids", " ".join(map(str, ids)),
-                            "--out", str(npy)], capture_output=True, text=True)
-        if r.returncode != 0:
-            print(f"einlm-lm failed on the {dtype} checkpoint:\n{r.stdout}{r.stderr}")
-            return 1
-        ours = np.load(npy)
-        theirs = torch_logits(d, ids).numpy()
-        diff = float(np.max(np.abs(ours - theirs)) / max(1.0, float(np.max(np.abs(theirs)))))
-        worst[dtype] = diff
-        print(f"{dtype} checkpoint written by PyTorch: einlm-lm logits vs PyTorch (float64), "
-              f"largest difference relative to the largest logit: {diff:.2e} (bound {bound})")
-        if not diff < bound:
-            return 1
+    for model, fields in models.items():
+        config = work / f"{model}.json"
+        config.write_text(json.dumps(fields))
+        for dtype, bound in (("float32", 1e-5), ("bfloat16", 1e-5)):
+            d = work / f"{model}_{dtype}"
+            export(d, config, seed=7, dtype=dtype)
+            npy = work / f"{model}_{dtype}.npy"
+            r = subprocess.run([einlm_lm, "logits", "--checkpoint", str(d), "--ids", " ".join(map(str, ids)),
+                                "--out", str(npy)], capture_output=True, text=True)
+            if r.returncode != 0:
+                print(f"einlm-lm failed on the {model} {dtype} checkpoint:\n{r.stdout}{r.stderr}")
+                return 1
+            ours = np.load(npy)
+            theirs = torch_logits(d, ids).numpy()
+            diff = float(np.max(np.abs(ours - theirs)) / max(1.0, float(np.max(np.abs(theirs)))))
+            print(f"{model} {dtype} checkpoint written by PyTorch: einlm-lm logits vs PyTorch (float64), "
+                  f"largest difference relative to the largest logit: {diff:.2e} (bound {bound})")
+            if not diff < bound:
+                return 1
     return 0
 
 
