@@ -7,10 +7,11 @@
 // field (d_ff = 0 and num_kv_heads = 0 compare as the widths they stand for; dense: no experts, no
 // MLA; CS336's architecture: SwiGLU, RoPE, RMSNorm, no biases). Any other CS336-architecture
 // configuration runs on the dynamic nn::transformer_lm, and one of GPT-2's architecture on
-// gpt2_any (is_gpt2); other architectures do not run. Each entry's type is checked against its configuration at compile time
-// (parameter count and forward FLOPs, nn/accounting.hpp's) and at construction (the blocks'
-// config_error). Every entry instantiates the layer code of one more model type for every command:
-// keep the list short (compile time and memory of einlm-lm grow with it).
+// gpt2_any (is_gpt2); other architectures do not run. Each entry's type is checked against its
+// configuration at compile time (parameter count and forward FLOPs, nn/accounting.hpp's) and at
+// construction (the blocks' config_error). Every entry instantiates the layer code of one more
+// model type for every command: keep the list short (compile time and memory of einlm-lm grow
+// with it).
 #pragma once
 
 #include <cstdint>
