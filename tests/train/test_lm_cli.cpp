@@ -82,6 +82,22 @@ void write(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
+/// Requires `written`, the (S, V) logits einlm-lm wrote for the ids 5 17 200 3, to equal `model`'s,
+/// bit for bit.
+template <class M>
+void require_library_logits(const tensor<float, dims<2>>& written, M& model) {
+  tensor<std::int64_t, dims<2>> ids(1, 4);  // (1, S)
+  ids(0, 0) = 5, ids(0, 1) = 17, ids(0, 2) = 200, ids(0, 3) = 3;
+  const auto expected = model.logits(ids);  // (1, S, V)
+  for (index_t i = 0; i < written.size(); ++i) REQUIRE(written.data()[i] == expected.data()[i]);
+}
+
+/// The bytes of a file (empty when it cannot be read).
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 /// The configuration of the compiled-in static shape "test" (apps/einlm-lm/static_models.hpp).
 const char* const test_config =
     R"({"vocab_size": 300, "context_length": 32, "d_model": 32, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2})";
@@ -167,10 +183,7 @@ TEST_CASE("einlm-lm: tokenizer, train, resume, eval, logits, generate") {
   nn::transformer_lm<float> model(nn::transformer_config{.vocab_size = 300, .context_length = 32, .d_model = 32,
                                                          .num_layers = 2, .num_heads = 4, .num_kv_heads = 2});
   CHECK(train::load_checkpoint(w / "model", model).step == 9);
-  tensor<std::int64_t, dims<2>> ids(1, 4);  // (1, S)
-  ids(0, 0) = 5, ids(0, 1) = 17, ids(0, 2) = 200, ids(0, 3) = 3;
-  const auto expected = model.logits(ids);  // (1, S, V)
-  for (index_t i = 0; i < written.size(); ++i) REQUIRE(written.data()[i] == expected.data()[i]);
+  require_library_logits(written, model);
 
   const std::string gen = "generate --checkpoint " + q(w / "model") + " " + tok + " --prompt 'Once upon' --max-tokens 12";
   const auto a = lm(gen + " --seed 3"), b = lm(gen + " --seed 3");
@@ -363,24 +376,16 @@ TEST_CASE("einlm-lm: --model static and dynamic give the same checkpoints, logit
   r = lm("train " + common + " --model dynamic --out " + q(w / "dynamic"));
   REQUIRE_MESSAGE(r.status == 0, r.out);
   CHECK(r.model == dynamic_line);
-  for (const char* f : {"model.safetensors", "optimizer.safetensors", "config.json"}) {
-    std::ifstream x(w / ("static/" + std::string(f)), std::ios::binary), y(w / ("dynamic/" + std::string(f)), std::ios::binary);
-    const std::string a((std::istreambuf_iterator<char>(x)), {}), b((std::istreambuf_iterator<char>(y)), {});
-    CHECK_MESSAGE(a == b, f);
-  }
+  for (const char* f : {"model.safetensors", "optimizer.safetensors", "config.json"})
+    CHECK_MESSAGE(file_bytes(w / ("static/" + std::string(f))) == file_bytes(w / ("dynamic/" + std::string(f))), f);
   // The same in bf16 mixed precision, whose working copy is each type's rebind<bf16>.
   r = lm("train " + common + " --precision bf16 --out " + q(w / "static_bf16"));
   REQUIRE_MESSAGE(r.status == 0, r.out);
   CHECK(r.model == static_line);
   r = lm("train " + common + " --precision bf16 --model dynamic --out " + q(w / "dynamic_bf16"));
   REQUIRE_MESSAGE(r.status == 0, r.out);
-  {
-    std::ifstream x(w / "static_bf16/model.safetensors", std::ios::binary), y(w / "dynamic_bf16/model.safetensors", std::ios::binary);
-    const std::string a((std::istreambuf_iterator<char>(x)), {}), b((std::istreambuf_iterator<char>(y)), {});
-    CHECK(a == b);
-    std::ifstream z(w / "static/model.safetensors", std::ios::binary);
-    CHECK(a != std::string((std::istreambuf_iterator<char>(z)), {}));  // not the fp32 run
-  }
+  CHECK(file_bytes(w / "static_bf16/model.safetensors") == file_bytes(w / "dynamic_bf16/model.safetensors"));
+  CHECK(file_bytes(w / "static_bf16/model.safetensors") != file_bytes(w / "static/model.safetensors"));  // not the fp32 run
 
   // Each type resumes the other's checkpoint, to the same state.
   r = lm("train " + common + " --steps 6 --model dynamic --resume " + q(w / "static") + " --out " + q(w / "static6"));
@@ -388,11 +393,7 @@ TEST_CASE("einlm-lm: --model static and dynamic give the same checkpoints, logit
   r = lm("train " + common + " --steps 6 --model static --resume " + q(w / "dynamic") + " --out " + q(w / "dynamic6"));
   REQUIRE_MESSAGE(r.status == 0, r.out);
   CHECK(r.out.find("resumed from") != std::string::npos);
-  {
-    std::ifstream x(w / "static6/model.safetensors", std::ios::binary), y(w / "dynamic6/model.safetensors", std::ios::binary);
-    const std::string a((std::istreambuf_iterator<char>(x)), {}), b((std::istreambuf_iterator<char>(y)), {});
-    CHECK(a == b);
-  }
+  CHECK(file_bytes(w / "static6/model.safetensors") == file_bytes(w / "dynamic6/model.safetensors"));
 
   // logits, eval and generate of each checkpoint on both types.
   for (const char* dir : {"static", "dynamic"}) {
@@ -477,11 +478,7 @@ TEST_CASE("einlm-lm: a GPT-2 configuration trains, resumes exactly, evaluates, g
   r = lm("train " + common + " --steps 6 --resume " + q(w / "three") + " --out " + q(w / "three"));
   REQUIRE_MESSAGE(r.status == 0, r.out);
   CHECK(r.out.find("resumed from") != std::string::npos);
-  auto bytes = [](const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  CHECK(bytes(w / "three/model.safetensors") == bytes(w / "six/model.safetensors"));
+  CHECK(file_bytes(w / "three/model.safetensors") == file_bytes(w / "six/model.safetensors"));
 
   r = lm("eval --checkpoint " + q(w / "six") + " --data " + q(w / "ids.u16") + " --batches 2 --batch 2");
   REQUIRE_MESSAGE(r.status == 0, r.out);
@@ -500,11 +497,8 @@ TEST_CASE("einlm-lm: a GPT-2 configuration trains, resumes exactly, evaluates, g
   nn::blocks::model<nn::blocks::gpt2_lm<dyn, dyn, dyn, dyn, dyn>, float> model(config);
   const safetensors_file f(w / "six/model.safetensors");
   model.for_each_parameter([&](const std::string& name, auto& weight) { f.load_into(name, weight); });
-  tensor<std::int64_t, dims<2>> ids(1, 4);  // (1, S)
-  ids(0, 0) = 5, ids(0, 1) = 17, ids(0, 2) = 200, ids(0, 3) = 3;
-  const auto expected = model.logits(ids);  // (1, S, V)
-  REQUIRE(written.size() == expected.size());
-  for (index_t i = 0; i < written.size(); ++i) REQUIRE(written.data()[i] == expected.data()[i]);
+  REQUIRE(written.size() == 4 * 300);
+  require_library_logits(written, model);
 
   const std::string gen = "generate --checkpoint " + q(w / "six") + " " + tok + " --prompt 'A small' --max-tokens 30";
   const auto a = lm(gen + " --seed 3");
