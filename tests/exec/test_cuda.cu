@@ -60,7 +60,8 @@ void compare_dtype() {
   run("silu chain", [](auto& x, auto& y) { return silu(x) * y + x; }, 6);
   run("exp log sqrt", [](auto& x, auto& y) { return exp(x) + log(y) * sqrt(y); }, 6);
   run("tanh sigmoid", [](auto& x, auto& y) { return tanh(x) - sigmoid(y) * rsqrt(y); }, 6);
-  run("gelu forms", [](auto& x, auto&) { return gelu(x) + gelu_tanh(x); }, 2);
+  // gelu on float: the host's float polynomial is within 6 ulp; the device computes it in double.
+  run("gelu forms", [](auto& x, auto&) { return gelu(x) + gelu_tanh(x); }, 8);
   run("where/minimum/pow", [](auto& x, auto& y) { return where(x > 0.0f, minimum(x, y), pow(y, 1.5) - relu(-x)); }, 2);
   run("abs/cast", [](auto& x, auto& y) { return abs(cast<bf16>(x)) * y; }, 1);
 }

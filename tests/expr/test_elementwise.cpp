@@ -81,7 +81,7 @@ void check_all_unary() {
       {"tanh", -6, 6, [](double x) { return std::tanh(x); }, 2, 2},
       {"sigmoid", -20, 20, [](double x) { return 1 / (1 + std::exp(-x)); }, 3, 3},
       {"silu", -20, 20, [](double x) { return x / (1 + std::exp(-x)); }, 3, 3},
-      {"gelu", -6, 6, [](double x) { return 0.5 * x * std::erfc(-x / std::sqrt(2.0)); }, 1, 64},
+      {"gelu", -6, 6, [](double x) { return 0.5 * x * std::erfc(-x / std::sqrt(2.0)); }, 7, 64},
       {"gelu_tanh", -6, 6, [pi](double x) { return x / (1 + std::exp(-2 * std::sqrt(2 / pi) * (x + 0.044715 * x * x * x))); }, 1, 4},
       {"relu", -5, 5, [](double x) { return x < 0 ? 0 : x; }, 0, 0},
       {"abs", -5, 5, [](double x) { return std::abs(x); }, 0, 0},
