@@ -2,11 +2,13 @@
 // fake backend whose "streams" and "events" are plain numbers, and host buffers.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <map>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "einlm/core/memory.hpp"
@@ -139,7 +141,75 @@ TEST_CASE("large host buffers are cached and reused") {
     CHECK(again.data() == first);
     CHECK(einlm::host_memory_stats().bytes_cached == 0);
   }
-  einlm::buffer<float, einlm::host> small(1000);  // below the threshold: not cached
+  einlm::buffer<float, einlm::host> small(1000);  // below the threshold: a small block
   einlm::release_cached_host_memory();
   CHECK(einlm::host_memory_stats().bytes_cached == 0);
+}
+
+TEST_CASE("small host buffers are reused by size class, up to a bound per class") {
+  using einlm::buffer;
+  using einlm::host;
+  einlm::release_cached_host_memory();
+  CHECK(einlm::detail::small_block_class(1) == 0);
+  CHECK(einlm::detail::small_block_class(64) == 0);
+  CHECK(einlm::detail::small_block_class(65) == 1);
+  CHECK(einlm::detail::small_block_class(4096) == 6);
+  CHECK(einlm::detail::small_block_class(einlm::detail::host_cache_threshold - 1) == 10);
+  const auto before = einlm::host_memory_stats();
+  const void* first = nullptr;
+  {
+    buffer<float, host> b(100);  // 400 bytes: the 512-byte class
+    first = b.data();
+    CHECK(reinterpret_cast<std::uintptr_t>(first) % 64 == 0);
+    CHECK(einlm::host_memory_stats().bytes_in_use == before.bytes_in_use + 400);  // bytes asked for
+  }
+  CHECK(einlm::host_memory_stats().bytes_cached == 512);
+  {
+    buffer<std::uint8_t, host> other_type(300);  // the same class: the same block
+    CHECK(other_type.data() == static_cast<const void*>(first));
+    CHECK(einlm::host_memory_stats().bytes_cached == 0);
+    buffer<float, host> other_class(200);  // 800 bytes: the 1024-byte class, a fresh block
+    CHECK(other_class.data() != static_cast<const void*>(first));
+    CHECK(reinterpret_cast<std::uintptr_t>(other_class.data()) % 64 == 0);
+  }
+  CHECK(einlm::host_memory_stats().bytes_cached == 512 + 1024);
+  const auto after_reuse = einlm::host_memory_stats();
+  CHECK(after_reuse.cache_hits == before.cache_hits + 1);
+  CHECK(after_reuse.allocations == before.allocations + 3);
+  CHECK(after_reuse.backend_allocations == before.backend_allocations + 2);
+  // A class keeps at most 1 MiB: of 20 freed 64 KiB-class blocks, 16 stay.
+  {
+    std::vector<buffer<std::uint8_t, host>> blocks;
+    for (int i = 0; i < 20; ++i) blocks.emplace_back(40000);
+    for (auto& b : blocks) std::fill(b.data(), b.data() + b.size(), std::uint8_t{7});
+  }
+  CHECK(einlm::host_memory_stats().bytes_cached == 512 + 1024 + einlm::detail::small_class_cache_bytes);
+  einlm::release_cached_host_memory();
+  CHECK(einlm::host_memory_stats().bytes_cached == 0);
+  CHECK(einlm::host_memory_stats().bytes_in_use == before.bytes_in_use);
+}
+
+TEST_CASE("small host buffers may be freed on another thread than the one that allocated them") {
+  const auto before = einlm::host_memory_stats().bytes_in_use;
+  std::vector<einlm::buffer<double, einlm::host>> made(64);
+  std::thread producer([&] {
+    for (std::size_t i = 0; i < made.size(); ++i) {
+      made[i] = einlm::buffer<double, einlm::host>(1 + 37 * i);
+      for (std::size_t j = 0; j < made[i].size(); ++j) made[i].data()[j] = static_cast<double>(i + j);
+    }
+  });
+  producer.join();
+  std::vector<std::thread> consumers;
+  for (int t = 0; t < 4; ++t)
+    consumers.emplace_back([&, t] {
+      for (std::size_t i = static_cast<std::size_t>(t); i < made.size(); i += 4) {
+        CHECK(made[i].data()[made[i].size() - 1] == static_cast<double>(i + made[i].size() - 1));
+        made[i].reset();
+        einlm::buffer<double, einlm::host> again(1 + 37 * i);  // reuses a block freed by any thread
+        again.data()[0] = 1.0;
+      }
+    });
+  for (auto& c : consumers) c.join();
+  CHECK(einlm::host_memory_stats().bytes_in_use == before);
+  einlm::release_cached_host_memory();
 }
