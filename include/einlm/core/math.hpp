@@ -95,6 +95,19 @@ EINLM_HD int_of<V> round_to_int(V x) {
   return to_int(x + select(x < V(T(0)), V(T(-0.5)), V(T(0.5))));
 }
 
+/// e^r for |r| ≤ ln2/2 (a little beyond is fine) in float lanes: exp_poly's polynomial.
+EINLM_EXEC_CHECK_DISABLE
+template <class V>
+EINLM_HD V exp_reduced_float(V r) {
+  V p = V(1.9875691500e-4f);
+  p = p * r + V(1.3981999507e-3f);
+  p = p * r + V(8.3334519073e-3f);
+  p = p * r + V(4.1665795894e-2f);
+  p = p * r + V(1.6666665459e-1f);
+  p = p * r + V(5.0000001201e-1f);
+  return p * (r * r) + r + V(1.0f);
+}
+
 /// e^x: x = n·ln2 + r with |r| ≤ ln2/2, e^r by a polynomial, then scaled by 2^n in two steps so
 /// that results in the subnormal range and overflow to inf come out right.
 EINLM_EXEC_CHECK_DISABLE
@@ -112,13 +125,7 @@ EINLM_HD V exp_poly(V x) {
   if constexpr (std::is_same_v<T, float>) {
     // Cody–Waite: ln2 = c1 + c2 with c1 exact in 9 bits, so n·c1 is exact.
     const V r = (xc - nf * V(0.693359375f)) - nf * V(-2.12194440e-4f);
-    p = V(1.9875691500e-4f);
-    p = p * r + V(1.3981999507e-3f);
-    p = p * r + V(8.3334519073e-3f);
-    p = p * r + V(4.1665795894e-2f);
-    p = p * r + V(1.6666665459e-1f);
-    p = p * r + V(5.0000001201e-1f);
-    p = p * (r * r) + r + V(1.0f);
+    p = exp_reduced_float(r);
   } else {
     const V r = (xc - nf * V(6.93145751953125e-1)) - nf * V(1.42860682030941723212e-6);
     // Taylor series of e^r to r^13: |r| ≤ 0.347 leaves an error below 4e-18.
@@ -277,15 +284,8 @@ EINLM_HD V gelu_erf_float(V x) {
   const I k = to_int((h + l) * V(1.44269504088896341f) + V(0.5f));  // round(log2 e·(h + l)), ≥ 0
   const V kf = to_real<V>(k);
   const V r = ((kf * V(0.693359375f) - h) - l) + kf * V(-2.12194440e-4f);
-  V p = V(1.9875691500e-4f);
-  p = p * r + V(1.3981999507e-3f);
-  p = p * r + V(8.3334519073e-3f);
-  p = p * r + V(4.1665795894e-2f);
-  p = p * r + V(1.6666665459e-1f);
-  p = p * r + V(5.0000001201e-1f);
-  p = p * (r * r) + r + V(1.0f);  // e^r, the polynomial of exp_poly
   const I k1 = k >> 1;
-  const V e = p * pow2<V>(I(0) - k1) * pow2<V>(k1 - k);  // e^{−a²/2}, through the subnormals to 0
+  const V e = exp_reduced_float(r) * pow2<V>(I(0) - k1) * pow2<V>(k1 - k);  // e^{−a²/2}, through the subnormals to 0
   // Φ(−a) = e^{−a²/2}·t·P(t) with t = 1/(1 + a), P fitted on a in [1, 14].
   const V t = V(1.0f) / (V(1.0f) + a);
   V q = V(-5.72140837f);
