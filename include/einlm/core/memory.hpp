@@ -258,6 +258,15 @@ inline small_block_cache& small_cache() {
   return *cache;
 }
 
+/// Adds an allocation of `bytes` to the host counters (host_stats_mutex held) and returns them.
+inline memory_stats& count_host_allocation(std::size_t bytes) {
+  auto& s = host_stats();
+  s.bytes_in_use += bytes;
+  s.peak_bytes_in_use = std::max(s.peak_bytes_in_use, s.bytes_in_use);
+  ++s.allocations;
+  return s;
+}
+
 /// Host memory for einlm buffers, 64-byte aligned. Blocks of host_cache_threshold bytes and more
 /// come from a size-binned cache: a training step frees and re-creates the same large
 /// activations every step, and fresh pages from the system cost a page fault and a zeroing each
@@ -269,20 +278,14 @@ inline void* host_allocate(std::size_t bytes) {
     const std::size_t rounded = (bytes + host_alignment - 1) / host_alignment * host_alignment;
     void* p = host_cache().allocate(rounded, 0);
     std::lock_guard<std::mutex> lock(host_stats_mutex());
-    auto& s = host_stats();
-    s.bytes_in_use += bytes;
-    s.peak_bytes_in_use = std::max(s.peak_bytes_in_use, s.bytes_in_use);
-    ++s.allocations;
+    auto& s = count_host_allocation(bytes);
     ++s.backend_allocations;
     return p;
   }
   const int c = small_block_class(bytes);
   {
     std::lock_guard<std::mutex> lock(host_stats_mutex());
-    auto& s = host_stats();
-    s.bytes_in_use += bytes;
-    s.peak_bytes_in_use = std::max(s.peak_bytes_in_use, s.bytes_in_use);
-    ++s.allocations;
+    auto& s = count_host_allocation(bytes);
     auto& cache = small_cache();
     if (auto* block = cache.heads[c]) {
       cache.heads[c] = block->next;
