@@ -4,7 +4,9 @@
 // compilers that fuse multiply-adds (-march=native) and round differently.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <limits>
 #include <string>
@@ -139,6 +141,73 @@ TEST_CASE("gelu on float: within 7 ulp for normal results, |x| times the smalles
   CHECK(std::signbit(einlm::math::gelu(-0.0f)));
   // Double stays on erfc in double.
   check_function<double>({"gelu", -6, 6, exact, 0, 64}, [](auto x) { return einlm::math::gelu(x); });
+}
+
+namespace {
+
+// GELU's derivative Φ(x) + x·φ(x) in long double, and the error of a float result in ulps of the
+// larger of its two terms (the derivative crosses 0 near x = −0.752, where an error relative to
+// the result itself has no bound).
+struct derivative_error {
+  double ulps;       // error / ulp(max(Φ(x), |x|·φ(x)))
+  bool normal_scale; // whether that larger term is a normal float
+  double absolute;
+};
+
+derivative_error gelu_derivative_error(float x, float got) {
+  const long double v = x;
+  const long double phi = 0.5L * std::erfc(-v / std::sqrt(2.0L));
+  const long double density = v * std::exp(-0.5L * v * v) / std::sqrt(2.0L * 3.14159265358979323846L);
+  const long double scale = std::max(phi, std::abs(density));
+  const long double absolute = std::abs(static_cast<long double>(got) - (phi + density));
+  const bool normal = scale >= static_cast<long double>(std::numeric_limits<float>::min());
+  const long double ulp = normal ? std::ldexp(1.0L, std::ilogb(scale) - 23) : 1.0L;
+  return {static_cast<double>(absolute / ulp), normal, static_cast<double>(absolute)};
+}
+
+}  // namespace
+
+TEST_CASE("gelu's derivative on float: within 8 ulp of its larger term, packets equal to scalars") {
+  using einlm::math::detail::gelu_erf_derivative_float;
+  // Every 4099th float bit pattern (about 1,000,000), in packets and one by one.
+  std::vector<float> xs;
+  for (std::uint64_t bits = 0; bits < (std::uint64_t{1} << 32); bits += 4099) {
+    const float x = einlm::detail::bit_cast<float>(static_cast<std::uint32_t>(bits));
+    if (!std::isnan(x)) xs.push_back(x);
+  }
+  // The inputs where the polynomial is at its worst (7.15 ulp without fused multiply-adds, 5.9
+  // with them; found by checking all 2^32 floats), the derivative's zero, and its extremes.
+  for (float x : {-0.0292699989f, -0.029269997f, -0.0100747542f, -0.0175294001f, -0.751791631f, -1.41421354f, 1.41421354f, 0.0f, -0.0f})
+    xs.push_back(x);
+  while (xs.size() % simd::width) xs.push_back(0.5f);
+  double worst = 0, worst_tiny = 0;
+  float worst_x = 0;
+  int unequal = 0;
+  for (std::size_t i = 0; i < xs.size(); i += simd::width) {
+    const auto packet = gelu_erf_derivative_float(simd::load<float>(xs.data() + i));
+    for (int l = 0; l < simd::width; ++l) {
+      const float x = xs[i + l], got = gelu_erf_derivative_float(x);
+      unequal += einlm::detail::bit_cast<std::uint32_t>(got) != einlm::detail::bit_cast<std::uint32_t>(packet[l]);
+      const auto e = gelu_derivative_error(x, got);
+      if (e.normal_scale && e.ulps > worst) { worst = e.ulps; worst_x = x; }
+      if (!e.normal_scale) worst_tiny = std::max(worst_tiny, e.absolute);
+    }
+  }
+  INFO("gelu derivative: worst ", worst, " ulp at x=", worst_x, "; below the normal range ", worst_tiny);
+  CHECK(unequal == 0);
+  CHECK(worst <= 8);
+  CHECK(worst_tiny <= std::ldexp(1.0, -146));  // x < −13.3: e^{−x²/2} is subnormal
+  // Near its zero the derivative is the difference of two terms of about 0.23 (ulp 2^-26).
+  for (float x : einlm::test::random_values<float>(2000, -0.76, -0.74, 11))
+    CHECK(gelu_derivative_error(x, gelu_erf_derivative_float(x)).absolute <= 8 * std::ldexp(1.0, -26));
+  const float inf = std::numeric_limits<float>::infinity();
+  CHECK(gelu_erf_derivative_float(0.0f) == 0.5f);
+  CHECK(gelu_erf_derivative_float(-0.0f) == 0.5f);
+  CHECK(gelu_erf_derivative_float(inf) == 1.0f);
+  CHECK(gelu_erf_derivative_float(-inf) == 0.0f);
+  CHECK(gelu_erf_derivative_float(30.0f) == 1.0f);
+  CHECK(gelu_erf_derivative_float(-30.0f) == 0.0f);
+  CHECK(std::isnan(gelu_erf_derivative_float(std::nanf(""))));
 }
 
 TEST_CASE("gelu_tanh and pow on float are computed in double and rounded once") {

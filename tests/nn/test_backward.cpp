@@ -537,7 +537,7 @@ TEST_CASE("layer_norm, layer_norm_backward, gelu_backward and relu_backward agai
   report("layer_norm, gelu, relu");
 }
 
-TEST_CASE("gelu_backward in float: within 3e-7 of the exact derivative from -12 to 12, in packets and tails alike") {
+TEST_CASE("gelu_backward in float: within 2.5e-7 of the exact derivative from -12 to 12, in packets and tails alike") {
   // 4003 points (not a multiple of any packet width): every lane position and the scalar tail.
   constexpr index_t n = 4003;
   tensor<float, extents<n>> x, ones;  // (n,) twice
@@ -553,7 +553,7 @@ TEST_CASE("gelu_backward in float: within 3e-7 of the exact derivative from -12 
     worst = std::max(worst, std::abs(static_cast<double>(d(i)) - exact));
   }
   MESSAGE("gelu_backward (float): worst absolute error " << worst);
-  CHECK(worst <= 3e-7);
+  CHECK(worst <= 2.5e-7);  // 2.3e-7 over all floats (tests/core/test_math.cpp bounds it in ulps)
   // Scaled by dy, and through bf16 storage (computed in float).
   tensor<float, extents<n>> dy;  // (n,)
   for (index_t i = 0; i < n; ++i) dy(i) = static_cast<float>(i % 17) - 8.0f;

@@ -11,7 +11,9 @@
 //   subnormal result, x < −87 in float, is within |x|·2^-149) ·
 //   gelu (erf form) on float 6 ulp (every float checked; a subnormal result, x < −13.1, is within
 //   |x|·2^-149), in float polynomials whose arguments are kept exact where the conditioning would
-//   amplify their rounding (e^{−x²/2}: up to x² ulp) ·
+//   amplify their rounding (e^{−x²/2}: up to x² ulp); its derivative (detail::
+//   gelu_erf_derivative_float, for nn::gelu_backward) 7.2 ulp of the larger of Φ(x) and |x|·φ(x)
+//   (every float checked) ·
 //   pow, gelu_tanh on float: computed in double, then rounded (≤ 1 ulp), since their conditioning
 //   amplifies float rounding by up to |x|² for large |x|; on double they (and gelu) are computed in
 //   double, and that conditioning shows (gelu within 64 ulp for |x| ≤ 6).
@@ -259,23 +261,16 @@ EINLM_HD V sqrt_lanes(V x) {
   }
 }
 
-/// GELU (erf form) in float, for a float or a packet of floats: x·Φ(x) with Φ(x) = ½ + x·S(x²)
-/// for |x| < 1 and Φ(−|x|) = e^{−x²/2}·t·P(t), t = 1/(1 + |x|), beyond (S and P fitted by
-/// tools/fit_gelu_float.py). Both branches keep their relative accuracy where the result is small:
-/// e^{−x²/2} takes an exact argument, and the far tail is multiplied by x before e^{−x²/2} so that
-/// it stays normal while the result is. Within 6 ulp of the exact value for every float whose
-/// result is normal (all 2^32 inputs checked); a subnormal result is within |x|·2^-149.
+/// e^{−a²/2} in float for a ≥ 0 (a float or a packet of floats), with the argument kept exact:
+/// a = ah + al, ah holding 12 significant bits, so that h = ah²/2 is exact and a²/2 = h + l with
+/// l = al·(ah + a)/2 ≤ a²·2^-12 small. Then e^{−h−l} = 2^{−k}·e^{r}, r = (k·c1 − h) − l + k·c2
+/// with ln 2 = c1 + c2 (Cody–Waite), where k·c1 − h is exact. The result goes through the
+/// subnormals to 0. a must lie in [0, 20] (callers clamp it there: the result is 0 in float from
+/// a ≈ 14.4 on); h stops at 104, from where the result rounds to 0.
 EINLM_EXEC_CHECK_DISABLE
 template <class V>
-EINLM_HD V gelu_erf_float(V x) {
+EINLM_HD V exp_neg_half_square_float(V a) {
   using I = int_of<V>;
-  const V zero(0.0f);
-  V a = from_bits<V>(bits_of(x) & I(0x7fffffff));  // |x|
-  a = select(a < V(20.0f), a, V(20.0f));  // e^{−a²/2} is 0 in float from a ≈ 14.4 on; inf and NaN end here
-  // e^{−a²/2} with an exact argument: a = ah + al, ah holding 12 significant bits, so that
-  // h = ah²/2 is exact and a²/2 = h + l with l = al·(ah + a)/2 ≤ a²·2^-12 small. Then
-  // e^{−h−l} = 2^{−k}·e^{r}, r = (k·c1 − h) − l + k·c2 with ln 2 = c1 + c2 (Cody–Waite), where
-  // k·c1 − h is exact. From h = 104 on the result rounds to 0, so h stops there.
   const V ah = from_bits<V>(bits_of(a) & I(-4096));
   const V al = a - ah;
   V h = V(0.5f) * ah * ah;
@@ -285,7 +280,22 @@ EINLM_HD V gelu_erf_float(V x) {
   const V kf = to_real<V>(k);
   const V r = ((kf * V(0.693359375f) - h) - l) + kf * V(-2.12194440e-4f);
   const I k1 = k >> 1;
-  const V e = exp_reduced_float(r) * pow2<V>(I(0) - k1) * pow2<V>(k1 - k);  // e^{−a²/2}, through the subnormals to 0
+  return exp_reduced_float(r) * pow2<V>(I(0) - k1) * pow2<V>(k1 - k);
+}
+
+/// GELU (erf form) in float, for a float or a packet of floats: x·Φ(x) with Φ(x) = ½ + x·S(x²)
+/// for |x| < 1 and Φ(−|x|) = e^{−x²/2}·t·P(t), t = 1/(1 + |x|), beyond. Both branches keep their
+/// relative accuracy where the result is small: e^{−x²/2} takes an exact argument, and the far
+/// tail is multiplied by x before e^{−x²/2} so that it stays normal while the result is. Within
+/// 6 ulp of the exact value for every float whose result is normal (all 2^32 inputs checked); a
+/// subnormal result is within |x|·2^-149.
+EINLM_EXEC_CHECK_DISABLE
+template <class V>
+EINLM_HD V gelu_erf_float(V x) {
+  using I = int_of<V>;
+  V a = from_bits<V>(bits_of(x) & I(0x7fffffff));  // |x|
+  a = select(a < V(20.0f), a, V(20.0f));  // e^{−a²/2} is 0 in float from a ≈ 14.4 on; inf and NaN end here
+  const V e = exp_neg_half_square_float(a);
   // Φ(−a) = e^{−a²/2}·t·P(t) with t = 1/(1 + a), P fitted on a in [1, 14].
   const V t = V(1.0f) / (V(1.0f) + a);
   V q = V(-5.72140837f);
@@ -298,7 +308,7 @@ EINLM_HD V gelu_erf_float(V x) {
   q = q * t + V(0.399801135f);
   q = q * t + V(0.398926944f);
   q = q * t;
-  const auto negative = x < zero;
+  const auto negative = x < V(0.0f);
   // ±x·Φ(−|x|), multiplied in this order so that it stays normal while the result is.
   const V tail = select(negative, x, a) * q * e;
   const V large = select(negative, tail, x - tail);
@@ -312,6 +322,37 @@ EINLM_HD V gelu_erf_float(V x) {
   s = s * u + V(0.398942292f);
   const V small = x * (V(0.5f) + x * s);
   return select(a < V(1.0f), small, large);
+}
+
+/// GELU's derivative (erf form) in float, for a float or a packet of floats: Φ(x) + x·φ(x) with
+/// φ(x) = e^{−x²/2}/√(2π). With a = |x|, Φ(−a) − a·φ(a) = e^{−a²/2}·(t·R(t) − a/√(2π)), where
+/// t = 1/(1 + 11/32·a) and R is one polynomial fitted on a in [0, 14] (tools/fit_gelu_float.py);
+/// that is the derivative for x < 0, and 1 minus it for x ≥ 0. e^{−a²/2} takes an exact argument
+/// (exp_neg_half_square_float). Within 7.2 ulp of max(Φ(x), |x|·φ(x)) wherever that is normal
+/// (5.9 with fused multiply-adds; all 2^32 inputs checked), 2.3e-7 in absolute terms; the
+/// derivative itself crosses 0 near x = −0.752, so no bound relative to it is possible there.
+/// Below the normal range (x < −13.3) within 2^-146; NaN stays NaN, ±inf give 1 and 0.
+EINLM_EXEC_CHECK_DISABLE
+template <class V>
+EINLM_HD V gelu_erf_derivative_float(V x) {
+  using I = int_of<V>;
+  V a = from_bits<V>(bits_of(x) & I(0x7fffffff));  // |x|
+  a = select(a < V(20.0f), a, V(20.0f));  // the derivative is 0 or 1 in float well before 20
+  const V e = exp_neg_half_square_float(a);
+  const V t = V(1.0f) / (V(1.0f) + V(0.34375f) * a);
+  V q = V(-0.0278096311f);
+  q = q * t + V(0.143850401f);
+  q = q * t + V(-0.271716237f);
+  q = q * t + V(0.190923154f);
+  q = q * t + V(-0.0393084437f);
+  q = q * t + V(0.112658449f);
+  q = q * t + V(0.116740353f);
+  q = q * t + V(0.137542292f);
+  q = q * t + V(0.137119666f);
+  q = q * t;  // Φ(−a)·e^{a²/2}
+  const V lower = e * (q - a * V(0.398942280401432678f));  // Φ(−a) − a·φ(a)
+  const V r = select(x < V(0.0f), lower, V(1.0f) - lower);
+  return select(x != x, x, r);
 }
 
 template <class T>
