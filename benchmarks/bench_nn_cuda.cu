@@ -6,6 +6,8 @@
 //   the logits, writes dlogits (the second read of each row, from L2, not counted)
 //   AdamW (optim::adamw_cuda), one step over GPT-2 small's 148 parameter tensors (124M floats,
 //   float gradients): reads θ, g, m, v and writes θ, m, v, 28 bytes per parameter, in one launch
+//   SGD with momentum and AdaGrad (optim::sgd_cuda, adagrad_cuda), the same parameters: read θ, g
+//   and one buffer, write θ and the buffer, 20 bytes per parameter, in one launch
 // Goals (issue): RMSNorm ≥ 85 % of the device copy; cross-entropy and AdamW reported.
 // Run by scripts/gpu-check; exits quietly without a device.
 #include <benchmark/benchmark.h>
@@ -21,6 +23,7 @@
 #include "einlm/einlm.hpp"
 #include "einlm/nn/cuda_kernels.cuh"
 #include "einlm/optim/adamw_cuda.cuh"
+#include "einlm/optim/sgd_cuda.cuh"
 
 using namespace einlm;
 
@@ -152,6 +155,31 @@ void adamw_step(benchmark::State& state) {
   state.counters["launches_per_step"] = static_cast<double>(opt.launches()) / static_cast<double>(opt.step());
 }
 
+void sgd_copy(benchmark::State& state) {
+  auto& d = adamw_data::get();
+  const cudaStream_t s = default_cuda_executor().stream();
+  const auto bytes = static_cast<std::size_t>(d.total) * sizeof(float);
+  // 20 bytes per parameter moved as 2.5 copies of the parameters' bytes.
+  bench::timed_bytes(state, 20.0 * static_cast<double>(d.total), [&] {
+    for (int i = 0; i < 2; ++i) cudaMemcpyAsync(d.copy_to.data(), d.copy_from.data(), bytes, cudaMemcpyDeviceToDevice, s);
+    cudaMemcpyAsync(d.copy_to.data(), d.copy_from.data(), bytes / 2, cudaMemcpyDeviceToDevice, s);
+  });
+}
+
+template <class Optimizer>
+void buffered_step(benchmark::State& state, Optimizer opt) {
+  auto& d = adamw_data::get();
+  bench::timed_bytes(state, 20.0 * static_cast<double>(d.total), [&] {
+    opt.begin_step(1e-4);
+    for (std::size_t i = 0; i < d.params.size(); ++i) opt.update(d.names[i], d.params[i], d.grads[i]);
+    opt.end_step();
+  });
+  state.counters["launches_per_step"] = static_cast<double>(opt.launches()) / static_cast<double>(opt.step());
+}
+
+void sgd_step(benchmark::State& state) { buffered_step(state, optim::sgd_cuda({.momentum = 0.9})); }
+void adagrad_step(benchmark::State& state) { buffered_step(state, optim::adagrad_cuda({.lr_decay = 0.01})); }
+
 }  // namespace
 
 BENCHMARK(norm_copy<float>)->Name("copy_norm_f32")->UseManualTime()->Unit(benchmark::kMicrosecond);
@@ -164,6 +192,9 @@ BENCHMARK(ce_copy)->Name("copy_logits_bf16")->UseManualTime()->Unit(benchmark::k
 BENCHMARK(ce_forward_backward)->Name("cross_entropy_bf16")->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(adamw_copy)->Name("copy_adamw_bytes")->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(adamw_step)->Name("adamw_gpt2_small")->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(sgd_copy)->Name("copy_sgd_bytes")->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(sgd_step)->Name("sgd_momentum_gpt2_small")->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(adagrad_step)->Name("adagrad_gpt2_small")->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 int main(int argc, char** argv) {
   int devices = 0;
@@ -183,5 +214,7 @@ int main(int argc, char** argv) {
        {"RMSNorm forward bf16 / device copy", "rms_norm_fwd_bf16/manual_time", "copy_norm_bf16/manual_time", 0.85},
        {"RMSNorm backward bf16 / device copy", "rms_norm_bwd_bf16/manual_time", "copy_norm_bf16/manual_time", 0.85},
        {"cross-entropy fwd+bwd bf16 / device copy", "cross_entropy_bf16/manual_time", "copy_logits_bf16/manual_time", 0.0},
-       {"AdamW step, GPT-2 small, one launch / device copy", "adamw_gpt2_small/manual_time", "copy_adamw_bytes/manual_time", 0.0}});
+       {"AdamW step, GPT-2 small, one launch / device copy", "adamw_gpt2_small/manual_time", "copy_adamw_bytes/manual_time", 0.0},
+       {"SGD momentum step, GPT-2 small, one launch / device copy", "sgd_momentum_gpt2_small/manual_time", "copy_sgd_bytes/manual_time", 0.0},
+       {"AdaGrad step, GPT-2 small, one launch / device copy", "adagrad_gpt2_small/manual_time", "copy_sgd_bytes/manual_time", 0.0}});
 }

@@ -1,5 +1,6 @@
 // examples/cuda_layers.cu — the transformer's bandwidth-bound layers as fused CUDA kernels
-// (einlm/nn/cuda_kernels.cuh) and AdamW in one launch (einlm/optim/adamw_cuda.cuh), each checked
+// (einlm/nn/cuda_kernels.cuh), AdamW and SGD steps in one launch each (einlm/optim/adamw_cuda.cuh,
+// sgd_cuda.cuh), each checked
 // against the host function on the same bf16 inputs: prints the largest difference and exits 1
 // when one exceeds bf16's resolution. Without a CUDA device it says so and exits 0.
 #include <cmath>
@@ -13,6 +14,8 @@
 #include "einlm/nn/functional.hpp"
 #include "einlm/optim/adamw.hpp"
 #include "einlm/optim/adamw_cuda.cuh"
+#include "einlm/optim/sgd.hpp"
+#include "einlm/optim/sgd_cuda.cuh"
 
 using namespace einlm;
 
@@ -90,9 +93,24 @@ int main() {
   std::printf("adamw_cuda               %.2e after one step (%llu launch)\n", adamw_err,
               static_cast<unsigned long long>(opt.launches()));
 
+  // SGD with Nesterov momentum, one launch; the same step on the host.
+  auto w_sgd = to_device(w);
+  optim::sgd_cuda sgd_gpu({.momentum = 0.9, .nesterov = true});
+  sgd_gpu.begin_step(1e-2);
+  sgd_gpu.update("w", w_sgd, to_device(g));
+  sgd_gpu.end_step();
+  tensor<float, dims<2>> w_sgd_host = w.clone();  // (D, D)
+  optim::sgd sgd_host({.momentum = 0.9, .nesterov = true});
+  sgd_host.begin_step(1e-2);
+  sgd_host.update("w", w_sgd_host, g);
+  const double sgd_err = worst(w_sgd, w_sgd_host);
+  std::printf("sgd_cuda (nesterov)      %.2e after one step (%llu launch)\n", sgd_err,
+              static_cast<unsigned long long>(sgd_gpu.launches()));
+
   const double limit = 1.0 / 64;  // a few bf16 roundings
   const bool ok = worst(normed, nn::rms_norm(x, gain, 1e-5)) < limit && worst(dx, host_grads.dx) < limit && rope_err < limit &&
-                  std::abs(ce.loss - ce_host.loss) < 1e-4 && adamw_err < 1e-6;
+                  std::abs(ce.loss - ce_host.loss) < 1e-4 && adamw_err < 1e-6 &&
+                  sgd_err < 1e-6;
   std::printf("%s\n", ok ? "all within bf16 resolution" : "a difference exceeds bf16 resolution");
   return ok ? 0 : 1;
 }

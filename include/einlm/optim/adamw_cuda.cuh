@@ -15,20 +15,16 @@
 // the device, float, one pair per parameter name, created (zero) at a name's first update; a
 // later update of the name with another size is a shape_error naming it. end_step() uploads one
 // table of (parameter, gradient, moments, length, decay) and one of chunks of at most 65,536
-// elements (a copy from pageable memory: the driver has taken the bytes when the call returns;
-// the next step's upload is ordered after this kernel on the same stream), and launches one
-// kernel over all chunks on the optimizer's stream without waiting for it; launches() counts the
-// kernels. An update before begin_step(), a shape mismatch or a
-// non-finite learning rate is an error naming the parameter, raised before anything changes.
+// elements, and launches one kernel over all chunks on the optimizer's stream without waiting for
+// it (optim/multi_tensor_cuda.cuh); launches() counts the kernels. An update before begin_step(),
+// a shape mismatch, a second update of a name in one step or a non-finite learning rate is an
+// error naming the parameter, raised before anything changes.
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <map>
 #include <string>
-#include <vector>
 
 #include <cuda_runtime_api.h>
 
@@ -38,6 +34,7 @@
 #include "einlm/core/tensor.hpp"
 #include "einlm/exec/cuda.cuh"
 #include "einlm/optim/adamw.hpp"
+#include "einlm/optim/multi_tensor_cuda.cuh"
 
 static_assert(EINLM_HAS_CUDA, "einlm/optim/adamw_cuda.cuh must be compiled by nvcc");
 
@@ -56,33 +53,20 @@ struct tensor_entry {
   int grad_bf16;  // the gradient's storage: 0 float, 1 bf16
 };
 
-/// A run of at most chunk_elements elements of one parameter.
-struct chunk_entry {
-  int tensor;
-  index_t begin;
-};
-
-constexpr index_t chunk_elements = index_t{1} << 16;
-
 struct step_scalars {
   float beta1, beta2, step_size, inv_sqrt_bc2, eps;
 };
 
-__global__ void adamw_kernel(const tensor_entry* __restrict__ tensors, const chunk_entry* __restrict__ chunks,
+__global__ void adamw_kernel(const tensor_entry* __restrict__ tensors, const multi_tensor::chunk_entry* __restrict__ chunks,
                              index_t chunk_count, step_scalars s) {
-  for (index_t c = blockIdx.x; c < chunk_count; c += gridDim.x) {
-    const chunk_entry ch = chunks[c];
-    const tensor_entry t = tensors[ch.tensor];
-    const index_t end = t.n < ch.begin + chunk_elements ? t.n : ch.begin + chunk_elements;
-    for (index_t i = ch.begin + threadIdx.x; i < end; i += blockDim.x) {
-      const float g = t.grad_bf16 ? convert<float>(static_cast<const bf16*>(t.grad)[i]) : static_cast<const float*>(t.grad)[i];
-      const float m = s.beta1 * t.m[i] + (1.0f - s.beta1) * g;
-      const float v = s.beta2 * t.v[i] + (1.0f - s.beta2) * g * g;
-      t.m[i] = m;
-      t.v[i] = v;
-      t.param[i] = t.param[i] * t.decay - s.step_size * m / (sqrtf(v) * s.inv_sqrt_bc2 + s.eps);
-    }
-  }
+  multi_tensor::for_each_chunk_element(tensors, chunks, chunk_count, [&](const tensor_entry& t, index_t i) {
+    const float g = t.grad_bf16 ? convert<float>(static_cast<const bf16*>(t.grad)[i]) : static_cast<const float*>(t.grad)[i];
+    const float m = s.beta1 * t.m[i] + (1.0f - s.beta1) * g;
+    const float v = s.beta2 * t.v[i] + (1.0f - s.beta2) * g * g;
+    t.m[i] = m;
+    t.v[i] = v;
+    t.param[i] = t.param[i] * t.decay - s.step_size * m / (sqrtf(v) * s.inv_sqrt_bc2 + s.eps);
+  });
 }
 
 }  // namespace detail::fused_adamw
@@ -139,42 +123,24 @@ class adamw_cuda {
       throw shape_error(einlm::detail::concat("adamw_cuda: parameter '", name, "' changed its size (", n,
                                               " elements now) since its first update"));
     }
-    queue_.push_back({param.data(), grad.data(), it->second.m.data(), it->second.v.data(), n,
-                      static_cast<float>(1.0 - lr_ * weight_decay), std::is_same_v<G, bf16> ? 1 : 0});
+    queue_.push("adamw_cuda", name,
+                {param.data(), grad.data(), it->second.m.data(), it->second.v.data(), n,
+                 static_cast<float>(1.0 - lr_ * weight_decay), std::is_same_v<G, bf16> ? 1 : 0});
   }
 
   /// Launches the queued updates as one kernel on the optimizer's stream.
   void end_step() {
     using namespace detail::fused_adamw;
-    if (queue_.empty()) return;
-    std::vector<chunk_entry> chunks;
-    for (std::size_t t = 0; t < queue_.size(); ++t)
-      for (index_t b = 0; b < queue_[t].n; b += chunk_elements) chunks.push_back({static_cast<int>(t), b});
-    if (chunks.empty()) {
-      queue_.clear();
-      return;
-    }
-    // One upload: the tensor table, then the chunk table.
-    const std::size_t tensor_bytes = queue_.size() * sizeof(tensor_entry), chunk_bytes = chunks.size() * sizeof(chunk_entry);
-    const std::size_t offset = (tensor_bytes + 15) / 16 * 16;
-    if (table_.size() < static_cast<index_t>(offset + chunk_bytes))  // grows only: a step in flight may still read it
-      table_ = tensor<unsigned char, dims<1>, device>(dims<1>(static_cast<index_t>(offset + chunk_bytes)));  // (bytes,)
-    staging_.assign(offset + chunk_bytes, 0);
-    std::memcpy(staging_.data(), queue_.data(), tensor_bytes);
-    std::memcpy(staging_.data() + offset, chunks.data(), chunk_bytes);
-    EINLM_CUDA_CHECK(cudaMemcpyAsync(table_.data(), staging_.data(), staging_.size(), cudaMemcpyHostToDevice, stream_));
     const double t = static_cast<double>(step_);
     const step_scalars s{static_cast<float>(options_.beta1), static_cast<float>(options_.beta2),
                          static_cast<float>(lr_ / (1.0 - std::pow(options_.beta1, t))),
                          static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(options_.beta2, t))),
                          static_cast<float>(options_.eps)};
-    const auto count = static_cast<index_t>(chunks.size());
-    const auto blocks = static_cast<unsigned>(std::min<index_t>(count, index_t{8} * einlm::detail::multiprocessor_count()));
-    adamw_kernel<<<blocks, 256, 0, stream_>>>(reinterpret_cast<const tensor_entry*>(table_.data()),
-                                              reinterpret_cast<const chunk_entry*>(table_.data() + offset), count, s);
-    EINLM_CUDA_CHECK(cudaGetLastError());
-    ++launches_;
-    queue_.clear();
+    const bool launched = queue_.launch(stream_, [&](const tensor_entry* tensors, const detail::multi_tensor::chunk_entry* chunks,
+                                                     index_t count, unsigned blocks) {
+      adamw_kernel<<<blocks, 256, 0, stream_>>>(tensors, chunks, count, s);
+    });
+    if (launched) ++launches_;
   }
 
   /// The moments by parameter name (device tensors).
@@ -190,9 +156,7 @@ class adamw_cuda {
   double lr_ = 0;
   std::uint64_t launches_ = 0;
   std::map<std::string, moments> state_;
-  std::vector<detail::fused_adamw::tensor_entry> queue_;
-  std::vector<unsigned char> staging_;
-  tensor<unsigned char, dims<1>, device> table_;  // (bytes,) the uploaded tables
+  detail::multi_tensor::multi_tensor_queue<detail::fused_adamw::tensor_entry> queue_;
 };
 
 }  // namespace einlm::optim
