@@ -8,6 +8,10 @@
 //   float gradients): reads θ, g, m, v and writes θ, m, v, 28 bytes per parameter, in one launch
 //   SGD with momentum and AdaGrad (optim::sgd_cuda, adagrad_cuda), the same parameters: read θ, g
 //   and one buffer, write θ and the buffer, 20 bytes per parameter, in one launch
+//   MoE token permutation (nn/moe_cuda.cuh), 4096 tokens of width 2048 in bf16 routed top-8 over
+//   64 experts (the issue's fine-grained shape): moe_permute_cuda reads and writes each of the
+//   32,768 slot rows, moe_unpermute_cuda reads them and writes the 4096 token rows, against a
+//   device copy of the same bytes; moe_dispatch_cuda (the radix sort by expert) is timed alone
 // Goals (issue): RMSNorm ≥ 85 % of the device copy; cross-entropy and AdamW reported.
 // Run by scripts/gpu-check; exits quietly without a device.
 #include <benchmark/benchmark.h>
@@ -22,6 +26,7 @@
 #include "bench_support.hpp"
 #include "einlm/einlm.hpp"
 #include "einlm/nn/cuda_kernels.cuh"
+#include "einlm/nn/moe_cuda.cuh"
 #include "einlm/optim/adamw_cuda.cuh"
 #include "einlm/optim/sgd_cuda.cuh"
 
@@ -180,6 +185,78 @@ void buffered_step(benchmark::State& state, Optimizer opt) {
 void sgd_step(benchmark::State& state) { buffered_step(state, optim::sgd_cuda({.momentum = 0.9})); }
 void adagrad_step(benchmark::State& state) { buffered_step(state, optim::adagrad_cuda({.lr_decay = 0.01})); }
 
+/// Routing of moe_tokens() tokens over 64 experts, top-8 (distinct experts per token, spread
+/// evenly), their rows and the experts' outputs.
+index_t moe_tokens() { return bench::smoke() ? 64 : 4096; }
+constexpr index_t moe_width = 2048, moe_experts = 64, moe_top_k = 8;
+
+struct moe_data {
+  tensor<std::int32_t, dims<1>, device> expert;  // (N·K,)
+  tensor<bf16, dims<2>, device> x, out;           // (N, D), (N·K, D)
+  tensor<float, dims<1>, device> gate;            // (N·K,)
+  tensor<bf16, dims<2>, device> copy_from, copy_to;  // (N·K, D) twice
+  nn::moe_dispatch_device dispatch;
+  moe_data()
+      : expert(dims<1>(moe_tokens() * moe_top_k)), x(dims<2>(moe_tokens(), moe_width)), out(dims<2>(moe_tokens() * moe_top_k, moe_width)),
+        gate(dims<1>(moe_tokens() * moe_top_k)), copy_from(out.extents()), copy_to(out.extents()) {
+    tensor<std::int32_t, dims<1>> e(expert.extents());  // (N·K,)
+    const auto u = tensor<double, dims<1>>(uniform<double>(dims<1>(moe_tokens()), {30, 0}, 0.0, 1.0));  // (N,)
+    for (index_t n = 0; n < moe_tokens(); ++n) {
+      const auto first = static_cast<index_t>(u(n) * moe_experts);
+      for (index_t j = 0; j < moe_top_k; ++j)
+        e(n * moe_top_k + j) = static_cast<std::int32_t>((first + j * (moe_experts / moe_top_k)) % moe_experts);
+    }
+    expert = to_device(e);
+    x = uniform<bf16>(x.extents(), {31, 0}, -1.0, 1.0);
+    out = uniform<bf16>(out.extents(), {32, 0}, -1.0, 1.0);
+    gate = uniform<float>(gate.extents(), {33, 0}, 0.0, 1.0);
+    dispatch = nn::moe_dispatch_cuda(expert, moe_experts, moe_top_k);
+    EINLM_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+  static moe_data& get() {
+    static moe_data d;
+    return d;
+  }
+  double row_bytes() const { return static_cast<double>(moe_width) * sizeof(bf16); }
+};
+
+void moe_permute_copy(benchmark::State& state) {
+  auto& d = moe_data::get();
+  const auto bytes = static_cast<std::size_t>(d.copy_from.bytes());
+  bench::timed_bytes(state, 2.0 * static_cast<double>(bytes), [&] {
+    cudaMemcpyAsync(d.copy_to.data(), d.copy_from.data(), bytes, cudaMemcpyDeviceToDevice, default_cuda_executor().stream());
+  });
+}
+
+void moe_permute(benchmark::State& state) {
+  auto& d = moe_data::get();
+  const double rows = static_cast<double>(moe_tokens() * moe_top_k);
+  bench::timed_bytes(state, 2.0 * rows * d.row_bytes(), [&] { benchmark::DoNotOptimize(nn::moe_permute_cuda(d.x, d.dispatch)); });
+}
+
+void moe_unpermute_copy(benchmark::State& state) {
+  auto& d = moe_data::get();
+  // (N·K + N) rows moved as one copy of half as many bytes read and written.
+  const auto bytes = static_cast<std::size_t>((moe_tokens() * moe_top_k + moe_tokens()) * moe_width * sizeof(bf16) / 2);
+  bench::timed_bytes(state, 2.0 * static_cast<double>(bytes), [&] {
+    cudaMemcpyAsync(d.copy_to.data(), d.copy_from.data(), bytes, cudaMemcpyDeviceToDevice, default_cuda_executor().stream());
+  });
+}
+
+void moe_unpermute(benchmark::State& state) {
+  auto& d = moe_data::get();
+  const double rows = static_cast<double>(moe_tokens() * moe_top_k + moe_tokens());
+  bench::timed_bytes(state, rows * d.row_bytes(),
+                     [&] { benchmark::DoNotOptimize(nn::moe_unpermute_cuda(d.out, d.dispatch, d.gate)); });
+}
+
+void moe_dispatch(benchmark::State& state) {
+  auto& d = moe_data::get();
+  // Bytes: the N·K expert ids read and the permutation written (4 + 4 + 4 per slot).
+  bench::timed_bytes(state, 12.0 * static_cast<double>(moe_tokens() * moe_top_k),
+                     [&] { benchmark::DoNotOptimize(nn::moe_dispatch_cuda(d.expert, moe_experts, moe_top_k)); });
+}
+
 }  // namespace
 
 BENCHMARK(norm_copy<float>)->Name("copy_norm_f32")->UseManualTime()->Unit(benchmark::kMicrosecond);
@@ -195,6 +272,11 @@ BENCHMARK(adamw_step)->Name("adamw_gpt2_small")->UseManualTime()->Unit(benchmark
 BENCHMARK(sgd_copy)->Name("copy_sgd_bytes")->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(sgd_step)->Name("sgd_momentum_gpt2_small")->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(adagrad_step)->Name("adagrad_gpt2_small")->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(moe_permute_copy)->Name("copy_moe_permute_bytes")->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(moe_permute)->Name("moe_permute_bf16")->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(moe_unpermute_copy)->Name("copy_moe_unpermute_bytes")->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(moe_unpermute)->Name("moe_unpermute_bf16")->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(moe_dispatch)->Name("moe_dispatch_sort")->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 int main(int argc, char** argv) {
   int devices = 0;
@@ -216,5 +298,8 @@ int main(int argc, char** argv) {
        {"cross-entropy fwd+bwd bf16 / device copy", "cross_entropy_bf16/manual_time", "copy_logits_bf16/manual_time", 0.0},
        {"AdamW step, GPT-2 small, one launch / device copy", "adamw_gpt2_small/manual_time", "copy_adamw_bytes/manual_time", 0.0},
        {"SGD momentum step, GPT-2 small, one launch / device copy", "sgd_momentum_gpt2_small/manual_time", "copy_sgd_bytes/manual_time", 0.0},
-       {"AdaGrad step, GPT-2 small, one launch / device copy", "adagrad_gpt2_small/manual_time", "copy_sgd_bytes/manual_time", 0.0}});
+       {"AdaGrad step, GPT-2 small, one launch / device copy", "adagrad_gpt2_small/manual_time", "copy_sgd_bytes/manual_time", 0.0},
+       {"MoE permute bf16, 64 experts top-8 / device copy", "moe_permute_bf16/manual_time", "copy_moe_permute_bytes/manual_time", 0.8},
+       {"MoE unpermute bf16, 64 experts top-8 / device copy", "moe_unpermute_bf16/manual_time", "copy_moe_unpermute_bytes/manual_time",
+        0.8}});
 }

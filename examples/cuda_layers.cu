@@ -1,6 +1,6 @@
 // examples/cuda_layers.cu — the transformer's bandwidth-bound layers as fused CUDA kernels
 // (einlm/nn/cuda_kernels.cuh), AdamW and SGD steps in one launch each (einlm/optim/adamw_cuda.cuh,
-// sgd_cuda.cuh), each checked
+// sgd_cuda.cuh) and the MoE token permutation (einlm/nn/moe_cuda.cuh), each checked
 // against the host function on the same bf16 inputs: prints the largest difference and exits 1
 // when one exceeds bf16's resolution. Without a CUDA device it says so and exits 0.
 #include <cmath>
@@ -12,6 +12,7 @@
 #include "einlm/nn/backward.hpp"
 #include "einlm/nn/cuda_kernels.cuh"
 #include "einlm/nn/functional.hpp"
+#include "einlm/nn/moe_cuda.cuh"
 #include "einlm/optim/adamw.hpp"
 #include "einlm/optim/adamw_cuda.cuh"
 #include "einlm/optim/sgd.hpp"
@@ -107,10 +108,24 @@ int main() {
   std::printf("sgd_cuda (nesterov)      %.2e after one step (%llu launch)\n", sgd_err,
               static_cast<unsigned long long>(sgd_gpu.launches()));
 
+  // The MoE token permutation: each token of the residual stream routed to 2 of 8 experts with
+  // gates ½ and ½; unpermuting the permuted rows themselves gives the rows back exactly.
+  const index_t tokens = B * S, top_k = 2, experts = 8;
+  tensor<std::int32_t, dims<1>> expert(tokens * top_k);  // (N·K,)
+  for (index_t s = 0; s < expert.size(); ++s) expert(s) = static_cast<std::int32_t>((s * 5 + s / top_k) % experts);
+  tensor<float, dims<1>> half(tokens * top_k);  // (N·K,)
+  half = 0.5f;
+  const auto rows = to_device(tensor<bf16, dims<2>>(reshape(x, dims<2>(tokens, D))));   // (N, D)
+  const auto dispatch = nn::moe_dispatch_cuda(to_device(expert), experts, top_k);
+  const auto grouped = nn::moe_permute_cuda(rows, dispatch);                            // (N·K, D) by expert
+  const auto back = nn::moe_unpermute_cuda(grouped, dispatch, to_device(half));          // (N, D)
+  const double moe_err = worst(back, tensor<bf16, dims<2>>(reshape(x, dims<2>(tokens, D))));
+  std::printf("moe permute + unpermute  %.2e (%lld rows in 8 groups)\n", moe_err, static_cast<long long>(dispatch.kept_rows()));
+
   const double limit = 1.0 / 64;  // a few bf16 roundings
   const bool ok = worst(normed, nn::rms_norm(x, gain, 1e-5)) < limit && worst(dx, host_grads.dx) < limit && rope_err < limit &&
                   std::abs(ce.loss - ce_host.loss) < 1e-4 && adamw_err < 1e-6 &&
-                  sgd_err < 1e-6;
+                  sgd_err < 1e-6 && moe_err == 0;
   std::printf("%s\n", ok ? "all within bf16 resolution" : "a difference exceeds bf16 resolution");
   return ok ? 0 : 1;
 }
