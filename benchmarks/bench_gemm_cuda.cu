@@ -6,6 +6,11 @@
 //   lt_bias_gelu     the same with cuBLASLt's GELU_BIAS epilogue
 //   einlm_lt         einlm's gemm on the cublaslt backend (descriptors per call, cached algorithm):
 //                    its overhead over the bare call
+//   grouped          grouped_gemm_cuda: a mixture-of-experts layer's 64 experts over 4096 tokens
+//                    routed top-8 (512 rows each, d 2048 → Dff 1408, the issue's fine-grained
+//                    shape) in one launch, against the same products as 64 calls of einlm's
+//                    cublaslt backend, and against one cuBLASLt GEMM of the same flops
+//                    (32768 × 1408 × 2048)
 // Shapes: 4096³; 8192 tokens × 4096 → 4096 (a projection of a d_model = 4096 model); its MLP,
 // 4096 → 16384 and 16384 → 4096. Inputs random in [−1, 1); times from CUDA events on one stream
 // after a warm-up call; 2·M·N·K flops per product. Before timing, the own kernel's output is
@@ -14,6 +19,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -181,6 +187,58 @@ void compare_once(const shape& s) {
               rel < 1e-2 ? "(ok)" : "(MISMATCH: the timings below are of a wrong kernel)");
 }
 
+/// The fine-grained MoE shape: E experts of (N, K) weights, rows_per_expert token rows each.
+constexpr index_t moe_experts = 64, moe_rows_per_expert = 512, moe_n = 1408, moe_k = 2048;
+constexpr shape moe_shape{"moe_64x512x1408x2048", moe_experts * moe_rows_per_expert, moe_n, moe_k};
+
+struct moe_operands {
+  tensor<bf16, dims<2>, device> a, c;  // (M, K), (M, N)
+  tensor<bf16, dims<3>, device> w;     // (E, N, K)
+  std::vector<std::int64_t> rows;      // (E + 1)
+  tensor<std::int64_t, dims<1>, device> rows_device;  // (E + 1,)
+  moe_operands()
+      : a(moe_shape.M, moe_k), c(moe_shape.M, moe_n), w(moe_experts, moe_n, moe_k), rows(moe_experts + 1),
+        rows_device(dims<1>(moe_experts + 1)) {
+    a = uniform<bf16>(a.extents(), {8, 0}, -1.0, 1.0);
+    w = uniform<bf16>(w.extents(), {8, 1}, -1.0, 1.0);
+    tensor<std::int64_t, dims<1>> r(dims<1>(moe_experts + 1));  // (E + 1,)
+    for (index_t e = 0; e <= moe_experts; ++e) r(e) = rows[static_cast<std::size_t>(e)] = e * moe_rows_per_expert;
+    rows_device = to_device(r);
+    EINLM_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+};
+
+enum class moe_variant { grouped, per_expert_lt, dense_lt };
+
+void bench_moe(benchmark::State& state, moe_variant v) {
+  moe_operands x;
+  cuda_executor ex;
+  const cudaStream_t stream = ex.stream();
+  switch (v) {
+    case moe_variant::grouped:
+      timed(state, moe_shape, stream, [&] { grouped_gemm_cuda(x.a, x.w, x.c, x.rows, x.rows_device, stream); });
+      break;
+    case moe_variant::per_expert_lt:
+      timed(state, moe_shape, stream, [&] {
+        for (index_t e = 0; e < moe_experts; ++e) {
+          const index_t r0 = e * moe_rows_per_expert;
+          const matrix_ref<const bf16> a(x.a.data() + r0 * moe_k, moe_rows_per_expert, moe_k);  // (rows, K)
+          const matrix_ref<const bf16> b(x.w.data() + e * moe_n * moe_k, 1, moe_k, moe_n, moe_n * moe_k, 1, moe_k);  // w[e]ᵀ (K, N)
+          const matrix_ref<bf16> c(x.c.data() + r0 * moe_n, moe_rows_per_expert, moe_n);  // (rows, N)
+          gemm_cuda(stream, a, b, c, {}, {.backend = gemm_backend::cublaslt});
+        }
+      });
+      break;
+    case moe_variant::dense_lt: {
+      const matrix_ref<const bf16> a(x.a.data(), moe_shape.M, moe_k);                                  // (M, K)
+      const matrix_ref<const bf16> b(x.w.data(), 1, moe_k, moe_n, moe_n * moe_k, 1, moe_k);            // w[0]ᵀ (K, N)
+      const matrix_ref<bf16> c(x.c.data(), moe_shape.M, moe_n);                                        // (M, N)
+      timed(state, moe_shape, stream, [&] { gemm_cuda(stream, a, b, c, {}, {.backend = gemm_backend::cublaslt}); });
+      break;
+    }
+  }
+}
+
 std::vector<bench::ratio_row> register_all() {
   std::vector<bench::ratio_row> rows;
   const std::pair<variant, const char*> variants[] = {{variant::own, "own"},
@@ -199,6 +257,15 @@ std::vector<bench::ratio_row> register_all() {
     rows.push_back({"own + bias,gelu / cuBLASLt GELU_BIAS, " + n, key("own_bias_gelu"), key("lt_bias_gelu"), 0.70});
     rows.push_back({"einlm cublaslt backend / bare cuBLASLt, " + n, key("einlm_lt"), key("lt"), 0.98});
   }
+  const std::pair<moe_variant, const char*> moe_variants[] = {
+      {moe_variant::grouped, "grouped"}, {moe_variant::per_expert_lt, "per_expert_lt"}, {moe_variant::dense_lt, "dense_lt"}};
+  for (const auto& [v, name] : moe_variants)
+    benchmark::RegisterBenchmark((std::string(name) + "/" + moe_shape.name).c_str(), bench_moe, v)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  const auto moe_key = [](const char* name) { return std::string(name) + "/" + moe_shape.name + "/manual_time"; };
+  rows.push_back({"grouped GEMM / 64 per-expert cuBLASLt calls, MoE 64 x 512 rows", moe_key("grouped"), moe_key("per_expert_lt"), 1.3});
+  rows.push_back({"grouped GEMM / one cuBLASLt GEMM of the same flops", moe_key("grouped"), moe_key("dense_lt"), 0.85});
   return rows;
 }
 

@@ -1,6 +1,7 @@
 // examples/cuda_layers.cu — the transformer's bandwidth-bound layers as fused CUDA kernels
 // (einlm/nn/cuda_kernels.cuh), AdamW and SGD steps in one launch each (einlm/optim/adamw_cuda.cuh,
-// sgd_cuda.cuh) and the MoE token permutation (einlm/nn/moe_cuda.cuh), each checked
+// sgd_cuda.cuh), the MoE token permutation (einlm/nn/moe_cuda.cuh) and the experts' grouped GEMM
+// (einlm/linalg/gemm_cuda.cuh), each checked
 // against the host function on the same bf16 inputs: prints the largest difference and exits 1
 // when one exceeds bf16's resolution. Without a CUDA device it says so and exits 0.
 #include <cmath>
@@ -9,6 +10,7 @@
 #include <cuda_runtime_api.h>
 
 #include "einlm/einlm.hpp"
+#include "einlm/linalg.hpp"
 #include "einlm/nn/backward.hpp"
 #include "einlm/nn/cuda_kernels.cuh"
 #include "einlm/nn/functional.hpp"
@@ -121,11 +123,32 @@ int main() {
   const auto back = nn::moe_unpermute_cuda(grouped, dispatch, to_device(half));          // (N, D)
   const double moe_err = worst(back, tensor<bf16, dims<2>>(reshape(x, dims<2>(tokens, D))));
   std::printf("moe permute + unpermute  %.2e (%lld rows in 8 groups)\n", moe_err, static_cast<long long>(dispatch.kept_rows()));
+  // The experts' first projection over the grouped rows: one launch for all 8 groups.
+  constexpr index_t F = 64;
+  tensor<bf16, dims<3>> w_experts(experts, F, D);  // (E, F, D) one (out, in) weight per expert
+  w_experts = normal<bf16>(w_experts.extents(), {1, 5}, 0.0, 0.05);
+  tensor<std::int64_t, dims<1>> bounds(experts + 1);  // (E + 1,)
+  for (index_t e = 0; e <= experts; ++e) bounds(e) = dispatch.offset[static_cast<std::size_t>(e)];
+  tensor<float, dims<2>, device> hidden(dispatch.kept_rows(), F);  // (M, F)
+  grouped_gemm_cuda(grouped, to_device(w_experts), hidden, dispatch.offset, to_device(bounds));
+  const auto grouped_host = to_host(grouped);  // (M, D)
+  const auto order_host = to_host(dispatch.order);  // (M,)
+  tensor<float, dims<2>> hidden_host(dispatch.kept_rows(), F);  // (M, F)
+  for (index_t e = 0; e < experts; ++e)
+    for (auto r = dispatch.offset[static_cast<std::size_t>(e)]; r < dispatch.offset[static_cast<std::size_t>(e + 1)]; ++r)
+      for (index_t f = 0; f < F; ++f) {
+        float acc = 0;
+        for (index_t k = 0; k < D; ++k) acc += convert<float>(grouped_host(r, k)) * convert<float>(w_experts(e, f, k));
+        hidden_host(r, f) = acc;
+      }
+  const double grouped_err = worst(hidden, hidden_host);
+  std::printf("grouped_gemm_cuda        %.2e (%lld rows, 8 experts, one launch; first row from token %d)\n", grouped_err,
+              static_cast<long long>(dispatch.kept_rows()), order_host(0) / static_cast<int>(top_k));
 
   const double limit = 1.0 / 64;  // a few bf16 roundings
   const bool ok = worst(normed, nn::rms_norm(x, gain, 1e-5)) < limit && worst(dx, host_grads.dx) < limit && rope_err < limit &&
                   std::abs(ce.loss - ce_host.loss) < 1e-4 && adamw_err < 1e-6 &&
-                  sgd_err < 1e-6 && moe_err == 0;
+                  sgd_err < 1e-6 && moe_err == 0 && grouped_err < 1e-4;
   std::printf("%s\n", ok ? "all within bf16 resolution" : "a difference exceeds bf16 resolution");
   return ok ? 0 : 1;
 }

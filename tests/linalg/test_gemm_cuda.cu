@@ -193,3 +193,50 @@ TEST_CASE("CUDA GEMM: errors") {
   CHECK_THROWS_WITH_AS(gemm(a, b_ok, c, {}, {.backend = gemm_backend::blas}),
                        doctest::Contains("the blas backend runs on host memory only"), value_error);
 }
+
+TEST_CASE("CUDA grouped GEMM: every group in one launch equals each group's own product") {
+  // Groups of 0, 1, 130, 257 and 64 rows (an empty group, odd sizes, more than one 128-row tile);
+  // K = 72 leaves a partial 32-wide k slice; N = 136 a partial column tile.
+  const std::vector<std::int64_t> rows = {0, 0, 1, 131, 388, 452};
+  constexpr index_t G = 5, K = 72, N = 136;
+  const index_t M = rows.back();
+  tensor<bf16, dims<2>> a(M, K);     // (M, K) the tokens grouped by expert
+  tensor<bf16, dims<3>> w(G, N, K);  // (G, N, K) one (out, in) weight per group
+  const auto fill = [](auto& t, std::uint64_t seed) {
+    const auto v = test::random_values<double>(static_cast<std::size_t>(t.size()), -1, 1, seed);
+    for (index_t i = 0; i < t.size(); ++i) t.data()[i] = convert<bf16>(v[static_cast<std::size_t>(i)]);
+  };
+  fill(a, 11);
+  fill(w, 12);
+  tensor<std::int64_t, dims<1>> rows_host(G + 1);  // (G + 1,)
+  for (index_t g = 0; g <= G; ++g) rows_host(g) = rows[static_cast<std::size_t>(g)];
+  const auto da = to_device(a);
+  const auto dw = to_device(w);
+  tensor<float, dims<2>, device> dc(M, N);  // (M, N)
+  EINLM_CUDA_CHECK(cudaMemset(dc.data(), 0xff, dc.bytes()));
+  grouped_gemm_cuda(da, dw, dc, rows, to_device(rows_host));
+  EINLM_CUDA_CHECK(cudaDeviceSynchronize());
+  const auto c = to_host(dc);  // (M, N)
+  int bad = 0;
+  for (index_t g = 0; g < G; ++g)
+    for (auto m = rows[static_cast<std::size_t>(g)]; m < rows[static_cast<std::size_t>(g + 1)]; ++m)
+      for (index_t n = 0; n < N; ++n) {
+        double want = 0, size = 0;
+        for (index_t k = 0; k < K; ++k) {
+          const double p = convert<double>(a(m, k)) * convert<double>(w(g, n, k));
+          want += p;
+          size += std::abs(p);
+        }
+        bad += !(std::abs(static_cast<double>(c(m, n)) - want) <= 1e-5 * size + 1e-6);  // float sums of exact products
+      }
+  CHECK(bad == 0);
+  // Errors: boundaries that do not end at M, K not a multiple of 8.
+  std::vector<std::int64_t> short_rows = rows;
+  short_rows.back() = M - 1;
+  CHECK_THROWS_WITH_AS(grouped_gemm_cuda(da, dw, dc, short_rows, to_device(rows_host)),
+                       doctest::Contains("the row boundaries end at 451, not at a's 452 rows"), value_error);
+  tensor<bf16, dims<2>, device> a70(M, 70);      // (M, 70)
+  tensor<bf16, dims<3>, device> w70(G, N, 70);   // (G, N, 70)
+  CHECK_THROWS_WITH_AS(grouped_gemm_cuda(a70, w70, dc, rows, to_device(rows_host)), doctest::Contains("K = 70 must be a multiple of 8"),
+                       value_error);
+}

@@ -4,6 +4,9 @@
 //                                                   einlm/linalg/gemm.hpp); gemm(a, b, c, …) on
 //                                                   device tensors lands here (options.stream, or
 //                                                   the default CUDA executor's stream)
+//   grouped_gemm_cuda(a, w, c, rows, rows_device)   c[rows of g] = a[rows of g]·w[g]ᵀ for every
+//                                                   group g in one tensor-core launch (the MoE
+//                                                   experts; contract at the function)
 //
 // Backends:
 //   own (bf16, fp16)   tensor cores: mma.sync.m16n8k16 with fp32 accumulators, ldmatrix fragments
@@ -30,6 +33,7 @@
 #include <mutex>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #include <cuda_runtime_api.h>
 
@@ -130,6 +134,9 @@ struct tc_args {
   index_t b_ld, b_batch_stride;
   index_t M, N, K, batch;
   epilogue_op<float, Out> epi;
+  // Grouped mode (grouped_gemm_cuda) when not null: `batch` groups, group g the rows
+  // [group_rows[g], group_rows[g + 1]) of A and C (M is then the largest group) times B's batch g.
+  const std::int64_t* group_rows = nullptr;
 };
 
 /// Issues the cp.async copies of one BK slice of an operand tile (rows row0 … of Rows along M or
@@ -173,7 +180,11 @@ EINLM_KERNEL void __launch_bounds__(Shape::THREADS) tc_gemm_kernel(tc_args<In, O
   const index_t ktiles = (p.K + BK - 1) / BK;
 
   for (index_t b = blockIdx.z; b < p.batch; b += gridDim.z) {
-    const In* a = p.a + b * p.a_batch_stride;
+    // Grouped mode: this group's rows of A and C; the tile lies past a smaller group's end.
+    const index_t row0 = p.group_rows ? static_cast<index_t>(p.group_rows[b]) : 0;
+    const index_t rows_m = p.group_rows ? static_cast<index_t>(p.group_rows[b + 1]) - row0 : p.M;
+    if (m0 >= rows_m) continue;  // uniform over the CTA
+    const In* a = p.group_rows ? p.a + row0 * (AK ? p.a_ld : 1) : p.a + b * p.a_batch_stride;
     const In* bm = p.b + b * p.b_batch_stride;
     float acc[MI][NI][4];
     EINLM_UNROLL
@@ -186,7 +197,7 @@ EINLM_KERNEL void __launch_bounds__(Shape::THREADS) tc_gemm_kernel(tc_args<In, O
     }
     const auto load_stage = [&](int stage, index_t kt) {
       const unsigned s = smem + static_cast<unsigned>(stage * STAGE_BYTES);
-      load_tile<AK, BM, THREADS>(s, a, p.a_ld, m0, p.M, kt * BK, p.K, tid);
+      load_tile<AK, BM, THREADS>(s, a, p.a_ld, m0, rows_m, kt * BK, p.K, tid);
       load_tile<BKM, BN, THREADS>(s + Shape::A_ELEMS * 2, bm, p.b_ld, n0, p.N, kt * BK, p.K, tid);
     };
     // Prologue: STAGES − 1 slices in flight (a group is committed even when empty, so that the
@@ -243,11 +254,12 @@ EINLM_KERNEL void __launch_bounds__(Shape::THREADS) tc_gemm_kernel(tc_args<In, O
       }
     }
     __syncthreads();
-    const int rows = static_cast<int>(min_of(BM, p.M - m0)), cols = static_cast<int>(min_of(BN, p.N - n0));
+    const int rows = static_cast<int>(min_of(BM, rows_m - m0)), cols = static_cast<int>(min_of(BN, p.N - n0));
+    const index_t c_batch = p.group_rows ? 0 : b;
 #pragma unroll 1
     for (int e = tid; e < BM * BN; e += THREADS) {
       const int r = e / BN, col = e % BN;
-      if (r < rows && col < cols) p.epi.finish(b, m0 + r, n0 + col, out[r * OUT_PITCH + col], p.epi.alpha);
+      if (r < rows && col < cols) p.epi.finish(c_batch, row0 + m0 + r, n0 + col, out[r * OUT_PITCH + col], p.epi.alpha);
     }
     __syncthreads();  // the memory is free for the next batch's pipeline
   }
@@ -701,6 +713,46 @@ void gemm_cuda(cudaStream_t stream, const matrix_ref<TA>& a_in, const matrix_ref
   }
   if constexpr (half) detail::gemm_tc(stream, a, b, c, ep);
   else detail::gemm_simt(stream, a, b, c, ep);
+}
+
+/// Grouped GEMM on tensor cores, every group in one launch: for each group g, the rows
+/// [group_rows[g], group_rows[g + 1]) of c (M, N) are those rows of a (M, K) times w[g]ᵀ, w (G, N, K)
+/// — a mixture-of-experts layer's experts over its tokens grouped by expert, weights stored
+/// (out, in). bf16 or fp16 inputs, float accumulation, c float or the input type; K a multiple of 8
+/// and 16-byte aligned data (the tensor-core loads). The G + 1 boundaries come twice, on the host
+/// (they size the launch: the grid covers the largest group, and a CTA past a smaller group's end
+/// returns at once) and on the device (the kernel reads them); they must agree. Returns without
+/// synchronising.
+template <class In, class Out>
+void grouped_gemm_cuda(const tensor<In, dims<2>, device>& a, const tensor<In, dims<3>, device>& w, tensor<Out, dims<2>, device>& c,
+                       const std::vector<std::int64_t>& group_rows, const tensor<std::int64_t, dims<1>, device>& group_rows_device,
+                       cudaStream_t stream = default_cuda_executor().stream()) {
+  static_assert(is_half_v<In>, "grouped_gemm_cuda: the inputs are bf16 or fp16 (tensor cores)");
+  static_assert(std::is_same_v<Out, float> || std::is_same_v<Out, In>, "grouped_gemm_cuda: c is float or the input type");
+  const index_t M = a.extent(0), K = a.extent(1), G = w.extent(0), N = w.extent(1);
+  if (w.extent(2) != K || c.extent(0) != M || c.extent(1) != N)
+    throw shape_error(detail::concat("grouped_gemm_cuda: a ", shape_string(a.extents()), ", w ", shape_string(w.extents()), " and c ",
+                                     shape_string(c.extents()), " do not fit (a (M, K), w (G, N, K), c (M, N))"));
+  if (static_cast<index_t>(group_rows.size()) != G + 1 || group_rows_device.size() != G + 1)
+    throw shape_error(detail::concat("grouped_gemm_cuda: ", G, " groups need ", G + 1, " row boundaries, got ", group_rows.size(),
+                                     " on the host and ", group_rows_device.size(), " on the device"));
+  index_t largest = 0;
+  for (index_t g = 0; g < G; ++g) {
+    const auto rows = group_rows[static_cast<std::size_t>(g + 1)] - group_rows[static_cast<std::size_t>(g)];
+    if (rows < 0 || group_rows.front() != 0)
+      throw value_error("grouped_gemm_cuda: the row boundaries must start at 0 and not decrease");
+    largest = detail::max_of(largest, static_cast<index_t>(rows));
+  }
+  if (group_rows.back() != M)
+    throw value_error(detail::concat("grouped_gemm_cuda: the row boundaries end at ", group_rows.back(), ", not at a's ", M, " rows"));
+  if (K % 8 != 0 || !detail::aligned_16(a.data()) || !detail::aligned_16(w.data()))
+    throw value_error(detail::concat("grouped_gemm_cuda: K = ", K, " must be a multiple of 8 and a, w 16-byte aligned"));
+  if (M == 0 || N == 0 || G == 0) return;
+  const matrix_ref<Out> c_ref(c.data(), M, N);
+  detail::tc_args<In, Out> args{a.data(), K, 0, w.data(), K, N * K, largest, N, K, G, detail::epilogue_op<float, Out>(c_ref, epilogue<Out>{}),
+                                group_rows_device.data()};
+  if (largest == 0) return;
+  detail::launch_tc<In, Out, true, true>(args, stream);
 }
 
 /// The device overload that gemm(a, b, c, …) on device tensors and views calls.
