@@ -303,7 +303,7 @@ __global__ void cross_entropy_kernel(const T* __restrict__ logits, const std::in
 }
 
 /// table[s·half + k] = (cos, sin)(±positions[s] · theta^(−2k/D)), the angle in double.
-__global__ void rope_table_kernel(const std::int64_t* __restrict__ positions, float2* __restrict__ table, index_t S,
+static __global__ void rope_table_kernel(const std::int64_t* __restrict__ positions, float2* __restrict__ table, index_t S,
                                   index_t half, double theta, double sign) {
   const index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= S * half) return;

@@ -59,7 +59,7 @@ struct moe_dispatch_device {
 namespace detail::moe_device {
 
 /// values[s] = s; flags a key outside [0, E) in *bad.
-__global__ void init_slots(const std::int32_t* __restrict__ expert, std::int32_t* __restrict__ slots, index_t count,
+static __global__ void init_slots(const std::int32_t* __restrict__ expert, std::int32_t* __restrict__ slots, index_t count,
                            std::int32_t num_experts, int* __restrict__ bad) {
   const index_t s = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (s >= count) return;
@@ -68,7 +68,7 @@ __global__ void init_slots(const std::int32_t* __restrict__ expert, std::int32_t
 }
 
 /// bounds[e] = the first sorted position whose expert is ≥ e, for e in [0, E].
-__global__ void group_bounds(const std::int32_t* __restrict__ sorted_expert, index_t count, std::int32_t num_experts,
+static __global__ void group_bounds(const std::int32_t* __restrict__ sorted_expert, index_t count, std::int32_t num_experts,
                              std::int64_t* __restrict__ bounds) {
   const std::int32_t e = static_cast<std::int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
   if (e > num_experts) return;
@@ -82,7 +82,7 @@ __global__ void group_bounds(const std::int32_t* __restrict__ sorted_expert, ind
 }
 
 /// The kept slots of each expert (its first kept[e] in sorted order) into order and row_of_slot.
-__global__ void place_kept(const std::int32_t* __restrict__ sorted_expert, const std::int32_t* __restrict__ sorted_slot,
+static __global__ void place_kept(const std::int32_t* __restrict__ sorted_expert, const std::int32_t* __restrict__ sorted_slot,
                            index_t count, const std::int64_t* __restrict__ routed_offset,
                            const std::int64_t* __restrict__ kept_offset, std::int32_t* __restrict__ order,
                            std::int32_t* __restrict__ row_of_slot) {

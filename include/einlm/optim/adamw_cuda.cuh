@@ -57,7 +57,7 @@ struct step_scalars {
   float beta1, beta2, step_size, inv_sqrt_bc2, eps;
 };
 
-__global__ void adamw_kernel(const tensor_entry* __restrict__ tensors, const multi_tensor::chunk_entry* __restrict__ chunks,
+static __global__ void adamw_kernel(const tensor_entry* __restrict__ tensors, const multi_tensor::chunk_entry* __restrict__ chunks,
                              index_t chunk_count, step_scalars s) {
   multi_tensor::for_each_chunk_element(tensors, chunks, chunk_count, [&](const tensor_entry& t, index_t i) {
     const float g = t.grad_bf16 ? convert<float>(static_cast<const bf16*>(t.grad)[i]) : static_cast<const float*>(t.grad)[i];

@@ -68,7 +68,7 @@ struct sgd_scalars {
   int nesterov;
 };
 
-__global__ void sgd_kernel(const tensor_entry* __restrict__ tensors, const multi_tensor::chunk_entry* __restrict__ chunks,
+static __global__ void sgd_kernel(const tensor_entry* __restrict__ tensors, const multi_tensor::chunk_entry* __restrict__ chunks,
                            index_t chunk_count, sgd_scalars s) {
   multi_tensor::for_each_chunk_element(tensors, chunks, chunk_count, [&](const tensor_entry& t, index_t i) {
     const float g = decayed_gradient(t, i);
@@ -86,7 +86,7 @@ struct adagrad_scalars {
   float clr, eps, initial;  // clr = lr / (1 + (t − 1)·lr_decay)
 };
 
-__global__ void adagrad_kernel(const tensor_entry* __restrict__ tensors, const multi_tensor::chunk_entry* __restrict__ chunks,
+static __global__ void adagrad_kernel(const tensor_entry* __restrict__ tensors, const multi_tensor::chunk_entry* __restrict__ chunks,
                                index_t chunk_count, adagrad_scalars s) {
   multi_tensor::for_each_chunk_element(tensors, chunks, chunk_count, [&](const tensor_entry& t, index_t i) {
     const float g = decayed_gradient(t, i);
