@@ -60,7 +60,7 @@ struct step_scalars {
 static __global__ void adamw_kernel(const tensor_entry* __restrict__ tensors, const multi_tensor::chunk_entry* __restrict__ chunks,
                              index_t chunk_count, step_scalars s) {
   multi_tensor::for_each_chunk_element(tensors, chunks, chunk_count, [&](const tensor_entry& t, index_t i) {
-    const float g = t.grad_bf16 ? convert<float>(static_cast<const bf16*>(t.grad)[i]) : static_cast<const float*>(t.grad)[i];
+    const float g = multi_tensor::gradient_at(t.grad, t.grad_bf16, i);
     const float m = s.beta1 * t.m[i] + (1.0f - s.beta1) * g;
     const float v = s.beta2 * t.v[i] + (1.0f - s.beta2) * g * g;
     t.m[i] = m;

@@ -24,6 +24,7 @@
 #include <cuda_runtime_api.h>
 
 #include "einlm/core/config.hpp"
+#include "einlm/core/dtype.hpp"
 #include "einlm/core/error.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/exec/cuda.cuh"
@@ -39,6 +40,11 @@ struct chunk_entry {
 };
 
 constexpr index_t chunk_elements = index_t{1} << 16;
+
+/// Element i of a gradient stored as float or (bf16_storage ≠ 0) bf16, as float.
+__device__ inline float gradient_at(const void* grad, int bf16_storage, index_t i) {
+  return bf16_storage ? convert<float>(static_cast<const bf16*>(grad)[i]) : static_cast<const float*>(grad)[i];
+}
 
 /// Calls f(t, i) for every element i of every chunk this block owns, t the chunk's entry.
 template <class Entry, class F>

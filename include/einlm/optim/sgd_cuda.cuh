@@ -59,8 +59,7 @@ struct tensor_entry {
 };
 
 __device__ inline float decayed_gradient(const tensor_entry& t, index_t i) {
-  const float g = t.grad_bf16 ? convert<float>(static_cast<const bf16*>(t.grad)[i]) : static_cast<const float*>(t.grad)[i];
-  return g + t.weight_decay * t.param[i];
+  return multi_tensor::gradient_at(t.grad, t.grad_bf16, i) + t.weight_decay * t.param[i];
 }
 
 struct sgd_scalars {
