@@ -8,7 +8,11 @@
 // converted back, AdamW on the masters. bm_decode is generation's decode step on the demo model:
 // one new token for each of B sequences of different lengths through the KV cache
 // (last_logits), in generated tokens per second, for a batch of 1 and of 8; bm_decode_uniform is
-// the same for sequences of one length through logits(tokens, cache).
+// the same for sequences of one length through logits(tokens, cache). bm_cross_entropy times
+// nn::cross_entropy_with_grad (the loss and its gradient, fused row by row) beside
+// bm_cross_entropy_unfused, the same result from three einops expressions over the whole logits
+// (row maximum, log-sum-exp, gradient), for the demo's, the d256 model's and GPT-2's vocabularies,
+// in GB/s of logits read plus gradient written.
 // benchmarks/train_peers.py runs this program beside the same models in PyTorch eager (same
 // threads, same update) and prints the ratios.
 #include <benchmark/benchmark.h>
@@ -18,6 +22,7 @@
 #include <vector>
 
 #include "einlm/nn/accounting.hpp"
+#include "einlm/nn/backward.hpp"
 #include "einlm/nn/blocks.hpp"
 #include "einlm/nn/transformer.hpp"
 #include "bench_lm_support.hpp"
@@ -139,8 +144,56 @@ void bm_decode_uniform(benchmark::State& state) {
   state.SetLabel("demo model, batch " + std::to_string(B) + ", one length");
 }
 
+/// Logits (rows, V) of case state.range(0) — 0: the demo's 2048 × 2048, 1: the d256 model's
+/// 2048 × 8192, 2: 256 × GPT-2's 50257 — normal with standard deviation 2, and targets.
+template <class T>
+auto cross_entropy_inputs(benchmark::State& state) {
+  const int which = static_cast<int>(state.range(0));
+  const index_t rows = which == 2 ? 256 : 2048, V = which == 0 ? 2048 : which == 1 ? 8192 : 50257;
+  tensor<T, dims<2>> logits(dims<2>(rows, V));  // (R, V)
+  for (index_t i = 0; i < logits.size(); ++i)
+    logits.data()[i] = convert<T>(static_cast<float>(2.0 * normal_at<double>(random_stream{3, 0}, static_cast<std::uint64_t>(i))));
+  const auto targets = random_tokens(1, rows, V, 2);  // (1, R)
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(2 * logits.bytes()), benchmark::Counter::kIsIterationInvariantRate,
+                                             benchmark::Counter::kIs1000);
+  state.SetLabel(std::to_string(rows) + " x " + std::to_string(V) + (std::is_same_v<T, bf16> ? ", bf16" : ", float"));
+  return std::pair{std::move(logits), tensor<std::int64_t, dims<1>>(rearrange<"o r -> (o r)">(targets))};
+}
+
+template <class T>
+void bm_cross_entropy(benchmark::State& state) {
+  const auto [logits, targets] = cross_entropy_inputs<T>(state);  // (R, V), (R,)
+  for (auto _ : state) benchmark::DoNotOptimize(nn::cross_entropy_with_grad(logits, targets, 1e-4));
+}
+
+/// The same loss and gradient as three expressions over the whole logits (max, log-sum-exp,
+/// gradient), and the one-hot part row by row.
+template <class T>
+void bm_cross_entropy_unfused(benchmark::State& state) {
+  const auto [logits, targets] = cross_entropy_inputs<T>(state);  // (R, V), (R,)
+  const index_t rows = logits.extent(0);
+  for (auto _ : state) {
+    const auto lc = cast<float>(logits);                                                        // (R, V)
+    const auto row_max = eval(reduce<"r v -> r 1", "max">(lc));                                 // (R, 1)
+    const auto lse = eval(row_max + log(reduce<"r v -> r 1", "sum">(exp(lc - row_max))));       // (R, 1)
+    tensor<T, dims<2>> grad(eval(cast<T>(exp(lc - lse) * ((1.0f + 2e-4f * lse) / static_cast<float>(rows)))));  // (R, V)
+    double loss = 0;
+    for (index_t r = 0; r < rows; ++r) {
+      const index_t t = targets(r);
+      loss += static_cast<double>(lse(r, 0)) - static_cast<double>(convert<float>(logits(r, t)));
+      grad(r, t) = convert<T>(convert<float>(grad(r, t)) - 1.0f / static_cast<float>(rows));
+    }
+    benchmark::DoNotOptimize(loss);
+    benchmark::DoNotOptimize(grad.data());
+  }
+}
+
 }  // namespace
 
+BENCHMARK(bm_cross_entropy<float>)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_cross_entropy_unfused<float>)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_cross_entropy<bf16>)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_cross_entropy_unfused<bf16>)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_train_step)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_train_step_bf16)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_forward)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -307,6 +307,66 @@ TEST_CASE("cross_entropy_with_grad against finite differences and cross_entropy"
                        shape_error);
 }
 
+TEST_CASE("cross_entropy_with_grad on wide rows, threaded, strided and in bf16, against a reference in double") {
+  // 120 rows of 1003 logits: enough work for the threaded row loop, and a vocabulary that is not a
+  // multiple of the packet width.
+  constexpr index_t B = 3, S = 40, V = 1003, rows = B * S;
+  const auto wide = random_tensor(dims<3>(B, S, V + 5), 17, 4.0);                         // (B, S, V + 5)
+  const auto logits = eval(slice(wide, full_extent, full_extent, range{0, V}));            // (B, S, V)
+  tensor<std::int64_t, dims<2>> targets(dims<2>(B, S));                                   // (B, S)
+  for (index_t i = 0; i < rows; ++i) targets.data()[i] = (i * 7919 + 13) % V;
+  const double z = 1e-2;
+  const auto as_double = [](auto v) {
+    if constexpr (std::is_same_v<decltype(v), bf16>) return static_cast<double>(convert<float>(v));
+    else return static_cast<double>(v);
+  };
+  // The reference from its definition, in double, from the logits as given (x: row-major rows).
+  const auto reference = [&](const auto& x) {
+    std::vector<double> grad(static_cast<std::size_t>(rows * V));
+    double loss = 0;
+    for (index_t r = 0; r < rows; ++r) {
+      const auto at = [&](index_t v) { return as_double(x.data()[r * V + v]); };
+      double m = -1e300, sum = 0;
+      for (index_t v = 0; v < V; ++v) m = std::max(m, at(v));
+      for (index_t v = 0; v < V; ++v) sum += std::exp(at(v) - m);
+      const double lse = m + std::log(sum);
+      const index_t t = targets.data()[r];
+      loss += (lse - at(t) + z * lse * lse) / rows;
+      for (index_t v = 0; v < V; ++v)
+        grad[static_cast<std::size_t>(r * V + v)] = (std::exp(at(v) - lse) * (1 + 2 * z * lse) - (v == t ? 1.0 : 0.0)) / rows;
+    }
+    return std::pair{loss, grad};
+  };
+  const auto worst = [&](const auto& got, const std::vector<double>& want) {
+    double diff = 0, scale = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      diff = std::max(diff, std::abs(as_double(got.data()[i]) - want[i]));
+      scale = std::max(scale, std::abs(want[i]));
+    }
+    return diff / scale;
+  };
+  // double, contiguous
+  const auto [want_loss, want_grad] = reference(logits);
+  const auto d = nn::cross_entropy_with_grad(logits, targets, z);
+  CHECK(d.loss == doctest::Approx(want_loss).epsilon(1e-13));
+  CHECK(worst(d.dlogits, want_grad) <= 1e-13);
+  // double, a strided view (rows 1008 apart): the element-wise path, the same values
+  const auto strided = nn::cross_entropy_with_grad(slice(wide, full_extent, full_extent, range{0, V}), targets, z);
+  CHECK(strided.loss == doctest::Approx(want_loss).epsilon(1e-13));
+  CHECK(worst(strided.dlogits, want_grad) <= 1e-13);
+  // float: lse ≈ 15 here, and its rounding (|lse|·2^-24 ≈ 1e-6) is every probability's relative error
+  const auto f = nn::cross_entropy_with_grad(to_float(logits), targets, z);
+  CHECK(f.loss == doctest::Approx(want_loss).epsilon(1e-6));
+  CHECK(worst(f.dlogits, want_grad) <= 2e-6);
+  // bf16: the reference from the rounded logits; each gradient is rounded to bf16 (8 significant
+  // bits) once.
+  const auto h = eval(cast<bf16>(logits));                                                 // (B, S, V)
+  const auto [want_h_loss, want_h_grad] = reference(h);
+  const auto g = nn::cross_entropy_with_grad(h, targets, z);
+  CHECK(g.loss == doctest::Approx(want_h_loss).epsilon(1e-6));
+  CHECK(worst(g.dlogits, want_h_grad) <= 1.0 / 256);
+}
+
 namespace {
 
 struct attention_case {

@@ -12,8 +12,9 @@
 //   cross_entropy_with_grad(logits, targets, z_loss = 0)
 //                                           {loss (double), dlogits (…, V)}: mean over rows of
 //                                           lse − row[target] + z_loss · mean(lse²), and its gradient
-//                                           ((softmax − onehot) + 2·z_loss·lse·softmax) / rows, written
-//                                           in one pass (the probabilities are never stored)
+//                                           ((softmax − onehot) + 2·z_loss·lse·softmax) / rows; contiguous
+//                                           logits row by row, each row read from memory once (its
+//                                           later passes hit the cache), threaded over rows
 //   attention_forward(q, k, v, causal)      {out (B, H, S, Dh), lse (B, H, S)}: softmax(q kᵀ/√Dh, causal
 //                                           mask) v and the row log-sum-exp of the scaled, masked scores;
 //                                           k, v may hold Sk ≥ S positions (a KV cache): the queries are
@@ -41,6 +42,7 @@
 #include <limits>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "einlm/core/error.hpp"
 #include "einlm/core/math.hpp"
@@ -466,6 +468,85 @@ auto swiglu_backward(const A& a, const B& b, const DH& dh) {
 
 namespace detail {
 
+/// Σ_{j<n} exp(x[j] − shift) in C, x widened from S; with Store, out[j] = exp(x[j] − shift) too
+/// (D: C or S). Lane l of a packet sums the elements j ≡ l (mod simd::width), as exp_row.
+template <bool Store, class C, class S, class D>
+C exp_sum_row(const S* x, D* out, index_t n, C shift) {
+  C sum = 0;
+  index_t j = 0;
+#if EINLM_HAS_PACKETS
+  if (n >= simd::width) {
+    using P = simd::packet<C>;
+    const P offset(shift);
+    P lanes(C(0));
+    for (; j + simd::width <= n; j += simd::width) {
+      const P e = math::exp(simd::load<C>(x + j) - offset);
+      if constexpr (Store) simd::store(out + j, e);
+      lanes = lanes + e;
+    }
+    for (int l = 0; l < simd::width; ++l) sum += lanes[l];
+  }
+#endif
+  for (; j < n; ++j) {
+    const C e = math::exp(static_cast<C>(convert<C>(x[j])) - shift);
+    if constexpr (Store) out[j] = convert<D>(e);
+    sum += e;
+  }
+  return sum;
+}
+
+/// The rows of cross_entropy_with_grad over contiguous logits (rows, V), threaded. Per row: its
+/// maximum m; e = exp(x − m) and Σ e (stored in the gradient's row for float and double, in a
+/// float row of the thread's for 16-bit types); lse = m + log Σ e; the gradient e ·
+/// (1 + two_z·lse)·inv_rows / Σ e (rounded once), minus inv_rows at the target. lse[r] and
+/// target_logit[r] receive the row's log-sum-exp and its target's logit. Each row is read from
+/// memory once; its later passes hit the cache.
+template <class T, class C>
+void cross_entropy_rows(const T* logits, T* dlogits, const index_t* target, C* lse, C* target_logit, index_t rows,
+                        index_t V, C two_z, C inv_rows) {
+  for_each_row(rows, V, [&](index_t r) {
+    const T* x = logits + r * V;
+    T* g = dlogits + r * V;
+    C m = -std::numeric_limits<C>::infinity();
+    index_t j = 0;
+#if EINLM_HAS_PACKETS
+    if (V >= simd::width) {
+      using P = simd::packet<C>;
+      P lanes(m);
+      for (; j + simd::width <= V; j += simd::width) {
+        const P v = simd::load<C>(x + j);
+        lanes = simd::select(v > lanes, v, lanes);
+      }
+      for (int l = 0; l < simd::width; ++l) m = std::max(m, lanes[l]);
+    }
+#endif
+    for (; j < V; ++j) m = std::max(m, static_cast<C>(convert<C>(x[j])));
+    if constexpr (std::is_same_v<T, C>) {
+      const C sum = exp_sum_row<true>(x, g, V, m);
+      const C row_lse = m + static_cast<C>(std::log(sum));
+      const C scale = (C(1) + two_z * row_lse) * inv_rows / sum;
+      for (index_t k = 0; k < V; ++k) g[k] *= scale;
+      lse[r] = row_lse;
+    } else {
+      thread_local std::vector<C> row;  // exp(x − m) of this thread's row
+      row.resize(static_cast<std::size_t>(V));
+      const C sum = exp_sum_row<true>(x, row.data(), V, m);
+      const C row_lse = m + static_cast<C>(std::log(sum));
+      const C scale = (C(1) + two_z * row_lse) * inv_rows / sum;
+      index_t k = 0;
+#if EINLM_HAS_PACKETS
+      for (; k + simd::width <= V; k += simd::width)
+        simd::store(g + k, simd::load<C>(row.data() + k) * simd::packet<C>(scale));
+#endif
+      for (; k < V; ++k) g[k] = convert<T>(row[static_cast<std::size_t>(k)] * scale);
+      lse[r] = row_lse;
+    }
+    const index_t t = target[r];
+    g[t] = convert<T>(static_cast<C>(convert<C>(g[t]) - inv_rows));
+    target_logit[r] = static_cast<C>(convert<C>(x[t]));
+  });
+}
+
 template <class L, class Y>
 auto cross_entropy_with_grad(const L& logits, const Y& targets, double z_loss) {
   const auto lv = as_view(logits);
@@ -486,17 +567,10 @@ auto cross_entropy_with_grad(const L& logits, const Y& targets, double z_loss) {
                                               " do not match targets of shape ", shape_string(tv.extents())));
   const index_t V = lv.extent(R - 1);
   const index_t rows = V == 0 ? 0 : lv.size() / V;
-  const auto lc = cast<C>(lv);                                                                        // (…, V)
-  const auto row_max = eval(reduce<"... v -> ... 1", "max">(lc));                                     // (…, 1)
-  const auto lse = eval(row_max + log(reduce<"... v -> ... 1", "sum">(exp(lc - row_max))));          // (…, 1)
-  // Each row's softmax scaled by (1 + 2·z_loss·lse) / rows; the one-hot part is subtracted below.
-  const C inv_rows = static_cast<C>(rows == 0 ? 0.0 : 1.0 / static_cast<double>(rows));
-  const C two_z = static_cast<C>(2.0 * z_loss);
-  auto dlogits = detail::eval_as<T>(lv.extents(),
-                                    cast<T>(exp(lc - lse) * ((static_cast<C>(1) + two_z * lse) * inv_rows)));  // (…, V)
+  // Each row's target, checked before any work.
+  std::vector<index_t> target_of(static_cast<std::size_t>(rows));
   index_array<R> at{};
   index_array<R - 1> yat{};
-  double total = 0, total_sq = 0;
   for (index_t row = 0; row < rows; ++row) {
     index_t rem = row;
     for (std::size_t r = R - 1; r-- > 0;) {
@@ -508,12 +582,40 @@ auto cross_entropy_with_grad(const L& logits, const Y& targets, double z_loss) {
     if (target < 0 || target >= V)
       throw value_error(einlm::detail::concat("cross_entropy_with_grad: target ", target, " of row ", row,
                                               " is outside the vocabulary [0, ", V, ")"));
-    at[R - 1] = static_cast<index_t>(target);
-    const double row_lse = static_cast<double>(lse.data()[row]);
-    total += row_lse - static_cast<double>(static_cast<C>(convert<C>(lv(at))));
-    total_sq += row_lse * row_lse;
-    T& g = dlogits.data()[row * V + target];
-    g = convert<T>(static_cast<C>(convert<C>(g) - inv_rows));
+    target_of[static_cast<std::size_t>(row)] = static_cast<index_t>(target);
+  }
+  // Gradient: each row's softmax scaled by (1 + 2·z_loss·lse) / rows, minus 1 / rows at the target.
+  const C inv_rows = static_cast<C>(rows == 0 ? 0.0 : 1.0 / static_cast<double>(rows));
+  const C two_z = static_cast<C>(2.0 * z_loss);
+  tensor<T, typename LV::extents_type, host> dlogits(lv.extents());                   // (…, V)
+  std::vector<C> row_lse(static_cast<std::size_t>(rows)), row_target(static_cast<std::size_t>(rows));
+  if (lv.is_contiguous()) {
+    cross_entropy_rows(lv.data(), dlogits.data(), target_of.data(), row_lse.data(), row_target.data(), rows, V,
+                       two_z, inv_rows);
+  } else {
+    const auto lc = cast<C>(lv);                                                                        // (…, V)
+    const auto row_max = eval(reduce<"... v -> ... 1", "max">(lc));                                     // (…, 1)
+    const auto lse = eval(row_max + log(reduce<"... v -> ... 1", "sum">(exp(lc - row_max))));          // (…, 1)
+    assign(dlogits, cast<T>(exp(lc - lse) * ((static_cast<C>(1) + two_z * lse) * inv_rows)));          // (…, V)
+    for (index_t row = 0; row < rows; ++row) {
+      index_t rem = row;
+      for (std::size_t r = R - 1; r-- > 0;) {
+        at[r] = rem % lv.extent(r);
+        rem /= lv.extent(r);
+      }
+      at[R - 1] = target_of[static_cast<std::size_t>(row)];
+      row_lse[static_cast<std::size_t>(row)] = lse.data()[row];
+      row_target[static_cast<std::size_t>(row)] = static_cast<C>(convert<C>(lv(at)));
+      T& g = dlogits.data()[row * V + at[R - 1]];
+      g = convert<T>(static_cast<C>(convert<C>(g) - inv_rows));
+    }
+  }
+  // The loss in double, row by row in order (the same bits whatever the threads).
+  double total = 0, total_sq = 0;
+  for (index_t row = 0; row < rows; ++row) {
+    const double row_loss_lse = static_cast<double>(row_lse[static_cast<std::size_t>(row)]);
+    total += row_loss_lse - static_cast<double>(row_target[static_cast<std::size_t>(row)]);
+    total_sq += row_loss_lse * row_loss_lse;
   }
   const double loss = rows == 0 ? 0.0 : (total + z_loss * total_sq) / static_cast<double>(rows);
   return loss_with_grad<decltype(dlogits)>{loss, std::move(dlogits)};
