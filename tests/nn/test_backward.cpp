@@ -307,7 +307,7 @@ TEST_CASE("cross_entropy_with_grad against finite differences and cross_entropy"
                        shape_error);
 }
 
-TEST_CASE("cross_entropy_with_grad on wide rows, threaded, strided and in bf16, against a reference in double") {
+TEST_CASE("cross_entropy and cross_entropy_with_grad on wide rows, threaded, strided and in bf16, against a reference in double") {
   // 120 rows of 1003 logits: enough work for the threaded row loop, and a vocabulary that is not a
   // multiple of the packet width.
   constexpr index_t B = 3, S = 40, V = 1003, rows = B * S;
@@ -321,7 +321,7 @@ TEST_CASE("cross_entropy_with_grad on wide rows, threaded, strided and in bf16, 
     else return static_cast<double>(v);
   };
   // The reference from its definition, in double, from the logits as given (x: row-major rows).
-  const auto reference = [&](const auto& x) {
+  const auto reference = [&](const auto& x, double z_coefficient) {
     std::vector<double> grad(static_cast<std::size_t>(rows * V));
     double loss = 0;
     for (index_t r = 0; r < rows; ++r) {
@@ -331,9 +331,10 @@ TEST_CASE("cross_entropy_with_grad on wide rows, threaded, strided and in bf16, 
       for (index_t v = 0; v < V; ++v) sum += std::exp(at(v) - m);
       const double lse = m + std::log(sum);
       const index_t t = targets.data()[r];
-      loss += (lse - at(t) + z * lse * lse) / rows;
+      loss += (lse - at(t) + z_coefficient * lse * lse) / rows;
       for (index_t v = 0; v < V; ++v)
-        grad[static_cast<std::size_t>(r * V + v)] = (std::exp(at(v) - lse) * (1 + 2 * z * lse) - (v == t ? 1.0 : 0.0)) / rows;
+        grad[static_cast<std::size_t>(r * V + v)] =
+            (std::exp(at(v) - lse) * (1 + 2 * z_coefficient * lse) - (v == t ? 1.0 : 0.0)) / rows;
     }
     return std::pair{loss, grad};
   };
@@ -346,7 +347,7 @@ TEST_CASE("cross_entropy_with_grad on wide rows, threaded, strided and in bf16, 
     return diff / scale;
   };
   // double, contiguous
-  const auto [want_loss, want_grad] = reference(logits);
+  const auto [want_loss, want_grad] = reference(logits, z);
   const auto d = nn::cross_entropy_with_grad(logits, targets, z);
   CHECK(d.loss == doctest::Approx(want_loss).epsilon(1e-13));
   CHECK(worst(d.dlogits, want_grad) <= 1e-13);
@@ -361,10 +362,16 @@ TEST_CASE("cross_entropy_with_grad on wide rows, threaded, strided and in bf16, 
   // bf16: the reference from the rounded logits; each gradient is rounded to bf16 (8 significant
   // bits) once.
   const auto h = eval(cast<bf16>(logits));                                                 // (B, S, V)
-  const auto [want_h_loss, want_h_grad] = reference(h);
+  const auto [want_h_loss, want_h_grad] = reference(h, z);
   const auto g = nn::cross_entropy_with_grad(h, targets, z);
   CHECK(g.loss == doctest::Approx(want_h_loss).epsilon(1e-6));
   CHECK(worst(g.dlogits, want_h_grad) <= 1.0 / 256);
+  // The loss alone (nn::cross_entropy, which validation runs): contiguous, strided, float, bf16.
+  const double plain = reference(logits, 0.0).first;
+  CHECK(nn::cross_entropy(logits, targets) == doctest::Approx(plain).epsilon(1e-13));
+  CHECK(nn::cross_entropy(slice(wide, full_extent, full_extent, range{0, V}), targets) == doctest::Approx(plain).epsilon(1e-13));
+  CHECK(nn::cross_entropy(to_float(logits), targets) == doctest::Approx(plain).epsilon(1e-6));
+  CHECK(nn::cross_entropy(h, targets) == doctest::Approx(reference(h, 0.0).first).epsilon(1e-6));
 }
 
 namespace {

@@ -156,19 +156,6 @@ auto compute_array(const X& x) {
 /// Visible keys of query row i of an (Sq, Sk) attention: Sk, or Sk − Sq + i + 1 when causal.
 inline index_t visible_keys(index_t i, index_t Sq, index_t Sk, bool causal) { return causal ? Sk - Sq + i + 1 : Sk; }
 
-/// Runs f(row) for every row, on the executor's OpenMP threads when there is enough work.
-template <class F>
-void for_each_row(index_t rows, index_t work_per_row, F&& f) {
-#if EINLM_HAS_OPENMP
-  if (rows > 1 && rows * work_per_row >= (index_t{1} << 14)) {
-#pragma omp parallel for schedule(static)
-    for (index_t r = 0; r < rows; ++r) f(r);
-    return;
-  }
-#endif
-  for (index_t r = 0; r < rows; ++r) f(r);
-}
-
 /// max over j < n of s[j] · scale (−∞ for n = 0), on packets where the host has them.
 template <class C>
 C scaled_row_max(const C* s, index_t n, C scale) {
@@ -468,33 +455,6 @@ auto swiglu_backward(const A& a, const B& b, const DH& dh) {
 
 namespace detail {
 
-/// Σ_{j<n} exp(x[j] − shift) in C, x widened from S; with Store, out[j] = exp(x[j] − shift) too
-/// (D: C or S). Lane l of a packet sums the elements j ≡ l (mod simd::width), as exp_row.
-template <bool Store, class C, class S, class D>
-C exp_sum_row(const S* x, D* out, index_t n, C shift) {
-  C sum = 0;
-  index_t j = 0;
-#if EINLM_HAS_PACKETS
-  if (n >= simd::width) {
-    using P = simd::packet<C>;
-    const P offset(shift);
-    P lanes(C(0));
-    for (; j + simd::width <= n; j += simd::width) {
-      const P e = math::exp(simd::load<C>(x + j) - offset);
-      if constexpr (Store) simd::store(out + j, e);
-      lanes = lanes + e;
-    }
-    for (int l = 0; l < simd::width; ++l) sum += lanes[l];
-  }
-#endif
-  for (; j < n; ++j) {
-    const C e = math::exp(static_cast<C>(convert<C>(x[j])) - shift);
-    if constexpr (Store) out[j] = convert<D>(e);
-    sum += e;
-  }
-  return sum;
-}
-
 /// The rows of cross_entropy_with_grad over contiguous logits (rows, V), threaded. Per row: its
 /// maximum m; e = exp(x − m) and Σ e (stored in the gradient's row for float and double, in a
 /// float row of the thread's for 16-bit types); lse = m + log Σ e; the gradient e ·
@@ -507,20 +467,7 @@ void cross_entropy_rows(const T* logits, T* dlogits, const index_t* target, C* l
   for_each_row(rows, V, [&](index_t r) {
     const T* x = logits + r * V;
     T* g = dlogits + r * V;
-    C m = -std::numeric_limits<C>::infinity();
-    index_t j = 0;
-#if EINLM_HAS_PACKETS
-    if (V >= simd::width) {
-      using P = simd::packet<C>;
-      P lanes(m);
-      for (; j + simd::width <= V; j += simd::width) {
-        const P v = simd::load<C>(x + j);
-        lanes = simd::select(v > lanes, v, lanes);
-      }
-      for (int l = 0; l < simd::width; ++l) m = std::max(m, lanes[l]);
-    }
-#endif
-    for (; j < V; ++j) m = std::max(m, static_cast<C>(convert<C>(x[j])));
+    const C m = row_max<C>(x, V);
     if constexpr (std::is_same_v<T, C>) {
       const C sum = exp_sum_row<true>(x, g, V, m);
       const C row_lse = m + static_cast<C>(std::log(sum));

@@ -4,7 +4,8 @@
 //
 //   softmax(x), log_softmax(x)        over the last axis, max-subtracted (no overflow at x + 100)
 //   cross_entropy(logits, targets)    mean over rows of logsumexp(row) − row[target]; logits
-//                                     (…, V), integer targets (…); probabilities never materialised
+//                                     (…, V), integer targets (…); probabilities never materialised;
+//                                     contiguous logits row by row, threaded over rows
 //   rms_norm(x, gain, eps = 1e-5)     x / √(mean(x²) + eps) · gain over the last axis, in fp32
 //   layer_norm(x, gain, bias, eps = 1e-5)
 //                                     (x − mean) / √(var + eps) · gain + bias over the last axis, in
@@ -24,6 +25,7 @@
 // [0, V) is a value_error naming its row and value.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -32,6 +34,7 @@
 #include <vector>
 
 #include "einlm/core/error.hpp"
+#include "einlm/core/math.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/einops.hpp"
 #include "einlm/expr.hpp"
@@ -58,6 +61,67 @@ auto softmax_rows(const X& x) {
   auto row_max = eval(reduce<"... d -> ... 1", "max">(xc));                       // (…, 1)
   auto row_sum = eval(reduce<"... d -> ... 1", "sum">(exp(xc - row_max)));        // (…, 1)
   return std::pair{std::move(row_max), std::move(row_sum)};
+}
+
+/// Runs f(row) for every row, on the executor's OpenMP threads when there is enough work.
+template <class F>
+void for_each_row(index_t rows, index_t work_per_row, F&& f) {
+#if EINLM_HAS_OPENMP
+  if (rows > 1 && rows * work_per_row >= (index_t{1} << 14)) {
+#pragma omp parallel for schedule(static)
+    for (index_t r = 0; r < rows; ++r) f(r);
+    return;
+  }
+#endif
+  for (index_t r = 0; r < rows; ++r) f(r);
+}
+
+/// max over j < n of x[j] widened to C (−∞ for n = 0; NaNs are passed over), on packets.
+template <class C, class S>
+C row_max(const S* x, index_t n) {
+  C m = -std::numeric_limits<C>::infinity();
+  index_t j = 0;
+#if EINLM_HAS_PACKETS
+  if (n >= simd::width) {
+    using P = simd::packet<C>;
+    P lanes(m);
+    for (; j + simd::width <= n; j += simd::width) {
+      const P v = simd::load<C>(x + j);
+      lanes = simd::select(v > lanes, v, lanes);
+    }
+    for (int l = 0; l < simd::width; ++l) m = std::max(m, lanes[l]);
+  }
+#endif
+  for (; j < n; ++j) m = std::max(m, static_cast<C>(convert<C>(x[j])));
+  return m;
+}
+
+/// Σ_{j<n} exp(x[j] − shift) in C, x widened from S; with Store, out[j] = exp(x[j] − shift) too
+/// (D: C or S). Lane l of a packet sums the elements j ≡ l (mod simd::width), so the sum
+/// depends on n only, not on where the row starts.
+template <bool Store, class C, class S, class D>
+C exp_sum_row(const S* x, D* out, index_t n, C shift) {
+  C sum = 0;
+  index_t j = 0;
+#if EINLM_HAS_PACKETS
+  if (n >= simd::width) {
+    using P = simd::packet<C>;
+    const P offset(shift);
+    P lanes(C(0));
+    for (; j + simd::width <= n; j += simd::width) {
+      const P e = math::exp(simd::load<C>(x + j) - offset);
+      if constexpr (Store) simd::store(out + j, e);
+      lanes = lanes + e;
+    }
+    for (int l = 0; l < simd::width; ++l) sum += lanes[l];
+  }
+#endif
+  for (; j < n; ++j) {
+    const C e = math::exp(static_cast<C>(convert<C>(x[j])) - shift);
+    if constexpr (Store) out[j] = convert<D>(e);
+    sum += e;
+  }
+  return sum;
 }
 
 }  // namespace detail
@@ -97,12 +161,25 @@ double cross_entropy(const L& logits, const Y& targets) {
     if (lv.extent(r) != tv.extent(r))
       throw shape_error(einlm::detail::concat("cross_entropy: logits of shape ", shape_string(lv.extents()),
                                               " do not match targets of shape ", shape_string(tv.extents())));
-  const auto lc = cast<C>(lv);                                                                        // (…, V)
-  const auto row_max = eval(reduce<"... v -> ... 1", "max">(lc));                                     // (…, 1)
-  const auto lse = eval(row_max + log(reduce<"... v -> ... 1", "sum">(exp(lc - row_max))));          // (…, 1)
-  // Gather the target logits row by row (row-major over the leading axes).
   const index_t V = static_cast<index_t>(lv.extent(R - 1));
   const index_t rows = V == 0 ? 0 : lv.size() / V;
+  // Each row's log-sum-exp: row by row over contiguous logits (each row read from memory once),
+  // else two einops reductions over the whole array.
+  std::vector<C> lse(static_cast<std::size_t>(rows));
+  if (lv.is_contiguous()) {
+    const auto* x = lv.data();
+    detail::for_each_row(rows, V, [&](index_t row) {
+      const C m = detail::row_max<C>(x + row * V, V);
+      const C sum = detail::exp_sum_row<false>(x + row * V, static_cast<C*>(nullptr), V, m);
+      lse[static_cast<std::size_t>(row)] = m + static_cast<C>(std::log(sum));
+    });
+  } else {
+    const auto lc = cast<C>(lv);                                                                      // (…, V)
+    const auto row_max = eval(reduce<"... v -> ... 1", "max">(lc));                                   // (…, 1)
+    const auto row_lse = eval(row_max + log(reduce<"... v -> ... 1", "sum">(exp(lc - row_max))));    // (…, 1)
+    for (index_t row = 0; row < rows; ++row) lse[static_cast<std::size_t>(row)] = row_lse.data()[row];
+  }
+  // Gather the target logits row by row (row-major over the leading axes).
   index_array<R> at{};
   index_array<R - 1> yat{};
   double total = 0;
@@ -118,7 +195,7 @@ double cross_entropy(const L& logits, const Y& targets) {
       throw value_error(einlm::detail::concat("cross_entropy: target ", target, " of row ", row,
                                               " is outside the vocabulary [0, ", V, ")"));
     at[R - 1] = static_cast<index_t>(target);
-    total += static_cast<double>(lse.data()[row]) - static_cast<double>(static_cast<C>(convert<C>(lv(at))));
+    total += static_cast<double>(lse[static_cast<std::size_t>(row)]) - static_cast<double>(static_cast<C>(convert<C>(lv(at))));
   }
   return rows == 0 ? 0.0 : total / static_cast<double>(rows);
 }
