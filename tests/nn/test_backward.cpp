@@ -366,6 +366,27 @@ TEST_CASE("cross_entropy and cross_entropy_with_grad on wide rows, threaded, str
   const auto g = nn::cross_entropy_with_grad(h, targets, z);
   CHECK(g.loss == doctest::Approx(want_h_loss).epsilon(1e-6));
   CHECK(worst(g.dlogits, want_h_grad) <= 1.0 / 256);
+  // Logits handed over: the gradient is written over them, the same bits as above.
+  for (const bool half : {false, true}) {
+    CAPTURE(half);
+    const auto check_in_place = [&](auto given, const auto& out_of_place) {
+      const auto* storage = given.data();
+      const auto moved = nn::cross_entropy_with_grad(std::move(given), targets, z);
+      CHECK(moved.dlogits.data() == storage);
+      CHECK(moved.loss == out_of_place.loss);
+      CHECK(std::memcmp(moved.dlogits.data(), out_of_place.dlogits.data(), out_of_place.dlogits.bytes()) == 0);
+    };
+    if (half) check_in_place(eval(cast<bf16>(logits)), g);
+    else check_in_place(to_float(logits), f);
+  }
+  // A bad target is found before anything is written: the logits handed over stay as they were.
+  auto kept_logits = to_float(logits);                                                     // (B, S, V)
+  const auto copy = to_float(logits);                                                      // (B, S, V)
+  auto bad_targets = eval(targets * std::int64_t{1});                                      // (B, S)
+  bad_targets(2, 39) = V;
+  CHECK_THROWS_WITH_AS(nn::cross_entropy_with_grad(std::move(kept_logits), bad_targets, z),
+                       "cross_entropy_with_grad: target 1003 of row 119 is outside the vocabulary [0, 1003)", value_error);
+  CHECK(std::memcmp(kept_logits.data(), copy.data(), copy.bytes()) == 0);
   // The loss alone (nn::cross_entropy, which validation runs): contiguous, strided, float, bf16.
   const double plain = reference(logits, 0.0).first;
   CHECK(nn::cross_entropy(logits, targets) == doctest::Approx(plain).epsilon(1e-13));

@@ -143,6 +143,36 @@ TEST_CASE("static_transformer_lm: the shape and the cost are constants of the ty
         nn::activation_bytes(with_qk, 4, 16, 8, nn::attention_activations::log_sum_exp));
 }
 
+TEST_CASE("transformer_lm: a training step's host memory is the accounting's activations plus a small workspace") {
+  // A vocabulary large beside the rest, so that the logits dominate the activations.
+  const nn::transformer_config c{.vocab_size = 4096, .context_length = 16, .d_model = 32, .num_layers = 2,
+                                 .num_heads = 4, .d_ff = 64};
+  constexpr index_t B = 8, S = 16;
+  const auto inputs = random_tokens(B, S, 4096, 30), targets = random_tokens(B, S, 4096, 31);  // (B, S) twice
+  nn::transformer_lm<float> model(c, 3);
+  // [snippet step_memory]
+  model.forward_backward(inputs, targets);  // the first step fills the caches
+  const auto before = host_memory_stats();
+  reset_peak_host_memory();
+  model.forward_backward(inputs, targets);
+  const auto after = host_memory_stats();
+  // [end snippet]
+  const auto kept = nn::activation_bytes(c, B, S, 4, nn::attention_activations::log_sum_exp);
+  const auto logits_bytes = static_cast<std::int64_t>(B * S * c.vocab_size * 4);
+  const auto peak = static_cast<std::int64_t>(after.peak_bytes_in_use - before.bytes_in_use);
+  MESSAGE("step peak above the model: ", peak, " bytes; kept activations ", kept, ", of which logits ", logits_bytes);
+  CHECK(static_cast<std::int64_t>(model.kept_activation_bytes()) == kept);
+  CHECK(peak >= kept);
+  // The loss gradient is written over the logits and freed after the LM head, so no second
+  // logits-sized array is ever live. What the step adds is the LM head's (V, D) gradient before
+  // it is added to gradients() (measured: exactly that), with a margin of an eighth of the logits.
+  const auto head_gradient_bytes = static_cast<std::int64_t>(c.vocab_size * c.d_model * 4);
+  CHECK(peak <= kept + head_gradient_bytes + logits_bytes / 8);
+  // Once warm, every block comes from the host caches, and the step returns all it took.
+  CHECK(after.backend_allocations == before.backend_allocations);
+  CHECK(after.bytes_in_use == before.bytes_in_use);
+}
+
 TEST_CASE("transformer_lm: CS336 initialisation (truncated normals, unit gains, a function of the seed)") {
   nn::transformer_config c{.vocab_size = 1000, .context_length = 8, .d_model = 64, .num_layers = 1, .num_heads = 4,
                            .d_ff = 192};

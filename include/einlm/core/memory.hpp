@@ -11,6 +11,8 @@
 // tested on the CPU; memory_stats reports bytes in use, peak bytes in use, bytes cached, and counts.
 //
 //   host_memory_stats(), device_memory_stats()    statistics (host: live/peak bytes of einlm buffers)
+//   reset_peak_host_memory(), reset_peak_device_memory()
+//                                                 peak counter back to the current use
 //   release_cached_device_memory()                cudaFree every cached block
 //   release_cached_host_memory()                  free every cached host block
 //
@@ -276,10 +278,9 @@ inline void* host_allocate(std::size_t bytes) {
   if (bytes == 0) return nullptr;
   if (bytes >= host_cache_threshold) {
     const std::size_t rounded = (bytes + host_alignment - 1) / host_alignment * host_alignment;
-    void* p = host_cache().allocate(rounded, 0);
+    void* p = host_cache().allocate(rounded, 0);  // counts its own cache hits and system allocations
     std::lock_guard<std::mutex> lock(host_stats_mutex());
-    auto& s = count_host_allocation(bytes);
-    ++s.backend_allocations;
+    count_host_allocation(bytes);
     return p;
   }
   const int c = small_block_class(bytes);
@@ -387,7 +388,7 @@ inline caching_allocator<cuda_backend>& device_allocator() {
 }  // namespace detail
 
 /// Statistics of host buffers allocated by einlm (bytes_cached: blocks, large and small, kept for
-/// reuse; cache_hits: small blocks reused).
+/// reuse; cache_hits: blocks reused; backend_allocations: blocks that came from the system).
 inline memory_stats host_memory_stats() {
   memory_stats s;
   std::size_t small_cached = 0;
@@ -396,8 +397,17 @@ inline memory_stats host_memory_stats() {
     s = detail::host_stats();
     small_cached = detail::small_cache().total_bytes;
   }
-  s.bytes_cached = detail::host_cache().stats().bytes_cached + small_cached;
+  const memory_stats large = detail::host_cache().stats();
+  s.bytes_cached = large.bytes_cached + small_cached;
+  s.cache_hits += large.cache_hits;
+  s.backend_allocations += large.backend_allocations;
   return s;
+}
+
+/// Resets the host peak counter to the current use (for measuring one phase, e.g. one step).
+inline void reset_peak_host_memory() {
+  std::lock_guard<std::mutex> lock(detail::host_stats_mutex());
+  detail::host_stats().peak_bytes_in_use = detail::host_stats().bytes_in_use;
 }
 
 /// Returns the cached host blocks, large and small, to the system.

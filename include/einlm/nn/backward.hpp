@@ -9,7 +9,8 @@
 //                                           dy · gelu'(x) (erf form: Φ(x) + x·φ(x)); dy where x > 0
 //   silu(a)                                 a·σ(a), a new tensor (the swiglu hidden's first factor)
 //   swiglu_backward(a, b, dh)               {da, db} of h = silu(a) ⊙ b
-//   cross_entropy_with_grad(logits, targets, z_loss = 0)
+//   cross_entropy_with_grad(logits, targets, z_loss = 0)   (logits an rvalue tensor: the gradient
+//                                           is written over them, no second (…, V) array)
 //                                           {loss (double), dlogits (…, V)}: mean over rows of
 //                                           lse − row[target] + z_loss · mean(lse²), and its gradient
 //                                           ((softmax − onehot) + 2·z_loss·lse·softmax) / rows; contiguous
@@ -455,7 +456,8 @@ auto swiglu_backward(const A& a, const B& b, const DH& dh) {
 
 namespace detail {
 
-/// The rows of cross_entropy_with_grad over contiguous logits (rows, V), threaded. Per row: its
+/// The rows of cross_entropy_with_grad over contiguous logits (rows, V), threaded; dlogits may be
+/// logits (the gradient written over them). Per row: its
 /// maximum m; e = exp(x − m) and Σ e (stored in the gradient's row for float and double, in a
 /// float row of the thread's for 16-bit types); lse = m + log Σ e; the gradient e ·
 /// (1 + two_z·lse)·inv_rows / Σ e (rounded once), minus inv_rows at the target. lse[r] and
@@ -467,6 +469,8 @@ void cross_entropy_rows(const T* logits, T* dlogits, const index_t* target, C* l
   for_each_row(rows, V, [&](index_t r) {
     const T* x = logits + r * V;
     T* g = dlogits + r * V;
+    const index_t t = target[r];
+    target_logit[r] = static_cast<C>(convert<C>(x[t]));  // before g, which may be x, is written
     const C m = row_max<C>(x, V);
     if constexpr (std::is_same_v<T, C>) {
       const C sum = exp_sum_row<true>(x, g, V, m);
@@ -488,14 +492,14 @@ void cross_entropy_rows(const T* logits, T* dlogits, const index_t* target, C* l
       for (; k < V; ++k) g[k] = convert<T>(row[static_cast<std::size_t>(k)] * scale);
       lse[r] = row_lse;
     }
-    const index_t t = target[r];
     g[t] = convert<T>(static_cast<C>(convert<C>(g[t]) - inv_rows));
-    target_logit[r] = static_cast<C>(convert<C>(x[t]));
   });
 }
 
-template <class L, class Y>
-auto cross_entropy_with_grad(const L& logits, const Y& targets, double z_loss) {
+/// With `reuse` (the logits' own tensor, which `logits` views), the gradient is written over the
+/// logits and returned in that tensor's storage.
+template <class L, class Y, class Reuse = std::nullptr_t>
+auto cross_entropy_with_grad(const L& logits, const Y& targets, double z_loss, Reuse* reuse = nullptr) {
   const auto lv = as_view(logits);
   const auto tv = as_view(targets);
   using LV = decltype(lv);
@@ -534,7 +538,11 @@ auto cross_entropy_with_grad(const L& logits, const Y& targets, double z_loss) {
   // Gradient: each row's softmax scaled by (1 + 2·z_loss·lse) / rows, minus 1 / rows at the target.
   const C inv_rows = static_cast<C>(rows == 0 ? 0.0 : 1.0 / static_cast<double>(rows));
   const C two_z = static_cast<C>(2.0 * z_loss);
-  tensor<T, typename LV::extents_type, host> dlogits(lv.extents());                   // (…, V)
+  using gradient_tensor = tensor<T, typename LV::extents_type, host>;
+  auto dlogits = [&]() -> gradient_tensor {                                            // (…, V)
+    if constexpr (std::is_same_v<Reuse, std::nullptr_t>) return gradient_tensor(lv.extents());
+    else return std::move(*reuse);  // the same storage: lv still views it
+  }();
   std::vector<C> row_lse(static_cast<std::size_t>(rows)), row_target(static_cast<std::size_t>(rows));
   if (lv.is_contiguous()) {
     cross_entropy_rows(lv.data(), dlogits.data(), target_of.data(), row_lse.data(), row_target.data(), rows, V,
@@ -582,6 +590,18 @@ auto cross_entropy_with_grad(const L& logits, const Y& targets, double z_loss = 
     return cross_entropy_with_grad(logits, evaluated, z_loss);
   } else {
     return detail::cross_entropy_with_grad(logits, targets, z_loss);
+  }
+}
+
+/// The same for logits handed over (an rvalue tensor): the gradient is written over them and
+/// returned in their storage, so no second (…, V) array is allocated. The results are the same.
+template <class T, class E, class Y>
+auto cross_entropy_with_grad(tensor<T, E, host>&& logits, const Y& targets, double z_loss = 0.0) {
+  if constexpr (!array_like<Y>) {
+    const auto evaluated = eval(targets);  // (…)
+    return cross_entropy_with_grad(std::move(logits), evaluated, z_loss);
+  } else {
+    return detail::cross_entropy_with_grad(logits, targets, z_loss, &logits);
   }
 }
 

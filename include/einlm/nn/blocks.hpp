@@ -2136,8 +2136,8 @@ class model {
   /// Mean cross-entropy (+ z_loss · mean(lse²)) of a token → logits block; accumulates gradients.
   template <class I, class J>
   double forward_backward(const I& inputs, const J& targets, double z_loss = 0.0) {
-    const auto logits = forward_train(inputs);                                // (B, S, V)
-    auto [loss, dlogits] = cross_entropy_with_grad(logits, targets, z_loss);  // (B, S, V)
+    auto logits = forward_train(inputs);                                                 // (B, S, V)
+    auto [loss, dlogits] = cross_entropy_with_grad(std::move(logits), targets, z_loss);  // (B, S, V), over the logits
     backward(dlogits);
     cache_ = {};
     return loss;

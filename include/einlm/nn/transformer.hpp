@@ -349,8 +349,10 @@ class transformer_lm {
     for (const auto& a : acts_) kept_bytes_ += a.attn.lse.bytes();  // float for bf16
     for (const auto& a : acts_)
       for (const auto* t : {&a.attn.q_raw, &a.attn.k_raw, &a.attn.q, &a.attn.k, &a.attn.v}) kept_bytes_ += t->bytes();
-    auto [loss, dlogits] = cross_entropy_with_grad(logits, targets, z_loss);       // (B, S, V)
-    backward(dlogits);
+    // The gradient is written over the logits, and backward frees it after the head: the step's
+    // peak is the kept activations, logits included.
+    auto [loss, dlogits] = cross_entropy_with_grad(std::move(logits), targets, z_loss);  // (B, S, V)
+    backward(std::move(dlogits));
     return loss;
   }
 
@@ -512,13 +514,15 @@ class transformer_lm {
     return x;
   }
 
-  void backward(const tensor<T, dims<3>>& dlogits) {
+  void backward(tensor<T, dims<3>> dlogits) {
     const double eps = config_.norm_eps;
     const detail::attention_spec spec{config_.num_heads, config_.kv_heads(), config_.qk_norm, config_.rope_theta, eps};
     // LM head and final norm.
     auto& dhead = config_.tied_embeddings ? grads_.token_embeddings : grads_.lm_head;
     detail::accumulate(dhead, einsum<"b s v, b s d -> v d">(dlogits, final_n_));  // (V, D)
     auto dn = einsum<"b s v, v d -> b s d">(dlogits, head_weight());               // (B, S, D)
+    dlogits = {};
+    final_n_ = {};
     auto [dx, dgain_final] = rms_norm_backward(final_x_, params_.ln_final, dn, eps);  // (B, S, D), (D,)
     detail::accumulate(grads_.ln_final, dgain_final);
     for (std::size_t i = params_.layers.size(); i-- > 0;) {
