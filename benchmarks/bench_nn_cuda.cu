@@ -12,6 +12,9 @@
 //   64 experts (the issue's fine-grained shape): moe_permute_cuda reads and writes each of the
 //   32,768 slot rows, moe_unpermute_cuda reads them and writes the 4096 token rows, against a
 //   device copy of the same bytes; moe_dispatch_cuda (the radix sort by expert) is timed alone
+//   MoE router of that layer: the router GEMM (einsum, 4096 × 2048 → 64) with moe_route_cuda's
+//   softmax top-8, and the routing kernel alone; the router's share of the layer is this time
+//   over the sum of the layer's rows here and bench_gemm_cuda's grouped GEMM (goal ≤ 3 %)
 // Goals (issue): RMSNorm ≥ 85 % of the device copy; cross-entropy and AdamW reported.
 // Run by scripts/gpu-check; exits quietly without a device.
 #include <benchmark/benchmark.h>
@@ -257,6 +260,36 @@ void moe_dispatch(benchmark::State& state) {
                      [&] { benchmark::DoNotOptimize(nn::moe_dispatch_cuda(d.expert, moe_experts, moe_top_k)); });
 }
 
+/// The router of the same layer: logits = x routerᵀ (N, 64) by einsum, then moe_route_cuda's
+/// softmax top-8 and gates; and the routing kernel alone. Bytes: x read once.
+struct router_data {
+  tensor<bf16, dims<2>, device> weight;  // (E, D)
+  tensor<bf16, dims<2>, device> logits;  // (N, E)
+  router_data() : weight(uniform<bf16>(dims<2>(moe_experts, moe_width), {34, 0}, -0.02, 0.02)) {
+    logits = einsum<"n d, e d -> n e">(moe_data::get().x, weight);
+    EINLM_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+  static router_data& get() {
+    static router_data d;
+    return d;
+  }
+};
+
+void moe_router(benchmark::State& state) {
+  auto& d = moe_data::get();
+  auto& r = router_data::get();
+  bench::timed_bytes(state, static_cast<double>(moe_tokens()) * d.row_bytes(), [&] {
+    const tensor<bf16, dims<2>, device> logits = einsum<"n d, e d -> n e">(d.x, r.weight);  // (N, E)
+    benchmark::DoNotOptimize(nn::moe_route_cuda(logits, moe_top_k, nn::router_kind::softmax));
+  });
+}
+
+void moe_route(benchmark::State& state) {
+  auto& r = router_data::get();
+  bench::timed_bytes(state, static_cast<double>(r.logits.bytes()),
+                     [&] { benchmark::DoNotOptimize(nn::moe_route_cuda(r.logits, moe_top_k, nn::router_kind::softmax)); });
+}
+
 }  // namespace
 
 BENCHMARK(norm_copy<float>)->Name("copy_norm_f32")->UseManualTime()->Unit(benchmark::kMicrosecond);
@@ -277,6 +310,8 @@ BENCHMARK(moe_permute)->Name("moe_permute_bf16")->UseManualTime()->Unit(benchmar
 BENCHMARK(moe_unpermute_copy)->Name("copy_moe_unpermute_bytes")->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(moe_unpermute)->Name("moe_unpermute_bf16")->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(moe_dispatch)->Name("moe_dispatch_sort")->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(moe_router)->Name("moe_router_gemm_and_route_bf16")->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(moe_route)->Name("moe_route_top8_of_64")->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 int main(int argc, char** argv) {
   int devices = 0;

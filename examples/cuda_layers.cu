@@ -1,7 +1,7 @@
 // examples/cuda_layers.cu — the transformer's bandwidth-bound layers as fused CUDA kernels
 // (einlm/nn/cuda_kernels.cuh), AdamW and SGD steps in one launch each (einlm/optim/adamw_cuda.cuh,
-// sgd_cuda.cuh), the MoE token permutation (einlm/nn/moe_cuda.cuh) and the experts' grouped GEMM
-// (einlm/linalg/gemm_cuda.cuh), each checked
+// sgd_cuda.cuh), the MoE router and token permutation (einlm/nn/moe_cuda.cuh) and the experts'
+// grouped GEMM (einlm/linalg/gemm_cuda.cuh), each checked
 // against the host function on the same bf16 inputs: prints the largest difference and exits 1
 // when one exceeds bf16's resolution. Without a CUDA device it says so and exits 0.
 #include <cmath>
@@ -145,10 +145,34 @@ int main() {
   std::printf("grouped_gemm_cuda        %.2e (%lld rows, 8 experts, one launch; first row from token %d)\n", grouped_err,
               static_cast<long long>(dispatch.kept_rows()), order_host(0) / static_cast<int>(top_k));
 
+  // The router: logits of the rows against 8 router vectors by einsum, then each token's top-2
+  // experts and their renormalised gates, against the host's ranking of the same float logits.
+  tensor<bf16, dims<2>> router(experts, D);  // (E, D)
+  router = normal<bf16>(router.extents(), {1, 6}, 0.0, 0.05);
+  const tensor<bf16, dims<2>, device> router_logits = einsum<"n d, e d -> n e">(rows, to_device(router));  // (N, E)
+  const auto route = nn::moe_route_cuda(router_logits, top_k, nn::router_kind::softmax);
+  const auto logits_host = to_host(router_logits);  // (N, E)
+  const auto chosen = to_host(route.expert);         // (N·K,)
+  const auto gates = to_host(route.gate);            // (N·K,)
+  index_t route_mismatches = 0;
+  double gate_sum_err = 0;
+  for (index_t n = 0; n < tokens; ++n) {
+    // The host's top-2 by logit (the softmax keeps the order), ties to the lower expert.
+    index_t first = 0, second = -1;
+    for (index_t e = 1; e < experts; ++e)
+      if (convert<float>(logits_host(n, e)) > convert<float>(logits_host(n, first))) first = e;
+    for (index_t e = 0; e < experts; ++e)
+      if (e != first && (second < 0 || convert<float>(logits_host(n, e)) > convert<float>(logits_host(n, second)))) second = e;
+    route_mismatches += chosen(n * top_k) != first || chosen(n * top_k + 1) != second;
+    gate_sum_err = std::max(gate_sum_err, std::abs(static_cast<double>(gates(n * top_k) + gates(n * top_k + 1)) - 1.0));
+  }
+  std::printf("moe_route_cuda           %lld of %lld tokens routed unlike the host; gates sum to 1 within %.1e\n",
+              static_cast<long long>(route_mismatches), static_cast<long long>(tokens), gate_sum_err);
+
   const double limit = 1.0 / 64;  // a few bf16 roundings
   const bool ok = worst(normed, nn::rms_norm(x, gain, 1e-5)) < limit && worst(dx, host_grads.dx) < limit && rope_err < limit &&
                   std::abs(ce.loss - ce_host.loss) < 1e-4 && adamw_err < 1e-6 &&
-                  sgd_err < 1e-6 && moe_err == 0 && grouped_err < 1e-4;
+                  sgd_err < 1e-6 && moe_err == 0 && grouped_err < 1e-4 && route_mismatches == 0 && gate_sum_err < 1e-6;
   std::printf("%s\n", ok ? "all within bf16 resolution" : "a difference exceeds bf16 resolution");
   return ok ? 0 : 1;
 }

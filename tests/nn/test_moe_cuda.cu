@@ -2,8 +2,10 @@
 // grouping equals the host's stable counting sort (slot order within an expert, the first
 // `capacity` slots kept), dropless and with a capacity that drops, for E = 1, 8 and 64; the
 // gather and the gate-weighted combine equal host loops, in float and bf16; bad expert ids and
-// mismatched shapes are errors naming the function. Exits with 77 (skipped) when no device is
-// present.
+// mismatched shapes are errors naming the function. moe_route_cuda's affinities, lse, ranked
+// experts and gates equal the routing written from the host layer's contract in double, for both
+// routers, k = 1, 2, 8 and E = 8, 64, 160, float and bf16 logits. Exits with 77 (skipped) when no
+// device is present.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -101,7 +103,101 @@ void check_permutation(index_t N, index_t K, index_t E, std::int64_t capacity, i
   test::check_device_close(y, cast<T>(expected), std::is_same_v<T, float> ? 1e-6 : 1.0 / 128);
 }
 
+/// The routing of one token from its logits, in double (nn/moe.hpp's contract): affinities, lse,
+/// the ranked top-k by affinity + bias (ties: lower expert), gates, and the margin between the
+/// k-th and the next score (how far the choice is from a tie).
+struct host_route {
+  std::vector<double> affinity, gate;
+  std::vector<std::int32_t> expert;
+  double lse = 0, margin = 0;
+};
+
+host_route route_on_host(const float* l, const float* bias, index_t E, index_t K, bool sigmoid_router) {
+  host_route r;
+  double m = -INFINITY, sum = 0;
+  for (index_t e = 0; e < E; ++e) m = std::max(m, static_cast<double>(l[e]));
+  for (index_t e = 0; e < E; ++e) sum += std::exp(l[e] - m);
+  r.lse = m + std::log(sum);
+  std::vector<double> score(static_cast<std::size_t>(E));
+  for (index_t e = 0; e < E; ++e) {
+    r.affinity.push_back(sigmoid_router ? 1 / (1 + std::exp(-static_cast<double>(l[e]))) : std::exp(l[e] - m) / sum);
+    score[static_cast<std::size_t>(e)] = r.affinity.back() + (bias ? bias[e] : 0.0);
+  }
+  std::vector<std::int32_t> idx(static_cast<std::size_t>(E));
+  for (index_t e = 0; e < E; ++e) idx[static_cast<std::size_t>(e)] = static_cast<std::int32_t>(e);
+  std::stable_sort(idx.begin(), idx.end(), [&](std::int32_t a, std::int32_t b) { return score[a] > score[b]; });
+  r.margin = K < E ? score[idx[K - 1]] - score[idx[K]] : INFINITY;
+  double selected = 0;
+  for (index_t j = 0; j < K; ++j) selected += r.affinity[idx[j]];
+  for (index_t j = 0; j < K; ++j) {
+    r.expert.push_back(idx[j]);
+    r.gate.push_back(sigmoid_router || K > 1 ? r.affinity[idx[j]] / selected : r.affinity[idx[j]]);
+  }
+  return r;
+}
+
+template <class T>
+void check_route(index_t N, index_t E, index_t K, nn::router_kind router, bool with_bias) {
+  CAPTURE(N);
+  CAPTURE(E);
+  CAPTURE(K);
+  CAPTURE(with_bias);
+  const bool sigmoid_router = router == nn::router_kind::sigmoid;
+  // Logits as a router GEMM gives them (spread 3), in T; the reference reads the same values.
+  const tensor<T, dims<2>> logits(cast<T>(uniform<float>(dims<2>(N, E), {31, static_cast<std::uint64_t>(E)}, -3.0, 3.0)));  // (N, E)
+  const tensor<float, dims<2>> logits_f(cast<float>(logits));                                                            // (N, E)
+  const tensor<T, dims<1>> bias(cast<T>(uniform<float>(dims<1>(E), {32, 0}, -0.05, 0.05)));                              // (E,)
+  const tensor<float, dims<1>> bias_f(cast<float>(bias));                                                                // (E,)
+  const auto bias_device = to_device(bias);
+  const auto r = nn::moe_route_cuda(to_device(logits), K, router, with_bias ? &bias_device : nullptr);
+  CHECK(r.num_tokens == N);
+  const auto affinity = to_host(r.affinity);  // (N, E)
+  const auto lse = to_host(r.lse);            // (N,)
+  const auto expert = to_host(r.expert);      // (N·K,)
+  const auto gate = to_host(r.gate);          // (N·K,)
+  double worst_affinity = 0, worst_lse = 0, worst_gate = 0;
+  int compared = 0, wrong_experts = 0;
+  for (index_t n = 0; n < N; ++n) {
+    const auto h = route_on_host(logits_f.data() + n * E, with_bias ? bias_f.data() : nullptr, E, K, sigmoid_router);
+    for (index_t e = 0; e < E; ++e)
+      worst_affinity = std::max(worst_affinity, std::abs(affinity(n, e) - h.affinity[static_cast<std::size_t>(e)]));
+    worst_lse = std::max(worst_lse, std::abs(lse(n) - h.lse) / std::max(1.0, std::abs(h.lse)));
+    if (h.margin < 1e-5) continue;  // within float rounding of a tie: either choice is right
+    ++compared;
+    for (index_t j = 0; j < K; ++j) {
+      wrong_experts += expert(n * K + j) != h.expert[static_cast<std::size_t>(j)];
+      worst_gate = std::max(worst_gate, std::abs(gate(n * K + j) - h.gate[static_cast<std::size_t>(j)]));
+    }
+  }
+  CHECK(compared > N * 9 / 10);
+  CHECK(wrong_experts == 0);
+  CHECK(worst_affinity <= 1e-6);
+  CHECK(worst_lse <= 1e-6);
+  CHECK(worst_gate <= 2e-6);
+}
+
 }  // namespace
+
+TEST_CASE("moe_route_cuda routes as the host layer: both routers, k = 1, 2, 8") {
+  check_route<float>(1000, 8, 1, nn::router_kind::softmax, false);   // Switch
+  check_route<float>(1000, 8, 2, nn::router_kind::softmax, false);   // Mixtral
+  check_route<bf16>(777, 64, 8, nn::router_kind::softmax, false);    // fine-grained, bf16 logits
+  check_route<float>(1000, 64, 8, nn::router_kind::sigmoid, true);   // DeepSeek-V3 with a selection bias
+  check_route<bf16>(500, 160, 2, nn::router_kind::sigmoid, false);   // E not a multiple of the warp
+  check_route<float>(64, 8, 8, nn::router_kind::softmax, false);     // k = E: every expert, gates sum to 1
+}
+
+TEST_CASE("moe_route_cuda: errors name the function") {
+  tensor<float, dims<2>, device> logits(dims<2>(4, 8));  // (4, 8)
+  CHECK_THROWS_WITH_AS(nn::moe_route_cuda(logits, 9, nn::router_kind::softmax),
+                       "moe_route_cuda: top_k must lie in [1, num_experts = 8], got 9", value_error);
+  CHECK_THROWS_AS(nn::moe_route_cuda(logits, 0, nn::router_kind::softmax), value_error);
+  tensor<float, dims<1>, device> bias(dims<1>(8)), short_bias(dims<1>(7));  // (8,), (7,)
+  CHECK_THROWS_WITH_AS(nn::moe_route_cuda(logits, 2, nn::router_kind::softmax, &bias),
+                       "moe_route_cuda: the selection bias applies to the sigmoid router only", value_error);
+  CHECK_THROWS_WITH_AS(nn::moe_route_cuda(logits, 2, nn::router_kind::sigmoid, &short_bias),
+                       "moe_route_cuda: a selection bias of shape (7) for 8 experts", shape_error);
+}
 
 TEST_CASE("moe_dispatch_cuda groups slots as the host does; permute and unpermute move the rows") {
   check_permutation<float>(1000, 2, 8, 0, 256);

@@ -8,6 +8,15 @@
 //   ... expert e computes rows [d.offset[e], d.offset[e + 1]) of xs ...
 //   auto y = nn::moe_unpermute_cuda(out, d, gate);   // out (M, D), gate (N·K,) float → y (N, D)
 //
+//   auto r = nn::moe_route_cuda(logits, top_k, router_kind::softmax);  // logits (N, E) → r.expert, r.gate
+//
+// moe_route_cuda is the host layer's routing of router logits (N, E) (nn/moe.hpp, detail::route),
+// in float, one warp per token: the affinities (softmax p, or sigmoid s for the sigmoid router),
+// the row log-sum-exp (the router z-loss's), the top_k experts by affinity (plus the selection
+// bias for the sigmoid router), ties to the lower expert index, listed in that ranking, and their
+// gates (the softmax router's renormalised over the selected experts when top_k > 1; the sigmoid
+// router's always). It launches once and does not synchronise. Logits must be finite.
+//
 // The same grouping as the host layer (nn/moe.hpp, detail::route): slot s = n·K + j is token n's
 // j-th choice; the slots are sorted by expert with a stable radix sort (CUB's
 // DeviceRadixSort::SortPairs over the expert's bits only), so within an expert they stay in slot
@@ -39,6 +48,7 @@
 #include "einlm/core/error.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/exec/cuda.cuh"
+#include "einlm/nn/config.hpp"
 
 static_assert(EINLM_HAS_CUDA, "einlm/nn/moe_cuda.cuh must be compiled by nvcc");
 
@@ -56,7 +66,80 @@ struct moe_dispatch_device {
   index_t kept_rows() const { return offset.empty() ? 0 : static_cast<index_t>(offset.back()); }
 };
 
+/// The routing of one batch's tokens (see the file comment).
+struct moe_route_device {
+  index_t num_tokens = 0, top_k = 0, num_experts = 0;
+  tensor<std::int32_t, dims<1>, device> expert;  // (N·K,) slot n·K + j: token n's j-th expert in the ranking
+  tensor<float, dims<1>, device> gate;           // (N·K,) that slot's gate
+  tensor<float, dims<2>, device> affinity;       // (N, E) softmax probabilities, or sigmoid scores
+  tensor<float, dims<1>, device> lse;            // (N,) logsumexp of each token's logits
+};
+
 namespace detail::moe_device {
+
+/// The routing's ranking: (score a, expert ia) before (b, ib) when a > b, or a = b and ia < ib.
+__device__ inline bool ranks_before(float a, std::int32_t ia, float b, std::int32_t ib) {
+  return a > b || (a == b && ia < ib);
+}
+
+/// One warp per token: affinities, lse, the top_k ranked experts and their gates.
+template <class T>
+__global__ void route_tokens(const T* __restrict__ logits, const T* __restrict__ bias, index_t tokens, std::int32_t E,
+                             std::int32_t K, bool sigmoid_router, float* __restrict__ affinity, float* __restrict__ lse,
+                             std::int32_t* __restrict__ expert, float* __restrict__ gate) {
+  const unsigned full = 0xffffffffu;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const index_t n = static_cast<index_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (n >= tokens) return;  // the whole warp: n is the same for its lanes
+  const T* l = logits + n * E;
+  float* a = affinity + n * E;
+  float m = -INFINITY;
+  for (std::int32_t e = lane; e < E; e += 32) m = fmaxf(m, convert<float>(l[e]));
+  for (int off = 16; off > 0; off /= 2) m = fmaxf(m, __shfl_xor_sync(full, m, off));
+  float sum = 0.0f;
+  for (std::int32_t e = lane; e < E; e += 32) sum += expf(convert<float>(l[e]) - m);
+  for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(full, sum, off);
+  for (std::int32_t e = lane; e < E; e += 32) {
+    const float x = convert<float>(l[e]);
+    a[e] = sigmoid_router ? 1.0f / (1.0f + expf(-x)) : expf(x - m) / sum;
+  }
+  if (lane == 0) lse[n] = m + logf(sum);
+  // k rounds of a warp arg-max, each over the experts ranked after the previous round's choice.
+  float prev_score = INFINITY;
+  std::int32_t prev_expert = -1;
+  float selected = 0.0f;
+  for (std::int32_t j = 0; j < K; ++j) {
+    float best = -INFINITY;
+    std::int32_t best_expert = 0x7fffffff;
+    for (std::int32_t e = lane; e < E; e += 32) {
+      const float score = a[e] + (bias ? convert<float>(bias[e]) : 0.0f);
+      if (ranks_before(prev_score, prev_expert, score, e) && ranks_before(score, e, best, best_expert)) {
+        best = score;
+        best_expert = e;
+      }
+    }
+    for (int off = 16; off > 0; off /= 2) {
+      const float other = __shfl_xor_sync(full, best, off);
+      const std::int32_t other_expert = __shfl_xor_sync(full, best_expert, off);
+      if (ranks_before(other, other_expert, best, best_expert)) {
+        best = other;
+        best_expert = other_expert;
+      }
+    }
+    prev_score = best;
+    prev_expert = best_expert;
+    // Every lane reads the winner's affinity: it was written by its own lane in this warp.
+    __syncwarp();
+    const float chosen = a[best_expert];
+    selected += chosen;
+    if (lane == 0) {
+      expert[n * K + j] = best_expert;
+      gate[n * K + j] = chosen;
+    }
+  }
+  if (lane == 0 && (sigmoid_router || K > 1))
+    for (std::int32_t j = 0; j < K; ++j) gate[n * K + j] /= selected;
+}
 
 /// values[s] = s; flags a key outside [0, E) in *bad.
 static __global__ void init_slots(const std::int32_t* __restrict__ expert, std::int32_t* __restrict__ slots, index_t count,
@@ -142,6 +225,40 @@ inline unsigned blocks_for(index_t count, unsigned threads) {
 }
 
 }  // namespace detail::moe_device
+
+/// Routes tokens by their router logits (N, E), float or bf16 (see the file comment). The sigmoid
+/// router may take a selection bias (E,); without one it is zero.
+template <class T>
+moe_route_device moe_route_cuda(const tensor<T, dims<2>, device>& logits, index_t top_k, router_kind router,
+                                const tensor<T, dims<1>, device>* selection_bias = nullptr,
+                                cudaStream_t stream = default_cuda_executor().stream()) {
+  const index_t N = logits.extent(0), E = logits.extent(1);
+  if (E < 1 || E > (index_t{1} << 30))
+    throw shape_error(einlm::detail::concat("moe_route_cuda: logits of shape (", N, ", ", E, ") need 1 to 2^30 experts"));
+  if (top_k < 1 || top_k > E)
+    throw value_error(einlm::detail::concat("moe_route_cuda: top_k must lie in [1, num_experts = ", E, "], got ", top_k));
+  if (selection_bias && router != router_kind::sigmoid)
+    throw value_error("moe_route_cuda: the selection bias applies to the sigmoid router only");
+  if (selection_bias && selection_bias->extent(0) != E)
+    throw shape_error(einlm::detail::concat("moe_route_cuda: a selection bias of shape (", selection_bias->extent(0),
+                                            ") for ", E, " experts"));
+  moe_route_device r;
+  r.num_tokens = N;
+  r.top_k = top_k;
+  r.num_experts = E;
+  r.expert = tensor<std::int32_t, dims<1>, device>(dims<1>(N * top_k));  // (N·K,)
+  r.gate = tensor<float, dims<1>, device>(dims<1>(N * top_k));           // (N·K,)
+  r.affinity = tensor<float, dims<2>, device>(dims<2>(N, E));            // (N, E)
+  r.lse = tensor<float, dims<1>, device>(dims<1>(N));                    // (N,)
+  if (N == 0) return r;
+  constexpr unsigned threads = 256, tokens_per_block = threads / 32;
+  detail::moe_device::route_tokens<T><<<detail::moe_device::blocks_for(N, tokens_per_block), threads, 0, stream>>>(
+      logits.data(), selection_bias ? selection_bias->data() : nullptr, N, static_cast<std::int32_t>(E),
+      static_cast<std::int32_t>(top_k), router == router_kind::sigmoid, r.affinity.data(), r.lse.data(), r.expert.data(),
+      r.gate.data());
+  EINLM_CUDA_CHECK(cudaGetLastError());
+  return r;
+}
 
 /// Groups the N·K routed slots of `expert` (N·K,) by expert (see the file comment); capacity 0 is
 /// dropless.
