@@ -197,6 +197,16 @@ TEST_CASE("moe_route_cuda: errors name the function") {
                        "moe_route_cuda: the selection bias applies to the sigmoid router only", value_error);
   CHECK_THROWS_WITH_AS(nn::moe_route_cuda(logits, 2, nn::router_kind::sigmoid, &short_bias),
                        "moe_route_cuda: a selection bias of shape (7) for 8 experts", shape_error);
+  // A NaN logit: the token's slots get expert −1, which the dispatch rejects.
+  tensor<float, dims<2>> with_nan(uniform<float>(dims<2>(4, 8), {33, 0}, -1.0, 1.0));  // (4, 8)
+  with_nan(2, 5) = NAN;
+  const auto routed = nn::moe_route_cuda(to_device(with_nan), 2, nn::router_kind::softmax);
+  const auto experts = to_host(routed.expert);  // (8,)
+  CHECK(experts(4) == -1);
+  CHECK(experts(5) == -1);
+  CHECK(experts(0) >= 0);
+  CHECK_THROWS_WITH_AS(nn::moe_dispatch_cuda(routed.expert, 8, 2), "moe_dispatch_cuda: an expert id is outside [0, 8)",
+                       value_error);
 }
 
 TEST_CASE("moe_dispatch_cuda groups slots as the host does; permute and unpermute move the rows") {

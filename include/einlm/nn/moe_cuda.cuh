@@ -15,7 +15,8 @@
 // the row log-sum-exp (the router z-loss's), the top_k experts by affinity (plus the selection
 // bias for the sigmoid router), ties to the lower expert index, listed in that ranking, and their
 // gates (the softmax router's renormalised over the selected experts when top_k > 1; the sigmoid
-// router's always). It launches once and does not synchronise. Logits must be finite.
+// router's always). It launches once and does not synchronise. A token whose logits hold a NaN
+// gets expert −1 in the slots it cannot rank (moe_dispatch_cuda then fails with a value_error).
 //
 // The same grouping as the host layer (nn/moe.hpp, detail::route): slot s = n·K + j is token n's
 // j-th choice; the slots are sorted by expert with a stable radix sort (CUB's
@@ -125,6 +126,14 @@ __global__ void route_tokens(const T* __restrict__ logits, const T* __restrict__
         best = other;
         best_expert = other_expert;
       }
+    }
+    if (best_expert >= E) {  // no expert left to rank: NaN affinities (a NaN logit)
+      if (lane == 0)
+        for (std::int32_t i = j; i < K; ++i) {
+          expert[n * K + i] = -1;  // moe_dispatch_cuda rejects it
+          gate[n * K + i] = NAN;
+        }
+      return;
     }
     prev_score = best;
     prev_expert = best_expert;
