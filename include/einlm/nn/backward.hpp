@@ -157,54 +157,6 @@ auto compute_array(const X& x) {
 /// Visible keys of query row i of an (Sq, Sk) attention: Sk, or Sk − Sq + i + 1 when causal.
 inline index_t visible_keys(index_t i, index_t Sq, index_t Sk, bool causal) { return causal ? Sk - Sq + i + 1 : Sk; }
 
-/// max over j < n of s[j] · scale (−∞ for n = 0), on packets where the host has them.
-template <class C>
-C scaled_row_max(const C* s, index_t n, C scale) {
-  C m = -std::numeric_limits<C>::infinity();
-  index_t j = 0;
-#if EINLM_HAS_PACKETS
-  if (n >= simd::width) {
-    using P = simd::packet<C>;
-    const P factor(scale);
-    P lanes(m);
-    for (; j + simd::width <= n; j += simd::width) {
-      const P x = simd::load<C>(s + j) * factor;
-      lanes = simd::select(x > lanes, x, lanes);
-    }
-    for (int l = 0; l < simd::width; ++l) m = std::max(m, lanes[l]);
-  }
-#endif
-  for (; j < n; ++j) m = std::max(m, s[j] * scale);
-  return m;
-}
-
-/// In place for j < n: s[j] = exp(s[j] · scale − shift); returns their sum. Lane l of a packet
-/// sums the elements j ≡ l (mod simd::width), so the sum depends on n only, not on the row.
-template <class C>
-C exp_row(C* s, index_t n, C scale, C shift) {
-  C sum = 0;
-  index_t j = 0;
-#if EINLM_HAS_PACKETS
-  if (n >= simd::width) {
-    using P = simd::packet<C>;
-    const P factor(scale), offset(shift);
-    P lanes(C(0));
-    for (; j + simd::width <= n; j += simd::width) {
-      const P e = math::exp(simd::load<C>(s + j) * factor - offset);
-      simd::store(s + j, e);
-      lanes = lanes + e;
-    }
-    for (int l = 0; l < simd::width; ++l) sum += lanes[l];
-  }
-#endif
-  for (; j < n; ++j) {
-    const C e = math::exp(s[j] * scale - shift);
-    s[j] = e;
-    sum += e;
-  }
-  return sum;
-}
-
 /// In place, row by row over scores (rows, Sk) with query i = row % Sq: P = softmax(scores ·
 /// scale) over the visible keys, 0 elsewhere; lse[row] = the log-sum-exp of the visible scaled
 /// scores. One pass per row for the maximum, one for exp and the sum, one to normalise — the
@@ -214,8 +166,8 @@ void masked_softmax_rows(C* scores, C* lse, index_t rows, index_t Sq, index_t Sk
   for_each_row(rows, Sk, [&](index_t r) {
     C* s = scores + r * Sk;
     const index_t n = visible_keys(r % Sq, Sq, Sk, causal);
-    const C m = scaled_row_max(s, n, scale);
-    const C sum = exp_row(s, n, scale, m);
+    const C m = row_max<C>(s, n) * scale;  // the same as the maximum of s · scale: scale > 0
+    const C sum = exp_sum_row<true>(s, s, n, scale, m);
     lse[r] = m + static_cast<C>(std::log(sum));
     const C inv = C(1) / sum;
     for (index_t j = 0; j < n; ++j) s[j] *= inv;
@@ -229,7 +181,7 @@ void probabilities_from_lse(C* scores, const C* lse, index_t rows, index_t Sq, i
   for_each_row(rows, Sk, [&](index_t r) {
     C* s = scores + r * Sk;
     const index_t n = visible_keys(r % Sq, Sq, Sk, causal);
-    exp_row(s, n, scale, lse[r]);
+    exp_sum_row<true>(s, s, n, scale, lse[r]);
     for (index_t j = n; j < Sk; ++j) s[j] = 0;
   });
 }
@@ -473,7 +425,7 @@ void cross_entropy_rows(const T* logits, T* dlogits, const index_t* target, C* l
     target_logit[r] = static_cast<C>(convert<C>(x[t]));  // before g, which may be x, is written
     const C m = row_max<C>(x, V);
     if constexpr (std::is_same_v<T, C>) {
-      const C sum = exp_sum_row<true>(x, g, V, m);
+      const C sum = exp_sum_row<true>(x, g, V, C(1), m);
       const C row_lse = m + static_cast<C>(std::log(sum));
       const C scale = (C(1) + two_z * row_lse) * inv_rows / sum;
       for (index_t k = 0; k < V; ++k) g[k] *= scale;
@@ -481,7 +433,7 @@ void cross_entropy_rows(const T* logits, T* dlogits, const index_t* target, C* l
     } else {
       thread_local std::vector<C> row;  // exp(x − m) of this thread's row
       row.resize(static_cast<std::size_t>(V));
-      const C sum = exp_sum_row<true>(x, row.data(), V, m);
+      const C sum = exp_sum_row<true>(x, row.data(), V, C(1), m);
       const C row_lse = m + static_cast<C>(std::log(sum));
       const C scale = (C(1) + two_z * row_lse) * inv_rows / sum;
       index_t k = 0;

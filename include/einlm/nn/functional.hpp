@@ -96,20 +96,20 @@ C row_max(const S* x, index_t n) {
   return m;
 }
 
-/// Σ_{j<n} exp(x[j] − shift) in C, x widened from S; with Store, out[j] = exp(x[j] − shift) too
-/// (D: C or S). Lane l of a packet sums the elements j ≡ l (mod simd::width), so the sum
-/// depends on n only, not on where the row starts.
+/// Σ_{j<n} exp(x[j] · scale − shift) in C, x widened from S; with Store, out[j] = that exp too
+/// (D: C or S; out may be x). Lane l of a packet sums the elements j ≡ l (mod simd::width), so
+/// the sum depends on n only, not on where the row starts.
 template <bool Store, class C, class S, class D>
-C exp_sum_row(const S* x, D* out, index_t n, C shift) {
+C exp_sum_row(const S* x, D* out, index_t n, C scale, C shift) {
   C sum = 0;
   index_t j = 0;
 #if EINLM_HAS_PACKETS
   if (n >= simd::width) {
     using P = simd::packet<C>;
-    const P offset(shift);
+    const P factor(scale), offset(shift);
     P lanes(C(0));
     for (; j + simd::width <= n; j += simd::width) {
-      const P e = math::exp(simd::load<C>(x + j) - offset);
+      const P e = math::exp(simd::load<C>(x + j) * factor - offset);
       if constexpr (Store) simd::store(out + j, e);
       lanes = lanes + e;
     }
@@ -117,7 +117,7 @@ C exp_sum_row(const S* x, D* out, index_t n, C shift) {
   }
 #endif
   for (; j < n; ++j) {
-    const C e = math::exp(static_cast<C>(convert<C>(x[j])) - shift);
+    const C e = math::exp(static_cast<C>(convert<C>(x[j])) * scale - shift);
     if constexpr (Store) out[j] = convert<D>(e);
     sum += e;
   }
@@ -170,7 +170,7 @@ double cross_entropy(const L& logits, const Y& targets) {
     const auto* x = lv.data();
     detail::for_each_row(rows, V, [&](index_t row) {
       const C m = detail::row_max<C>(x + row * V, V);
-      const C sum = detail::exp_sum_row<false>(x + row * V, static_cast<C*>(nullptr), V, m);
+      const C sum = detail::exp_sum_row<false>(x + row * V, static_cast<C*>(nullptr), V, C(1), m);
       lse[static_cast<std::size_t>(row)] = m + static_cast<C>(std::log(sum));
     });
   } else {

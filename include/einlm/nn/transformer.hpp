@@ -553,7 +553,6 @@ class transformer_lm {
     detail::embedding_scatter(grads_.token_embeddings, tokens_, dx);
     acts_.clear();
     final_x_ = {};
-    final_n_ = {};
   }
 
   moe_config model_config_;
