@@ -244,11 +244,132 @@ TEST_CASE("a 50,257-token vocabulary; the workspace overload gives the same draw
         break;
       }
     const auto token = nn::sample_token(logits, {}, g, i, workspace);
-    // The same weights, the same total (summed in index order) and the same cumulative sums (in
-    // ranking order) as the library's, so the same token exactly.
+    // The library's weights are float exponentials, within a few 1e-7 of these, and its sums run
+    // over buckets of the ranking: only a u that close to a boundary could differ; none does.
     CHECK(token == static_cast<std::int64_t>(expected));
     CHECK(token == nn::sample_token(logits, {}, g, i));
   }
+}
+
+namespace {
+
+/// The rule computed the textbook way: the library's weights, the whole vocabulary sorted by the
+/// ranking (descending logit, lower index first), top_k, top_p and the inverse CDF summed in
+/// ranking order.
+template <class T>
+std::int64_t full_sort_reference(const std::vector<T>& logits, const nn::sampling_options& o, const random_stream& g,
+                                 std::uint64_t draw_index) {
+  std::vector<std::size_t> order(logits.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  if (o.temperature == 0) return static_cast<std::int64_t>(order[0]);
+  const double max_logit = static_cast<double>(logits[order[0]]);
+  std::size_t n = logits.size();
+  if (o.top_k > 0 && static_cast<std::size_t>(o.top_k) < n) n = static_cast<std::size_t>(o.top_k);
+  std::vector<double> w(n);
+  double total = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    total += w[i] = nn::detail::sampling_weight(static_cast<double>(logits[order[i]]), max_logit, o.temperature);
+  if (o.top_p < 1) {
+    double cumulative = 0;
+    std::size_t kept = 0;
+    while (kept < n)
+      if ((cumulative += w[kept++]) >= o.top_p * total * (1 - nn::detail::top_p_slack)) break;
+    n = kept;
+    total = cumulative;
+  }
+  const double target = uniform_at<double>(g, draw_index) * total;
+  double cumulative = 0;
+  std::size_t last_positive = 0;
+  for (std::size_t i = 0; i < n && w[i] > 0; ++i) {
+    last_positive = i;
+    if ((cumulative += w[i]) > target) return static_cast<std::int64_t>(order[i]);
+  }
+  return static_cast<std::int64_t>(order[last_positive]);
+}
+
+/// Logits of a kind that stresses the ranking: spread, ties, −inf, outliers.
+template <class T>
+std::vector<T> stress_logits(int kind, std::size_t V, std::uint64_t seed) {
+  auto x = test::random_values<T>(V, -8, 8, seed);
+  const T ninf = -std::numeric_limits<T>::infinity();
+  switch (kind) {
+    case 1:  // nearly flat: most of the vocabulary shares the mass
+      for (auto& v : x) v = static_cast<T>(v * T(0.03));
+      break;
+    case 2:  // many exact ties
+      for (auto& v : x) v = std::round(v * T(2)) / T(2);
+      break;
+    case 3:  // every other token masked
+      for (std::size_t i = 0; i < V; i += 2) x[i] = ninf;
+      x[V - 1] = T(1);  // at least one token left
+      break;
+    case 4:  // one far outlier below: the rest share one bucket
+      x[V / 2] = T(-1e30);
+      break;
+    case 5:  // all equal
+      std::fill(x.begin(), x.end(), T(0.25));
+      break;
+    default: break;
+  }
+  return x;
+}
+
+template <class T>
+void check_against_full_sort(std::size_t V, int draws_per_case) {
+  const random_stream g{77, V};
+  const std::vector<nn::sampling_options> option_sets = {
+      {.temperature = 1.0},
+      {.temperature = 0.7, .top_k = 3},
+      {.temperature = 1.0, .top_k = static_cast<std::int64_t>(V / 10 + 1)},
+      {.temperature = 1.3, .top_k = static_cast<std::int64_t>(V / 2 + 1)},
+      {.temperature = 1.0, .top_k = static_cast<std::int64_t>(V > 1 ? V - 1 : 1)},
+      {.temperature = 1.0, .top_p = 0.3},
+      {.temperature = 0.9, .top_p = 0.9},
+      {.temperature = 3.0, .top_p = 0.999},
+      {.temperature = 0.8, .top_k = static_cast<std::int64_t>(V / 3 + 1), .top_p = 0.95},
+      {.temperature = 0.0},
+  };
+  nn::sampling_workspace workspace;
+  for (int kind = 0; kind < 6; ++kind) {
+    const auto logits = stress_logits<T>(kind, V, 1000 + static_cast<std::uint64_t>(kind));  // (V,)
+    for (std::size_t s = 0; s < option_sets.size(); ++s)
+      for (int d = 0; d < draws_per_case; ++d) {
+        const auto i = static_cast<std::uint64_t>(d);
+        const auto token = nn::sample_token(std::span<const T>(logits), option_sets[s], g, i, workspace);
+        CAPTURE(V);
+        CAPTURE(kind);
+        CAPTURE(s);
+        CAPTURE(d);
+        CHECK(token == full_sort_reference(logits, option_sets[s], g, i));
+        CHECK(logits[static_cast<std::size_t>(token)] > -std::numeric_limits<T>::infinity());
+      }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("the bucketed ranking draws what a full sort of the vocabulary draws") {
+  // Without sorting, sample_token sums whole buckets of the ranking; it may differ from a full
+  // sort only where u · total falls within rounding of a cumulative boundary, and none of these
+  // draws does. Small vocabularies (one bucket), the heap path of small top_k, the buckets of a
+  // large vocabulary, ties, masks, an outlier that puts almost all tokens in one bucket.
+  for (const std::size_t V : {std::size_t{1}, std::size_t{2}, std::size_t{7}, std::size_t{100}, std::size_t{1000}}) {
+    check_against_full_sort<float>(V, 40);
+    check_against_full_sort<double>(V, 40);
+  }
+  check_against_full_sort<float>(50'257, 6);
+  // Double logits whose range overflows: one bucket (scale 0), still the ranking.
+  std::vector<double> wide = test::random_values<double>(500, -1e300, 1e300, 5);
+  wide[7] = 1.7e308;
+  wide[8] = -1.7e308;
+  nn::sampling_workspace workspace;
+  const random_stream g{3, 3};
+  for (std::uint64_t i = 0; i < 50; ++i)
+    for (const auto& o : {nn::sampling_options{.temperature = 1e300}, nn::sampling_options{.temperature = 1e300, .top_p = 0.5}})
+      CHECK(nn::sample_token(std::span<const double>(wide), o, g, i, workspace) == full_sort_reference(wide, o, g, i));
 }
 
 TEST_CASE("errors name the option or the problem") {
