@@ -4,6 +4,11 @@
 //   einsum (heads)  einsum<"b h i d, b h j d -> b h i j">(q, k) — attention scores, k read transposed
 //   cblas_sgemm     OpenBLAS called directly into a preallocated output (the baseline; a loop over
 //                   the batch), transposed B for the heads case
+//   einsum_accumulate  a weight gradient added into its tensor, einsum_accumulate<"b s o, b s d ->
+//                   o d">(dw, dy, x): the GEMM adds into dw (β = 1), beside einsum_add, the same
+//                   as dw = dw + einsum<…>(dy, x) (a temporary of dw's size and a pass to add it);
+//                   goal ≥ 1.0. Shapes: the LM head of a d256 model (8 × 256 tokens, V 8192, D 256)
+//                   and a 256 × 256 projection over the same tokens.
 // Goal: einsum's overhead ≤ 10 % (ratio ≥ 0.9). Shapes: a batch of 16 products 256 × 256 × 256,
 // a batch of 256 small 32 × 32 × 32 products (where fixed costs show), and attention scores for
 // 2 sequences × 8 heads × 512 positions × 64. Rates count 2·M·N·K flops per product. Without a BLAS
@@ -65,6 +70,36 @@ void bench_einsum_heads(benchmark::State& state, shape s0) {
   set_flops(state, s);
 }
 
+struct gradient_shape {
+  const char* name;
+  index_t batch, seq, out, in;
+};
+
+const gradient_shape gradients[] = {{"head_8x256_8192x256", 8, 256, 8192, 256}, {"proj_8x256_256x256", 8, 256, 256, 256}};
+
+gradient_shape sized(const gradient_shape& g) {
+  if (!bench::smoke()) return g;
+  return {g.name, 2, 8, 16, 8};
+}
+
+void bench_weight_gradient(benchmark::State& state, gradient_shape g0, bool accumulate) {
+  const gradient_shape g = sized(g0);
+  tensor<float, dims<3>> dy = uniform<float>(dims<3>(g.batch, g.seq, g.out), {3, 4}, -1.0, 1.0);  // (B, S, O)
+  tensor<float, dims<3>> x = uniform<float>(dims<3>(g.batch, g.seq, g.in), {3, 5}, -1.0, 1.0);    // (B, S, D)
+  tensor<float, dims<2>> dw = uniform<float>(dims<2>(g.out, g.in), {3, 6}, -1.0, 1.0);            // (O, D)
+  for (auto _ : state) {
+    if (accumulate) einsum_accumulate<"b s o, b s d -> o d">(dw, dy, x);
+    else {
+      const auto product = einsum<"b s o, b s d -> o d">(dy, x);  // (O, D): the temporary
+      dw = dw + product;                                          // (O, D)
+    }
+    benchmark::DoNotOptimize(dw.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["flops_per_second"] = benchmark::Counter(2.0 * static_cast<double>(g.batch * g.seq * g.out * g.in),
+                                                          benchmark::Counter::kIsIterationInvariantRate);
+}
+
 #if EINLM_HAS_BLAS
 void bench_cblas(benchmark::State& state, shape s0, bool b_transposed) {
   const shape s = sized(s0);
@@ -102,6 +137,15 @@ std::vector<bench::ratio_row> register_all() {
   rows.push_back({"einsum 'b h i d, b h j d -> b h i j' / cblas (B^T), " + n, "einsum_heads/" + n + "/real_time",
                   "cblas_sgemm_bt/" + n + "/real_time", 0.9});
 #endif
+  for (const gradient_shape& g : gradients) {
+    const std::string name = g.name;
+    benchmark::RegisterBenchmark(("einsum_accumulate/" + name).c_str(), bench_weight_gradient, g, true)
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark(("einsum_add/" + name).c_str(), bench_weight_gradient, g, false)
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
+    rows.push_back({"einsum_accumulate / dw + einsum, " + name, "einsum_accumulate/" + name + "/real_time",
+                    "einsum_add/" + name + "/real_time", 1.0});
+  }
   return rows;
 }
 

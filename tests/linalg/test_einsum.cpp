@@ -160,6 +160,100 @@ TEST_CASE("einsum: strided, reversed, dynamic and lazy inputs") {
   }
 }
 
+namespace {
+
+/// A tensor of the given extents filled from test::random_values (uniform in [-1, 1)).
+template <class T, class E>
+tensor<T, E> random_tensor(E e, std::uint64_t seed) {
+  tensor<T, E> t(e);
+  const auto v = test::random_values<double>(static_cast<std::size_t>(t.size()), -1, 1, seed);
+  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = convert<T>(v[static_cast<std::size_t>(i)]);
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("einsum_accumulate adds the result into an existing tensor or view") {
+  SUBCASE("a matmul against NumPy: out = start + a·b") {
+    const auto a = input<float, extents<65, 70>>("mm_in0");
+    const auto b = input<float, extents<70, 51>>("mm_in1");
+    const auto start = random_tensor<float>(extents<65, 51>{}, 1);  // (65, 51)
+    tensor<float, extents<65, 51>> out(start.extents());
+    copy(start, out);
+    einsum_accumulate<"i k, k j -> i j">(out, a, b);
+    check_golden(eval(out - start), archive, "mm_out", f32_tolerance(70) + 0x1p-22);
+  }
+  SUBCASE("a weight gradient in double: dw += Σ_b,s dy[b,s,o]·x[b,s,d], against the sum written out") {
+    const index_t B = 3, S = 5, O = 7, D = 11;
+    const auto dy = random_tensor<double>(dims<3>(B, S, O), 2);  // (B, S, O)
+    const auto x = random_tensor<double>(dims<3>(B, S, D), 3);   // (B, S, D)
+    auto dw = random_tensor<double>(dims<2>(O, D), 4);           // (O, D)
+    const auto before = eval(dw * 1.0);                          // (O, D)
+    // [snippet einsum_accumulate]
+    einsum_accumulate<"b s o, b s d -> o d">(dw, dy, x);  // dw += Σ over b, s of dy ⊗ x: one GEMM, β = 1
+    // [end snippet]
+    einsum_accumulate<"b s o, b s d -> o d">(dw, dy, x);  // twice: before + 2·dyᵀx
+    for (index_t o = 0; o < O; ++o)
+      for (index_t d = 0; d < D; ++d) {
+        double sum = 0;
+        for (index_t bi = 0; bi < B; ++bi)
+          for (index_t si = 0; si < S; ++si) sum += dy(bi, si, o) * x(bi, si, d);
+        CHECK(std::abs(dw(o, d) - (before(o, d) + 2 * sum)) < 1e-13);
+      }
+  }
+  SUBCASE("into a transposed view, and through the own GEMM backend") {
+    const index_t M = 9, K = 13, N = 6;
+    const auto a = random_tensor<double>(dims<2>(M, K), 5);  // (M, K)
+    const auto b = random_tensor<double>(dims<2>(K, N), 6);  // (K, N)
+    const auto want = eval(einsum<"i k, k j -> i j">(a, b));  // (M, N)
+    tensor<double, dims<2>> out_t(N, M);                      // (N, M): the result stored transposed
+    assign(out_t, full<double>(out_t.extents(), 0.5));
+    einsum_accumulate<"i k, k j -> i j">(transpose<1, 0>(out_t), a, b);
+    gemm_options own{};
+    own.backend = gemm_backend::own;
+    tensor<double, dims<2>> out(M, N);
+    assign(out, full<double>(out.extents(), -1.0));
+    einsum_accumulate<"i k, k j -> i j">(own, out, a, b);
+    for (index_t i = 0; i < M; ++i)
+      for (index_t j = 0; j < N; ++j) {
+        CHECK(std::abs(out_t(j, i) - (0.5 + want(i, j))) < 1e-13);
+        CHECK(std::abs(out(i, j) - (-1.0 + want(i, j))) < 1e-13);
+      }
+  }
+  SUBCASE("bf16: accumulated in float, rounded once") {
+    const auto a = random_tensor<bf16>(dims<2>(16, 40), 7);   // (M, K)
+    const auto b = random_tensor<bf16>(dims<2>(40, 24), 8);   // (K, N)
+    auto out = random_tensor<bf16>(dims<2>(16, 24), 9);       // (M, N)
+    const auto before = eval(cast<double>(out));              // (M, N)
+    einsum_accumulate<"i k, k j -> i j">(out, a, b);
+    for (index_t i = 0; i < 16; ++i)
+      for (index_t j = 0; j < 24; ++j) {
+        double sum = before(i, j);
+        for (index_t k = 0; k < 40; ++k) sum += static_cast<double>(a(i, k)) * static_cast<double>(b(k, j));
+        CHECK(std::abs(static_cast<double>(out(i, j)) - sum) <= 0x1p-8 * std::abs(sum) + 40 * 0x1p-23);
+      }
+  }
+  SUBCASE("a pattern that is not a contraction: one fused pass") {
+    const auto u = random_tensor<float>(dims<1>(5), 10);       // (5,)
+    const auto v = random_tensor<float>(dims<1>(4), 11);       // (4,)
+    tensor<float, dims<2>> out(5, 4);                          // (5, 4)
+    assign(out, full<float>(out.extents(), 1.0f));
+    einsum_accumulate<"i, j -> i j">(out, u, v);
+    for (index_t i = 0; i < 5; ++i)
+      for (index_t j = 0; j < 4; ++j) CHECK(out(i, j) == 1.0f + u(i) * v(j));
+  }
+  SUBCASE("an output of another shape is a shape_error naming both shapes") {
+    const auto a = random_tensor<float>(dims<2>(3, 4), 12);  // (3, 4)
+    const auto b = random_tensor<float>(dims<2>(4, 5), 13);  // (4, 5)
+    tensor<float, dims<2>> wrong(5, 3);                       // (5, 3)
+    assign(wrong, full<float>(wrong.extents(), 2.0f));
+    CHECK_THROWS_WITH_AS(einsum_accumulate<"i k, k j -> i j">(wrong, a, b),
+                         "einsum_accumulate \"i k, k j -> i j\": the output has shape (5, 3), the pattern gives (3, 5)",
+                         shape_error);
+    CHECK(wrong(0, 0) == 2.0f);  // untouched
+  }
+}
+
 TEST_CASE("einsum: patterns without a shared summed axis are one fused pass") {
   SUBCASE("outer product") {
     const auto a = input<float, extents<5>>("outer_in0");  // named: the result is lazy and reads them

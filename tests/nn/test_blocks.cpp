@@ -525,3 +525,69 @@ TEST_CASE("blocks: dynamic dimensions are checked at construction and at run tim
   t(0, 2) = 40;
   CHECK_THROWS_WITH_AS(lm.forward(t), "embedding: token id 40 at (0, 2) is outside the vocabulary [0, 37)", value_error);
 }
+
+namespace {
+
+/// A warm training step's peak host memory above the model, in bytes.
+template <class M>
+std::int64_t step_peak(M& m, const tensor<std::int64_t, dims<2>>& inputs, const tensor<std::int64_t, dims<2>>& targets) {
+  m.forward_backward(inputs, targets);  // the first step fills the caches
+  const auto before = host_memory_stats();
+  reset_peak_host_memory();
+  m.forward_backward(inputs, targets);
+  const auto after = host_memory_stats();
+  CHECK(after.bytes_in_use == before.bytes_in_use);  // the step returns all it took
+  return static_cast<std::int64_t>(after.peak_bytes_in_use - before.bytes_in_use);
+}
+
+}  // namespace
+
+TEST_CASE("blocks: a training step holds the accounting's activations and no weight-sized temporary") {
+  // A vocabulary large beside the rest: the logits and the head's (V, D) gradient dominate. The
+  // loss gradient is written over the logits and handed to the LM head, which releases it; every
+  // weight gradient is added into gradients() by its GEMM, so the head's gradient makes no
+  // temporary (it did before: the peak was the accounting plus exactly V·D·4 bytes).
+  constexpr index_t B = 8, S = 16, V = 4096, D = 32;
+  const auto inputs = random_tokens(B, S, V, 40), targets = random_tokens(B, S, V, 41);  // (B, S) twice
+  const std::int64_t head_gradient_bytes = V * D * 4;
+  using untied = b::cs336_lm<V, D, 2, b::heads<4>, b::d_ff<64>>;
+  using tied = b::gpt2_lm<V, S, D, 2, 4>;
+  b::model<untied, float> cs336;
+  b::model<tied, float> gpt2;
+  const std::int64_t peak_cs336 = step_peak(cs336, inputs, targets), peak_gpt2 = step_peak(gpt2, inputs, targets);
+  const std::int64_t acct_cs336 = untied{}.activation_bytes(B, S), acct_gpt2 = tied{}.activation_bytes(B, S);
+  MESSAGE("cs336_lm: peak ", peak_cs336, " bytes, accounting ", acct_cs336, "; gpt2_lm: peak ", peak_gpt2,
+          ", accounting ", acct_gpt2);
+  CHECK(peak_cs336 >= B * S * V * 4);
+  CHECK(peak_cs336 <= acct_cs336 + head_gradient_bytes / 8);
+  CHECK(peak_gpt2 >= B * S * V * 4);
+  CHECK(peak_gpt2 <= acct_gpt2 + head_gradient_bytes / 8);
+}
+
+TEST_CASE("blocks: backward(std::move(dy)) takes dy over and gives the gradients of backward(dy)") {
+  b::model<mha_lm, double> m;
+  m.initialise(5);
+  const auto tokens = random_tokens(2, 6, 37, 6);     // (B, S)
+  const auto r = random_activations(2, 6, 37, 7);     // (B, S, V)
+  m.zero_grad();
+  m.forward_train(tokens);
+  m.backward(r);
+  std::vector<tensor<double, dims<1>>> kept;          // every gradient, flattened
+  m.for_each_parameter_and_gradient([&](const std::string&, auto&, auto& g) {
+    kept.emplace_back(rearrange<"... -> (...)">(g));
+  });
+  m.zero_grad();
+  m.forward_train(tokens);
+  auto handed = r.clone();                            // (B, S, V)
+  m.backward(std::move(handed));
+  CHECK(handed.size() == 0);                          // released by the LM head
+  std::size_t i = 0;
+  m.for_each_parameter_and_gradient([&](const std::string& name, auto&, auto& g) {
+    const tensor<double, dims<1>> flat = rearrange<"... -> (...)">(g);
+    CAPTURE(name);
+    bool same = flat.size() == kept[i].size();
+    for (index_t k = 0; same && k < flat.size(); ++k) same = flat(k) == kept[i](k);
+    CHECK(same);
+    ++i;
+  });
+}

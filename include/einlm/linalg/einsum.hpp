@@ -4,6 +4,7 @@
 //   auto scores = einsum<"b h i d, b h j d -> b h i j">(q, k);   // (B, H, S, S), a GEMM
 //   auto tr     = einsum<"i i ->">(m);                            // the trace, a lazy reduction
 //   auto t      = einsum<"i j k -> j i k">(x);                    // a strided view (no copy)
+//   einsum_accumulate<"b s o, b s d -> o d">(dw, dy, x);         // dw += …, a GEMM with beta = 1
 //
 // Semantics: einops 0.8's einsum (einlm/pattern/einsum.hpp) with NumPy's rules for the tensors:
 // names missing from the output are summed; a name repeated within one input takes the diagonal;
@@ -21,6 +22,9 @@
 //     beta = 1), and einlm's GEMM (einlm/linalg/gemm.hpp: own kernels, BLAS, cuBLASLt) computes
 //     the result into a new tensor — no input is copied unless it is a lazy expression, which is
 //     evaluated first. bf16/fp16 accumulate in fp32.
+//   - einsum_accumulate(out, …) adds the result into an existing tensor or view: a contraction's
+//     GEMM calls write into out with beta = 1 (no temporary, one pass over out); anything else is
+//     one fused pass out = out + (the expression).
 //   - anything else: each input becomes a view (or an index-mapped node) over the joint axes, the
 //     inputs are multiplied element-wise and the summed axes reduced — one lazy expression, which
 //     eval() computes in one pass on the CPU or the GPU. With nothing to sum, a single tensor or
@@ -317,31 +321,27 @@ inline contraction_axis take_longest(std::vector<contraction_axis>& axes) {
   return kept;
 }
 
-/// A two-input contraction through GEMM calls into a new tensor of the output's shape.
-template <class Plan, class VA, class VB>
-auto einsum_contract(const VA& a, const VB& b, const index_array<Plan::n_joint>& length, const gemm_options& options) {
+/// A two-input contraction through GEMM calls into the view `out` (the output's shape, any
+/// strides, overlapping neither input): out = a·b, or out += a·b when add_to_out (beta = 1 from
+/// the first call, so no temporary).
+template <class Plan, class VA, class VB, class VC>
+void einsum_contract_into(const VA& a, const VB& b, const VC& out, const index_array<Plan::n_joint>& length,
+                          const gemm_options& options, bool add_to_out) {
   using T = typename VA::value_type;
   using S = typename VA::space;
-  using OutE = typename Plan::out_extents;
-  index_array<OutE::rank()> out_length{};
-  for (std::size_t o = 0; o != OutE::rank(); ++o) out_length[o] = length[o];
-  tensor<T, OutE, S> out(from_array<OutE>(out_length));
-  if (out.size() == 0) return out;
+  if (out.size() == 0) return;
   for (int j = Plan::n_out; j < Plan::n_joint; ++j) {
     if (length[static_cast<std::size_t>(j)] == 0) {  // an empty sum
-      assign(out, full<T>(out.extents(), T{}));
-      return out;
+      if (!add_to_out) assign(out, full<T>(out.extents(), T{}));
+      return;
     }
   }
 
   const auto sa = einsum_joint_strides<Plan, 0>(a, length);
   const auto sb = einsum_joint_strides<Plan, 1>(b, length);
   index_array<Plan::n_joint> sc{};
-  index_t s = 1;
-  for (int o = Plan::n_out; o-- > 0;) {
-    sc[static_cast<std::size_t>(o)] = s;
-    s *= length[static_cast<std::size_t>(o)];
-  }
+  if constexpr (Plan::n_out > 0)
+    for (int o = 0; o < Plan::n_out; ++o) sc[static_cast<std::size_t>(o)] = out.stride(static_cast<std::size_t>(o));
   std::vector<contraction_axis> batch, m, n, k;
   for (int j = 0; j < Plan::n_joint; ++j) {
     const auto u = static_cast<std::size_t>(j);
@@ -385,18 +385,41 @@ auto einsum_contract(const VA& a, const VB& b, const index_array<Plan::n_joint>&
     const matrix_ref<const T> am(pa + oa, bt.length, mt.length, kt.length, bt.a, mt.a, kt.a);
     const matrix_ref<const T> bm(pb + ob, bt.length, kt.length, nt.length, bt.b, kt.b, nt.b);
     const matrix_ref<T> cm(pc + oc, bt.length, mt.length, nt.length, bt.c, mt.c, nt.c);
-    const epilogue<T> ep{.beta = accumulate ? 1.0 : 0.0};
+    const epilogue<T> ep{.beta = accumulate || add_to_out ? 1.0 : 0.0};
     gemm_on(S{}, am, bm, cm, ep, options);
     std::size_t i = loops.size();
     while (i > 0) {
       --i;
       if (++at[i] < loops[i].length) break;
       at[i] = 0;
-      if (i == 0) return out;
+      if (i == 0) return;
     }
-    if (loops.empty()) return out;
+    if (loops.empty()) return;
   }
 }
+
+/// A two-input contraction into a new tensor of the output's shape.
+template <class Plan, class VA, class VB>
+auto einsum_contract(const VA& a, const VB& b, const index_array<Plan::n_joint>& length, const gemm_options& options) {
+  using T = typename VA::value_type;
+  using S = typename VA::space;
+  using OutE = typename Plan::out_extents;
+  index_array<OutE::rank()> out_length{};
+  for (std::size_t o = 0; o != OutE::rank(); ++o) out_length[o] = length[o];
+  tensor<T, OutE, S> out(from_array<OutE>(out_length));
+  einsum_contract_into<Plan>(a, b, as_view(out), length, options, false);
+  return out;
+}
+
+/// Whether a tuple of two einsum sources contracts through the GEMM: one floating element type
+/// (float, double, bf16, fp16) and one memory space.
+template <class Sources>
+inline constexpr bool gemm_pair_v = [] {
+  using A = std::remove_cvref_t<std::tuple_element_t<0, Sources>>;
+  using B = std::remove_cvref_t<std::tuple_element_t<1, Sources>>;
+  return std::is_same_v<typename A::value_type, typename B::value_type> && is_gemm_input_v<typename A::value_type> &&
+         std::is_same_v<typename A::space, typename B::space>;
+}();
 
 template <class Plan, class S>
 auto einsum_array(const S& source) {
@@ -417,11 +440,7 @@ auto einsum_apply(const gemm_options& options, const X&... xs) {
         [&](const auto&... s) { return einsum_lengths<Plan>(P.view(), s...); }, sources);
     if constexpr (Plan::contraction_shape) {
       const auto& [sa, sb] = sources;
-      using TA = typename std::remove_cvref_t<decltype(sa)>::value_type;
-      using TB = typename std::remove_cvref_t<decltype(sb)>::value_type;
-      using SA = typename std::remove_cvref_t<decltype(sa)>::space;
-      using SB = typename std::remove_cvref_t<decltype(sb)>::space;
-      if constexpr (std::is_same_v<TA, TB> && is_gemm_input_v<TA> && std::is_same_v<SA, SB>) {
+      if constexpr (gemm_pair_v<decltype(sources)>) {
         const auto a = einsum_array<Plan>(sa);
         const auto b = einsum_array<Plan>(sb);
         return einsum_contract<Plan>(as_view(a), as_view(b), length, options);
@@ -436,7 +455,66 @@ auto einsum_apply(const gemm_options& options, const X&... xs) {
   }
 }
 
+/// out += einsum<P>(xs...): one GEMM pass with beta = 1 into out when the pattern is a
+/// contraction of two arrays of out's type and memory space, else one fused element-wise pass.
+template <fixed_string P, class Out, class... X>
+void einsum_accumulate_apply(const gemm_options& options, Out&& out, const X&... xs) {
+  using Plan = einsum_plan<P, einsum_source_t<const X&>...>;
+  constexpr pattern::error_code error = Plan::error;
+  if constexpr (error != pattern::error_code::none) {
+    pattern::report_error<error>();
+  } else {
+    auto target = as_view(out);
+    using V = decltype(target);
+    static_assert(V::extents_type::rank() == Plan::out_extents::rank(),
+                  "einsum_accumulate: the output's rank differs from the pattern's right-hand side");
+    [[maybe_unused]] const auto sources = std::make_tuple(einsum_source(xs)...);
+    const auto length = std::apply(
+        [&](const auto&... s) { return einsum_lengths<Plan>(P.view(), s...); }, sources);
+    for (std::size_t o = 0; o != V::extents_type::rank(); ++o)
+      if (target.extent(o) != length[o]) {
+        index_array<V::extents_type::rank()> want{};
+        for (std::size_t r = 0; r != want.size(); ++r) want[r] = length[r];
+        throw shape_error(concat("einsum_accumulate \"", P.view(), "\": the output has shape ",
+                                 shape_string(target.extents()), ", the pattern gives ", format_shape(want)));
+      }
+    if constexpr (Plan::contraction_shape) {
+      const auto& [sa, sb] = sources;
+      using A = std::remove_cvref_t<decltype(sa)>;
+      if constexpr (gemm_pair_v<decltype(sources)> && std::is_same_v<typename V::value_type, typename A::value_type> &&
+                    std::is_same_v<typename V::space, typename A::space>) {
+        const auto a = einsum_array<Plan>(sa);
+        const auto b = einsum_array<Plan>(sb);
+        einsum_contract_into<Plan>(as_view(a), as_view(b), target, length, options, true);
+        return;
+      }
+    }
+    const auto result = einsum_apply<P>(options, xs...);  // a lazy expression, or a tensor
+    assign(target, target + result);
+  }
+}
+
 }  // namespace detail
+
+/// out += einsum<P>(xs...), for a tensor or view `out` of the result's shape that overlaps no
+/// input: a contraction of two arrays of out's type runs as GEMM calls that add into out
+/// (beta = 1) — no temporary of the result's size, one pass over out instead of three; any other
+/// pattern, as one fused pass. What optimizers' gradient accumulation wants:
+///   einsum_accumulate<"b s o, b s d -> o d">(dw, dy, x);   // dw += dyᵀ·x over batch and sequence
+/// A shape that differs from the pattern's result throws shape_error naming both.
+template <fixed_string P, class Out, class... X>
+  requires(!std::is_same_v<std::remove_cvref_t<Out>, gemm_options> &&
+           ((operand<X> && !is_arithmetic_scalar_v<std::remove_cvref_t<X>>) && ...))
+void einsum_accumulate(Out&& out, const X&... xs) {
+  detail::einsum_accumulate_apply<P>(gemm_options{}, std::forward<Out>(out), xs...);
+}
+
+/// The same with the GEMM's options.
+template <fixed_string P, class Out, class... X>
+  requires((operand<X> && !is_arithmetic_scalar_v<std::remove_cvref_t<X>>) && ...)
+void einsum_accumulate(const gemm_options& options, Out&& out, const X&... xs) {
+  detail::einsum_accumulate_apply<P>(options, std::forward<Out>(out), xs...);
+}
 
 /// einops.einsum with the pattern first: einsum<"b i d, b j d -> b i j">(a, b); see the file comment.
 template <fixed_string P, class... X>

@@ -22,9 +22,11 @@
 //   - visit(params, prefix, f): f(prefix + name, tensor) for every weight, in a fixed order;
 //   - forward(params, x, cache*, ctx): (B, S, in) → (B, S, out), keeping activations when the
 //     cache pointer is not null; backward(params, grads, cache, dy, ctx): accumulates the weights'
-//     gradients and returns d(input); a combinator hands ctx to its children as it is (in a cached
-//     pass it carries the KV cache and the rows' positions to the attention and learned_positions
-//     blocks, the only ones that read positions);
+//     gradients and returns d(input) (a block may also take dy as an rvalue, to release it and its
+//     cache as soon as it is done: linear, lm_head, tied_lm and sequential do, and model's
+//     forward_backward hands the loss gradient over); a combinator hands ctx to its children as
+//     it is (in a cached pass it carries the KV cache and the rows' positions to the attention and
+//     learned_positions blocks, the only ones that read positions);
 //   - param_count(), forward_flops(batch, seq), activation_elements(batch, seq) and
 //     activation_bytes(batch, seq, bytes_per_element): constexpr, the counts of nn/accounting.hpp.
 // Composition checks static widths with static_asserts (an error names both widths) and run-time
@@ -116,14 +118,26 @@ tensor<T, dims<3>> linear_forward(const X& x, const tensor<T, dims<2>>& w,
   return y;
 }
 
-/// The adjoint of linear_forward: accumulates dW (and dbias), returns dx.
+/// The adjoint of linear_forward: accumulates dW (and dbias), returns dx. The weight gradient is
+/// one GEMM that adds into dW (einsum_accumulate: no (O, D) temporary).
 template <class T, class X>
 tensor<T, dims<3>> linear_backward(const X& x, const tensor<T, dims<2>>& w,
                                    const tensor<T, dims<3>>& dy, tensor<T, dims<2>>& dw,
                                    std::type_identity_t<tensor<T, dims<1>>>* dbias) {
-  accumulate(dw, einsum<"b s o, b s d -> o d">(dy, x));                                   // (O, D)
+  einsum_accumulate<"b s o, b s d -> o d">(dw, dy, x);                                    // (O, D)
   if (dbias && dbias->size() > 0) accumulate(*dbias, sum_rows<T>(dy, dbias->extents()));  // (O,)
   return einsum<"b s o, o d -> b s d">(dy, w);  // (B, S, D)
+}
+
+/// The same, adding dx into `dx_sum` (B, S, D) instead of returning it: for inputs that feed
+/// several projections (q, k, v; w1, w3).
+template <class T, class X>
+void linear_backward_add(const X& x, const tensor<T, dims<2>>& w, const tensor<T, dims<3>>& dy,
+                         tensor<T, dims<2>>& dw, std::type_identity_t<tensor<T, dims<1>>>* dbias,
+                         tensor<T, dims<3>>& dx_sum) {
+  einsum_accumulate<"b s o, b s d -> o d">(dw, dy, x);                                    // (O, D)
+  if (dbias && dbias->size() > 0) accumulate(*dbias, sum_rows<T>(dy, dbias->extents()));  // (O,)
+  einsum_accumulate<"b s o, o d -> b s d">(dx_sum, dy, w);                                // (B, S, D)
 }
 
 /// Copies the embedding rows of `tokens` (B, S) into a new (B, S, D) tensor and their ids into
@@ -595,8 +609,8 @@ tensor<T, dims<3>> attention_layer_backward(const attention_weights<T>& w, atten
   const auto dk_flat = merge_heads<T>(dk_pre);                                   // (B, S, K·Dh)
   const auto dv_flat = merge_heads<T>(dv);                                       // (B, S, K·Dh)
   auto da = linear_backward(c.a, w.q_proj, dq_flat, g.q_proj, &g.q_bias);        // (B, S, D)
-  accumulate(da, linear_backward(c.a, w.k_proj, dk_flat, g.k_proj, &g.k_bias));  // (B, S, D)
-  accumulate(da, linear_backward(c.a, w.v_proj, dv_flat, g.v_proj, &g.v_bias));  // (B, S, D)
+  linear_backward_add(c.a, w.k_proj, dk_flat, g.k_proj, &g.k_bias, da);         // (B, S, D) added into da
+  linear_backward_add(c.a, w.v_proj, dv_flat, g.v_proj, &g.v_bias, da);         // (B, S, D) added into da
   return da;
 }
 
@@ -643,7 +657,7 @@ tensor<T, dims<3>> swiglu_layer_backward(const swiglu_weights<T>& w, swiglu_weig
   const auto dg = linear_backward(c.g, w.w2, dy, gw.w2, nullptr);   // (B, S, F)
   auto [df1, df3] = swiglu_backward(c.f1, c.f3, dg);                // (B, S, F) twice
   auto dx = linear_backward(c.x, w.w1, df1, gw.w1, nullptr);        // (B, S, D)
-  accumulate(dx, linear_backward(c.x, w.w3, df3, gw.w3, nullptr));  // (B, S, D)
+  linear_backward_add(c.x, w.w3, df3, gw.w3, nullptr, dx);          // (B, S, D) added into dx
   return dx;
 }
 
@@ -919,6 +933,16 @@ struct linear {
   tensor<T, dims<3>> backward(const params<T>& p, params<T>& g, cache<T>& c,
                               const tensor<T, dims<3>>& dy, const context&) const {
     return nn::detail::linear_backward(c.x, p.weight, dy, g.weight, &g.bias);  // (B, S, In)
+  }
+  /// The same, taking dy over: dy and the cached input are released once dW and dx are computed
+  /// (an LM head's dy is the logits' gradient, the largest array of a step).
+  template <class T>
+  tensor<T, dims<3>> backward(const params<T>& p, params<T>& g, cache<T>& c, tensor<T, dims<3>>&& dy,
+                              const context& ctx) const {
+    auto dx = backward(p, g, c, std::as_const(dy), ctx);  // (B, S, In)
+    dy = {};
+    c.x = {};
+    return dx;
   }
   constexpr std::int64_t param_count() const { return in * out + (Bias ? out : 0); }
   constexpr double forward_flops(std::int64_t b, std::int64_t s) const {
@@ -1480,6 +1504,12 @@ struct sequential {
                 const context& ctx) const {
     return backward_from<count - 1>(p, g, c, dy, ctx);  // (B, S, in), or no_gradient for token ids
   }
+  /// The same, taking dy over: the last block may release it once it is done with it.
+  template <class T>
+  auto backward(const params<T>& p, std::type_identity_t<params<T>>& g,
+                std::type_identity_t<cache<T>>& c, tensor<T, dims<3>>&& dy, const context& ctx) const {
+    return backward_from<count - 1>(p, g, c, std::move(dy), ctx);  // (B, S, in), or no_gradient
+  }
   constexpr std::int64_t param_count() const {
     return std::apply([](const auto&... b) { return (b.param_count() + ...); }, blocks);
   }
@@ -1515,15 +1545,18 @@ struct sequential {
     else
       return forward_from<I + 1>(p, y, c, ctx);  // (B, S, out)
   }
-  template <std::size_t I, class T>
-  auto backward_from(const params<T>& p, params<T>& g, cache<T>& c, const tensor<T, dims<3>>& dy,
-                     const context& ctx) const {
+  /// Block I's backward, then those before it. When dy was handed over (an rvalue), so is each
+  /// block's d(input) to the block before, and a block that can release it early does.
+  template <std::size_t I, class T, class DY>
+  auto backward_from(const params<T>& p, params<T>& g, cache<T>& c, DY&& dy, const context& ctx) const {
     auto dx = std::get<I>(blocks).backward(std::get<I>(p.blocks), std::get<I>(g.blocks),
-                                           std::get<I>(c.blocks), dy, ctx);  // (B, S, ·)
+                                           std::get<I>(c.blocks), std::forward<DY>(dy), ctx);  // (B, S, ·)
     if constexpr (I == 0)
       return dx;
+    else if constexpr (std::is_lvalue_reference_v<DY>)
+      return backward_from<I - 1>(p, g, c, std::as_const(dx), ctx);  // (B, S, in)
     else
-      return backward_from<I - 1>(p, g, c, dx, ctx);  // (B, S, in)
+      return backward_from<I - 1>(p, g, c, std::move(dx), ctx);  // (B, S, in)
   }
 };
 
@@ -1883,16 +1916,19 @@ struct tied_lm {
   no_gradient backward(const params<T>& p, std::type_identity_t<params<T>>& g,
                        std::type_identity_t<cache<T>>& c, const tensor<T, dims<3>>& dy,
                        const context& ctx) const {
-    detail::accumulate(g.embedding.weight, einsum<"b s v, b s d -> v d">(dy, c.h));  // (V, D)
-    const tensor<T, dims<3>> dh = einsum<"b s v, v d -> b s d">(dy, p.embedding.weight);  // (B, S, D)
-    c.h = {};
-    const auto dx = body.backward(p.body, g.body, c.body, dh, ctx);  // (B, S, D)
-    return embedding.backward(p.embedding, g.embedding, c.embedding, dx, ctx);
+    return backward_releasing(p, g, c, dy, nullptr, ctx);
   }
-  /// The table once.
+  /// The same, taking dy (the logits' gradient) over: released once the head is done.
+  template <class T>
+  no_gradient backward(const params<T>& p, std::type_identity_t<params<T>>& g,
+                       std::type_identity_t<cache<T>>& c, tensor<T, dims<3>>&& dy, const context& ctx) const {
+    return backward_releasing(p, g, c, dy, &dy, ctx);
+  }
+  /// The tied table once.
   constexpr std::int64_t param_count() const {
     return embedding.param_count() + body.param_count();
   }
+
   /// The head's product included.
   constexpr double forward_flops(std::int64_t b, std::int64_t s) const {
     return embedding.forward_flops(b, s) + body.forward_flops(b, s) +
@@ -1912,6 +1948,18 @@ struct tied_lm {
   constexpr void check() const {
     detail::require_fit("tied_lm", embedding.out_dim(), body.in_dim());
     detail::require_fit("tied_lm", body.out_dim(), embedding.out_dim());
+  }
+  /// The head's gradient and d(h), then the body and the embedding; `owned` (dy itself, or null)
+  /// is released once the head is done, with the head's input.
+  template <class T>
+  no_gradient backward_releasing(const params<T>& p, params<T>& g, cache<T>& c, const tensor<T, dims<3>>& dy,
+                                 std::type_identity_t<tensor<T, dims<3>>>* owned, const context& ctx) const {
+    einsum_accumulate<"b s v, b s d -> v d">(g.embedding.weight, dy, c.h);                // (V, D)
+    const tensor<T, dims<3>> dh = einsum<"b s v, v d -> b s d">(dy, p.embedding.weight);  // (B, S, D)
+    if (owned) *owned = {};
+    c.h = {};
+    const auto dx = body.backward(p.body, g.body, c.body, dh, ctx);  // (B, S, D)
+    return embedding.backward(p.embedding, g.embedding, c.embedding, dx, ctx);
   }
 };
 
@@ -2069,6 +2117,11 @@ class model {
   auto backward(const tensor<T, dims<3>>& dy) {
     return block_.backward(params_, grads_, cache_, dy, ctx_);
   }  // (B, S, in)
+  /// The same, taking dy over: the model's last block (an LM head) releases it once it is done,
+  /// rather than at the end of the backward pass.
+  auto backward(tensor<T, dims<3>>&& dy) {
+    return block_.backward(params_, grads_, cache_, std::move(dy), ctx_);
+  }  // (B, S, in)
   /// The longest sequence of logits and of the KV cache (context.context_length; 0: none given).
   std::int64_t context_length() const { return ctx_.context_length; }
 
@@ -2138,7 +2191,7 @@ class model {
   double forward_backward(const I& inputs, const J& targets, double z_loss = 0.0) {
     auto logits = forward_train(inputs);                                                 // (B, S, V)
     auto [loss, dlogits] = cross_entropy_with_grad(std::move(logits), targets, z_loss);  // (B, S, V), over the logits
-    backward(dlogits);
+    backward(std::move(dlogits));  // released after the LM head
     cache_ = {};
     return loss;
   }

@@ -293,13 +293,13 @@ moe_expert_activations<T> expert_forward(const expert_parameters<T>& w, const te
 template <class T>
 tensor<T, dims<2>> expert_backward(const expert_parameters<T>& w, const moe_expert_activations<T>& a,
                                    const tensor<T, dims<2>>& x, const tensor<T, dims<2>>& dy, expert_parameters<T>& gw) {
-  add_into(gw.w2, einsum<"n d, n f -> d f">(dy, a.g));          // (D, F)
+  einsum_accumulate<"n d, n f -> d f">(gw.w2, dy, a.g);         // (D, F)
   auto dg = einsum<"n d, d f -> n f">(dy, w.w2);                // (n, F)
   auto [dh1, dh3] = swiglu_backward(a.h1, a.h3, dg);            // (n, F) twice
-  add_into(gw.w1, einsum<"n f, n d -> f d">(dh1, x));           // (F, D)
-  add_into(gw.w3, einsum<"n f, n d -> f d">(dh3, x));           // (F, D)
+  einsum_accumulate<"n f, n d -> f d">(gw.w1, dh1, x);          // (F, D)
+  einsum_accumulate<"n f, n d -> f d">(gw.w3, dh3, x);          // (F, D)
   tensor<T, dims<2>> dx = einsum<"n f, f d -> n d">(dh1, w.w1);  // (n, D)
-  add_into(dx, einsum<"n f, f d -> n d">(dh3, w.w3));
+  einsum_accumulate<"n f, f d -> n d">(dx, dh3, w.w3);          // (n, D)
   return dx;
 }
 
@@ -561,8 +561,8 @@ class moe_layer {
         dl[e] = static_cast<T>(through + dz * sm[e]);
       }
     }
-    detail::add_into(grads.router, einsum<"n e, n d -> e d">(dlogits, x_));  // (E, D)
-    detail::add_into(dx, einsum<"n e, e d -> n d">(dlogits, p.router));       // (N, D)
+    einsum_accumulate<"n e, n d -> e d">(grads.router, dlogits, x_);  // (E, D)
+    einsum_accumulate<"n e, e d -> n d">(dx, dlogits, p.router);      // (N, D)
     clear();
     return dx;
   }

@@ -519,7 +519,7 @@ class transformer_lm {
     const detail::attention_spec spec{config_.num_heads, config_.kv_heads(), config_.qk_norm, config_.rope_theta, eps};
     // LM head and final norm.
     auto& dhead = config_.tied_embeddings ? grads_.token_embeddings : grads_.lm_head;
-    detail::accumulate(dhead, einsum<"b s v, b s d -> v d">(dlogits, final_n_));  // (V, D)
+    einsum_accumulate<"b s v, b s d -> v d">(dhead, dlogits, final_n_);           // (V, D)
     auto dn = einsum<"b s v, v d -> b s d">(dlogits, head_weight());               // (B, S, D)
     dlogits = {};
     final_n_ = {};
