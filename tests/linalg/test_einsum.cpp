@@ -233,6 +233,16 @@ TEST_CASE("einsum_accumulate adds the result into an existing tensor or view") {
         CHECK(std::abs(static_cast<double>(out(i, j)) - sum) <= 0x1p-8 * std::abs(sum) + 40 * 0x1p-23);
       }
   }
+  SUBCASE("a dot product into a rank-0 tensor") {
+    const auto u = random_tensor<double>(dims<1>(33), 14);  // (33,)
+    const auto v = random_tensor<double>(dims<1>(33), 15);  // (33,)
+    tensor<double, extents<>> out;                          // ()
+    out() = 0.25;
+    einsum_accumulate<"i, i ->">(out, u, v);
+    double dot = 0;
+    for (index_t i = 0; i < 33; ++i) dot += u(i) * v(i);
+    CHECK(std::abs(out() - (0.25 + dot)) < 1e-14);
+  }
   SUBCASE("a pattern that is not a contraction: one fused pass") {
     const auto u = random_tensor<float>(dims<1>(5), 10);       // (5,)
     const auto v = random_tensor<float>(dims<1>(4), 11);       // (4,)

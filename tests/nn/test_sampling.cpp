@@ -372,6 +372,30 @@ TEST_CASE("the bucketed ranking draws what a full sort of the vocabulary draws")
       CHECK(nn::sample_token(std::span<const double>(wide), o, g, i, workspace) == full_sort_reference(wide, o, g, i));
 }
 
+TEST_CASE("when rounding leaves the draw's target unreached, the last-ranked token of positive weight") {
+  // 64 logits in four bands; at temperature 0.01 the lowest band's weights underflow to 0, and
+  // the last band is masked. The answer is the last token of the ranking with a positive weight.
+  std::vector<float> x(64);
+  for (std::size_t i = 0; i < 64; ++i) x[i] = 3.0f - static_cast<float>(i % 4) * 0.5f + static_cast<float>(i) * 1e-3f;
+  for (std::size_t i = 3; i < 64; i += 4) x[i] = -std::numeric_limits<float>::infinity();
+  for (std::size_t i = 2; i < 64; i += 4) x[i] = -20.0f;  // weight e^(−23 / 0.01) = 0
+  nn::sampling_workspace w;
+  const auto scan = nn::detail::scan_logits(std::span<const float>(x));
+  nn::detail::bucket_ranking r(x.data(), x.size(), scan, 0.01, w);
+  // Positive weights: the bands at 3.0 and 2.5; the last-ranked of them is the lowest logit of the
+  // 2.5 band, 2.5 + 0.001 · 1 (token 1).
+  const nn::detail::ranked_prefix all{r.buckets(), 0};
+  CHECK(nn::detail::last_positive(r, x.data(), all, -1) == 1);
+  // Within a prefix that stops inside the first band: its last member.
+  const auto walk = nn::detail::walk_ranking(r, x.data(), all, 0.5, true);  // the first token reaches it
+  CHECK(walk.reached);
+  CHECK(nn::detail::last_positive(r, x.data(), walk.through, -1) == 60);   // the largest logit: 3.0 + 0.06
+  // A target beyond the total is never reached, and the walk reports the whole ranking's weight.
+  const auto beyond = nn::detail::walk_ranking(r, x.data(), all, 1e9, true);
+  CHECK_FALSE(beyond.reached);
+  CHECK(beyond.sum >= 1.0);
+}
+
 TEST_CASE("errors name the option or the problem") {
   const random_stream g{};
   const std::vector<float> logits = {0.0f, 1.0f};

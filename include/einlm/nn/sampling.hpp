@@ -312,6 +312,20 @@ ranked_walk walk_ranking(bucket_ranking& r, const T* x, ranked_prefix kept, doub
   return {kept, sum, false};
 }
 
+/// The last-ranked token of positive weight within `kept` (`otherwise` when there is none): the
+/// draw's answer when rounding leaves u · total unreached. Gathers at most two buckets.
+template <class T>
+std::int64_t last_positive(bucket_ranking& r, const T* x, ranked_prefix kept, std::int64_t otherwise) {
+  for (std::size_t b = std::min(kept.bucket, r.buckets() - 1) + 1; b-- > 0;) {
+    if (r.weight(b) == 0) continue;  // no token of positive weight: nothing to gather
+    const std::size_t n = b < kept.bucket ? r.size(b) : kept.partial;
+    const sampling_candidate* c = r.members(x, b);
+    for (std::size_t i = n; i-- > 0;)
+      if (c[i].weight > 0) return c[i].index;
+  }
+  return otherwise;
+}
+
 template <class T>
 std::int64_t sample_token(std::span<const T> logits, const sampling_options& o, const random_stream& g,
                           std::uint64_t draw_index, sampling_workspace& w) {
@@ -360,13 +374,7 @@ std::int64_t sample_token(std::span<const T> logits, const sampling_options& o, 
   const ranked_walk drawn = walk_ranking(r, x, kept, u * total, true);
   if (drawn.reached) return r.members(x, drawn.through.bucket)[drawn.through.partial - 1].index;
   // u · total ≥ the summed weight through rounding: the last-ranked token of positive weight.
-  for (std::size_t b = std::min(kept.bucket, r.buckets() - 1) + 1; b-- > 0;) {
-    const std::size_t n = b < kept.bucket ? r.size(b) : kept.partial;
-    const sampling_candidate* c = r.members(x, b);
-    for (std::size_t i = n; i-- > 0;)
-      if (c[i].weight > 0) return c[i].index;
-  }
-  return argmax;
+  return last_positive(r, x, kept, argmax);
 }
 
 }  // namespace detail
