@@ -118,14 +118,21 @@ tensor<T, dims<3>> linear_forward(const X& x, const tensor<T, dims<2>>& w,
   return y;
 }
 
-/// The adjoint of linear_forward: accumulates dW (and dbias), returns dx. The weight gradient is
-/// one GEMM that adds into dW (einsum_accumulate: no (O, D) temporary).
+/// dW += dyᵀ x (one GEMM adding into dW: einsum_accumulate, no (O, D) temporary), and dbias +=
+/// the rows of dy when there is a bias.
+template <class T, class X>
+void linear_weight_gradients(const X& x, const tensor<T, dims<3>>& dy, tensor<T, dims<2>>& dw,
+                             std::type_identity_t<tensor<T, dims<1>>>* dbias) {
+  einsum_accumulate<"b s o, b s d -> o d">(dw, dy, x);                                    // (O, D)
+  if (dbias && dbias->size() > 0) accumulate(*dbias, sum_rows<T>(dy, dbias->extents()));  // (O,)
+}
+
+/// The adjoint of linear_forward: accumulates dW (and dbias), returns dx.
 template <class T, class X>
 tensor<T, dims<3>> linear_backward(const X& x, const tensor<T, dims<2>>& w,
                                    const tensor<T, dims<3>>& dy, tensor<T, dims<2>>& dw,
                                    std::type_identity_t<tensor<T, dims<1>>>* dbias) {
-  einsum_accumulate<"b s o, b s d -> o d">(dw, dy, x);                                    // (O, D)
-  if (dbias && dbias->size() > 0) accumulate(*dbias, sum_rows<T>(dy, dbias->extents()));  // (O,)
+  linear_weight_gradients(x, dy, dw, dbias);
   return einsum<"b s o, o d -> b s d">(dy, w);  // (B, S, D)
 }
 
@@ -135,9 +142,8 @@ template <class T, class X>
 void linear_backward_add(const X& x, const tensor<T, dims<2>>& w, const tensor<T, dims<3>>& dy,
                          tensor<T, dims<2>>& dw, std::type_identity_t<tensor<T, dims<1>>>* dbias,
                          tensor<T, dims<3>>& dx_sum) {
-  einsum_accumulate<"b s o, b s d -> o d">(dw, dy, x);                                    // (O, D)
-  if (dbias && dbias->size() > 0) accumulate(*dbias, sum_rows<T>(dy, dbias->extents()));  // (O,)
-  einsum_accumulate<"b s o, o d -> b s d">(dx_sum, dy, w);                                // (B, S, D)
+  linear_weight_gradients(x, dy, dw, dbias);
+  einsum_accumulate<"b s o, o d -> b s d">(dx_sum, dy, w);  // (B, S, D)
 }
 
 /// Copies the embedding rows of `tokens` (B, S) into a new (B, S, D) tensor and their ids into
