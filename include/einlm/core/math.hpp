@@ -45,9 +45,16 @@ EINLM_HD T select(bool m, T a, T b) {
 using simd::select;
 
 /// Integer lanes of the same width as V's lanes (int32 for float, int64 for double).
+template <class V, bool = is_packet_v<V>>
+struct int_of_impl {
+  using type = simd::int_lane_t<scalar_t<V>>;
+};
 template <class V>
-using int_of = std::conditional_t<is_packet_v<V>, simd::packet<simd::int_lane_t<scalar_t<V>>>,
-                                  simd::int_lane_t<scalar_t<V>>>;
+struct int_of_impl<V, true> {
+  using type = simd::rebind_t<V, simd::int_lane_t<scalar_t<V>>>;
+};
+template <class V>
+using int_of = typename int_of_impl<V>::type;
 
 EINLM_EXEC_CHECK_DISABLE
 template <class V>
@@ -440,7 +447,7 @@ EINLM_HD V rsqrt(V x) {
 EINLM_EXEC_CHECK_DISABLE
 template <class V>
 EINLM_HD V gelu(V x) {
-  if constexpr (std::is_same_v<V, simd::packet<float>>) return detail::gelu_erf_float(x);
+  if constexpr (detail::is_packet_v<V> && std::is_same_v<simd::scalar_t<V>, float>) return detail::gelu_erf_float(x);
   else if constexpr (detail::is_packet_v<V>) return simd::map_lanes(x, [](simd::scalar_t<V> v) { return detail::gelu_erf_double(v); });
   else if constexpr (std::is_same_v<V, float>) { EINLM_IF_DEVICE((return detail::gelu_erf_double(x);), (return detail::gelu_erf_float(x);)) }
   else return detail::gelu_erf_double(x);

@@ -74,7 +74,7 @@ struct cpu_vec {
   /// must keep because 0 + −0 is +0; x − 0 is x for every x, so it folds away.)
   static type splat(Acc x) {
     type r;
-    for (int k = 0; k < type::K; ++k) r.p[k] = x - typename type::part{};
+    for (int k = 0; k < type::K; ++k) r.part_at(k) = x - typename type::part{};
     return r;
   }
   template <class S>
