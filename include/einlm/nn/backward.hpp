@@ -47,6 +47,7 @@
 
 #include "einlm/core/error.hpp"
 #include "einlm/core/math.hpp"
+#include "einlm/core/simd_dispatch.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/einops.hpp"
 #include "einlm/expr.hpp"
@@ -282,6 +283,18 @@ auto layer_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1
   return layer_norm_grads<decltype(dx), decltype(dgain)>{std::move(dx), std::move(dgain), std::move(dbias)};
 }
 
+namespace detail {
+
+/// dy · gelu'(x) in float (math::detail::gelu_erf_derivative_float).
+struct gelu_gradient_op {
+  template <class V>
+  V operator()(V x, V dy) const {
+    return dy * math::detail::gelu_erf_derivative_float(x);
+  }
+};
+
+}  // namespace detail
+
 /// The gradient of gelu (erf form) at x: dy · (Φ(x) + x·φ(x)), computed in fp32 on float packets
 /// (math::detail::gelu_erf_derivative_float: within 7.2 ulp of max(Φ(x), |x|·φ(x)) and 2.3e-7,
 /// every float checked), or in double with std::erf and std::exp for double.
@@ -297,17 +310,7 @@ auto gelu_backward(const X& x, const DY& dy) {
   const C* pd = dye.data();
   C* out = d.data();
   if constexpr (std::is_same_v<C, float>) {
-    constexpr index_t unit = 2048;  // elements per parallel unit
-    const index_t n = xe.size();
-    detail::for_each_row((n + unit - 1) / unit, unit, [&](index_t u) {
-      const index_t last = std::min(n, (u + 1) * unit);
-      index_t i = u * unit;
-#if EINLM_HAS_PACKETS
-      for (; i + simd::width <= last; i += simd::width)
-        simd::store(out + i, simd::load<float>(pd + i) * math::detail::gelu_erf_derivative_float(simd::load<float>(px + i)));
-#endif
-      for (; i < last; ++i) out[i] = pd[i] * math::detail::gelu_erf_derivative_float(px[i]);
-    });
+    detail::map_elements<float, detail::gelu_gradient_op>(xe.size(), out, px, pd);
   } else {
     const C inv_sqrt2 = static_cast<C>(0.70710678118654752440), inv_sqrt_2pi = static_cast<C>(0.39894228040143267794);
     detail::for_each_row(xe.size(), 1, [&](index_t i) {
@@ -348,30 +351,65 @@ auto silu(const A& a) {
 
 namespace detail {
 
-/// swiglu_backward over n contiguous elements: σ(a) is computed once and both gradients are
-/// written in the same pass (the expressions' order of operations, so the results are the same).
+/// gelu(x) (erf form) of a contiguous host tensor as a new tensor of the same type and shape.
+template <class T, class E>
+tensor<T, E, host> gelu_tensor(const tensor<T, E, host>& x) {
+  if constexpr (std::is_same_v<compute_t<T>, float>) {
+    tensor<T, E, host> y(x.extents());  // (…)
+    map_elements<float, gelu_op>(x.size(), y.data(), x.data());
+    return y;
+  } else {
+    return eval(einlm::gelu(x));  // (…)
+  }
+}
+
+/// silu(a) ⊙ b of two contiguous host tensors of one shape, as a new tensor.
+template <class T, class E>
+tensor<T, E, host> swiglu_hidden(const tensor<T, E, host>& a, const tensor<T, E, host>& b) {
+  require_same_shape("swiglu_hidden", "a", a.extents(), "b", b.extents());
+  if constexpr (std::is_floating_point_v<compute_t<T>>) {
+    tensor<T, E, host> h(a.extents());  // (…)
+    map_elements<compute_t<T>, swiglu_hidden_op>(a.size(), h.data(), a.data(), b.data());
+    return h;
+  } else {
+    return eval(einlm::silu(a) * b);  // (…)
+  }
+}
+
+/// swiglu_backward over n contiguous elements on packets of B bytes: σ(a) is computed once and
+/// both gradients are written in the same pass (the expressions' order of operations).
 template <class C, class TA, class TB, class TD>
-void swiglu_backward_elements(const TA* a, const TB* b, const TD* dh, TA* da, TB* db, index_t n) {
-  constexpr index_t unit = 2048;  // elements per parallel unit
-  for_each_row((n + unit - 1) / unit, unit, [&](index_t u) {
-    const index_t last = std::min(n, (u + 1) * unit);
-    index_t i = u * unit;
+struct swiglu_backward_kernel {
+  template <int B>
+  static void run(const TA* a, const TB* b, const TD* dh, TA* da, TB* db, index_t n) {
+    index_t i = 0;
 #if EINLM_HAS_PACKETS
-    using P = simd::packet<C>;
+    using P = simd::packet<C, B>;
     const P one(C(1));
-    for (; i + simd::width <= last; i += simd::width) {
-      const P av = simd::load<C>(a + i), bv = simd::load<C>(b + i), dv = simd::load<C>(dh + i);
+    for (; i + P::size <= n; i += P::size) {
+      const P av = simd::load<C, B>(a + i), bv = simd::load<C, B>(b + i), dv = simd::load<C, B>(dh + i);
       const P s = math::sigmoid(av);
       simd::store(da + i, dv * bv * s * (one + av * (one - s)));
       simd::store(db + i, dv * (av * s));
     }
 #endif
-    for (; i < last; ++i) {
+    for (; i < n; ++i) {
       const C av = convert<C>(a[i]), bv = convert<C>(b[i]), dv = convert<C>(dh[i]);
       const C s = math::sigmoid(av);
       da[i] = convert<TA>(dv * bv * s * (C(1) + av * (C(1) - s)));
       db[i] = convert<TB>(dv * (av * s));
     }
+  }
+};
+
+/// swiglu_backward over n contiguous elements, threaded, on the widest packets of this CPU.
+template <class C, class TA, class TB, class TD>
+void swiglu_backward_elements(const TA* a, const TB* b, const TD* dh, TA* da, TB* db, index_t n) {
+  constexpr index_t unit = 2048;  // elements per parallel unit
+  for_each_row((n + unit - 1) / unit, unit, [&](index_t u) {
+    const index_t first = u * unit, last = std::min(n, (u + 1) * unit);
+    simd::dispatch<swiglu_backward_kernel<C, TA, TB, TD>>(a + first, b + first, dh + first, da + first, db + first,
+                                                          last - first);
   });
 }
 

@@ -633,7 +633,7 @@ tensor<T, dims<3>> swiglu_forward_body(const swiglu_weights<T>& w, const tensor<
                                        swiglu_cache<T>* keep) {
   auto f1 = linear_forward(x, w.w1, nullptr);   // (B, S, F)
   auto f3 = linear_forward(x, w.w3, nullptr);   // (B, S, F)
-  tensor<T, dims<3>> g = einlm::silu(f1) * f3;  // (B, S, F)
+  tensor<T, dims<3>> g = swiglu_hidden(f1, f3);  // (B, S, F)
   auto out = linear_forward(g, w.w2, nullptr);  // (B, S, D)
   if (keep) {
     keep->f1 = std::move(f1);
@@ -1114,7 +1114,7 @@ struct gelu_fn {
   static constexpr const char* name = "gelu";
   template <class X>
   static auto apply(const X& x) {
-    return einlm::gelu(x);
+    return nn::detail::gelu_tensor(x);  // (B, S, F)
   }
   template <class X, class DY>
   static auto gradient(const X& x, const DY& dy) {

@@ -35,6 +35,7 @@
 
 #include "einlm/core/error.hpp"
 #include "einlm/core/math.hpp"
+#include "einlm/core/simd_dispatch.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/einops.hpp"
 #include "einlm/expr.hpp"
@@ -96,32 +97,92 @@ C row_max(const S* x, index_t n) {
   return m;
 }
 
+/// Σ_{j<n} exp(x[j] · scale − shift) in C over packets of B bytes, x widened from S; with
+/// Store, out[j] = that exp too. See exp_sum_row.
+template <bool Store, class C, class S, class D>
+struct exp_sum_kernel {
+  template <int B>
+  static void run(const S* x, D* out, index_t n, C scale, C shift, C* result) {
+    C sum = 0;
+    index_t j = 0;
+#if EINLM_HAS_PACKETS
+    const auto packets = [&]<int W>() {
+      using P = simd::packet<C, W>;
+      constexpr int lanes = P::size;
+      if (n - j < lanes) return;
+      const P factor(scale), offset(shift);
+      P acc(C(0));
+      for (; j + lanes <= n; j += lanes) {
+        const P e = math::exp(simd::load<C, W>(x + j) * factor - offset);
+        if constexpr (Store) simd::store(out + j, e);
+        acc = acc + e;
+      }
+      for (int l = 0; l < lanes; ++l) sum += acc[l];
+    };
+    packets.template operator()<B>();
+    // The rest of a row of wide packets: 4-lane packets, then single elements.
+    if constexpr (B > 16) packets.template operator()<16>();
+#endif
+    for (; j < n; ++j) {
+      const C e = math::exp(static_cast<C>(convert<C>(x[j])) * scale - shift);
+      if constexpr (Store) out[j] = convert<D>(e);
+      sum += e;
+    }
+    *result = sum;
+  }
+};
+
 /// Σ_{j<n} exp(x[j] · scale − shift) in C, x widened from S; with Store, out[j] = that exp too
-/// (D: C or S; out may be x). Lane l of a packet sums the elements j ≡ l (mod simd::width), so
-/// the sum depends on n only, not on where the row starts.
+/// (D: C or S; out may be x). On the widest packets of this CPU (simd::dispatch). Lane l of a
+/// packet sums the elements j ≡ l (mod its lanes), so the sum depends on n (and the CPU) only,
+/// not on where the row starts.
 template <bool Store, class C, class S, class D>
 C exp_sum_row(const S* x, D* out, index_t n, C scale, C shift) {
   C sum = 0;
-  index_t j = 0;
-#if EINLM_HAS_PACKETS
-  if (n >= simd::width) {
-    using P = simd::packet<C>;
-    const P factor(scale), offset(shift);
-    P lanes(C(0));
-    for (; j + simd::width <= n; j += simd::width) {
-      const P e = math::exp(simd::load<C>(x + j) * factor - offset);
-      if constexpr (Store) simd::store(out + j, e);
-      lanes = lanes + e;
-    }
-    for (int l = 0; l < simd::width; ++l) sum += lanes[l];
-  }
-#endif
-  for (; j < n; ++j) {
-    const C e = math::exp(static_cast<C>(convert<C>(x[j])) * scale - shift);
-    if constexpr (Store) out[j] = convert<D>(e);
-    sum += e;
-  }
+  simd::dispatch<exp_sum_kernel<Store, C, S, D>>(x, out, n, scale, shift, &sum);
   return sum;
+}
+
+/// out[i] = Op(in[i]…) computed in C over n elements (out and each input stored as C or as a
+/// 16-bit float widened to it), on packets of B bytes. Op is a functor of packets and of scalars.
+template <class C, class Op>
+struct map_kernel {
+  template <int B, class S, class... In>
+  static void run(index_t n, S* out, const In*... in) {
+    index_t i = 0;
+#if EINLM_HAS_PACKETS
+    constexpr int lanes = simd::packet<C, B>::size;
+    for (; i + lanes <= n; i += lanes) simd::store(out + i, Op{}(simd::load<C, B>(in + i)...));
+#endif
+    for (; i < n; ++i) out[i] = convert<S>(Op{}(static_cast<C>(convert<C>(in[i]))...));
+  }
+};
+
+/// gelu(x), erf form (fp32 on float: math::gelu).
+struct gelu_op {
+  template <class V>
+  V operator()(V x) const {
+    return math::gelu(x);
+  }
+};
+
+/// silu(a) · b, the SwiGLU hidden (the order of operations of einlm::silu(a) * b).
+struct swiglu_hidden_op {
+  template <class V>
+  V operator()(V a, V b) const {
+    return math::silu(a) * b;
+  }
+};
+
+/// out[i] = Op(in[i]…) in C over n contiguous elements, threaded in units of 2048, on the widest
+/// packets of this CPU (map_kernel).
+template <class C, class Op, class S, class... In>
+void map_elements(index_t n, S* out, const In*... in) {
+  constexpr index_t unit = 2048;  // elements per parallel unit
+  for_each_row((n + unit - 1) / unit, unit, [&](index_t u) {
+    const index_t first = u * unit, last = std::min(n, (u + 1) * unit);
+    simd::dispatch<map_kernel<C, Op>>(last - first, out + first, (in + first)...);
+  });
 }
 
 }  // namespace detail

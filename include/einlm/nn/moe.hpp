@@ -284,7 +284,7 @@ template <class T>
 moe_expert_activations<T> expert_forward(const expert_parameters<T>& w, const tensor<T, dims<2>>& x) {
   auto h1 = einsum<"n d, f d -> n f">(x, w.w1);   // (n, F)
   auto h3 = einsum<"n d, f d -> n f">(x, w.w3);   // (n, F)
-  tensor<T, dims<2>> g = einlm::silu(h1) * h3;    // (n, F)
+  tensor<T, dims<2>> g = swiglu_hidden(h1, h3);   // (n, F)
   auto out = einsum<"n f, d f -> n d">(g, w.w2);  // (n, D)
   return {std::move(h1), std::move(h3), std::move(g), std::move(out)};
 }
