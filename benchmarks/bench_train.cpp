@@ -12,7 +12,11 @@
 // nn::cross_entropy_with_grad (the loss and its gradient, fused row by row) beside
 // bm_cross_entropy_unfused, the same result from three einops expressions over the whole logits
 // (row maximum, log-sum-exp, gradient), for the demo's, the d256 model's and GPT-2's vocabularies,
-// in GB/s of logits read plus gradient written.
+// in GB/s of logits read plus gradient written. bm_nn_kernel times the nn layers' element-wise
+// kernels that simd::dispatch runs at the CPU's widest packets — GELU, the SwiGLU hidden, their
+// gradients, and the exponential sums of causal attention rows (128 keys) — over a GPT-2 demo
+// model's hidden (2048 tokens × 512), the second argument the packet width: 16 (the build's,
+// the baseline) or 64 (AVX-512 where the CPU has it; else its widest), in elements per second.
 // benchmarks/train_peers.py runs this program beside the same models in PyTorch eager (same
 // threads, same update) and prints the ratios.
 #include <benchmark/benchmark.h>
@@ -188,6 +192,43 @@ void bm_cross_entropy_unfused(benchmark::State& state) {
   }
 }
 
+/// A float tensor of normal values (standard deviation `scale`) from Philox stream `stream`.
+tensor<float, dims<2>> random_floats(dims<2> shape, double scale, std::uint64_t stream) {
+  tensor<float, dims<2>> t(shape);  // like shape
+  for (index_t i = 0; i < t.size(); ++i)
+    t.data()[i] = static_cast<float>(scale * normal_at<double>(random_stream{5, stream}, static_cast<std::uint64_t>(i)));
+  return t;
+}
+
+/// One element-wise nn kernel over (2048, 512) floats at packets of state.range(1) bytes:
+/// 0 gelu, 1 silu(a)·b, 2 gelu_backward, 3 swiglu_backward, 4 softmax rows of causal attention
+/// (exp_sum_row over the visible keys of 128-key rows, stored).
+void bm_nn_kernel(benchmark::State& state) {
+  const int which = static_cast<int>(state.range(0));
+  const int bytes = simd::limit_dispatch_bytes(static_cast<int>(state.range(1)));
+  const auto a = random_floats(dims<2>(2048, 512), 1.5, 1);  // (N, F)
+  const auto b = random_floats(dims<2>(2048, 512), 1.0, 2);  // (N, F)
+  tensor<float, dims<2>> rows(a.clone());                    // (N, F) as 8192 rows of 128 keys
+  for (auto _ : state) {
+    switch (which) {
+      case 0: benchmark::DoNotOptimize(nn::detail::gelu_tensor(a).data()); break;
+      case 1: benchmark::DoNotOptimize(nn::detail::swiglu_hidden(a, b).data()); break;
+      case 2: benchmark::DoNotOptimize(nn::gelu_backward(a, b).data()); break;
+      case 3: benchmark::DoNotOptimize(nn::swiglu_backward(a, b, b).da.data()); break;
+      default:
+        for (index_t r = 0; r < rows.size() / 128; ++r) {
+          const index_t visible = r % 128 + 1;
+          benchmark::DoNotOptimize(nn::detail::exp_sum_row<true>(a.data() + r * 128, rows.data() + r * 128, visible, 0.125f, 1.0f));
+        }
+    }
+  }
+  simd::limit_dispatch_bytes(64);
+  const char* names[] = {"gelu", "silu(a) * b", "gelu_backward", "swiglu_backward", "causal softmax exp sums"};
+  const double elements = which == 4 ? 2048.0 * 512 / 2 : 2048.0 * 512;
+  state.counters["elements/s"] = benchmark::Counter(elements, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  state.SetLabel(std::string(names[which]) + ", " + std::to_string(bytes) + "-byte packets");
+}
+
 }  // namespace
 
 BENCHMARK(bm_cross_entropy<float>)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -197,6 +238,7 @@ BENCHMARK(bm_cross_entropy_unfused<bf16>)->Arg(0)->Unit(benchmark::kMillisecond)
 BENCHMARK(bm_train_step)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_train_step_bf16)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_forward)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_nn_kernel)->ArgsProduct({{0, 1, 2, 3, 4}, {16, 64}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_decode)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_decode_uniform)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_MAIN();

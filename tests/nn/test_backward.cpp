@@ -326,6 +326,8 @@ TEST_CASE("element-wise kernels on this CPU's widest packets agree with the buil
   const auto gelu_grad_narrow = at_packet_bytes(16, [&] { return nn::gelu_backward(a, dy); });  // (N, F)
   const auto gelu_grad_wide = at_packet_bytes(64, [&] { return nn::gelu_backward(a, dy); });    // (N, F)
   CHECK(worst_scaled_difference(gelu_grad_wide.data(), gelu_grad_narrow.data(), gelu_grad_scale) <= 1);
+  // Views go through a float copy, tensors are read in place: the same arithmetic, the same bits.
+  CHECK(max_ulp_distance(nn::gelu_backward(a.view(), dy.view()), nn::gelu_backward(a, dy)) == 0);
   const auto [da_narrow, db_narrow] = at_packet_bytes(16, [&] { return nn::swiglu_backward(a, b, dy); });
   const auto [da_wide, db_wide] = at_packet_bytes(64, [&] { return nn::swiglu_backward(a, b, dy); });
   CHECK(worst_scaled_difference(da_wide.data(), da_narrow.data(), da_scale) <= 1);

@@ -302,23 +302,32 @@ template <class X, class DY>
 auto gelu_backward(const X& x, const DY& dy) {
   using T = detail::value_t<X>;
   using C = detail::compute_t<T>;
-  const auto xe = eval(cast<C>(x));                                                            // (…)
-  const auto dye = eval(cast<C>(dy));                                                          // (…)
-  detail::require_same_shape("gelu_backward", "x", xe.extents(), "dy", dye.extents());
-  tensor<C, typename decltype(xe)::extents_type, host> d(xe.extents());                        // (…)
-  const C* px = xe.data();
-  const C* pd = dye.data();
-  C* out = d.data();
-  if constexpr (std::is_same_v<C, float>) {
-    detail::map_elements<float, detail::gelu_gradient_op>(xe.size(), out, px, pd);
+  if constexpr (std::is_same_v<C, float> && tensor_like<X> && tensor_like<DY> && std::is_same_v<detail::value_t<DY>, T> &&
+                std::is_same_v<typename X::space, host> && std::is_same_v<typename DY::space, host>) {
+    // Host tensors of one type (contiguous): read where they are, widened to float in registers.
+    detail::require_same_shape("gelu_backward", "x", x.extents(), "dy", dy.extents());
+    tensor<T, typename X::extents_type, host> d(x.extents());  // (…)
+    detail::map_elements<float, detail::gelu_gradient_op>(x.size(), d.data(), x.data(), dy.data());
+    return d;
   } else {
-    const C inv_sqrt2 = static_cast<C>(0.70710678118654752440), inv_sqrt_2pi = static_cast<C>(0.39894228040143267794);
-    detail::for_each_row(xe.size(), 1, [&](index_t i) {
-      const C v = px[i];
-      out[i] = pd[i] * (C(0.5) * (C(1) + std::erf(v * inv_sqrt2)) + v * inv_sqrt_2pi * std::exp(C(-0.5) * v * v));
-    });
+    const auto xe = eval(cast<C>(x));                                                            // (…)
+    const auto dye = eval(cast<C>(dy));                                                          // (…)
+    detail::require_same_shape("gelu_backward", "x", xe.extents(), "dy", dye.extents());
+    tensor<C, typename decltype(xe)::extents_type, host> d(xe.extents());                        // (…)
+    const C* px = xe.data();
+    const C* pd = dye.data();
+    C* out = d.data();
+    if constexpr (std::is_same_v<C, float>) {
+      detail::map_elements<float, detail::gelu_gradient_op>(xe.size(), out, px, pd);
+    } else {
+      const C inv_sqrt2 = static_cast<C>(0.70710678118654752440), inv_sqrt_2pi = static_cast<C>(0.39894228040143267794);
+      detail::for_each_row(xe.size(), 1, [&](index_t i) {
+        const C v = px[i];
+        out[i] = pd[i] * (C(0.5) * (C(1) + std::erf(v * inv_sqrt2)) + v * inv_sqrt_2pi * std::exp(C(-0.5) * v * v));
+      });
+    }
+    return detail::eval_as<T>(as_expression(x).extents(), cast<T>(d));
   }
-  return detail::eval_as<T>(as_expression(x).extents(), cast<T>(d));
 }
 
 /// The gradient of relu at x: dy where x > 0, else 0.
