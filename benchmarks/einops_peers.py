@@ -35,12 +35,15 @@ def best_time(f, runs=10, warmup=2):
 
 def einlm_rates(build, binary, threads):
     """Runs BUILD/benchmarks/BINARY (Google Benchmark, OMP_NUM_THREADS=threads) and returns
-    {(benchmark, case): (tokens_per_second, flops)} from its JSON output."""
+    {(benchmark, case): (tokens_per_second, flops)} from its JSON output (benchmarks without a
+    tokens_per_second counter are left out)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     out = subprocess.run([os.path.join(build, "benchmarks", binary), "--benchmark_format=json",
                           "--benchmark_min_time=2"], env=env, check=True, capture_output=True, text=True).stdout
     rates = {}
     for b in json.loads(out)["benchmarks"]:
+        if "tokens_per_second" not in b:  # kernels timed in other units (GB/s, elements/s)
+            continue
         kind, case = b["name"].split("/")[:2]
         rates[(kind, int(case))] = (b["tokens_per_second"], b.get("flops", 0.0))
     return rates
