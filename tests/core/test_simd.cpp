@@ -149,35 +149,43 @@ TEST_CASE_TEMPLATE_DEFINE("a packet set from one value keeps it exactly, the sig
 }
 TEST_CASE_TEMPLATE_APPLY(splat, packet_widths);
 
-TEST_CASE("simd::dispatch: 16-bit loads and stores in a kernel compiled for this CPU's widest packets") {
-  const int widest = simd::dispatch_bytes();
-  MESSAGE("simd::dispatch runs kernels at " << widest << "-byte packets on this CPU (the build's: "
-                                            << einlm::simd::width * 4 << ")");
-  CHECK(simd::limit_dispatch_bytes(16) == einlm::simd::width * 4);
-  CHECK(simd::limit_dispatch_bytes(64) == widest);
+TEST_CASE("simd::dispatch: 16-bit loads and stores in kernels compiled for this CPU's wider packets") {
+  // Each width the CPU runs (16: the build's; 32: AVX2; 64: AVX-512), within the cap that
+  // EINLM_SIMD_BYTES may have set; the cap is restored at the end.
+  const int start = simd::dispatch_bytes();
+  MESSAGE("simd::dispatch runs kernels at " << start << "-byte packets here (the build's: " << simd::width * 4 << ")");
+  CHECK(simd::limit_dispatch_bytes(16) == simd::width * 4);
   std::vector<std::uint16_t> halves(65536 + 16);
   for (std::uint32_t i = 0; i < halves.size(); ++i) halves[i] = static_cast<std::uint16_t>(i);
   const index_t n = 65536;
-  std::vector<float> out_b(static_cast<std::size_t>(n) * (widest / 4)), out_h(out_b.size());
   std::vector<std::uint32_t> inputs;
   for (std::uint32_t high = 0; high < 65536; ++high)
     for (std::uint32_t low : {0x0000u, 0x7fffu, 0x8000u, 0x8001u, 0xffffu}) inputs.push_back((high << 16) | low);
   while (inputs.size() % 16) inputs.push_back(0x3f808000u);
-  std::vector<std::uint16_t> rounded(inputs.size());
-  simd::dispatch<half_conversions_kernel>(halves.data(), out_b.data(), out_h.data(), n, inputs.data(), rounded.data(),
-                                          static_cast<index_t>(inputs.size()));
-  std::size_t mismatches = 0;
-  for (index_t i = 0; i < n; ++i)
-    for (int l = 0; l < widest / 4; ++l) {
-      const std::uint16_t bits = halves[static_cast<std::size_t>(i + l)];
-      const float expected_b = float_of_bits(std::uint32_t(bits) << 16), expected_h = einlm::detail::fp16_bits_to_float(bits);
-      const std::size_t at = static_cast<std::size_t>(i * (widest / 4) + l);
-      if (std::memcmp(&expected_b, &out_b[at], sizeof(float)) != 0) ++mismatches;
-      if (std::memcmp(&expected_h, &out_h[at], sizeof(float)) != 0) ++mismatches;
-    }
-  for (std::size_t i = 0; i < inputs.size(); ++i)
-    if (rounded[i] != reference_bf16_bits(inputs[i])) ++mismatches;
-  CHECK(mismatches == 0);
+  for (const int cap : {16, 32, 64}) {
+    if (cap > start) break;
+    const int bytes = simd::limit_dispatch_bytes(cap);
+    CHECK(bytes <= cap);
+    CAPTURE(bytes);
+    const int lanes = bytes / 4;
+    std::vector<float> out_b(static_cast<std::size_t>(n) * lanes), out_h(out_b.size());
+    std::vector<std::uint16_t> rounded(inputs.size());
+    simd::dispatch<half_conversions_kernel>(halves.data(), out_b.data(), out_h.data(), n, inputs.data(), rounded.data(),
+                                            static_cast<index_t>(inputs.size()));
+    std::size_t mismatches = 0;
+    for (index_t i = 0; i < n; ++i)
+      for (int l = 0; l < lanes; ++l) {
+        const std::uint16_t bits = halves[static_cast<std::size_t>(i + l)];
+        const float expected_b = float_of_bits(std::uint32_t(bits) << 16), expected_h = einlm::detail::fp16_bits_to_float(bits);
+        const std::size_t at = static_cast<std::size_t>(i * lanes + l);
+        if (std::memcmp(&expected_b, &out_b[at], sizeof(float)) != 0) ++mismatches;
+        if (std::memcmp(&expected_h, &out_h[at], sizeof(float)) != 0) ++mismatches;
+      }
+    for (std::size_t i = 0; i < inputs.size(); ++i)
+      if (rounded[i] != reference_bf16_bits(inputs[i])) ++mismatches;
+    CHECK(mismatches == 0);
+  }
+  CHECK(simd::limit_dispatch_bytes(start) == start);
 }
 
 #else

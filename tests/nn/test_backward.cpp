@@ -225,6 +225,7 @@ TEST_CASE("swiglu_backward: the one-pass kernel for host tensors equals the expr
   // a tail, and three parallel units. Both round once from the same float arithmetic; a compiler
   // that contracts multiply-adds in one form and not the other may move the last bit. The kernel
   // runs on the build's packets here, as the expression does (the next case compares the widths).
+  const int start = simd::dispatch_bytes();
   simd::limit_dispatch_bytes(16);
   const auto check = [](auto zero) {
     using T = decltype(zero);
@@ -242,17 +243,19 @@ TEST_CASE("swiglu_backward: the one-pass kernel for host tensors equals the expr
   };
   check(0.0f);
   check(bf16{});
-  simd::limit_dispatch_bytes(64);
+  simd::limit_dispatch_bytes(start);
 }
 
 namespace {
 
-/// f() with simd::dispatch limited to packets of `bytes` (16: the build's), then unlimited again.
+/// f() with simd::dispatch limited to packets of `bytes` (16: the build's); the limit is then
+/// restored.
 template <class F>
 auto at_packet_bytes(int bytes, F&& f) {
+  const int before = simd::dispatch_bytes();
   simd::limit_dispatch_bytes(bytes);
   auto r = f();
-  simd::limit_dispatch_bytes(64);
+  simd::limit_dispatch_bytes(before);
   return r;
 }
 
@@ -267,16 +270,8 @@ double worst_scaled_difference(const float* a, const float* b, const std::vector
 double normal_cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
 double normal_pdf(double x) { return std::exp(-0.5 * x * x) / std::sqrt(2.0 * 3.14159265358979323846); }
 
-}  // namespace
-
-TEST_CASE("element-wise kernels on this CPU's widest packets agree with the build's packets") {
-  // simd::dispatch runs the exponential sums, GELU, the SwiGLU hidden and their gradients
-  // compiled for AVX-512 or AVX2 where the CPU has them. The same arithmetic up to multiply-add
-  // contraction and the lane order of sums: within a few units of rounding of the terms that
-  // make each result (the terms, not the result, near a zero of a gradient). 61 × 71 elements:
-  // whole packets of every width, tails, three parallel units; inputs spread to ±9.
-  const int widest = simd::dispatch_bytes();
-  MESSAGE("comparing " << widest << "-byte packets with the build's " << simd::width * 4 << "-byte packets");
+/// The element-wise kernels at packets of wide_bytes against the build's (see the next case).
+void compare_packet_widths(int wide_bytes) {
   const auto shape = dims<2>(61, 71);
   const auto a = to_float(random_tensor(shape, 51, 3.0));   // (N, F)
   const auto b = to_float(random_tensor(shape, 52));        // (N, F)
@@ -288,7 +283,7 @@ TEST_CASE("element-wise kernels on this CPU's widest packets agree with the buil
   for (index_t len : {1, 3, 4, 5, 8, 15, 16, 17, 31, 33, 64, 100, 128, 300}) {
     std::vector<float> narrow_out(static_cast<std::size_t>(len)), wide_out(narrow_out.size());
     const float narrow = at_packet_bytes(16, [&] { return nn::detail::exp_sum_row<true>(a.data(), narrow_out.data(), len, 0.7f, 1.5f); });
-    const float wide = at_packet_bytes(64, [&] { return nn::detail::exp_sum_row<true>(a.data(), wide_out.data(), len, 0.7f, 1.5f); });
+    const float wide = at_packet_bytes(wide_bytes, [&] { return nn::detail::exp_sum_row<true>(a.data(), wide_out.data(), len, 0.7f, 1.5f); });
     worst_sum = std::max(worst_sum, std::abs(double(wide) - narrow) / narrow / eps);
     // exp(t) moves by |t| units of rounding when its argument t = x · 0.7 − 1.5 does.
     for (index_t j = 0; j < len; ++j) {
@@ -301,9 +296,9 @@ TEST_CASE("element-wise kernels on this CPU's widest packets agree with the buil
   CHECK(worst_exp <= 4);
   // GELU and the SwiGLU hidden, float and bf16.
   const auto gelu_narrow = at_packet_bytes(16, [&] { return nn::detail::gelu_tensor(a); });       // (N, F)
-  const auto gelu_wide = at_packet_bytes(64, [&] { return nn::detail::gelu_tensor(a); });         // (N, F)
+  const auto gelu_wide = at_packet_bytes(wide_bytes, [&] { return nn::detail::gelu_tensor(a); });         // (N, F)
   const auto hidden_narrow = at_packet_bytes(16, [&] { return nn::detail::swiglu_hidden(a, b); });  // (N, F)
-  const auto hidden_wide = at_packet_bytes(64, [&] { return nn::detail::swiglu_hidden(a, b); });    // (N, F)
+  const auto hidden_wide = at_packet_bytes(wide_bytes, [&] { return nn::detail::swiglu_hidden(a, b); });    // (N, F)
   std::vector<double> gelu_scale(n), hidden_scale(n), gelu_grad_scale(n), da_scale(n), db_scale(n);
   for (std::size_t i = 0; i < n; ++i) {
     const double x = a.data()[i], y = b.data()[i], g = dy.data()[i], s = 1.0 / (1.0 + std::exp(-x));
@@ -317,21 +312,40 @@ TEST_CASE("element-wise kernels on this CPU's widest packets agree with the buil
   CHECK(worst_scaled_difference(hidden_wide.data(), hidden_narrow.data(), hidden_scale) <= 1);
   const auto a16 = eval(cast<bf16>(a)), b16 = eval(cast<bf16>(b));                                      // (N, F)
   const auto gelu16_narrow = at_packet_bytes(16, [&] { return nn::detail::gelu_tensor(a16); });          // (N, F)
-  const auto gelu16_wide = at_packet_bytes(64, [&] { return nn::detail::gelu_tensor(a16); });            // (N, F)
+  const auto gelu16_wide = at_packet_bytes(wide_bytes, [&] { return nn::detail::gelu_tensor(a16); });            // (N, F)
   const auto hidden16_narrow = at_packet_bytes(16, [&] { return nn::detail::swiglu_hidden(a16, b16); });  // (N, F)
-  const auto hidden16_wide = at_packet_bytes(64, [&] { return nn::detail::swiglu_hidden(a16, b16); });    // (N, F)
+  const auto hidden16_wide = at_packet_bytes(wide_bytes, [&] { return nn::detail::swiglu_hidden(a16, b16); });    // (N, F)
   CHECK(max_ulp_distance(gelu16_wide, gelu16_narrow) <= 1);
   CHECK(max_ulp_distance(hidden16_wide, hidden16_narrow) <= 1);
   // Their gradients.
   const auto gelu_grad_narrow = at_packet_bytes(16, [&] { return nn::gelu_backward(a, dy); });  // (N, F)
-  const auto gelu_grad_wide = at_packet_bytes(64, [&] { return nn::gelu_backward(a, dy); });    // (N, F)
+  const auto gelu_grad_wide = at_packet_bytes(wide_bytes, [&] { return nn::gelu_backward(a, dy); });    // (N, F)
   CHECK(worst_scaled_difference(gelu_grad_wide.data(), gelu_grad_narrow.data(), gelu_grad_scale) <= 1);
   // Views go through a float copy, tensors are read in place: the same arithmetic, the same bits.
   CHECK(max_ulp_distance(nn::gelu_backward(a.view(), dy.view()), nn::gelu_backward(a, dy)) == 0);
   const auto [da_narrow, db_narrow] = at_packet_bytes(16, [&] { return nn::swiglu_backward(a, b, dy); });
-  const auto [da_wide, db_wide] = at_packet_bytes(64, [&] { return nn::swiglu_backward(a, b, dy); });
+  const auto [da_wide, db_wide] = at_packet_bytes(wide_bytes, [&] { return nn::swiglu_backward(a, b, dy); });
   CHECK(worst_scaled_difference(da_wide.data(), da_narrow.data(), da_scale) <= 1);
   CHECK(worst_scaled_difference(db_wide.data(), db_narrow.data(), db_scale) <= 1);
+}
+
+}  // namespace
+
+TEST_CASE("element-wise kernels on this CPU's wider packets agree with the build's packets") {
+  // simd::dispatch runs the exponential sums, GELU, the SwiGLU hidden and their gradients
+  // compiled for AVX-512 or AVX2 where the CPU has them; each width the CPU runs (within the
+  // EINLM_SIMD_BYTES cap) is compared with the build's. The same arithmetic up to multiply-add
+  // contraction and the lane order of sums: within a few units of rounding of the terms that
+  // make each result (the terms, not the result, near a zero of a gradient). 61 × 71 elements:
+  // whole packets of every width, tails, three parallel units; inputs spread to ±9.
+  const int start = simd::dispatch_bytes();
+  for (const int cap : {32, 64}) {
+    if (cap > start) break;
+    const int wide_bytes = at_packet_bytes(cap, [] { return simd::dispatch_bytes(); });
+    if (wide_bytes <= simd::width * 4) continue;
+    MESSAGE("comparing " << wide_bytes << "-byte packets with the build's " << simd::width * 4 << "-byte packets");
+    compare_packet_widths(wide_bytes);
+  }
 }
 
 TEST_CASE("silu and swiglu_backward against finite differences") {

@@ -1,15 +1,20 @@
-// einlm/core/simd.hpp — CPU packets: eight lanes of one element type, for the CPU executor.
+// einlm/core/simd.hpp — CPU packets: one register of lanes of one element type, for the CPU
+// executor and the CPU kernels.
 //
-// A packet<T> holds `width` lanes of T (one register of floats) so that the same generic operator code that computes one float on
-// the GPU computes eight on the CPU: +, −, ×, ÷, comparisons (giving packet<bool>, a lane mask),
-// select(mask, a, b), conversions between lane types, and loads/stores that widen 16-bit storage
-// types to float and round back (to nearest even) on the way out.
+// A packet<T> holds `width` lanes of T (one register of floats: 4 with SSE2 or NEON, 8 with AVX,
+// 16 with AVX-512) so that the same generic operator code that computes one float on the GPU
+// computes a register of them on the CPU: +, −, ×, ÷, comparisons (giving packet<bool>, a lane
+// mask), select(mask, a, b), conversions between lane types, and loads/stores that widen 16-bit
+// storage types to float and round back (to nearest even) on the way out.
 //
-// Storage is an array of GNU vectors of the target's native register width (16 bytes for SSE2 or
-// NEON, 32 for AVX, 64 for AVX-512): a float packet is one register, a double packet two.
-// Operations loop over those parts, so each compiles to single native instructions (a vector wider
-// than the registers would be split by the compiler, and comparisons of such vectors fall back to
-// one scalar compare per lane; a float packet of two parts spills to the stack).
+// packet<T, B> is the same for registers of B bytes (B / 4 lanes), so that a kernel written for
+// any B can be compiled again for a wider instruction set than the build's and chosen at run time
+// (simd_dispatch.hpp); packet<T> = packet<T, the build's register bytes>.
+//
+// Storage is a GNU vector of at most B bytes, or an array of them (a double packet is two
+// registers): each operation compiles to single native instructions (a vector wider than the
+// registers would be split by the compiler, and comparisons of such vectors fall back to one
+// scalar compare per lane; a float packet of two parts spills to the stack).
 //
 // Host code only: packets never reach device code (EINLM_HAS_PACKETS is 0 under nvcc). Generic
 // host+device functions that host code instantiates with packets carry EINLM_EXEC_CHECK_DISABLE.
@@ -212,7 +217,7 @@ struct packet {
 #define EINLM_PACKET_BINARY(OP)                                  \
   friend packet operator OP(const packet& a, const packet& b) {  \
     packet r;                                                    \
-    EINLM_FOR_PARTS(K, r.part_at(k) = a.part_at(k) OP b.part_at(k))            \
+    EINLM_FOR_PARTS(K, r.part_at(k) = a.part_at(k) OP b.part_at(k))  \
     return r;                                                    \
   }
   EINLM_PACKET_BINARY(+)

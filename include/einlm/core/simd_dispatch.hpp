@@ -55,25 +55,25 @@ inline std::atomic<int>& dispatch_cap() {
 
 }  // namespace detail
 
-/// Caps the packet width (bytes) that dispatch uses (16, 32 or 64); below the build's own width,
-/// the build's. Returns the width dispatch uses from now on.
-int dispatch_bytes();
-inline int limit_dispatch_bytes(int bytes) {
-  detail::dispatch_cap().store(bytes < detail::native_bytes ? detail::native_bytes : bytes);
-  return dispatch_bytes();
-}
-
 /// The packet width (bytes) dispatch runs kernels at: the CPU's widest, within the cap.
 inline int dispatch_bytes() {
   int cap = detail::dispatch_cap().load(std::memory_order_relaxed);
   if (cap == 0) {
     const char* env = std::getenv("EINLM_SIMD_BYTES");
-    cap = env ? std::atoi(env) : 64;
+    cap = env && *env ? std::atoi(env) : 64;  // unset or empty: no cap
     if (cap < detail::native_bytes) cap = detail::native_bytes;
     detail::dispatch_cap().store(cap, std::memory_order_relaxed);
   }
   const int cpu = detail::cpu_packet_bytes();
-  return cap < cpu ? (cap >= 64 ? 64 : cap >= 32 ? 32 : detail::native_bytes) : cpu;
+  if (cap >= cpu) return cpu;
+  return cap >= 32 && detail::native_bytes < 32 ? 32 : detail::native_bytes;
+}
+
+/// Caps the packet width (bytes) that dispatch uses (16, 32 or 64); below the build's own width,
+/// the build's. Returns the width dispatch uses from now on.
+inline int limit_dispatch_bytes(int bytes) {
+  detail::dispatch_cap().store(bytes < detail::native_bytes ? detail::native_bytes : bytes);
+  return dispatch_bytes();
 }
 
 #if EINLM_HAS_SIMD_DISPATCH
