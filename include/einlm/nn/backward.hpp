@@ -414,11 +414,8 @@ struct swiglu_backward_kernel {
 /// swiglu_backward over n contiguous elements, threaded, on the widest packets of this CPU.
 template <class C, class TA, class TB, class TD>
 void swiglu_backward_elements(const TA* a, const TB* b, const TD* dh, TA* da, TB* db, index_t n) {
-  constexpr index_t unit = 2048;  // elements per parallel unit
-  for_each_row((n + unit - 1) / unit, unit, [&](index_t u) {
-    const index_t first = u * unit, last = std::min(n, (u + 1) * unit);
-    simd::dispatch<swiglu_backward_kernel<C, TA, TB, TD>>(a + first, b + first, dh + first, da + first, db + first,
-                                                          last - first);
+  for_each_unit(n, [&](index_t first, index_t count) {
+    simd::dispatch<swiglu_backward_kernel<C, TA, TB, TD>>(a + first, b + first, dh + first, da + first, db + first, count);
   });
 }
 

@@ -174,14 +174,22 @@ struct swiglu_hidden_op {
   }
 };
 
-/// out[i] = Op(in[i]…) in C over n contiguous elements, threaded in units of 2048, on the widest
-/// packets of this CPU (map_kernel).
-template <class C, class Op, class S, class... In>
-void map_elements(index_t n, S* out, const In*... in) {
+/// f(first, count) over n elements cut into units of 2048, on the executor's threads.
+template <class F>
+void for_each_unit(index_t n, F&& f) {
   constexpr index_t unit = 2048;  // elements per parallel unit
   for_each_row((n + unit - 1) / unit, unit, [&](index_t u) {
-    const index_t first = u * unit, last = std::min(n, (u + 1) * unit);
-    simd::dispatch<map_kernel<C, Op>>(last - first, out + first, (in + first)...);
+    const index_t first = u * unit;
+    f(first, std::min(n, first + unit) - first);
+  });
+}
+
+/// out[i] = Op(in[i]…) in C over n contiguous elements, threaded, on the widest packets of this
+/// CPU (map_kernel).
+template <class C, class Op, class S, class... In>
+void map_elements(index_t n, S* out, const In*... in) {
+  for_each_unit(n, [&](index_t first, index_t count) {
+    simd::dispatch<map_kernel<C, Op>>(count, out + first, (in + first)...);
   });
 }
 
