@@ -17,6 +17,8 @@
 // gradients, and the exponential sums of causal attention rows (128 keys) — over a GPT-2 demo
 // model's hidden (2048 tokens × 512), the second argument the packet width: 16 (the build's,
 // the baseline) or 64 (AVX-512 where the CPU has it; else its widest), in elements per second.
+// bm_norm times RMSNorm and LayerNorm, forward and backward, through their row kernels beside
+// the einops expressions they replace on host tensors (the baseline), in elements per second.
 // benchmarks/train_peers.py runs this program beside the same models in PyTorch eager (same
 // threads, same update) and prints the ratios.
 #include <benchmark/benchmark.h>
@@ -193,8 +195,9 @@ void bm_cross_entropy_unfused(benchmark::State& state) {
 }
 
 /// A float tensor of normal values (standard deviation `scale`) from Philox stream `stream`.
-tensor<float, dims<2>> random_floats(dims<2> shape, double scale, std::uint64_t stream) {
-  tensor<float, dims<2>> t(shape);  // like shape
+template <class E>
+tensor<float, E> random_floats(E shape, double scale, std::uint64_t stream) {
+  tensor<float, E> t(shape);  // like shape
   for (index_t i = 0; i < t.size(); ++i)
     t.data()[i] = static_cast<float>(scale * normal_at<double>(random_stream{5, stream}, static_cast<std::uint64_t>(i)));
   return t;
@@ -229,6 +232,39 @@ void bm_nn_kernel(benchmark::State& state) {
   state.SetLabel(std::string(names[which]) + ", " + std::to_string(bytes) + "-byte packets");
 }
 
+/// One norm over (rows, d) floats: state.range(0) the kernel (0 rms_norm, 1 rms_norm_backward,
+/// 2 layer_norm, 3 layer_norm_backward), range(1) the path (0 the expressions, the baseline; 1
+/// the row kernels that host tensors take), range(2) the shape (0: 2048 × 128, the demo models'
+/// residual stream; 1: 1024 × 768, GPT-2 small's width), in elements per second.
+void bm_norm(benchmark::State& state) {
+  const int which = static_cast<int>(state.range(0));
+  const bool rows_path = state.range(1) == 1;
+  const index_t n = state.range(2) == 0 ? 2048 : 1024, d = state.range(2) == 0 ? 128 : 768;
+  const auto x = random_floats(dims<2>(n, d), 1.0, 3);     // (N, D)
+  const auto dy = random_floats(dims<2>(n, d), 1.0, 4);    // (N, D)
+  auto gain = random_floats(dims<1>(d), 0.2, 5);           // (D,)
+  for (index_t j = 0; j < d; ++j) gain.data()[j] += 1.0f;
+  const auto bias = random_floats(dims<1>(d), 0.2, 6);     // (D,)
+  const double eps = 1e-5;
+  for (auto _ : state) {
+    switch (which * 2 + (rows_path ? 1 : 0)) {
+      case 0: benchmark::DoNotOptimize(nn::detail::rms_norm_expression(x, gain, eps).data()); break;
+      case 1: benchmark::DoNotOptimize(nn::rms_norm(x, gain, eps).data()); break;
+      case 2: benchmark::DoNotOptimize(nn::detail::rms_norm_backward_expression(x, gain, dy, eps).dx.data()); break;
+      case 3: benchmark::DoNotOptimize(nn::rms_norm_backward(x, gain, dy, eps).dx.data()); break;
+      case 4: benchmark::DoNotOptimize(nn::detail::layer_norm_expression(x, gain, bias, eps).data()); break;
+      case 5: benchmark::DoNotOptimize(nn::layer_norm(x, gain, bias, eps).data()); break;
+      case 6: benchmark::DoNotOptimize(nn::detail::layer_norm_backward_expression(x, gain, dy, eps).dx.data()); break;
+      default: benchmark::DoNotOptimize(nn::layer_norm_backward(x, gain, dy, eps).dx.data());
+    }
+  }
+  const char* names[] = {"rms_norm", "rms_norm_backward", "layer_norm", "layer_norm_backward"};
+  state.counters["elements/s"] =
+      benchmark::Counter(double(n * d), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  state.SetLabel(std::string(names[which]) + " " + std::to_string(n) + "x" + std::to_string(d) +
+                 (rows_path ? ", row kernel" : ", expressions"));
+}
+
 }  // namespace
 
 BENCHMARK(bm_cross_entropy<float>)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -239,6 +275,7 @@ BENCHMARK(bm_train_step)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)-
 BENCHMARK(bm_train_step_bf16)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_forward)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_nn_kernel)->ArgsProduct({{0, 1, 2, 3, 4}, {16, 64}})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(bm_norm)->ArgsProduct({{0, 1, 2, 3}, {0, 1}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_decode)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_decode_uniform)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_MAIN();

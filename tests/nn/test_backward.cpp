@@ -22,6 +22,10 @@
 
 #include "einlm/nn/backward.hpp"
 
+#if EINLM_HAS_OPENMP
+#include <omp.h>
+#endif
+
 using namespace einlm;
 
 namespace {
@@ -105,9 +109,14 @@ void report(const char* what) {
   worst_seen = 0;
 }
 
+template <class T, class X>
+auto to_type(const X& x) {
+  return eval(cast<T>(x));
+}
+
 template <class X>
 auto to_float(const X& x) {
-  return eval(cast<float>(x));
+  return to_type<float>(x);
 }
 
 template <class E>
@@ -729,6 +738,106 @@ TEST_CASE("layer_norm, layer_norm_backward, gelu_backward and relu_backward agai
   CHECK(fd_error(a, drelu, relu_loss) <= fd_tolerance);
   CHECK(float_error(nn::gelu_backward(to_float(a), to_float(wa)), nn::gelu_backward(a, wa)) <= 1e-5);
   report("layer_norm, gelu, relu");
+}
+
+/// max |a − b| / max |b| for arrays of any floating element types (bf16 included).
+template <class A, class B>
+double normwise_any(const A& a, const B& b) {
+  REQUIRE(a.size() == b.size());
+  double diff = 0, scale = 0;
+  for (index_t i = 0; i < a.size(); ++i) {
+    const double x = convert<double>(a.data()[i]), y = convert<double>(b.data()[i]);
+    diff = std::max(diff, std::abs(x - y));
+    scale = std::max(scale, std::abs(y));
+  }
+  return diff / std::max(scale, 1e-300);
+}
+
+/// Whether two arrays hold the same bits.
+template <class A, class B>
+bool same_bits(const A& a, const B& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(*a.data()) * static_cast<std::size_t>(a.size())) == 0;
+}
+
+/// The norms' row kernels (host tensors) against their expressions, for one element type T: rows
+/// of widths with and without whole packets, one row and enough rows for several blocks, at every
+/// packet width the CPU runs. tolerance: normwise, relative to the largest element. Widths 1 and 2
+/// are left out: there LayerNorm's dx (and RMSNorm's at width 1) is zero up to rounding, a
+/// cancellation whose leftover differs with multiply-add contraction.
+template <class T>
+void compare_norm_rows(double tolerance) {
+  double worst = 0;
+  for (const index_t d : {3, 5, 16, 17, 64, 100, 128, 300}) {
+    for (const index_t rows : {1, 3, 257}) {
+      const auto shape = dims<2>(rows, d);
+      auto xd = random_tensor(shape, 70, 2.0);  // (N, D)
+      for (index_t i = 0; i < xd.size(); ++i) xd.data()[i] += 0.7;  // a non-zero mean
+      auto gd = random_tensor(dims<1>(d), 72, 0.5);  // (D,)
+      for (index_t i = 0; i < d; ++i) gd.data()[i] += 1.0;
+      const auto x = to_type<T>(xd);                                        // (N, D)
+      const auto dy = to_type<T>(random_tensor(shape, 71));                 // (N, D)
+      const auto gain = to_type<T>(gd);                                     // (D,)
+      const auto bias = to_type<T>(random_tensor(dims<1>(d), 73, 0.5));     // (D,)
+      const auto rms_y = nn::detail::rms_norm_expression(x, gain, 1e-5);                  // (N, D)
+      const auto ln_y = nn::detail::layer_norm_expression(x, gain, bias, 1e-5);           // (N, D)
+      const auto rms_g = nn::detail::rms_norm_backward_expression(x, gain, dy, 1e-5);
+      const auto ln_g = nn::detail::layer_norm_backward_expression(x, gain, dy, 1e-5);
+      for (const int cap : {16, 32, 64}) {
+        if (cap > simd::dispatch_bytes()) break;
+        const auto errors = at_packet_bytes(cap, [&] {
+          const auto rg = nn::rms_norm_backward(x, gain, dy);
+          const auto lg = nn::layer_norm_backward(x, gain, dy);
+          return std::vector<double>{
+              normwise_any(nn::rms_norm(x, gain), rms_y),       normwise_any(nn::layer_norm(x, gain, bias), ln_y),
+              normwise_any(rg.dx, rms_g.dx),                    normwise_any(rg.dgain, rms_g.dgain),
+              normwise_any(lg.dx, ln_g.dx),                     normwise_any(lg.dgain, ln_g.dgain),
+              normwise_any(lg.dbias, ln_g.dbias)};
+        });
+        for (std::size_t k = 0; k < errors.size(); ++k) {
+          const double e = errors[k];
+          INFO("width " << d << ", " << rows << " rows, " << cap << "-byte packets, result " << k);
+          CHECK(e <= tolerance);
+          worst = std::max(worst, e);
+        }
+      }
+    }
+  }
+  MESSAGE(static_cast<int>(sizeof(T) * 8) << "-bit: worst normwise difference from the expressions " << worst);
+}
+
+TEST_CASE("rms_norm and layer_norm: the row kernels agree with the expressions, and sum the same on any thread count") {
+  // The kernels run on host tensors; a view of the same data takes the expressions' path (checked
+  // here to be that path). double and float differ from the expressions by the order of the sums
+  // only; bf16 rounds the same float results once.
+  compare_norm_rows<double>(1e-13);
+  compare_norm_rows<float>(2e-6);
+  compare_norm_rows<bf16>(4e-3);  // one bf16 rounding step (2⁻⁸) at the largest element
+  const auto x = to_float(random_tensor(dims<3>(4, 300, 96), 74));  // (B, S, D): 8 blocks of rows
+  const auto dy = to_float(random_tensor(dims<3>(4, 300, 96), 75));  // (B, S, D)
+  const auto gain = to_float(random_tensor(dims<1>(96), 76));        // (D,)
+  const auto bias = to_float(random_tensor(dims<1>(96), 77));        // (D,)
+  CHECK(same_bits(nn::rms_norm(as_view(x), gain), nn::detail::rms_norm_expression(x, gain, 1e-5)));
+  CHECK(same_bits(nn::layer_norm(as_view(x), gain, bias), nn::detail::layer_norm_expression(x, gain, bias, 1e-5)));
+#if EINLM_HAS_OPENMP
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const auto one_rms = nn::rms_norm_backward(x, gain, dy);
+  const auto one_ln = nn::layer_norm_backward(x, gain, dy);
+  omp_set_num_threads(3);
+  const auto three_rms = nn::rms_norm_backward(x, gain, dy);
+  const auto three_ln = nn::layer_norm_backward(x, gain, dy);
+  omp_set_num_threads(threads);
+  CHECK(same_bits(one_rms.dx, three_rms.dx));
+  CHECK(same_bits(one_rms.dgain, three_rms.dgain));
+  CHECK(same_bits(one_ln.dgain, three_ln.dgain));
+  CHECK(same_bits(one_ln.dbias, three_ln.dbias));
+#endif
+  // The forward passes' shape errors.
+  const auto short_gain = to_float(random_tensor(dims<1>(95), 78));  // (D − 1,)
+  CHECK_THROWS_WITH_AS(nn::rms_norm(x, short_gain), "rms_norm: gain of shape (95,) does not match x of shape (4, 300, 96)",
+                       shape_error);
+  CHECK_THROWS_WITH_AS(nn::layer_norm(x, gain, short_gain),
+                       "layer_norm: bias of shape (95,) does not match x of shape (4, 300, 96)", shape_error);
 }
 
 TEST_CASE("gelu_backward in float: within 2.5e-7 of the exact derivative from -12 to 12, in packets and tails alike") {

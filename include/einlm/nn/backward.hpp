@@ -227,10 +227,142 @@ tensor<TG, GE, host> sum_rows(const A& a, const GE& ge) {
 
 }  // namespace detail
 
+namespace detail {
+
+/// RMSNorm's backward over rows [0, rows) of width d, in C on packets of B bytes (the order of
+/// operations of the expressions): dx = r·(g ⊙ dy − x · r²·Σ(dy ⊙ g ⊙ x)/d); dgain_part += dy ⊙ x·r
+/// (the block's own partial sums, in C).
+template <class C, class S, class G, class DY>
+struct rms_norm_backward_rows_kernel {
+  template <int B>
+  static void run(const S* x, const G* gain, const DY* dy, S* dx, C* dgain_part, index_t rows, index_t d, C eps) {
+    const C inv_d = C(1) / static_cast<C>(d);
+    for (index_t r = 0; r < rows; ++r) {
+      const S* xr = x + r * d;
+      const DY* dyr = dy + r * d;
+      S* dxr = dx + r * d;
+      const C squares = row_sum<C, B>(d, [&]<class V>(index_t j) {
+        const V v = load_as<V>(xr + j);
+        return v * v;
+      });
+      const C inv_rms = math::rsqrt(squares * inv_d + eps);
+      const C dot = row_sum<C, B>(d, [&]<class V>(index_t j) {
+        return load_as<V>(dyr + j) * load_as<V>(gain + j) * load_as<V>(xr + j);
+      });
+      const splat<C, B> scale(inv_rms), coefficient(inv_rms * inv_rms * dot * inv_d);
+      row_for<C, B>(d, [&]<class V>(index_t j) {
+        const V xv = load_as<V>(xr + j), dv = load_as<V>(dyr + j), rv = scale.template as<V>();
+        store_as(dxr + j, rv * (load_as<V>(gain + j) * dv - xv * coefficient.template as<V>()));
+        store_as(dgain_part + j, load_as<V>(dgain_part + j) + dv * xv * rv);
+      });
+    }
+  }
+};
+
+/// LayerNorm's backward over rows [0, rows) of width d, in C: with x̂ = (x − mean)·rstd and
+/// g = dy ⊙ gain, dx = rstd·(g − mean(g) − x̂·mean(g ⊙ x̂)); dgain_part += dy ⊙ x̂, dbias_part += dy.
+template <class C, class S, class G, class DY>
+struct layer_norm_backward_rows_kernel {
+  template <int B>
+  static void run(const S* x, const G* gain, const DY* dy, S* dx, C* dgain_part, C* dbias_part, index_t rows, index_t d,
+                  C eps) {
+    const C inv_d = C(1) / static_cast<C>(d);
+    for (index_t r = 0; r < rows; ++r) {
+      const S* xr = x + r * d;
+      const DY* dyr = dy + r * d;
+      S* dxr = dx + r * d;
+      const auto moments = layer_norm_row_moments<C, B>(xr, d, eps);
+      const splat<C, B> mean(moments.first), rstd(moments.second);
+      const auto xhat = [&]<class V>(index_t j) {
+        return (load_as<V>(xr + j) - mean.template as<V>()) * rstd.template as<V>();
+      };
+      const C g_mean = row_sum<C, B>(d, [&]<class V>(index_t j) {
+        return load_as<V>(dyr + j) * load_as<V>(gain + j);
+      }) * inv_d;
+      const C gx_mean = row_sum<C, B>(d, [&]<class V>(index_t j) {
+        return load_as<V>(dyr + j) * load_as<V>(gain + j) * xhat.template operator()<V>(j);
+      }) * inv_d;
+      const splat<C, B> g_mean_v(g_mean), gx_mean_v(gx_mean);
+      row_for<C, B>(d, [&]<class V>(index_t j) {
+        const V dv = load_as<V>(dyr + j), xh = xhat.template operator()<V>(j);
+        store_as(dxr + j, rstd.template as<V>() * (dv * load_as<V>(gain + j) - g_mean_v.template as<V>() -
+                                                   xh * gx_mean_v.template as<V>()));
+        store_as(dgain_part + j, load_as<V>(dgain_part + j) + dv * xh);
+        store_as(dbias_part + j, load_as<V>(dbias_part + j) + dv);
+      });
+    }
+  }
+};
+
+/// out (D,) = the sum over blocks of parts (blocks × D, in C), block by block in order.
+template <class TG, class GE, class C>
+tensor<TG, GE, host> sum_parts(const std::vector<C>& parts, index_t blocks, const GE& ge) {
+  const index_t D = static_cast<index_t>(ge.extent(0));
+  std::vector<C> total(static_cast<std::size_t>(D), C(0));
+  for (index_t b = 0; b < blocks; ++b)
+    for (index_t j = 0; j < D; ++j) total[static_cast<std::size_t>(j)] += parts[static_cast<std::size_t>(b * D + j)];
+  tensor<TG, GE, host> out(ge);  // (D,)
+  for (index_t j = 0; j < D; ++j) out.data()[j] = convert<TG>(total[static_cast<std::size_t>(j)]);
+  return out;
+}
+
+/// Whether a norm's backward can go to the row kernels: host tensors of float, double or bf16.
+template <class X, class G, class DY>
+constexpr bool norm_backward_rows() {
+  return host_float_rows<X>() && host_float_rows<G>() && host_float_rows<DY>();
+}
+
+/// rms_norm_backward as einlm expressions: any operands.
+template <class X, class G, class DY>
+auto rms_norm_backward_expression(const X& x, const G& gain, const DY& dy, double eps) {
+  using T = value_t<X>;
+  using TG = value_t<G>;
+  using C = compute_t<T>;
+  const auto xe = as_expression(x);
+  const auto ge = as_expression(gain);
+  constexpr std::size_t R = decltype(xe)::extents_type::rank();
+  const auto xc = cast<C>(x);                                                                  // (…, D)
+  const auto gc = cast<C>(gain);                                                               // (D,)
+  const auto dyc = cast<C>(dy);                                                                // (…, D)
+  const C inv_d = static_cast<C>(1.0 / static_cast<double>(xe.extents().extent(R - 1)));
+  const auto r = eval(rsqrt(reduce<"... d -> ... 1", "mean">(xc * xc) + static_cast<C>(eps)));  // (…, 1)
+  const auto dot = eval(reduce<"... d -> ... 1", "sum">(dyc * gc * xc));                       // (…, 1)
+  auto dx = eval_as<T>(xe.extents(), cast<T>(r * (gc * dyc - xc * (r * r * dot * inv_d))));    // (…, D)
+  auto dgain = sum_rows<TG>(eval(dyc * xc * r), ge.extents());                                 // (D,)
+  return rms_norm_grads<decltype(dx), decltype(dgain)>{std::move(dx), std::move(dgain)};
+}
+
+/// layer_norm_backward as einlm expressions: any operands.
+template <class X, class G, class DY>
+auto layer_norm_backward_expression(const X& x, const G& gain, const DY& dy, double eps) {
+  using T = value_t<X>;
+  using TG = value_t<G>;
+  using C = compute_t<T>;
+  const auto xe = as_expression(x);
+  const auto ge = as_expression(gain);
+  const auto xc = cast<C>(x);                                                                  // (…, D)
+  const auto gc = cast<C>(gain);                                                               // (D,)
+  const auto dyc = cast<C>(dy);                                                                // (…, D)
+  const auto mean = eval(reduce<"... d -> ... 1", "mean">(xc));                                // (…, 1)
+  const auto rstd = eval(rsqrt(reduce<"... d -> ... 1", "mean">((xc - mean) * (xc - mean)) + static_cast<C>(eps)));  // (…, 1)
+  const auto xhat = eval((xc - mean) * rstd);                                                  // (…, D)
+  const auto g_mean = eval(reduce<"... d -> ... 1", "mean">(dyc * gc));                        // (…, 1)
+  const auto gx_mean = eval(reduce<"... d -> ... 1", "mean">(dyc * gc * xhat));                // (…, 1)
+  auto dx = eval_as<T>(xe.extents(), cast<T>(rstd * (dyc * gc - g_mean - xhat * gx_mean)));    // (…, D)
+  auto dgain = sum_rows<TG>(eval(dyc * xhat), ge.extents());                                   // (D,)
+  auto dbias = sum_rows<TG>(eval(dyc), ge.extents());                                          // (D,)
+  return layer_norm_grads<decltype(dx), decltype(dgain)>{std::move(dx), std::move(dgain), std::move(dbias)};
+}
+
+}  // namespace detail
+
 // ----------------------------------------------------------------------------------- rms_norm
 
 /// The gradients of rms_norm(x, gain, eps) = x·r·gain, r = rsqrt(mean(x²) + eps):
-/// dx = r·(gain ⊙ dy − x · r²·Σ(dy ⊙ gain ⊙ x)/D), dgain = Σ_rows dy ⊙ x·r.
+/// dx = r·(gain ⊙ dy − x · r²·Σ(dy ⊙ gain ⊙ x)/D), dgain = Σ_rows dy ⊙ x·r. Host tensors of float,
+/// double or bf16 go through one row kernel on the widest packets of this CPU, threaded over
+/// blocks of rows (dgain summed block by block in order: the same on any number of threads);
+/// anything else through the expressions.
 template <class X, class G, class DY>
 auto rms_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1e-5) {
   using T = detail::value_t<X>;
@@ -242,21 +374,27 @@ auto rms_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1e-
   using GE = typename decltype(ge)::extents_type;
   static_assert(GE::rank() == 1, "rms_norm_backward: gain is (D,)");
   static_assert(XE::rank() >= 1, "rms_norm_backward: x needs a feature axis (…, D)");
-  constexpr std::size_t R = XE::rank();
   detail::check_norm_backward("rms_norm_backward", xe.extents(), ge.extents(), as_expression(dy).extents());
-  const auto xc = cast<C>(x);                                                                  // (…, D)
-  const auto gc = cast<C>(gain);                                                               // (D,)
-  const auto dyc = cast<C>(dy);                                                                // (…, D)
-  const C inv_d = static_cast<C>(1.0 / static_cast<double>(xe.extents().extent(R - 1)));
-  const auto r = eval(rsqrt(reduce<"... d -> ... 1", "mean">(xc * xc) + static_cast<C>(eps)));  // (…, 1)
-  const auto dot = eval(reduce<"... d -> ... 1", "sum">(dyc * gc * xc));                       // (…, 1)
-  auto dx = detail::eval_as<T>(xe.extents(), cast<T>(r * (gc * dyc - xc * (r * r * dot * inv_d))));  // (…, D)
-  auto dgain = detail::sum_rows<TG>(eval(dyc * xc * r), ge.extents());                         // (D,)
-  return rms_norm_grads<decltype(dx), decltype(dgain)>{std::move(dx), std::move(dgain)};
+  if constexpr (detail::norm_backward_rows<X, G, DY>()) {
+    const index_t d = static_cast<index_t>(x.extent(XE::rank() - 1));
+    const detail::row_blocks blocks(d == 0 ? 0 : x.size() / d, d);
+    tensor<T, XE, host> dx(x.extents());                                                       // (…, D)
+    std::vector<C> parts(static_cast<std::size_t>(blocks.count * d), C(0));                    // (blocks, D)
+    blocks.for_each(d, [&](index_t b, index_t first, index_t count) {
+      simd::dispatch<detail::rms_norm_backward_rows_kernel<C, T, TG, typename DY::value_type>>(
+          x.data() + first * d, gain.data(), dy.data() + first * d, dx.data() + first * d, parts.data() + b * d, count,
+          d, static_cast<C>(eps));
+    });
+    auto dgain = detail::sum_parts<TG>(parts, blocks.count, ge.extents());                     // (D,)
+    return rms_norm_grads<decltype(dx), decltype(dgain)>{std::move(dx), std::move(dgain)};
+  } else {
+    return detail::rms_norm_backward_expression(x, gain, dy, eps);
+  }
 }
 
 /// The gradients of layer_norm(x, gain, bias, eps): with x̂ = (x − mean)·rstd and g = dy ⊙ gain,
-/// dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)); dgain = Σ_rows dy ⊙ x̂; dbias = Σ_rows dy.
+/// dx = rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)); dgain = Σ_rows dy ⊙ x̂; dbias = Σ_rows dy. Host
+/// tensors go through a row kernel, as rms_norm_backward's do.
 template <class X, class G, class DY>
 auto layer_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1e-5) {
   using T = detail::value_t<X>;
@@ -269,18 +407,23 @@ auto layer_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1
   static_assert(GE::rank() == 1, "layer_norm_backward: gain is (D,)");
   static_assert(XE::rank() >= 1, "layer_norm_backward: x needs a feature axis (…, D)");
   detail::check_norm_backward("layer_norm_backward", xe.extents(), ge.extents(), as_expression(dy).extents());
-  const auto xc = cast<C>(x);                                                                  // (…, D)
-  const auto gc = cast<C>(gain);                                                               // (D,)
-  const auto dyc = cast<C>(dy);                                                                // (…, D)
-  const auto mean = eval(reduce<"... d -> ... 1", "mean">(xc));                                // (…, 1)
-  const auto rstd = eval(rsqrt(reduce<"... d -> ... 1", "mean">((xc - mean) * (xc - mean)) + static_cast<C>(eps)));  // (…, 1)
-  const auto xhat = eval((xc - mean) * rstd);                                                  // (…, D)
-  const auto g_mean = eval(reduce<"... d -> ... 1", "mean">(dyc * gc));                        // (…, 1)
-  const auto gx_mean = eval(reduce<"... d -> ... 1", "mean">(dyc * gc * xhat));                // (…, 1)
-  auto dx = detail::eval_as<T>(xe.extents(), cast<T>(rstd * (dyc * gc - g_mean - xhat * gx_mean)));  // (…, D)
-  auto dgain = detail::sum_rows<TG>(eval(dyc * xhat), ge.extents());                           // (D,)
-  auto dbias = detail::sum_rows<TG>(eval(dyc), ge.extents());                                  // (D,)
-  return layer_norm_grads<decltype(dx), decltype(dgain)>{std::move(dx), std::move(dgain), std::move(dbias)};
+  if constexpr (detail::norm_backward_rows<X, G, DY>()) {
+    const index_t d = static_cast<index_t>(x.extent(XE::rank() - 1));
+    const detail::row_blocks blocks(d == 0 ? 0 : x.size() / d, d);
+    tensor<T, XE, host> dx(x.extents());                                                       // (…, D)
+    std::vector<C> gain_parts(static_cast<std::size_t>(blocks.count * d), C(0));               // (blocks, D)
+    std::vector<C> bias_parts(gain_parts.size(), C(0));                                        // (blocks, D)
+    blocks.for_each(d, [&](index_t b, index_t first, index_t count) {
+      simd::dispatch<detail::layer_norm_backward_rows_kernel<C, T, TG, typename DY::value_type>>(
+          x.data() + first * d, gain.data(), dy.data() + first * d, dx.data() + first * d, gain_parts.data() + b * d,
+          bias_parts.data() + b * d, count, d, static_cast<C>(eps));
+    });
+    auto dgain = detail::sum_parts<TG>(gain_parts, blocks.count, ge.extents());                // (D,)
+    auto dbias = detail::sum_parts<TG>(bias_parts, blocks.count, ge.extents());                // (D,)
+    return layer_norm_grads<decltype(dx), decltype(dgain)>{std::move(dx), std::move(dgain), std::move(dbias)};
+  } else {
+    return detail::layer_norm_backward_expression(x, gain, dy, eps);
+  }
 }
 
 namespace detail {

@@ -19,7 +19,10 @@
 // Inputs are host or device arrays or lazy expressions; results are new tensors in the inputs'
 // memory space (cross_entropy returns a double on the host). 16-bit inputs compute in float and
 // round once on output. Reductions run through the executors, so each function is a few fused
-// passes: softmax three (row max, row sum of exp, the output), rms_norm two. rope and
+// passes: softmax three (row max, row sum of exp, the output), rms_norm two. rms_norm and
+// layer_norm of host tensors (float, double, bf16) instead run one row kernel each, on the widest
+// packets of the CPU (simd::dispatch), threaded over blocks of rows; rows are summed in a fixed
+// lane order, so a result depends on the row and the packet width only. rope and
 // cross_entropy's target gather run on the host (their CUDA kernels come with attention's).
 // Shapes are checked (static_asserts for static extents, shape_error otherwise); a target outside
 // [0, V) is a value_error naming its row and value.
@@ -193,6 +196,226 @@ void map_elements(index_t n, S* out, const In*... in) {
   });
 }
 
+// ------------------------------------------------------------------ rows of a norm, on packets
+
+/// Whether x's rows can go to the norms' row kernels: a host tensor (contiguous) of float, double
+/// or bf16, computing in C.
+template <class X>
+constexpr bool host_float_rows() {
+  if constexpr (tensor_like<X>) {
+    using T = typename X::value_type;
+    return std::is_same_v<typename X::space, host> &&
+           (std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, bf16>);
+  } else {
+    return false;
+  }
+}
+
+/// A packet V of C loaded from p (widened from S), or, for V = C, one element.
+template <class V, class S>
+V load_as(const S* p) {
+  if constexpr (simd::is_packet_v<V>) return simd::load<simd::scalar_t<V>, V::bytes>(p);
+  else return static_cast<V>(convert<V>(*p));
+}
+
+/// Stores a packet (or one element) v at p, rounding to S.
+template <class S, class V>
+void store_as(S* p, const V& v) {
+  if constexpr (simd::is_packet_v<V>) simd::store(p, v);
+  else *p = convert<S>(v);
+}
+
+/// The sum of a packet's lanes, in lane order.
+template <class P>
+simd::scalar_t<P> lane_sum(const P& p) {
+  simd::scalar_t<P> sum = 0;
+  for (int l = 0; l < P::size; ++l) sum += p[l];
+  return sum;
+}
+
+/// Σ_{j<n} f(j) in C, where f.template operator()<V>(j) gives the terms j… as a V (a packet of C, or
+/// C for one element): packets of B bytes, then of 16 bytes, then single elements. Lane l of a
+/// packet sums the terms j ≡ l (mod its lanes), so the sum depends on n and B only.
+template <class C, int B, class F>
+C row_sum(index_t n, F&& f) {
+  C sum = 0;
+  index_t j = 0;
+#if EINLM_HAS_PACKETS
+  const auto packets = [&]<int W>() {
+    using P = simd::packet<C, W>;
+    if (n - j < P::size) return;
+    P acc(C(0));
+    for (; j + P::size <= n; j += P::size) acc = acc + f.template operator()<P>(j);
+    sum += lane_sum(acc);
+  };
+  packets.template operator()<B>();
+  if constexpr (B > 16) packets.template operator()<16>();
+#endif
+  for (; j < n; ++j) sum += f.template operator()<C>(j);
+  return sum;
+}
+
+/// f.template operator()<V>(j) for j = 0, lanes, 2·lanes, … < n, with V as in row_sum.
+template <class C, int B, class F>
+void row_for(index_t n, F&& f) {
+  index_t j = 0;
+#if EINLM_HAS_PACKETS
+  const auto packets = [&]<int W>() {
+    using P = simd::packet<C, W>;
+    for (; j + P::size <= n; j += P::size) f.template operator()<P>(j);
+  };
+  packets.template operator()<B>();
+  if constexpr (B > 16) packets.template operator()<16>();
+#endif
+  for (; j < n; ++j) f.template operator()<C>(j);
+}
+
+#if EINLM_HAS_PACKETS
+/// A packet with every lane c, as 0 + c: g++ keeps that a broadcast in a kernel compiled for wider
+/// registers (simd_dispatch.hpp), where packet's own constructor (c − 0, which keeps −0) is
+/// optimised first in the build's instruction set and then rebuilt lane by lane, sixteen masked
+/// broadcasts for an AVX-512 packet. A zero c gives +0 in every lane.
+template <class P>
+P broadcast(simd::scalar_t<P> c) {
+  using part = typename P::part;
+  P r;
+  if constexpr (P::K == 1) r.p = part{} + c;
+  else
+    for (int k = 0; k < P::K; ++k) r.p[k] = part{} + c;
+  return r;
+}
+#endif
+
+/// A scalar c as each operand type of row_sum and row_for (a packet of B or 16 bytes, or C), built
+/// once per row, outside the loops, by broadcast.
+template <class C, int B>
+struct splat {
+  C value;
+#if EINLM_HAS_PACKETS
+  simd::packet<C, B> wide;
+  simd::packet<C, 16> narrow;
+#endif
+  explicit splat(C c) : value(c) {
+#if EINLM_HAS_PACKETS
+    wide = broadcast<simd::packet<C, B>>(c);
+    narrow = broadcast<simd::packet<C, 16>>(c);
+#endif
+  }
+  template <class V>
+  V as() const {
+    if constexpr (std::is_same_v<V, C>) return value;
+#if EINLM_HAS_PACKETS
+    else if constexpr (V::bytes == B) return wide;
+    else return narrow;
+#endif
+  }
+};
+
+/// RMSNorm of rows [0, rows) of width d: y = x · rsqrt(Σx²/d + eps) · gain, in C, on packets of B
+/// bytes (the order of operations of rms_norm's expression).
+template <class C, class S, class G>
+struct rms_norm_rows_kernel {
+  template <int B>
+  static void run(const S* x, const G* gain, S* y, index_t rows, index_t d, C eps) {
+    const C inv_d = C(1) / static_cast<C>(d);
+    for (index_t r = 0; r < rows; ++r) {
+      const S* xr = x + r * d;
+      S* yr = y + r * d;
+      const C squares = row_sum<C, B>(d, [&]<class V>(index_t j) {
+        const V v = load_as<V>(xr + j);
+        return v * v;
+      });
+      const splat<C, B> inv_rms(math::rsqrt(squares * inv_d + eps));
+      row_for<C, B>(d, [&]<class V>(index_t j) {
+        store_as(yr + j, load_as<V>(xr + j) * inv_rms.template as<V>() * load_as<V>(gain + j));
+      });
+    }
+  }
+};
+
+/// A row's mean and 1 / √(biased variance + eps), in C (two passes over the row).
+template <class C, int B, class S>
+std::pair<C, C> layer_norm_row_moments(const S* x, index_t d, C eps) {
+  const C inv_d = C(1) / static_cast<C>(d);
+  const C mean = row_sum<C, B>(d, [&]<class V>(index_t j) { return load_as<V>(x + j); }) * inv_d;
+  const splat<C, B> shift(mean);
+  const C variance = row_sum<C, B>(d, [&]<class V>(index_t j) {
+    const V centred = load_as<V>(x + j) - shift.template as<V>();
+    return centred * centred;
+  }) * inv_d;
+  return {mean, math::rsqrt(variance + eps)};
+}
+
+/// LayerNorm of rows [0, rows) of width d: y = (x − mean) · rstd · gain + bias, in C.
+template <class C, class S, class G>
+struct layer_norm_rows_kernel {
+  template <int B>
+  static void run(const S* x, const G* gain, const G* bias, S* y, index_t rows, index_t d, C eps) {
+    for (index_t r = 0; r < rows; ++r) {
+      const S* xr = x + r * d;
+      S* yr = y + r * d;
+      const auto moments = layer_norm_row_moments<C, B>(xr, d, eps);
+      const splat<C, B> mean(moments.first), rstd(moments.second);
+      row_for<C, B>(d, [&]<class V>(index_t j) {
+        store_as(yr + j, (load_as<V>(xr + j) - mean.template as<V>()) * rstd.template as<V>() * load_as<V>(gain + j) +
+                             load_as<V>(bias + j));
+      });
+    }
+  }
+};
+
+/// The cut of `rows` rows of width d into blocks for the norms' kernels: a function of rows and d
+/// only (never of the thread count), so sums over the rows are the same on any number of threads.
+/// At most 64 blocks, each of at least 4096 elements when there are that many.
+struct row_blocks {
+  index_t rows, rows_per_block, count;
+  row_blocks(index_t rows_, index_t d) : rows(rows_) {
+    const index_t elements = rows * d;
+    const index_t wanted = std::max<index_t>(1, std::min<index_t>(64, elements / 4096));
+    count = std::min(rows, wanted);
+    rows_per_block = count == 0 ? 0 : (rows + count - 1) / count;
+    if (rows_per_block > 0) count = (rows + rows_per_block - 1) / rows_per_block;
+  }
+  /// f(block, first_row, row_count) for every block, on the executor's threads.
+  template <class F>
+  void for_each(index_t d, F&& f) const {
+    for_each_row(count, rows_per_block * d, [&](index_t b) {
+      const index_t first = b * rows_per_block;
+      f(b, first, std::min(rows, first + rows_per_block) - first);
+    });
+  }
+};
+
+/// The norms' shape checks on the forward pass: gain (and bias) (D,) match x's last axis.
+template <class XE, class GE>
+void check_norm_vector(const char* op, const char* name, const XE& x, const GE& v) {
+  static_assert(GE::rank() == 1, "einlm::nn: a norm's gain and bias are vectors (D,)");
+  if (v.extent(0) != x.extent(XE::rank() - 1))
+    throw shape_error(einlm::detail::concat(op, ": ", name, " of shape ", shape_string(v), " does not match x of shape ",
+                                            shape_string(x)));
+}
+
+/// rms_norm as einlm expressions (two fused passes): any operands, host or device.
+template <class X, class G>
+auto rms_norm_expression(const X& x, const G& gain, double eps) {
+  using T = value_t<X>;
+  using C = compute_t<T>;
+  const auto xc = cast<C>(x);                                                                  // (…, D)
+  const auto inv_rms = eval(rsqrt(reduce<"... d -> ... 1", "mean">(xc * xc) + static_cast<C>(eps)));  // (…, 1)
+  return eval(cast<T>(xc * inv_rms * cast<C>(gain)));                                          // (…, D)
+}
+
+/// layer_norm as einlm expressions (three fused passes): any operands, host or device.
+template <class X, class G, class Bias>
+auto layer_norm_expression(const X& x, const G& gain, const Bias& bias, double eps) {
+  using T = value_t<X>;
+  using C = compute_t<T>;
+  const auto xc = cast<C>(x);                                                                  // (…, D)
+  const auto mean = eval(reduce<"... d -> ... 1", "mean">(xc));                                // (…, 1)
+  const auto rstd = eval(rsqrt(reduce<"... d -> ... 1", "mean">((xc - mean) * (xc - mean)) + static_cast<C>(eps)));  // (…, 1)
+  return eval(cast<T>((xc - mean) * rstd * cast<C>(gain) + cast<C>(bias)));                   // (…, D)
+}
+
 }  // namespace detail
 
 /// Softmax over the last axis.
@@ -269,26 +492,54 @@ double cross_entropy(const L& logits, const Y& targets) {
   return rows == 0 ? 0.0 : total / static_cast<double>(rows);
 }
 
-/// RMSNorm over the last axis, computed in fp32 (double for double inputs).
+/// RMSNorm over the last axis, computed in fp32 (double for double inputs). Host tensors of float,
+/// double or bf16 go row by row through one kernel on the widest packets of this CPU, threaded
+/// over rows; anything else is rms_norm's expression.
 template <class X, class G>
 auto rms_norm(const X& x, const G& gain, double eps = 1e-5) {
-  using T = detail::value_t<X>;
-  using C = detail::compute_t<T>;
-  const auto xc = cast<C>(x);                                                                  // (…, D)
-  const auto inv_rms = eval(rsqrt(reduce<"... d -> ... 1", "mean">(xc * xc) + static_cast<C>(eps)));  // (…, 1)
-  return eval(cast<T>(xc * inv_rms * cast<C>(gain)));                                          // (…, D)
+  if constexpr (detail::host_float_rows<X>() && detail::host_float_rows<G>()) {
+    using T = typename X::value_type;
+    using C = detail::compute_t<T>;
+    using R = decltype(detail::rms_norm_expression(x, gain, eps));
+    static_assert(X::rank() >= 1, "rms_norm: x needs a feature axis (…, D)");
+    detail::check_norm_vector("rms_norm", "gain", x.extents(), gain.extents());
+    R y(typename R::extents_type(x.extents()));  // (…, D)
+    const index_t d = static_cast<index_t>(x.extent(X::rank() - 1));
+    const detail::row_blocks blocks(d == 0 ? 0 : x.size() / d, d);
+    blocks.for_each(d, [&](index_t, index_t first, index_t count) {
+      simd::dispatch<detail::rms_norm_rows_kernel<C, T, typename G::value_type>>(
+          x.data() + first * d, gain.data(), y.data() + first * d, count, d, static_cast<C>(eps));
+    });
+    return y;
+  } else {
+    return detail::rms_norm_expression(x, gain, eps);
+  }
 }
 
 /// LayerNorm over the last axis, computed in fp32 (double for double inputs):
-/// (x − mean) / √(var + eps) · gain + bias, var the biased variance (as torch.nn.LayerNorm).
+/// (x − mean) / √(var + eps) · gain + bias, var the biased variance (as torch.nn.LayerNorm). Host
+/// tensors go through a row kernel, as rms_norm's do.
 template <class X, class G, class Bias>
 auto layer_norm(const X& x, const G& gain, const Bias& bias, double eps = 1e-5) {
-  using T = detail::value_t<X>;
-  using C = detail::compute_t<T>;
-  const auto xc = cast<C>(x);                                                                  // (…, D)
-  const auto mean = eval(reduce<"... d -> ... 1", "mean">(xc));                                // (…, 1)
-  const auto rstd = eval(rsqrt(reduce<"... d -> ... 1", "mean">((xc - mean) * (xc - mean)) + static_cast<C>(eps)));  // (…, 1)
-  return eval(cast<T>((xc - mean) * rstd * cast<C>(gain) + cast<C>(bias)));                   // (…, D)
+  if constexpr (detail::host_float_rows<X>() && detail::host_float_rows<G>() && detail::host_float_rows<Bias>() &&
+                std::is_same_v<typename G::value_type, typename Bias::value_type>) {
+    using T = typename X::value_type;
+    using C = detail::compute_t<T>;
+    using R = decltype(detail::layer_norm_expression(x, gain, bias, eps));
+    static_assert(X::rank() >= 1, "layer_norm: x needs a feature axis (…, D)");
+    detail::check_norm_vector("layer_norm", "gain", x.extents(), gain.extents());
+    detail::check_norm_vector("layer_norm", "bias", x.extents(), bias.extents());
+    R y(typename R::extents_type(x.extents()));  // (…, D)
+    const index_t d = static_cast<index_t>(x.extent(X::rank() - 1));
+    const detail::row_blocks blocks(d == 0 ? 0 : x.size() / d, d);
+    blocks.for_each(d, [&](index_t, index_t first, index_t count) {
+      simd::dispatch<detail::layer_norm_rows_kernel<C, T, typename G::value_type>>(
+          x.data() + first * d, gain.data(), bias.data(), y.data() + first * d, count, d, static_cast<C>(eps));
+    });
+    return y;
+  } else {
+    return detail::layer_norm_expression(x, gain, bias, eps);
+  }
 }
 
 /// Rotary position embedding of interleaved pairs, on the host; see the file comment.
