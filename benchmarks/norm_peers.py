@@ -8,8 +8,8 @@ nn::layer_norm and their backward passes on float32 host tensors, through the ro
 through the einops expressions they replaced, on (2048, 128) and (1024, 768). PyTorch
 (torch.set_num_threads(N)): torch.nn.functional.rms_norm and layer_norm (eps 1e-5) on the same
 shapes; the backward pass is torch.autograd.grad of the output with respect to x, the gain (and the
-bias), on a graph kept between runs, so it is timed alone. Each PyTorch case takes the best of 5
-runs of 50 calls after 2 warm-ups. Prints M elements per second of each and einlm / PyTorch (goal
+bias), on a graph kept between runs, so it is timed alone. Each PyTorch case takes the best of 7
+runs of 50 calls after 5 warm-ups. Prints M elements per second of each and einlm / PyTorch (goal
 >= 1.0).
 """
 import argparse
@@ -25,7 +25,7 @@ KERNELS = ["rms_norm", "rms_norm_backward", "layer_norm", "layer_norm_backward"]
 SHAPES = [(2048, 128), (1024, 768)]
 
 
-def best_rate(f, elements, calls=50, runs=5, warmup=2):
+def best_rate(f, elements, calls=50, runs=7, warmup=5):
     for _ in range(warmup):
         f()
     best = float("inf")

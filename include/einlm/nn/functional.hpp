@@ -80,6 +80,33 @@ void for_each_row(index_t rows, index_t work_per_row, F&& f) {
   for (index_t r = 0; r < rows; ++r) f(r);
 }
 
+#if EINLM_HAS_PACKETS
+/// The sum of a packet's lanes: its parts added, then the halves of the part added to each other
+/// as vectors until one lane is left (four dependent additions for 16 lanes, not fifteen).
+template <class P>
+simd::scalar_t<P> lane_sum(const P& p) {
+  auto v = p.part_at(0);
+  for (int k = 1; k < P::K; ++k) v = v + p.part_at(k);
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+  constexpr int L = P::L;
+  if constexpr (L == 16) v = v + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+  if constexpr (L == 16) v = v + __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+  if constexpr (L == 8) v = v + __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3);
+  if constexpr (L == 16) v = v + __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+  if constexpr (L == 8) v = v + __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5);
+  if constexpr (L == 4) v = v + __builtin_shufflevector(v, v, 2, 3, 0, 1);
+  if constexpr (L == 16) v = v + __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+  if constexpr (L == 8) v = v + __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6);
+  if constexpr (L == 4) v = v + __builtin_shufflevector(v, v, 1, 0, 3, 2);
+  if constexpr (L == 2) v = v + __builtin_shufflevector(v, v, 1, 0);
+  if constexpr (L == 2 || L == 4 || L == 8 || L == 16) return v[0];
+#endif
+  simd::scalar_t<P> sum = 0;
+  for (int l = 0; l < P::L; ++l) sum += v[l];
+  return sum;
+}
+#endif
+
 /// max over j < n of x[j] widened to C (−∞ for n = 0; NaNs are passed over), on packets.
 template <class C, class S>
 C row_max(const S* x, index_t n) {
@@ -120,7 +147,7 @@ struct exp_sum_kernel {
         if constexpr (Store) simd::store(out + j, e);
         acc = acc + e;
       }
-      for (int l = 0; l < lanes; ++l) sum += acc[l];
+      sum += lane_sum(acc);
     };
     packets.template operator()<B>();
     // The rest of a row of wide packets: 4-lane packets, then single elements.
@@ -225,17 +252,10 @@ void store_as(S* p, const V& v) {
   else *p = convert<S>(v);
 }
 
-/// The sum of a packet's lanes, in lane order.
-template <class P>
-simd::scalar_t<P> lane_sum(const P& p) {
-  simd::scalar_t<P> sum = 0;
-  for (int l = 0; l < P::size; ++l) sum += p[l];
-  return sum;
-}
-
 /// Σ_{j<n} f(j) in C, where f.template operator()<V>(j) gives the terms j… as a V (a packet of C, or
 /// C for one element): packets of B bytes, then of 16 bytes, then single elements. Lane l of a
-/// packet sums the terms j ≡ l (mod its lanes), so the sum depends on n and B only.
+/// packet sums the terms j ≡ l (mod its lanes) and the lanes are added by lane_sum, so the sum
+/// depends on n and B only.
 template <class C, int B, class F>
 C row_sum(index_t n, F&& f) {
   C sum = 0;
