@@ -294,13 +294,23 @@ struct layer_norm_backward_rows_kernel {
   }
 };
 
-/// out (D,) = the sum over blocks of parts (blocks × D, in C), block by block in order.
+/// Per-block partial sums of a norm's gain (or bias) gradient, zeroed: (blocks, D) in C, from the
+/// host caches like the activations.
+template <class C>
+tensor<C, dims<2>, host> zero_parts(index_t blocks, index_t d) {
+  tensor<C, dims<2>, host> parts(dims<2>(blocks, d));  // (blocks, D)
+  std::fill_n(parts.data(), parts.size(), C(0));
+  return parts;
+}
+
+/// out (D,) = the sum over blocks of parts (blocks, D), block by block in order.
 template <class TG, class GE, class C>
-tensor<TG, GE, host> sum_parts(const std::vector<C>& parts, index_t blocks, const GE& ge) {
+tensor<TG, GE, host> sum_parts(const tensor<C, dims<2>, host>& parts, const GE& ge) {
   const index_t D = static_cast<index_t>(ge.extent(0));
+  const index_t blocks = static_cast<index_t>(parts.extent(0));
   std::vector<C> total(static_cast<std::size_t>(D), C(0));
   for (index_t b = 0; b < blocks; ++b)
-    for (index_t j = 0; j < D; ++j) total[static_cast<std::size_t>(j)] += parts[static_cast<std::size_t>(b * D + j)];
+    for (index_t j = 0; j < D; ++j) total[static_cast<std::size_t>(j)] += parts.data()[b * D + j];
   tensor<TG, GE, host> out(ge);  // (D,)
   for (index_t j = 0; j < D; ++j) out.data()[j] = convert<TG>(total[static_cast<std::size_t>(j)]);
   return out;
@@ -379,13 +389,13 @@ auto rms_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1e-
     const index_t d = static_cast<index_t>(x.extent(XE::rank() - 1));
     const detail::row_blocks blocks(d == 0 ? 0 : x.size() / d, d);
     tensor<T, XE, host> dx(x.extents());                                                       // (…, D)
-    std::vector<C> parts(static_cast<std::size_t>(blocks.count * d), C(0));                    // (blocks, D)
+    auto parts = detail::zero_parts<C>(blocks.count, d);                                       // (blocks, D)
     blocks.for_each(d, [&](index_t b, index_t first, index_t count) {
       simd::dispatch<detail::rms_norm_backward_rows_kernel<C, T, TG, typename DY::value_type>>(
           x.data() + first * d, gain.data(), dy.data() + first * d, dx.data() + first * d, parts.data() + b * d, count,
           d, static_cast<C>(eps));
     });
-    auto dgain = detail::sum_parts<TG>(parts, blocks.count, ge.extents());                     // (D,)
+    auto dgain = detail::sum_parts<TG>(parts, ge.extents());                                   // (D,)
     return rms_norm_grads<decltype(dx), decltype(dgain)>{std::move(dx), std::move(dgain)};
   } else {
     return detail::rms_norm_backward_expression(x, gain, dy, eps);
@@ -411,15 +421,15 @@ auto layer_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1
     const index_t d = static_cast<index_t>(x.extent(XE::rank() - 1));
     const detail::row_blocks blocks(d == 0 ? 0 : x.size() / d, d);
     tensor<T, XE, host> dx(x.extents());                                                       // (…, D)
-    std::vector<C> gain_parts(static_cast<std::size_t>(blocks.count * d), C(0));               // (blocks, D)
-    std::vector<C> bias_parts(gain_parts.size(), C(0));                                        // (blocks, D)
+    auto gain_parts = detail::zero_parts<C>(blocks.count, d);                                  // (blocks, D)
+    auto bias_parts = detail::zero_parts<C>(blocks.count, d);                                  // (blocks, D)
     blocks.for_each(d, [&](index_t b, index_t first, index_t count) {
       simd::dispatch<detail::layer_norm_backward_rows_kernel<C, T, TG, typename DY::value_type>>(
           x.data() + first * d, gain.data(), dy.data() + first * d, dx.data() + first * d, gain_parts.data() + b * d,
           bias_parts.data() + b * d, count, d, static_cast<C>(eps));
     });
-    auto dgain = detail::sum_parts<TG>(gain_parts, blocks.count, ge.extents());                // (D,)
-    auto dbias = detail::sum_parts<TG>(bias_parts, blocks.count, ge.extents());                // (D,)
+    auto dgain = detail::sum_parts<TG>(gain_parts, ge.extents());                              // (D,)
+    auto dbias = detail::sum_parts<TG>(bias_parts, ge.extents());                              // (D,)
     return layer_norm_grads<decltype(dx), decltype(dgain)>{std::move(dx), std::move(dgain), std::move(dbias)};
   } else {
     return detail::layer_norm_backward_expression(x, gain, dy, eps);
