@@ -387,10 +387,10 @@ auto rms_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1e-
   detail::check_norm_backward("rms_norm_backward", xe.extents(), ge.extents(), as_expression(dy).extents());
   if constexpr (detail::norm_backward_rows<X, G, DY>()) {
     const index_t d = static_cast<index_t>(x.extent(XE::rank() - 1));
-    const detail::row_blocks blocks(d == 0 ? 0 : x.size() / d, d);
+    const detail::row_blocks blocks(x.size(), d);
     tensor<T, XE, host> dx(x.extents());                                                       // (…, D)
     auto parts = detail::zero_parts<C>(blocks.count, d);                                       // (blocks, D)
-    blocks.for_each(d, [&](index_t b, index_t first, index_t count) {
+    blocks.for_each([&](index_t b, index_t first, index_t count) {
       simd::dispatch<detail::rms_norm_backward_rows_kernel<C, T, TG, typename DY::value_type>>(
           x.data() + first * d, gain.data(), dy.data() + first * d, dx.data() + first * d, parts.data() + b * d, count,
           d, static_cast<C>(eps));
@@ -419,11 +419,11 @@ auto layer_norm_backward(const X& x, const G& gain, const DY& dy, double eps = 1
   detail::check_norm_backward("layer_norm_backward", xe.extents(), ge.extents(), as_expression(dy).extents());
   if constexpr (detail::norm_backward_rows<X, G, DY>()) {
     const index_t d = static_cast<index_t>(x.extent(XE::rank() - 1));
-    const detail::row_blocks blocks(d == 0 ? 0 : x.size() / d, d);
+    const detail::row_blocks blocks(x.size(), d);
     tensor<T, XE, host> dx(x.extents());                                                       // (…, D)
     auto gain_parts = detail::zero_parts<C>(blocks.count, d);                                  // (blocks, D)
     auto bias_parts = detail::zero_parts<C>(blocks.count, d);                                  // (blocks, D)
-    blocks.for_each(d, [&](index_t b, index_t first, index_t count) {
+    blocks.for_each([&](index_t b, index_t first, index_t count) {
       simd::dispatch<detail::layer_norm_backward_rows_kernel<C, T, TG, typename DY::value_type>>(
           x.data() + first * d, gain.data(), dy.data() + first * d, dx.data() + first * d, gain_parts.data() + b * d,
           bias_parts.data() + b * d, count, d, static_cast<C>(eps));

@@ -384,13 +384,12 @@ struct layer_norm_rows_kernel {
   }
 };
 
-/// The cut of `rows` rows of width d into blocks for the norms' kernels: a function of rows and d
-/// only (never of the thread count), so sums over the rows are the same on any number of threads.
-/// At most 64 blocks, each of at least 4096 elements when there are that many.
+/// The cut of `elements` values, rows of width d, into blocks for the norms' kernels: a function
+/// of the shape only (never of the thread count), so sums over the rows are the same on any number
+/// of threads. At most 64 blocks, each of at least 4096 elements when there are that many.
 struct row_blocks {
-  index_t rows, rows_per_block, count;
-  row_blocks(index_t rows_, index_t d) : rows(rows_) {
-    const index_t elements = rows * d;
+  index_t width, rows, rows_per_block, count;
+  row_blocks(index_t elements, index_t d) : width(d), rows(d == 0 ? 0 : elements / d) {
     const index_t wanted = std::max<index_t>(1, std::min<index_t>(64, elements / 4096));
     count = std::min(rows, wanted);
     rows_per_block = count == 0 ? 0 : (rows + count - 1) / count;
@@ -398,8 +397,8 @@ struct row_blocks {
   }
   /// f(block, first_row, row_count) for every block, on the executor's threads.
   template <class F>
-  void for_each(index_t d, F&& f) const {
-    for_each_row(count, rows_per_block * d, [&](index_t b) {
+  void for_each(F&& f) const {
+    for_each_row(count, rows_per_block * width, [&](index_t b) {
       const index_t first = b * rows_per_block;
       f(b, first, std::min(rows, first + rows_per_block) - first);
     });
@@ -525,8 +524,8 @@ auto rms_norm(const X& x, const G& gain, double eps = 1e-5) {
     detail::check_norm_vector("rms_norm", "gain", x.extents(), gain.extents());
     R y(typename R::extents_type(x.extents()));  // (…, D)
     const index_t d = static_cast<index_t>(x.extent(X::rank() - 1));
-    const detail::row_blocks blocks(d == 0 ? 0 : x.size() / d, d);
-    blocks.for_each(d, [&](index_t, index_t first, index_t count) {
+    const detail::row_blocks blocks(x.size(), d);
+    blocks.for_each([&](index_t, index_t first, index_t count) {
       simd::dispatch<detail::rms_norm_rows_kernel<C, T, typename G::value_type>>(
           x.data() + first * d, gain.data(), y.data() + first * d, count, d, static_cast<C>(eps));
     });
@@ -551,8 +550,8 @@ auto layer_norm(const X& x, const G& gain, const Bias& bias, double eps = 1e-5) 
     detail::check_norm_vector("layer_norm", "bias", x.extents(), bias.extents());
     R y(typename R::extents_type(x.extents()));  // (…, D)
     const index_t d = static_cast<index_t>(x.extent(X::rank() - 1));
-    const detail::row_blocks blocks(d == 0 ? 0 : x.size() / d, d);
-    blocks.for_each(d, [&](index_t, index_t first, index_t count) {
+    const detail::row_blocks blocks(x.size(), d);
+    blocks.for_each([&](index_t, index_t first, index_t count) {
       simd::dispatch<detail::layer_norm_rows_kernel<C, T, typename G::value_type>>(
           x.data() + first * d, gain.data(), bias.data(), y.data() + first * d, count, d, static_cast<C>(eps));
     });
