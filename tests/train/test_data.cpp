@@ -1,14 +1,19 @@
 // Tests of einlm/train/data.hpp: token files of both widths read back, rejected sizes, ranges and
 // splits, and get_batch with CS336's test_get_batch checks (np.arange(100), context 7, batch 32,
 // 1000 draws: shapes, targets = inputs + 1, every start in 0..92 and each start's count within
-// μ ± 5σ), determinism per (stream, draw), and the error for a dataset too short.
+// μ ± 5σ), determinism per (stream, draw), and the error for a dataset too short; split's part
+// names and check_lm_data's errors (a short set, an id planted at a random place past the
+// vocabulary) on files of both widths.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "einlm/train/data.hpp"
@@ -104,4 +109,46 @@ TEST_CASE("get_batch: a dataset too short for the context is an error naming bot
                        "tiny: 7 tokens are too few for context length 7 (a batch needs at least 8)", value_error);
   CHECK_NOTHROW(get_batch(data, 2, 6, random_stream{1, 0}, 0));
   CHECK_THROWS_AS(get_batch(data, 0, 3, random_stream{1, 0}, 0), value_error);
+}
+
+TEST_CASE("split names its parts; check_lm_data finds a short set and the first id outside the vocabulary") {
+  // Random ids below 1000 in files of both widths, with one id ≥ 1000 planted at a random place.
+  std::mt19937 rng(20261130);
+  std::vector<std::uint32_t> ids(3000);
+  for (auto& id : ids) id = static_cast<std::uint32_t>(rng() % 1000);
+  const std::size_t planted = 1000 + rng() % 1500;
+  ids[planted] = 1000 + static_cast<std::uint32_t>(rng() % 60000);
+  const std::string p16 = temp_path("vocab.u16"), p32 = temp_path("vocab.u32");
+  write_tokens<std::uint16_t>(p16, std::vector<std::uint16_t>(ids.begin(), ids.end()));
+  write_tokens<std::uint32_t>(p32, ids);
+  for (const auto& [path, width] : {std::pair{p16, token_width::u16}, std::pair{p32, token_width::u32}}) {
+    const auto data = token_dataset::open(path, width);
+    CHECK(data.find_id_not_below(1000) == planted);
+    CHECK(data.find_id_not_below(ids[planted] + 1) == std::nullopt);
+    CHECK(data.find_id_not_below(0) == std::size_t{0});
+    CHECK_NOTHROW(check_lm_data(data, 64, ids[planted] + 1));
+    CHECK_NOTHROW(check_lm_data(data, 64));  // no vocabulary: ids not checked
+    CHECK_THROWS_WITH_AS(check_lm_data(data, 64, 1000),
+                         (path + ": the token at position " + std::to_string(planted) + " has id " +
+                          std::to_string(ids[planted]) +
+                          ", outside the model's vocabulary [0, 1000) (were these tokens encoded with another "
+                          "tokenizer?)")
+                             .c_str(),
+                         value_error);
+    // The parts of a split say which part they are, and find positions within themselves.
+    const auto [head, tail] = data.split(0.5);
+    CHECK(head.name() == path + " [0, 1500)");
+    CHECK(tail.name() == path + " [1500, 3000)");
+    const auto& holder = planted < 1500 ? head : tail;
+    CHECK(holder.find_id_not_below(1000) == planted - (planted < 1500 ? 0 : 1500));
+    CHECK((planted < 1500 ? tail : head).find_id_not_below(1000) == std::nullopt);
+    CHECK_THROWS_WITH_AS(check_lm_data(data.range(0, 10).split(0.5).second, 5),
+                         (path + " [5, 10): 5 tokens are too few for context length 5 (a batch needs at least 6)").c_str(),
+                         value_error);
+  }
+  CHECK_THROWS_WITH_AS(check_lm_data(token_dataset::from_ids({4}, "one"), 1),
+                       "one: 1 token is too few for context length 1 (a batch needs at least 2)", value_error);
+  CHECK_THROWS_AS(check_lm_data(token_dataset::from_ids({4, 5, 6}, "three"), 0), value_error);
+  std::filesystem::remove(p16);
+  std::filesystem::remove(p32);
 }

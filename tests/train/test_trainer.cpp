@@ -1,7 +1,8 @@
 // Tests of einlm/train/trainer.hpp, train/config_json.hpp and nn/generate.hpp: a short run on
 // corpus.en (bytes as tokens) brings the validation loss below the corpus' unigram entropy; a
 // resumed run equals an uninterrupted one bit for bit; a NaN stops training with the step named
-// and leaves the last checkpoint intact; metrics.jsonl; config.json round trips, CS336's
+// and leaves the last checkpoint intact, as does a run that cannot start (bad options, too few
+// tokens, ids outside the vocabulary); metrics.jsonl; config.json round trips, CS336's
 // model_config.json loads, and malformed configurations name the field; generation is a function
 // of the seed, greedy generation follows the argmax, and a stop token ends it.
 #include <doctest/doctest.h>
@@ -136,7 +137,54 @@ TEST_CASE("trainer: bad options are rejected") {
   std::ostringstream log;
   CHECK_THROWS_WITH_AS(train::fit(model, data, nullptr, {.context_length = 64}, log),
                        "trainer: the batch context length 64 exceeds the model's context_length 32", value_error);
-  CHECK_THROWS_AS(train::fit(model, data, nullptr, {.batch_size = 0}, log), value_error);
+  CHECK_THROWS_WITH_AS(train::fit(model, data, nullptr, {.batch_size = 0}, log),
+                       "trainer: batch_size must be positive, got 0", value_error);
+  CHECK_THROWS_WITH_AS(train::fit(model, data, nullptr, {.steps = -1}, log), "trainer: steps must be ≥ 0, got -1",
+                       value_error);
+  CHECK_THROWS_WITH_AS(train::fit(model, data, nullptr, {.context_length = 0}, log),
+                       "trainer: context_length must be positive, got 0", value_error);
+  CHECK_THROWS_WITH_AS(train::fit(model, data, nullptr, {.log_every = 0}, log),
+                       "trainer: log_every must be positive, got 0", value_error);
+  CHECK_THROWS_WITH_AS(train::fit(model, data, nullptr, {.eval_batches = -2}, log),
+                       "trainer: eval_batches must be ≥ 0, got -2", value_error);
+}
+
+TEST_CASE("trainer: a run that cannot start leaves the checkpoint in out_dir as it was") {
+  const auto data = synthetic_bytes(4000);
+  const std::string dir = temp_dir("intact");
+  const train::trainer_options first{.steps = 2, .batch_size = 2, .context_length = 8, .log_every = 100,
+                                     .eval_every = 0, .out_dir = dir};
+  std::ostringstream log;
+  nn::transformer_lm<float> model(byte_config(), 1);
+  train::fit(model, data, nullptr, first, log);
+  auto files = [&] {
+    std::vector<std::string> texts;
+    for (const char* f : {"config.json", "model.safetensors", "optimizer.safetensors", "state.safetensors",
+                          "metrics.jsonl"})
+      texts.push_back(read_text(dir + "/" + f));
+    return texts;
+  };
+  const auto before = files();
+  // Another shape into the same directory, each failing before its first step.
+  auto other = byte_config();
+  other.d_model = 48;
+  other.vocab_size = 100;  // below the letters' ids
+  nn::transformer_lm<float> wider(other, 2);
+  train::trainer_options o = first;
+  o.steps = 3;
+  CHECK_THROWS_WITH_AS(train::fit(wider, data, nullptr, o, log),
+                       doctest::Contains("outside the model's vocabulary [0, 100)"), value_error);
+  other.vocab_size = 256;
+  nn::transformer_lm<float> wide(other, 2);
+  const auto few = data.range(0, 8);
+  CHECK_THROWS_WITH_AS(train::fit(wide, data, &few, o, log),
+                       doctest::Contains("8 tokens are too few for context length 8"), value_error);
+  o.max_lr = -1;
+  CHECK_THROWS_AS(train::fit(wide, data, nullptr, o, log), value_error);
+  CHECK(files() == before);
+  nn::transformer_lm<float> reloaded(train::load_config(dir + "/config.json"));
+  CHECK(train::load_checkpoint(dir, reloaded).step == 2);
+  CHECK(same_parameters(reloaded, model));
 }
 
 TEST_CASE("config.json: round trip, CS336's model_config.json, and errors that name the field") {

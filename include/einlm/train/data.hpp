@@ -15,11 +15,15 @@
 // `draw`·B + row, so a batch is a pure function of (dataset, B, T, stream, draw): the same on
 // every run, thread and machine, and a resumed run continues the same sequence of batches. A
 // dataset with n ≤ T tokens is an error naming its size and the context length.
+//
+// check_lm_data(data, T, vocab_size) checks a dataset up front, as the trainer does before it
+// touches its output directory: enough tokens for T, and no id outside the model's vocabulary.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -85,12 +89,34 @@ class token_dataset {
     return d;
   }
 
-  /// The first `fraction` of the tokens and the rest (a train/validation split by position).
+  /// The first `fraction` of the tokens and the rest (a train/validation split by position),
+  /// named after this dataset and their token ranges ("train.u16 [0, 900)"), so that an error about
+  /// a part says which part.
   std::pair<token_dataset, token_dataset> split(double fraction) const {
     if (!(fraction > 0 && fraction < 1))
       throw value_error(einlm::detail::concat("token_dataset::split: the fraction must be in (0, 1), got ", fraction));
     const auto cut = static_cast<std::size_t>(static_cast<double>(size_) * fraction);
-    return {range(0, cut), range(cut, size_)};
+    std::pair<token_dataset, token_dataset> parts{range(0, cut), range(cut, size_)};
+    parts.first.name_ = einlm::detail::concat(name_, " [0, ", cut, ")");
+    parts.second.name_ = einlm::detail::concat(name_, " [", cut, ", ", size_, ")");
+    return parts;
+  }
+
+  /// The position of the first token id that is not below `limit` (a model's vocabulary size),
+  /// if there is one: one pass over the tokens.
+  std::optional<std::size_t> find_id_not_below(std::uint64_t limit) const {
+    if (limit > 0xFFFFFFFFu) return std::nullopt;
+    const std::uint32_t bound = static_cast<std::uint32_t>(limit);
+    const std::uint8_t* p = bytes_ + offset_ * static_cast<std::size_t>(width_);
+    if (width_ == token_width::u16) {
+      if (bound > 0xFFFF) return std::nullopt;
+      for (std::size_t i = 0; i < size_; ++i)
+        if (static_cast<std::uint32_t>(p[2 * i] | (p[2 * i + 1] << 8)) >= bound) return i;
+      return std::nullopt;
+    }
+    for (std::size_t i = 0; i < size_; ++i)
+      if ((*this)[i] >= bound) return i;
+    return std::nullopt;
   }
 
  private:
@@ -111,6 +137,16 @@ struct lm_batch {
 
 namespace detail {
 
+/// value_error unless `data` holds more than `context_length` tokens (a batch row's inputs and
+/// targets).
+inline void check_enough_tokens(const token_dataset& data, index_t context_length) {
+  const auto T = static_cast<std::size_t>(context_length);
+  if (data.size() <= T)
+    throw value_error(einlm::detail::concat(data.name(), ": ", data.size(), data.size() == 1 ? " token is" : " tokens are",
+                                            " too few for context length ", T,
+                                            " (a batch needs at least ", T + 1, ")"));
+}
+
 /// A uniform integer in [0, range) from 64 random bits (Lemire's multiply-shift; the bias is below
 /// range / 2^64).
 inline std::uint64_t uniform_below(std::uint64_t bits, std::uint64_t range) {
@@ -126,11 +162,9 @@ inline lm_batch get_batch(const token_dataset& data, index_t batch_size, index_t
   if (batch_size <= 0 || context_length <= 0)
     throw value_error(einlm::detail::concat("get_batch: batch size and context length must be positive, got ", batch_size,
                                      " and ", context_length));
+  detail::check_enough_tokens(data, context_length);
   const auto n = data.size();
   const auto T = static_cast<std::size_t>(context_length);
-  if (n <= T)
-    throw value_error(einlm::detail::concat(data.name(), ": ", n, " tokens are too few for context length ", T,
-                                     " (a batch needs at least ", T + 1, ")"));
   lm_batch b{tensor<std::int64_t, dims<2>, host>(dims<2>(batch_size, context_length)),
              tensor<std::int64_t, dims<2>, host>(dims<2>(batch_size, context_length)),
              std::vector<std::size_t>(static_cast<std::size_t>(batch_size))};
@@ -147,6 +181,21 @@ inline lm_batch get_batch(const token_dataset& data, index_t batch_size, index_t
     }
   }
   return b;
+}
+
+/// Checks, before any work, that `data` can feed a language model of `vocab_size` ids (0: ids not
+/// checked) batches of `context_length` tokens: more than context_length tokens, and every id
+/// below vocab_size (one pass over the tokens). A value_error names the dataset and, for an id,
+/// its position and value.
+inline void check_lm_data(const token_dataset& data, index_t context_length, std::int64_t vocab_size = 0) {
+  if (context_length <= 0)
+    throw value_error(einlm::detail::concat("check_lm_data: the context length must be positive, got ", context_length));
+  detail::check_enough_tokens(data, context_length);
+  if (vocab_size <= 0) return;
+  if (const auto at = data.find_id_not_below(static_cast<std::uint64_t>(vocab_size)))
+    throw value_error(einlm::detail::concat(data.name(), ": the token at position ", *at, " has id ", data[*at],
+                                            ", outside the model's vocabulary [0, ", vocab_size,
+                                            ") (were these tokens encoded with another tokenizer?)"));
 }
 
 }  // namespace einlm::train

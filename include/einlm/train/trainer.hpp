@@ -27,14 +27,20 @@
 // gradient norm, tokens/s, MFU (when flops_per_step and peak_flops are given) and ETA — drawn
 // over itself when progress_bar is set (a terminal). Every eval_every steps, and at the end, the
 // mean loss of eval_batches fixed validation batches (stream (seed, 1), draws 0, 1, …). With
-// out_dir set: metrics.jsonl (one JSON object per logged step and per validation), config.json,
-// a checkpoint (train/checkpoint.hpp) every checkpoint_every steps and at the end, and at the end
+// out_dir set: metrics.jsonl (one JSON object per logged step and per validation), a checkpoint
+// (train/checkpoint.hpp) every checkpoint_every steps and at the end, config.json with the first
+// of them (not before, so a run that fails early leaves the directory's checkpoint whole), and at the end
 // loss.png, the training and validation curves of metrics.jsonl (the whole run, resumes
 // included; train/plot.hpp). With resume_dir set, training continues from that checkpoint: the
 // step, the data draw, the seed and the optimizer's state (its options and step count included:
 // the checkpoint's settings win over trainer_options') are restored, so the continued run equals
 // an uninterrupted one (bit for bit on the CPU). Resuming with another optimizer than the one the
 // checkpoint was saved from is an io_error naming both.
+//
+// Before anything is written the options, the context length against the model's and the data
+// are checked (check_lm_data: enough tokens in the training and validation sets, every id inside
+// the model's vocabulary when config() or model_config() gives it), each with a value_error naming
+// what is wrong.
 //
 // Precision (trainer_options::precision): fp32 trains `model` itself. bf16_mixed is mixed precision:
 // `model` (float) holds the master weights, and a working copy Model::rebind<bf16> (as
@@ -234,6 +240,30 @@ auto working_copy(const Model& model) {
     return work_type(model.block(), model.ctx());
 }
 
+/// The trainer's counts, each checked with its name: value_error for the first one out of range.
+inline void check_counts(const trainer_options& o) {
+  auto require = [](bool ok, const char* name, std::int64_t v, const char* rule) {
+    if (!ok) throw value_error(einlm::detail::concat("trainer: ", name, " must be ", rule, ", got ", v));
+  };
+  require(o.steps >= 0, "steps", o.steps, "≥ 0");
+  require(o.batch_size > 0, "batch_size", o.batch_size, "positive");
+  require(o.context_length > 0, "context_length", o.context_length, "positive");
+  require(o.log_every > 0, "log_every", o.log_every, "positive");
+  require(o.eval_batches >= 0, "eval_batches", o.eval_batches, "≥ 0");
+}
+
+/// A model's vocabulary size, from model_config() or config(); 0 when it has neither (a block
+/// model, whose embedding checks each id as it runs).
+template <class Model>
+std::int64_t vocab_size_of(const Model& model) {
+  if constexpr (requires { model.model_config().base.vocab_size; })
+    return model.model_config().base.vocab_size;
+  else if constexpr (requires { model.config().vocab_size; })
+    return model.config().vocab_size;
+  else
+    return 0;
+}
+
 /// The loop of fit: `work` runs forward and backward — `model` itself (fp32), or its bf16 working
 /// copy whose weights follow `model`'s (mixed precision).
 template <class Model, class Work>
@@ -247,11 +277,14 @@ fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const 
       work_current = true;
     }
   };
-  if (o.steps < 0 || o.batch_size <= 0 || o.context_length <= 0 || o.log_every <= 0 || o.eval_batches < 0)
-    throw value_error("trainer: steps must be ≥ 0, and batch_size, context_length and log_every positive");
+  // Everything is checked before out_dir is touched: a run that cannot start leaves a checkpoint
+  // already there as it was.
+  check_counts(o);
   if (const std::int64_t window = nn::context_length_of(model); window > 0 && o.context_length > window)
     throw value_error(einlm::detail::concat("trainer: the batch context length ", o.context_length,
                                             " exceeds the model's context_length ", window));
+  check_lm_data(train, o.context_length, vocab_size_of(model));
+  if (val && o.eval_batches > 0) check_lm_data(*val, o.context_length, vocab_size_of(model));
   const optim::cosine_schedule schedule{o.max_lr, o.min_lr, o.warmup_steps, std::max(o.steps, o.warmup_steps)};
   schedule.check();
   any_optimizer optimizer = make_optimizer(o);
@@ -265,16 +298,20 @@ fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const 
     std::error_code ec;
     std::filesystem::create_directories(o.out_dir, ec);
     if (ec) throw io_error(einlm::detail::concat(o.out_dir, ": cannot create the output directory (", ec.message(), ")"));
-    if constexpr (requires { model.model_config(); })
-      save_config((std::filesystem::path(o.out_dir) / "config.json").string(), model.model_config());
-    else if constexpr (requires { model.config(); })
-      save_config((std::filesystem::path(o.out_dir) / "config.json").string(), model.config());
     const auto path = (std::filesystem::path(o.out_dir) / "metrics.jsonl").string();
     metrics.open(path, state.step > 0 ? std::ios::app : std::ios::trunc);
     if (!metrics) throw io_error(einlm::detail::concat(path, ": cannot open for writing"));
   }
+  bool config_written = false;  // config.json goes with this run's first checkpoint, not before it
   auto checkpoint = [&] {
     if (o.out_dir.empty()) return;
+    if (!config_written) {
+      if constexpr (requires { model.model_config(); })
+        save_config((std::filesystem::path(o.out_dir) / "config.json").string(), model.model_config());
+      else if constexpr (requires { model.config(); })
+        save_config((std::filesystem::path(o.out_dir) / "config.json").string(), model.config());
+      config_written = true;
+    }
     std::visit([&](const auto& opt) { save_checkpoint(o.out_dir, model, opt, state); }, optimizer);
   };
 
