@@ -140,6 +140,13 @@ struct args {
       throw usage_error(einlm::detail::concat("--", k, " expects a number, got '", s, "'"));
     return v;
   }
+  /// A number in [low, high] (high: no bound when infinite), else a usage error naming the option.
+  double number_in(const std::string& k, double fallback, double low, double high, const char* rule) const {
+    const double v = number(k, fallback);
+    if (!(v >= low && v <= high))
+      throw usage_error(einlm::detail::concat("--", k, " must be ", rule, ", got ", get(k)));
+    return v;
+  }
   std::int64_t integer(const std::string& k, std::int64_t fallback) const {
     if (!has(k)) return fallback;
     const std::string s = get(k);
@@ -355,7 +362,11 @@ int cmd_train(const args& a) {
     fit_data = all;
     val_data = train::token_dataset::open(a.get("val"), width_of(a));
   } else if (a.has("val-fraction")) {
-    auto [x, y] = all.split(1.0 - a.number("val-fraction", 0.1));
+    const double fraction = a.number("val-fraction", 0.1);
+    if (!(fraction > 0 && fraction < 1))
+      throw usage_error(einlm::detail::concat("--val-fraction must be between 0 and 1 (exclusive), got ",
+                                              a.get("val-fraction")));
+    auto [x, y] = all.split(1.0 - fraction);
     fit_data = x;
     val_data = y;
   } else {
@@ -364,9 +375,11 @@ int cmd_train(const args& a) {
   train::trainer_options o;
   o.steps = a.integer("steps", 1000);
   o.batch_size = a.integer("batch", 16);
+  if (o.batch_size == 0) throw usage_error("--batch must be positive, got 0");
   o.context_length = a.integer("context", config.context_length);
-  o.max_lr = a.number("lr", 1e-3);
-  o.min_lr = a.number("min-lr", o.max_lr / 10);
+  if (o.context_length == 0) throw usage_error("--context must be positive, got 0");
+  o.max_lr = a.number_in("lr", 1e-3, 0, INFINITY, "≥ 0");
+  o.min_lr = a.number_in("min-lr", o.max_lr / 10, 0, INFINITY, "≥ 0");
   o.warmup_steps = a.integer("warmup", std::min<std::int64_t>(100, o.steps / 10));
   o.weight_decay = a.number("weight-decay", 0.1);
   o.grad_clip = a.number("clip", 1.0);
@@ -387,6 +400,9 @@ int cmd_train(const args& a) {
   o.progress_bar = progress == "always" || (progress == "auto" && isatty(STDERR_FILENO));
   o.precision = precision_of(a);
   optimizer_options(a, o);
+  // The data against the model's shape, before anything is built or written.
+  train::check_lm_data(*fit_data, o.context_length, config.vocab_size);
+  if (val_data) train::check_lm_data(*val_data, o.context_length, config.vocab_size);
   return with_model_type(
       a, moe, a.get("config"),
       [&]<class Model>(std::type_identity<Model>) {
@@ -412,8 +428,11 @@ int cmd_train(const args& a) {
                     << " nats/token on the validation tokens (token frequencies alone, no context)\n";
         }
         const auto r = train::fit(model, *fit_data, val_data ? &*val_data : nullptr, o, std::cerr);
-        std::cerr << "trained to step " << r.steps << " in " << train::detail::duration_text(r.seconds) << ", "
-                  << static_cast<long long>(r.tokens_per_second) << " tokens/s; final loss " << r.loss;
+        if (r.losses.empty())
+          std::cerr << "no training step to take: step " << r.steps << " of " << o.steps;
+        else
+          std::cerr << "trained to step " << r.steps << " in " << train::detail::duration_text(r.seconds) << ", "
+                    << static_cast<long long>(r.tokens_per_second) << " tokens/s; final loss " << r.loss;
         if (std::isfinite(r.val_loss))
           std::cerr << ", validation loss " << train::detail::format("%.4f", r.val_loss) << " (unigram baseline "
                     << train::detail::format("%.4f", baseline) << ")";
@@ -437,6 +456,9 @@ int cmd_eval(const args& a) {
   const auto config = load_checkpoint_config(dir);
   const auto data = train::token_dataset::open(a.get("data"), width_of(a));
   const auto batch = a.integer("batch", 16), context = a.integer("context", config.base.context_length);
+  if (batch == 0) throw usage_error("--batch must be positive, got 0");
+  if (context == 0) throw usage_error("--context must be positive, got 0");
+  train::check_lm_data(data, context, config.base.vocab_size);
   const bool rounded_bf16 = precision_of(a) == nn::precision::bf16_mixed;
   return with_model_type(
       a, config, dir + "/config.json",
@@ -457,6 +479,13 @@ int cmd_eval(const args& a) {
 }
 
 int cmd_generate(const args& a) {
+  nn::generation_options o;
+  o.max_new_tokens = a.integer("max-tokens", 200);
+  o.sampling.temperature = a.number_in("temperature", 0.8, 0, INFINITY, "≥ 0");
+  o.sampling.top_p = a.number_in("top-p", 0.95, 0, 1, "in (0, 1]");
+  if (o.sampling.top_p == 0) throw usage_error("--top-p must be in (0, 1], got " + a.get("top-p"));
+  o.sampling.top_k = a.integer("top-k", 0);
+  o.seed = static_cast<std::uint64_t>(a.integer("seed", 0));
   const std::string dir = a.get("checkpoint");
   const auto config = load_checkpoint_config(dir);
   tokenizer::bpe_model m = tokenizer::load_gpt2(a.get("vocab"), a.get("merges"));
@@ -490,12 +519,6 @@ int cmd_generate(const args& a) {
                                             : einlm::detail::concat("prompt ", i + 1, " is empty"));
     ids.emplace_back(encoded.begin(), encoded.end());
   }
-  nn::generation_options o;
-  o.max_new_tokens = a.integer("max-tokens", 200);
-  o.sampling.temperature = a.number("temperature", 0.8);
-  o.sampling.top_p = a.number("top-p", 0.95);
-  o.sampling.top_k = a.integer("top-k", 0);
-  o.seed = static_cast<std::uint64_t>(a.integer("seed", 0));
   if (const auto eos = tok.special_id(specials.front())) o.stop_token = *eos;
   const std::string cache = a.get("cache", "on");
   if (cache != "on" && cache != "off") throw usage_error("--cache must be on or off");

@@ -234,6 +234,42 @@ TEST_CASE("einlm-lm: tokenizer, train, resume, eval, logits, generate") {
   CHECK(r.status == 1);
   CHECK(r.out.find("nowhere/config.json") != std::string::npos);
   write(w / "small.json", R"({"vocab_size": 100, "context_length": 32, "d_model": 32, "num_layers": 2, "num_heads": 4})");
+  // Options out of range are usage errors naming the option, before anything is loaded or written.
+  for (const auto& [options, message] :
+       {std::pair{" --val-fraction 1.5", "--val-fraction must be between 0 and 1 (exclusive), got 1.5"},
+        std::pair{" --val-fraction 0", "--val-fraction must be between 0 and 1 (exclusive), got 0"},
+        std::pair{" --batch 0", "--batch must be positive, got 0"},
+        std::pair{" --lr -1", "--lr must be ≥ 0, got -1"}, std::pair{" --min-lr -0.5", "--min-lr must be ≥ 0, got -0.5"}}) {
+    r = lm("train --data " + q(w / "ids.u16") + " --config " + q(w / "config.json") + " --out " + q(w / "m4") + options);
+    CHECK_MESSAGE(r.status == 2, options);
+    CHECK_MESSAGE(r.out.find(message) != std::string::npos, r.out);
+  }
+  for (const auto& [options, message] : {std::pair{" --temperature -1", "--temperature must be ≥ 0, got -1"},
+                                         std::pair{" --top-p 0", "--top-p must be in (0, 1], got 0"},
+                                         std::pair{" --top-p 1.5", "--top-p must be in (0, 1], got 1.5"}}) {
+    r = lm("generate --checkpoint " + q(w / "nowhere") + " " + tok + " --prompt 'Once'" + options);
+    CHECK_MESSAGE(r.status == 2, options);
+    CHECK_MESSAGE(r.out.find(message) != std::string::npos, r.out);
+  }
+  CHECK(!std::filesystem::exists(w / "m4"));
+  // Data the model cannot take: ids past its vocabulary (train and eval), a set too short; a
+  // failed run leaves the checkpoint in --out as it was.
+  const std::string config_before = file_bytes(w / "model/config.json"),
+                    model_before = file_bytes(w / "model/model.safetensors");
+  r = lm("train --data " + q(w / "ids.u16") + " --config " + q(w / "small.json") + " --steps 2 --out " + q(w / "model"));
+  CHECK(r.status == 1);
+  CHECK_MESSAGE(r.out.find("ids.u16: the token at position ") != std::string::npos, r.out);
+  CHECK(r.out.find(", outside the model's vocabulary [0, 100)") != std::string::npos);
+  write(w / "short.u16", std::string(40, '\x01'));
+  r = lm("train --data " + q(w / "ids.u16") + " --val " + q(w / "short.u16") + " --config " + q(w / "config.json") +
+         " --steps 2 --out " + q(w / "model"));
+  CHECK(r.status == 1);
+  CHECK_MESSAGE(r.out.find("short.u16: 20 tokens are too few for context length 32") != std::string::npos, r.out);
+  CHECK(file_bytes(w / "model/config.json") == config_before);
+  CHECK(file_bytes(w / "model/model.safetensors") == model_before);
+  r = lm("eval --checkpoint " + q(w / "model") + " --data " + q(w / "short.u16"));
+  CHECK(r.status == 1);
+  CHECK(r.out.find("short.u16: 20 tokens are too few for context length 32") != std::string::npos);
   std::filesystem::copy_file(w / "small.json", w / "model/config.json", std::filesystem::copy_options::overwrite_existing);
   r = lm("logits --checkpoint " + q(w / "model") + " --ids '1 2' --out " + q(w / "x.npy"));
   CHECK(r.status == 1);
