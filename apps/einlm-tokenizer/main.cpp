@@ -314,6 +314,24 @@ int cmd_encode(const args& a) {
   return 0;
 }
 
+/// A word from a text id file as an error shows it: bytes outside printable ASCII as \xHH, at most
+/// 24 characters; `binary` tells whether any byte was outside printable ASCII.
+std::string shown_word(std::string_view w, bool& binary) {
+  static const char* const hex = "0123456789abcdef";
+  std::string shown;
+  binary = false;
+  bool cut = false;
+  for (const char c : w) {
+    const auto b = static_cast<unsigned char>(c);
+    const bool printable = b >= 0x20 && b < 0x7f;
+    binary = binary || !printable;
+    if (shown.size() >= 24) cut = true;
+    else if (printable) shown += c;
+    else shown += std::string{'\\', 'x', hex[b >> 4], hex[b & 15]};
+  }
+  return cut ? shown + "…" : shown;
+}
+
 int cmd_decode(const args& a) {
   const auto tok = load_model(a);
   const auto f = parse_format(a.format);
@@ -344,9 +362,13 @@ int cmd_decode(const args& a) {
         while (q < e && !std::isspace(static_cast<unsigned char>(*q))) ++q;
         unsigned long long v = 0;
         const auto [end, ec] = std::from_chars(p, q, v);
-        if (ec != std::errc() || end != q || v > 0xFFFFFFFFull)
-          throw einlm::tokenizer_error(in.name() + ":" + std::to_string(line_no) + ": '" + std::string(p, q) +
-                                       "' is not a token id");
+        if (ec != std::errc() || end != q || v > 0xFFFFFFFFull) {
+          bool binary = false;
+          const std::string shown = shown_word(std::string_view(p, static_cast<std::size_t>(q - p)), binary);
+          throw einlm::tokenizer_error(in.name() + ":" + std::to_string(line_no) + ": '" + shown +
+                                       "' is not a token id" +
+                                       (binary ? " (binary ids? pass --format u16 or u32)" : ""));
+        }
         ids.push_back(static_cast<tk::token_id>(v));
         p = q;
       }

@@ -128,7 +128,15 @@ TEST_CASE("cli: errors exit non-zero with a message on stderr") {
   tk::detail::write_file(w / "ids.txt", "1 2 banana\n");
   r = run("decode --tiktoken " + q(w / "big.tiktoken") + " " + q(w / "ids.txt"));
   CHECK(r.status == 1);
-  CHECK(r.out.find("ids.txt:1: 'banana' is not a token id") != std::string::npos);
+  CHECK(r.out.find("ids.txt:1: 'banana' is not a token id\n") != std::string::npos);
+  // Binary ids read as text: the bytes shown escaped and cut short, with the option to use.
+  tk::detail::write_file(w / "ids.u16", std::string("\x05\x01\x41\x00\x07\x01\x08\x01\x09\x01\x0b\x01\x0c\x01"
+                                                    "\x0e\x01\x0f\x01", 18));
+  r = run("decode --tiktoken " + q(w / "big.tiktoken") + " " + q(w / "ids.u16"));
+  CHECK(r.status == 1);
+  CHECK_MESSAGE(r.out.find("ids.u16:1: '\\x05\\x01A\\x00\\x07\\x01\\x08…' is not a token id (binary ids? pass "
+                           "--format u16 or u32)") != std::string::npos,
+                r.out);
   tk::detail::write_file(w / "ids.txt", "1 99999\n");
   r = run("decode --tiktoken " + q(w / "big.tiktoken") + " " + q(w / "ids.txt"));
   CHECK(r.status == 1);
