@@ -102,6 +102,12 @@ struct attention_grads {
 
 namespace detail {
 
+/// dst ← dst + src (same shape): a gradient adding into its accumulator.
+template <class D, class S>
+void accumulate(D& dst, const S& src) {
+  dst = dst + src;
+}
+
 /// The extents type of an operand.
 template <class X>
 using extents_of = typename decltype(as_expression(std::declval<const X&>()))::extents_type;

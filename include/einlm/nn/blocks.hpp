@@ -91,12 +91,6 @@ tensor<T, dims<sizeof...(I)>> zeros(I... n) {
   return t;
 }
 
-/// dst ← dst + src (same shape).
-template <class D, class S>
-void accumulate(D& dst, const S& src) {
-  dst = dst + src;
-}
-
 /// (B, H, S, Dh) → (B, S, H·Dh): the heads side by side. Written through a (B, S, H, Dh) view of
 /// the result, so that the copy is a permutation with contiguous rows of Dh (the executor's row
 /// path) rather than an element-wise gather into a merged axis.

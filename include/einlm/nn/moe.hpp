@@ -273,12 +273,6 @@ tensor<T, dims<2>> gather_rows(const tensor<T, dims<2>>& x, const std::vector<st
   return out;
 }
 
-/// dst ← dst + src (same shape).
-template <class D, class S>
-void add_into(D& dst, const S& src) {
-  dst = dst + src;
-}
-
 /// An expert's forward on the rows x (n, D); keeps its activations.
 template <class T>
 moe_expert_activations<T> expert_forward(const expert_parameters<T>& w, const tensor<T, dims<2>>& x) {
@@ -470,7 +464,7 @@ class moe_layer {
     dx = T(0);
     // Shared experts: every token, weight 1.
     for (std::size_t s = 0; s < p.shared_experts.size(); ++s)
-      detail::add_into(dx, detail::expert_backward(p.shared_experts[s], shared_[s], x_, dy, grads.shared_experts[s]));
+      detail::accumulate(dx, detail::expert_backward(p.shared_experts[s], shared_[s], x_, dy, grads.shared_experts[s]));
     // Routed experts: dy scaled by the gate in, ⟨dy, out⟩ per slot out to the gate.
     // Each expert in parallel (it writes its own gradients, its own slots' dgate and its own dx
     // rows), then the rows added into dx in expert order.
@@ -601,7 +595,7 @@ class moe_layer {
     y = T(0);
     for (const auto& w : p.shared_experts) {
       auto act = detail::expert_forward(w, x);
-      detail::add_into(y, act.out);
+      detail::accumulate(y, act.out);
       if (keep) shared_.push_back(std::move(act));
     }
     // The experts' blocks in parallel, then their gate-weighted outputs added in expert order.
