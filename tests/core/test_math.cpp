@@ -1,7 +1,9 @@
 // Tests of einlm/core/math.hpp: every function, float and double, scalar and packet forms, against
 // <cmath> evaluated in a wider type (long double), on random inputs over the function's useful
 // range and on special values. The bounds are math.hpp's measured worst cases plus one ulp, for
-// compilers that fuse multiply-adds (-march=native) and round differently.
+// compilers that fuse multiply-adds (-march=native) and round differently. sqrt of packets is
+// also checked bit for bit against std::sqrt inside kernels that simd::dispatch runs at every
+// packet width this CPU has (random bit patterns: negatives, subnormals, infinities, NaNs).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -12,7 +14,11 @@
 #include <string>
 #include <vector>
 
+#include <cstring>
+#include <random>
+
 #include "einlm/core/math.hpp"
+#include "einlm/core/simd_dispatch.hpp"
 #include "support/check.hpp"
 
 namespace {
@@ -260,3 +266,57 @@ TEST_CASE("silu with subnormal results: absolute error below |x| times the small
     CHECK(error <= std::abs(x) * static_cast<double>(std::numeric_limits<float>::denorm_min()));
   }
 }
+
+#if EINLM_HAS_PACKETS
+
+namespace {
+
+/// y = math::sqrt(x) over n elements, on packets of B bytes, then one by one.
+template <class T>
+struct sqrt_kernel {
+  template <int B>
+  static void run(einlm::index_t n, T* y, const T* x) {
+    using V = simd::packet<T, B>;
+    einlm::index_t i = 0;
+    for (; i + V::size <= n; i += V::size) simd::store(y + i, einlm::math::sqrt(simd::load<T, B>(x + i)));
+    for (; i < n; ++i) y[i] = einlm::math::sqrt(x[i]);
+  }
+};
+
+/// Elements of math::sqrt over 2^18 random bit patterns of T (plus ±0, ±inf, NaN, −1) that differ
+/// from std::sqrt's bits (any NaN matching any NaN), at packets of the current dispatch width.
+template <class T, class Bits>
+std::size_t sqrt_mismatches() {
+  std::mt19937_64 rng(20261130);
+  std::vector<T> x(std::size_t{1} << 18), y(x.size());
+  for (auto& v : x) {
+    const Bits b = static_cast<Bits>(rng());
+    std::memcpy(&v, &b, sizeof v);
+  }
+  const T specials[] = {T(0), -T(0), std::numeric_limits<T>::infinity(), -std::numeric_limits<T>::infinity(),
+                        std::numeric_limits<T>::quiet_NaN(), T(-1), std::numeric_limits<T>::denorm_min(), T(2)};
+  std::copy(std::begin(specials), std::end(specials), x.begin() + 5);
+  simd::dispatch<sqrt_kernel<T>>(static_cast<einlm::index_t>(x.size()) - 3, y.data(), x.data());  // a scalar tail
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i + 3 < x.size(); ++i) {
+    const T expected = std::sqrt(x[i]);
+    if (std::memcmp(&expected, &y[i], sizeof(T)) != 0 && !(std::isnan(expected) && std::isnan(y[i]))) ++bad;
+  }
+  return bad;
+}
+
+}  // namespace
+
+TEST_CASE("sqrt of packets is the correctly rounded square root at every dispatch width, bit for bit") {
+  const int start = simd::dispatch_bytes();
+  for (const int cap : {16, 32, 64}) {
+    if (cap > start) break;
+    const int bytes = simd::limit_dispatch_bytes(cap);
+    CAPTURE(bytes);
+    CHECK(sqrt_mismatches<float, std::uint32_t>() == 0);
+    CHECK(sqrt_mismatches<double, std::uint64_t>() == 0);
+  }
+  CHECK(simd::limit_dispatch_bytes(start) == start);
+}
+
+#endif

@@ -19,6 +19,7 @@
 //   double, and that conditioning shows (gelu within 64 ulp for |x| ≤ 6).
 //   On the device, gelu on float is computed in double with CUDA's erfc.
 // exp overflows to inf and underflows through the subnormals to 0; NaN propagates everywhere.
+// On x86 a packet's sqrt (and rsqrt's division by it) is one sqrtps/sqrtpd per register.
 #pragma once
 
 #include <cmath>
@@ -28,6 +29,13 @@
 #include "einlm/core/config.hpp"
 #include "einlm/core/dtype.hpp"
 #include "einlm/core/simd.hpp"
+
+#if EINLM_HAS_PACKETS && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define EINLM_HAS_X86_SQRT 1
+#else
+#define EINLM_HAS_X86_SQRT 0
+#endif
 
 namespace einlm::math {
 
@@ -256,11 +264,45 @@ EINLM_HD V sigmoid_poly(V x) {
   return select(negative, e * r, r);
 }
 
+#if EINLM_HAS_X86_SQRT
+// Correctly rounded square roots of whole registers (sqrtps/sqrtpd), in place, for packets: the
+// scalar __builtin_sqrt keeps errno for negative inputs, so a packet's lanes would go one by one
+// through sqrtss and a branch. The 32- and 64-byte forms carry the instruction set they need; only
+// kernels compiled for it (simd_dispatch.hpp, which inline them) or a build for it make packets
+// that wide. The register goes by reference (a pointer in the ABI), so that a call left out of
+// line (-O0) passes no wide vector by value between code built for two instruction sets.
+template <class T, int Bytes>
+using register_of = typename simd::detail::vec<T, Bytes>::type;
+__attribute__((target("avx512f"))) inline void sqrt_in_place(register_of<float, 64>& x) {
+  x = _mm512_maskz_sqrt_ps(static_cast<__mmask16>(0xFFFF), x);
+}
+__attribute__((target("avx512f"))) inline void sqrt_in_place(register_of<double, 64>& x) {
+  x = _mm512_maskz_sqrt_pd(static_cast<__mmask8>(0xFF), x);
+}
+__attribute__((target("avx"))) inline void sqrt_in_place(register_of<float, 32>& x) { x = _mm256_sqrt_ps(x); }
+__attribute__((target("avx"))) inline void sqrt_in_place(register_of<double, 32>& x) { x = _mm256_sqrt_pd(x); }
+inline void sqrt_in_place(register_of<float, 16>& x) { x = _mm_sqrt_ps(x); }
+inline void sqrt_in_place(register_of<double, 16>& x) { x = _mm_sqrt_pd(x); }
+#endif
+
 EINLM_EXEC_CHECK_DISABLE
 template <class V>
 EINLM_HD V sqrt_lanes(V x) {
   if constexpr (is_packet_v<V>) {
+#if EINLM_HAS_X86_SQRT
+    constexpr std::size_t part_bytes = sizeof(typename V::part);
+    if constexpr ((std::is_same_v<scalar_t<V>, float> || std::is_same_v<scalar_t<V>, double>) &&
+                  (part_bytes == 16 || part_bytes == 32 || part_bytes == 64)) {
+      if constexpr (V::K == 1) sqrt_in_place(x.p);
+      else
+        for (int k = 0; k < V::K; ++k) sqrt_in_place(x.p[k]);
+      return x;
+    } else {
+      return simd::map_lanes(x, [](scalar_t<V> v) { return sqrt_lanes(v); });
+    }
+#else
     return simd::map_lanes(x, [](scalar_t<V> v) { return sqrt_lanes(v); });
+#endif
   } else if constexpr (std::is_same_v<V, float>) {
     return __builtin_sqrtf(x);
   } else {
