@@ -443,6 +443,21 @@ inline void store(S* p, const packet<C, B>& x) {
   }
 }
 
+/// A packet with every lane c, as 0 + c: g++ keeps that a broadcast in a kernel compiled for wider
+/// registers (simd_dispatch.hpp), where packet's own constructor (c − 0, which keeps −0) is
+/// optimised first in the build's instruction set and then rebuilt lane by lane, sixteen masked
+/// broadcasts for an AVX-512 packet. A zero c gives +0 in every lane. Kernels build their
+/// constants with it, once, outside their loops.
+template <class P>
+P broadcast(scalar_t<P> c) {
+  using part = typename P::part;
+  P r;
+  if constexpr (P::K == 1) r.p = part{} + c;
+  else
+    for (int k = 0; k < P::K; ++k) r.p[k] = part{} + c;
+  return r;
+}
+
 }  // namespace einlm::simd
 
 #undef EINLM_FOR_PARTS

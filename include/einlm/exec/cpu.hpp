@@ -46,6 +46,30 @@ struct run_units_probe {
   template <class F>
   void operator()(index_t, F&&) const {}
 };
+
+/// Runs f(row) for every row, on OpenMP's threads when there is enough work (the CPU kernels
+/// outside the executor: the nn layers', the optimizers').
+template <class F>
+void for_each_row(index_t rows, index_t work_per_row, F&& f) {
+#if EINLM_HAS_OPENMP
+  if (rows > 1 && rows * work_per_row >= (index_t{1} << 14)) {
+#pragma omp parallel for schedule(static)
+    for (index_t r = 0; r < rows; ++r) f(r);
+    return;
+  }
+#endif
+  for (index_t r = 0; r < rows; ++r) f(r);
+}
+
+/// f(first, count) over n elements cut into units of 2048, on OpenMP's threads.
+template <class F>
+void for_each_unit(index_t n, F&& f) {
+  constexpr index_t unit = 2048;  // elements per parallel unit
+  for_each_row((n + unit - 1) / unit, unit, [&](index_t u) {
+    const index_t first = u * unit;
+    f(first, std::min(n, first + unit) - first);
+  });
+}
 }  // namespace detail
 
 class cpu_executor {

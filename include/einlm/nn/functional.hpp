@@ -67,18 +67,8 @@ auto softmax_rows(const X& x) {
   return std::pair{std::move(row_max), std::move(row_sum)};
 }
 
-/// Runs f(row) for every row, on the executor's OpenMP threads when there is enough work.
-template <class F>
-void for_each_row(index_t rows, index_t work_per_row, F&& f) {
-#if EINLM_HAS_OPENMP
-  if (rows > 1 && rows * work_per_row >= (index_t{1} << 14)) {
-#pragma omp parallel for schedule(static)
-    for (index_t r = 0; r < rows; ++r) f(r);
-    return;
-  }
-#endif
-  for (index_t r = 0; r < rows; ++r) f(r);
-}
+using einlm::detail::for_each_row;
+using einlm::detail::for_each_unit;
 
 #if EINLM_HAS_PACKETS
 /// The sum of a packet's lanes: its parts added, then the halves of the part added to each other
@@ -204,16 +194,6 @@ struct swiglu_hidden_op {
   }
 };
 
-/// f(first, count) over n elements cut into units of 2048, on the executor's threads.
-template <class F>
-void for_each_unit(index_t n, F&& f) {
-  constexpr index_t unit = 2048;  // elements per parallel unit
-  for_each_row((n + unit - 1) / unit, unit, [&](index_t u) {
-    const index_t first = u * unit;
-    f(first, std::min(n, first + unit) - first);
-  });
-}
-
 /// out[i] = Op(in[i]…) in C over n contiguous elements, threaded, on the widest packets of this
 /// CPU (map_kernel).
 template <class C, class Op, class S, class... In>
@@ -290,24 +270,8 @@ void row_for(index_t n, F&& f) {
   for (; j < n; ++j) f.template operator()<C>(j);
 }
 
-#if EINLM_HAS_PACKETS
-/// A packet with every lane c, as 0 + c: g++ keeps that a broadcast in a kernel compiled for wider
-/// registers (simd_dispatch.hpp), where packet's own constructor (c − 0, which keeps −0) is
-/// optimised first in the build's instruction set and then rebuilt lane by lane, sixteen masked
-/// broadcasts for an AVX-512 packet. A zero c gives +0 in every lane.
-template <class P>
-P broadcast(simd::scalar_t<P> c) {
-  using part = typename P::part;
-  P r;
-  if constexpr (P::K == 1) r.p = part{} + c;
-  else
-    for (int k = 0; k < P::K; ++k) r.p[k] = part{} + c;
-  return r;
-}
-#endif
-
 /// A scalar c as each operand type of row_sum and row_for (a packet of B or 16 bytes, or C), built
-/// once per row, outside the loops, by broadcast.
+/// once per row, outside the loops, by simd::broadcast.
 template <class C, int B>
 struct splat {
   C value;
@@ -317,8 +281,8 @@ struct splat {
 #endif
   explicit splat(C c) : value(c) {
 #if EINLM_HAS_PACKETS
-    wide = broadcast<simd::packet<C, B>>(c);
-    narrow = broadcast<simd::packet<C, 16>>(c);
+    wide = simd::broadcast<simd::packet<C, B>>(c);
+    narrow = simd::broadcast<simd::packet<C, 16>>(c);
 #endif
   }
   template <class V>
