@@ -19,6 +19,8 @@
 // the baseline) or 64 (AVX-512 where the CPU has it; else its widest), in elements per second.
 // bm_norm times RMSNorm and LayerNorm, forward and backward, through their row kernels beside
 // the einops expressions they replace on host tensors (the baseline), in elements per second.
+// bm_adamw times one AdamW update through its one-pass kernel beside the three executor passes
+// it replaces (the baseline), in parameters per second.
 // benchmarks/train_peers.py runs this program beside the same models in PyTorch eager (same
 // threads, same update) and prints the ratios.
 #include <benchmark/benchmark.h>
@@ -265,6 +267,38 @@ void bm_norm(benchmark::State& state) {
                  (rows_path ? ", row kernel" : ", expressions"));
 }
 
+/// One AdamW update of n float parameters: state.range(0) the path (0 the three expressions on the
+/// CPU executor, the baseline; 1 the one-pass kernel adamw::update runs), range(1) the size (0:
+/// 49,152, one FFN matrix of the demo model; 1: 2,359,296, one of GPT-2 small's), in parameters
+/// per second.
+void bm_adamw(benchmark::State& state) {
+  const bool kernel = state.range(0) == 1;
+  const index_t n = state.range(1) == 0 ? 49'152 : 2'359'296;
+  auto p = random_floats(dims<1>(n), 0.02, 7);        // (N,)
+  const auto g = random_floats(dims<1>(n), 1e-3, 8);  // (N,)
+  tensor<float, dims<1>> m{dims<1>(n)}, v{dims<1>(n)};  // (N,) twice
+  m = 0.0f;
+  v = 0.0f;
+  const optim::adamw_options options{.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
+  const auto k = optim::detail::adamw_coefficients<float>::of(options, 1e-3, 0.1, 10);
+  for (auto _ : state) {
+    if (kernel) {
+      float *pp = p.data(), *pm = m.data(), *pv = v.data();
+      const float* pg = g.data();
+      einlm::detail::for_each_unit(n, [&](index_t first, index_t count) {
+        simd::dispatch<optim::detail::adamw_kernel<float>>(count, pp + first, pm + first, pv + first, pg + first, k);
+      });
+    } else {
+      optim::detail::adamw_expressions(as_view(p), as_view(m), as_view(v), as_view(g), k);
+    }
+    benchmark::DoNotOptimize(p.data());
+  }
+  state.counters["params/s"] =
+      benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  state.SetLabel(std::string(kernel ? "one-pass kernel" : "three expressions") + ", " + std::to_string(n) +
+                 " parameters");
+}
+
 }  // namespace
 
 BENCHMARK(bm_cross_entropy<float>)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -276,6 +310,7 @@ BENCHMARK(bm_train_step_bf16)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisec
 BENCHMARK(bm_forward)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_nn_kernel)->ArgsProduct({{0, 1, 2, 3, 4}, {16, 64}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_norm)->ArgsProduct({{0, 1, 2, 3}, {0, 1}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(bm_adamw)->ArgsProduct({{0, 1}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_decode)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_decode_uniform)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_MAIN();

@@ -2,7 +2,8 @@
 // its definition, gradient clipping against CS336's case (√125 → 8.944271e-4 per element) and
 // random gradients (float, double, strided), and AdamW against CS336's test_adamw snapshot (1000
 // steps of a 3→2 linear regression from the seed-42 weights; tolerance 1e-4 as in CS336) and
-// against a double-precision transcription of torch.optim.AdamW's update on random data.
+// against a double-precision transcription of torch.optim.AdamW's update on random data; its
+// one-pass kernel against the three expressions it replaced, at every packet width.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "einlm/core/npy.hpp"
+#include "einlm/core/simd_dispatch.hpp"
 #include "einlm/optim/adamw.hpp"
 #include "einlm/optim/clip.hpp"
 #include "einlm/optim/schedule.hpp"
@@ -174,6 +176,49 @@ TEST_CASE("AdamW: torch.optim.AdamW's update, step by step, in double") {
   for (std::size_t i = 0; i < n; ++i) CHECK(p.data()[i] == doctest::Approx(p_ref[i]).epsilon(1e-13));
   const auto& mom = std::get<optim::adamw_moments<double>>(opt.state().at("p"));
   for (std::size_t i = 0; i < n; ++i) CHECK(mom.m.data()[i] == doctest::Approx(m[i]).epsilon(1e-13));
+}
+
+TEST_CASE_TEMPLATE("AdamW: the one-pass kernel equals the three expressions it replaced, at every packet width", T,
+                   float, double) {
+  // Sizes around the packet widths (scalar tails) and one past a threading unit; a strided
+  // gradient goes through the flat copy first. Both paths: 25 steps of a schedule, then compared
+  // (up to the fused multiply-adds a wider kernel may use).
+  const double tolerance = std::is_same_v<T, float> ? 2e-6 : 1e-14;
+  const int start = simd::dispatch_bytes();
+  for (const int cap : {16, 32, 64}) {
+    if (cap > start) break;
+    CAPTURE(simd::limit_dispatch_bytes(cap));
+    for (const index_t n : {index_t{1}, index_t{7}, index_t{16}, index_t{33}, index_t{4099}}) {
+      CAPTURE(n);
+      const auto init = test::random_values<T>(static_cast<std::size_t>(n), -1, 1, 11);
+      tensor<T, dims<1>> p{dims<1>(n)}, p_ref{dims<1>(n)}, m_ref{dims<1>(n)}, v_ref{dims<1>(n)};  // (N,) each
+      std::copy(init.begin(), init.end(), p.data());
+      std::copy(init.begin(), init.end(), p_ref.data());
+      m_ref = T(0);
+      v_ref = T(0);
+      const optim::adamw_options options{.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
+      optim::adamw opt(options);
+      for (int t = 1; t <= 25; ++t) {
+        const auto g = test::random_values<T>(static_cast<std::size_t>(2 * n), -2, 2, 200 + static_cast<std::uint64_t>(t));
+        tensor<T, dims<2>> pairs{dims<2>(n, 2)};  // (N, 2): the gradient is column 0, a strided view
+        std::copy(g.begin(), g.end(), pairs.data());
+        const auto grad = slice(pairs, full_extent, 0);  // (N,) stride 2
+        const double lr = 1e-2 * (1.0 - 0.03 * t);
+        opt.begin_step(lr);
+        opt.update("p", p, grad, options.weight_decay);
+        tensor<T, dims<1>> flat_g = eval(grad);  // (N,)
+        optim::detail::adamw_expressions(as_view(p_ref), as_view(m_ref), as_view(v_ref), as_view(flat_g),
+                                         optim::detail::adamw_coefficients<T>::of(options, lr, options.weight_decay, t));
+      }
+      const auto& mom = std::get<optim::adamw_moments<T>>(opt.state().at("p"));
+      for (index_t i = 0; i < n; ++i) {
+        CHECK(p.data()[i] == doctest::Approx(p_ref.data()[i]).epsilon(tolerance));
+        CHECK(mom.m.data()[i] == doctest::Approx(m_ref.data()[i]).epsilon(tolerance));
+        CHECK(mom.v.data()[i] == doctest::Approx(v_ref.data()[i]).epsilon(tolerance));
+      }
+    }
+  }
+  CHECK(simd::limit_dispatch_bytes(start) == start);
 }
 
 TEST_CASE("AdamW: errors name the parameter") {

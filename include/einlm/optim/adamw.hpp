@@ -13,9 +13,9 @@
 // host arrays of the same shape (any strides, any floating type). The moments m and v live in the
 // optimizer, one pair per parameter name, in float for float parameters and double for double
 // ones; they are created (zero) on a name's first update, and a later update of the name with a
-// different number of elements is an error naming it. Each update is three fused passes on the CPU
-// executor (a fourth copies the gradient first when it is not a contiguous array of the moments'
-// type). step() is the number of begin_step() calls; state() exposes the moments by name (with
+// different number of elements is an error naming it. Each update is one pass over the parameter,
+// its moments and its gradient (detail::adamw_kernel: threaded, on the widest packets of this CPU;
+// a second pass copies the gradient first when it is not a contiguous array of the moments' type). step() is the number of begin_step() calls; state() exposes the moments by name (with
 // set_step() to restore the count).
 //
 // Checkpoints (optim/state_io.hpp): write_state(w) puts metadata "optimizer" = "adamw",
@@ -35,7 +35,10 @@
 #include <variant>
 
 #include "einlm/core/error.hpp"
+#include "einlm/core/math.hpp"
 #include "einlm/core/safetensors.hpp"
+#include "einlm/core/simd.hpp"
+#include "einlm/core/simd_dispatch.hpp"
 #include "einlm/core/tensor.hpp"
 #include "einlm/expr.hpp"
 #include "einlm/optim/state_io.hpp"
@@ -55,6 +58,69 @@ template <class S>
 struct adamw_moments {
   tensor<S, dims<1>, host> m, v;  // (N,), (N,)
 };
+
+namespace detail {
+
+/// One step's scalars of the update, in T: β₁, 1 − β₁, β₂, 1 − β₂, the decay factor 1 − lr·λ,
+/// the step size lr/(1 − β₁ᵗ), 1/√(1 − β₂ᵗ) and ε.
+template <class T>
+struct adamw_coefficients {
+  T b1, one_minus_b1, b2, one_minus_b2, decay, step_size, inv_sqrt_bc2, eps;
+  static adamw_coefficients of(const adamw_options& o, double lr, double weight_decay, std::int64_t step) {
+    const double t = static_cast<double>(step);
+    const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2);
+    return {b1,
+            T(1) - b1,
+            b2,
+            T(1) - b2,
+            static_cast<T>(1.0 - lr * weight_decay),
+            static_cast<T>(lr / (1.0 - std::pow(o.beta1, t))),
+            static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(o.beta2, t))),
+            static_cast<T>(o.eps)};
+  }
+};
+
+/// One AdamW step over n contiguous elements, in place, in one pass, on packets of B bytes:
+///   m ← β₁m + (1 − β₁)g,   v ← β₂v + (1 − β₂)g·g,   p ← p·decay − step_size·m / (√v·c + ε)
+/// in the order of operations of adamw_expressions (equal up to FMA contraction).
+template <class T>
+struct adamw_kernel {
+  template <int B>
+  static void run(index_t n, T* p, T* m, T* v, const T* g, const adamw_coefficients<T>& k) {
+    index_t i = 0;
+#if EINLM_HAS_PACKETS
+    using V = simd::packet<T, B>;
+    const V b1 = simd::broadcast<V>(k.b1), c1 = simd::broadcast<V>(k.one_minus_b1);
+    const V b2 = simd::broadcast<V>(k.b2), c2 = simd::broadcast<V>(k.one_minus_b2);
+    const V decay = simd::broadcast<V>(k.decay), step_size = simd::broadcast<V>(k.step_size);
+    const V inv_sqrt_bc2 = simd::broadcast<V>(k.inv_sqrt_bc2), eps = simd::broadcast<V>(k.eps);
+    for (; i + V::size <= n; i += V::size) {
+      const V gi = simd::load<T, B>(g + i);
+      const V mi = b1 * simd::load<T, B>(m + i) + c1 * gi;
+      const V vi = b2 * simd::load<T, B>(v + i) + c2 * gi * gi;
+      simd::store(m + i, mi);
+      simd::store(v + i, vi);
+      simd::store(p + i, simd::load<T, B>(p + i) * decay - step_size * mi / (math::sqrt(vi) * inv_sqrt_bc2 + eps));
+    }
+#endif
+    for (; i < n; ++i) {
+      m[i] = k.b1 * m[i] + k.one_minus_b1 * g[i];
+      v[i] = k.b2 * v[i] + k.one_minus_b2 * g[i] * g[i];
+      p[i] = p[i] * k.decay - k.step_size * m[i] / (math::sqrt(v[i]) * k.inv_sqrt_bc2 + k.eps);
+    }
+  }
+};
+
+/// The same step as three expressions on the CPU executor (the update before adamw_kernel): the
+/// reference the kernel is tested against and benchmarked beside.
+template <class T, class PV, class MV, class GV>
+void adamw_expressions(const PV& flat_p, const MV& m, const MV& v, const GV& flat_g, const adamw_coefficients<T>& k) {
+  assign(m, k.b1 * m + k.one_minus_b1 * flat_g);                                               // (N,)
+  assign(v, k.b2 * v + k.one_minus_b2 * flat_g * flat_g);                                      // (N,)
+  assign(flat_p, flat_p * k.decay - k.step_size * m / (sqrt(v) * k.inv_sqrt_bc2 + k.eps));    // (N,)
+}
+
+}  // namespace detail
 
 class adamw {
  public:
@@ -114,18 +180,19 @@ class adamw {
   }
 
  private:
-  /// m, v and the parameter (flat, (N,)) from the flat gradient g of the current step.
+  /// m, v and the parameter (flat, (N,)) from the flat gradient g of the current step: one pass
+  /// (detail::adamw_kernel), threaded, on the widest packets of this CPU.
   template <class PV, class T, class GF>
   void step_moments_and_parameter(const PV& flat_p, adamw_moments<T>& mom, const GF& flat_g, double weight_decay) const {
-    const T b1 = static_cast<T>(options_.beta1), b2 = static_cast<T>(options_.beta2);
-    const double t = static_cast<double>(step_);
-    const T decay = static_cast<T>(1.0 - lr_ * weight_decay);
-    const T step_size = static_cast<T>(lr_ / (1.0 - std::pow(options_.beta1, t)));
-    const T inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(options_.beta2, t)));
-    const T eps = static_cast<T>(options_.eps);
-    assign(mom.m, b1 * mom.m + (T(1) - b1) * flat_g);                                         // (N,)
-    assign(mom.v, b2 * mom.v + (T(1) - b2) * flat_g * flat_g);                                // (N,)
-    assign(flat_p, flat_p * decay - step_size * mom.m / (sqrt(mom.v) * inv_sqrt_bc2 + eps));  // (N,)
+    const auto k = detail::adamw_coefficients<T>::of(options_, lr_, weight_decay, step_);
+    const index_t n = mom.m.size();
+    T* p = flat_p.data();
+    T* m = mom.m.data();
+    T* v = mom.v.data();
+    const T* g = flat_g.data();
+    einlm::detail::for_each_unit(n, [&](index_t first, index_t count) {
+      simd::dispatch<detail::adamw_kernel<T>>(count, p + first, m + first, v + first, g + first, k);
+    });
   }
 
  public:
