@@ -21,7 +21,8 @@
 //     make_params<T>(): zero weights of the right shapes;
 //   - visit(params, prefix, f): f(prefix + name, tensor) for every weight, in a fixed order;
 //   - forward(params, x, cache*, ctx): (B, S, in) → (B, S, out), keeping activations when the
-//     cache pointer is not null; backward(params, grads, cache, dy, ctx): accumulates the weights'
+//     cache pointer is not null (linear and the activations also take x as an rvalue and keep it
+//     without a copy; sequential and residual hand their intermediate results on as rvalues); backward(params, grads, cache, dy, ctx): accumulates the weights'
 //     gradients and returns d(input) (a block may also take dy as an rvalue, to release it and its
 //     cache as soon as it is done: linear, lm_head, tied_lm and sequential do, and model's
 //     forward_backward hands the loss gradient over); a combinator hands ctx to its children as
@@ -929,6 +930,15 @@ struct linear {
     if (c) c->x = x.clone();                                  // (B, S, In)
     return nn::detail::linear_forward(x, p.weight, &p.bias);  // (B, S, Out)
   }
+  /// The same, taking x over: it becomes the kept input, with no copy.
+  template <class T>
+  tensor<T, dims<3>> forward(const params<T>& p, tensor<T, dims<3>>&& x, std::type_identity_t<cache<T>>* c,
+                             const context&) const {
+    detail::require_width("linear", in, x.extent(2));
+    auto y = nn::detail::linear_forward(x, p.weight, &p.bias);  // (B, S, Out)
+    if (c) c->x = std::move(x);                                 // (B, S, In)
+    return y;
+  }
   template <class T>
   tensor<T, dims<3>> backward(const params<T>& p, params<T>& g, cache<T>& c,
                               const tensor<T, dims<3>>& dy, const context&) const {
@@ -1152,6 +1162,14 @@ struct activation {
                              std::type_identity_t<cache<T>>* c, const context&) const {
     if (c) c->x = x.clone();  // (B, S, F)
     return Fn::apply(x);      // (B, S, F)
+  }
+  /// The same, taking x over: it becomes the kept input, with no copy.
+  template <class T>
+  tensor<T, dims<3>> forward(const params<T>&, tensor<T, dims<3>>&& x, std::type_identity_t<cache<T>>* c,
+                             const context&) const {
+    tensor<T, dims<3>> y = Fn::apply(x);  // (B, S, F)
+    if (c) c->x = std::move(x);           // (B, S, F)
+    return y;
   }
   template <class T>
   tensor<T, dims<3>> backward(const params<T>&, params<T>&, cache<T>& c,
@@ -1494,9 +1512,8 @@ struct sequential {
     (std::make_index_sequence<count>{});
   }
   template <class T, class X>
-  auto forward(const params<T>& p, const X& x, std::type_identity_t<cache<T>>* c,
-               const context& ctx) const {
-    return forward_from<0>(p, x, c, ctx);  // (B, S, out)
+  auto forward(const params<T>& p, X&& x, std::type_identity_t<cache<T>>* c, const context& ctx) const {
+    return forward_from<0>(p, std::forward<X>(x), c, ctx);  // (B, S, out)
   }
   template <class T>
   auto backward(const params<T>& p, std::type_identity_t<params<T>>& g,
@@ -1536,14 +1553,16 @@ struct sequential {
     if (out != 0 && in != 0)
       detail::require_fit("sequential", out, in);  // 0: an activation, any width
   }
+  /// Block I's forward, then those after it; each output goes on to the next block as an rvalue,
+  /// so a block that keeps its input (linear, an activation) takes it over instead of copying it.
   template <std::size_t I, class T, class X>
-  auto forward_from(const params<T>& p, const X& x, cache<T>* c, const context& ctx) const {
-    auto y = std::get<I>(blocks).forward(std::get<I>(p.blocks), x,
+  auto forward_from(const params<T>& p, X&& x, cache<T>* c, const context& ctx) const {
+    auto y = std::get<I>(blocks).forward(std::get<I>(p.blocks), std::forward<X>(x),
                                          c ? &std::get<I>(c->blocks) : nullptr, ctx);  // (B, S, ·)
     if constexpr (I + 1 == count)
       return y;
     else
-      return forward_from<I + 1>(p, y, c, ctx);  // (B, S, out)
+      return forward_from<I + 1>(p, std::move(y), c, ctx);  // (B, S, out)
   }
   /// Block I's backward, then those before it. When dy was handed over (an rvalue), so is each
   /// block's d(input) to the block before, and a block that can release it early does.
@@ -1696,9 +1715,9 @@ struct residual : detail::pair_base<Norm, Body> {
   template <class T>
   tensor<T, dims<3>> forward(const params<T>& p, const tensor<T, dims<3>>& x,
                              std::type_identity_t<cache<T>>* c, const context& ctx) const {
-    const auto n = this->first.forward(p.first, x, c ? &c->first : nullptr, ctx);     // (B, S, D)
-    const auto y = this->second.forward(p.second, n, c ? &c->second : nullptr, ctx);  // (B, S, D)
-    return x + y;                                                                     // (B, S, D)
+    auto n = this->first.forward(p.first, x, c ? &c->first : nullptr, ctx);                      // (B, S, D)
+    const auto y = this->second.forward(p.second, std::move(n), c ? &c->second : nullptr, ctx);  // (B, S, D)
+    return x + y;                                                                                // (B, S, D)
   }
   template <class T>
   tensor<T, dims<3>> backward(const params<T>& p, std::type_identity_t<params<T>>& g,
