@@ -22,8 +22,9 @@
 //   - visit(params, prefix, f): f(prefix + name, tensor) for every weight, in a fixed order;
 //   - forward(params, x, cache*, ctx): (B, S, in) → (B, S, out), keeping activations when the
 //     cache pointer is not null (linear and the activations also take x as an rvalue and keep it
-//     without a copy; sequential and residual hand their intermediate results on as rvalues); backward(params, grads, cache, dy, ctx): accumulates the weights'
-//     gradients and returns d(input) (a block may also take dy as an rvalue, to release it and its
+//     without a copy; sequential and residual hand their intermediate results on as rvalues);
+//     backward(params, grads, cache, dy, ctx): accumulates the weights' gradients and returns
+//     d(input) (a block may also take dy as an rvalue, to release it and its
 //     cache as soon as it is done: linear, lm_head, tied_lm and sequential do, and model's
 //     forward_backward hands the loss gradient over); a combinator hands ctx to its children as
 //     it is (in a cached pass it carries the KV cache and the rows' positions to the attention and

@@ -15,7 +15,8 @@
 // ones; they are created (zero) on a name's first update, and a later update of the name with a
 // different number of elements is an error naming it. Each update is one pass over the parameter,
 // its moments and its gradient (detail::adamw_kernel: threaded, on the widest packets of this CPU;
-// a second pass copies the gradient first when it is not a contiguous array of the moments' type). step() is the number of begin_step() calls; state() exposes the moments by name (with
+// a second pass copies the gradient first when it is not a contiguous array of the moments'
+// type). step() is the number of begin_step() calls; state() exposes the moments by name (with
 // set_step() to restore the count).
 //
 // Checkpoints (optim/state_io.hpp): write_state(w) puts metadata "optimizer" = "adamw",

@@ -29,8 +29,8 @@
 // mean loss of eval_batches fixed validation batches (stream (seed, 1), draws 0, 1, …). With
 // out_dir set: metrics.jsonl (one JSON object per logged step and per validation), a checkpoint
 // (train/checkpoint.hpp) every checkpoint_every steps and at the end, config.json with the first
-// of them (not before, so a run that fails early leaves the directory's checkpoint whole), and at the end
-// loss.png, the training and validation curves of metrics.jsonl (the whole run, resumes
+// of them (not before, so a run that fails early leaves the directory's checkpoint whole), and at
+// the end loss.png, the training and validation curves of metrics.jsonl (the whole run, resumes
 // included; train/plot.hpp). With resume_dir set, training continues from that checkpoint: the
 // step, the data draw, the seed and the optimizer's state (its options and step count included:
 // the checkpoint's settings win over trainer_options') are restored, so the continued run equals
