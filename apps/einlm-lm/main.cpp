@@ -458,6 +458,8 @@ int cmd_eval(const args& a) {
   const auto batch = a.integer("batch", 16), context = a.integer("context", config.base.context_length);
   if (batch == 0) throw usage_error("--batch must be positive, got 0");
   if (context == 0) throw usage_error("--context must be positive, got 0");
+  const auto batches = a.integer("batches", 16);
+  if (batches == 0) throw usage_error("--batches must be positive, got 0");
   train::check_lm_data(data, context, config.base.vocab_size);
   const bool rounded_bf16 = precision_of(a) == nn::precision::bf16_mixed;
   return with_model_type(
@@ -469,9 +471,9 @@ int cmd_eval(const args& a) {
         if (rounded_bf16) {
           typename Model::template rebind<bf16> rounded(model.model_config());  // the weights rounded to bf16
           convert_parameters(model, rounded);  // nn:: or nn::blocks:: (ADL)
-          loss = train::evaluate(rounded, data, batch, context, a.integer("batches", 16), 0);
+          loss = train::evaluate(rounded, data, batch, context, batches, 0);
         } else {
-          loss = train::evaluate(model, data, batch, context, a.integer("batches", 16), 0);
+          loss = train::evaluate(model, data, batch, context, batches, 0);
         }
         std::printf("loss %.4f nats/token, perplexity %.2f\n", loss, std::exp(loss));
         return 0;

@@ -131,8 +131,8 @@ TEST_CASE("split names its parts; check_lm_data finds a short set and the first 
     CHECK_THROWS_WITH_AS(check_lm_data(data, 64, 1000),
                          (path + ": the token at position " + std::to_string(planted) + " has id " +
                           std::to_string(ids[planted]) +
-                          ", outside the model's vocabulary [0, 1000) (were these tokens encoded with another "
-                          "tokenizer?)")
+                          ", outside the model's vocabulary [0, 1000) (encoded by another tokenizer, or read "
+                          "with the wrong token width?)")
                              .c_str(),
                          value_error);
     // The parts of a split say which part they are, and find positions within themselves.

@@ -270,6 +270,14 @@ TEST_CASE("einlm-lm: tokenizer, train, resume, eval, logits, generate") {
   r = lm("eval --checkpoint " + q(w / "model") + " --data " + q(w / "short.u16"));
   CHECK(r.status == 1);
   CHECK(r.out.find("short.u16: 20 tokens are too few for context length 32") != std::string::npos);
+  r = lm("eval --checkpoint " + q(w / "model") + " --data " + q(w / "ids.u16") + " --token-width u32");
+  CHECK(r.status == 1);
+  // Either the size is not a whole number of 32-bit ids, or the ids are past the vocabulary: both
+  // errors ask about the token width.
+  CHECK_MESSAGE(r.out.find("token width") != std::string::npos, r.out);
+  r = lm("eval --checkpoint " + q(w / "model") + " --data " + q(w / "ids.u16") + " --batches 0");
+  CHECK(r.status == 2);
+  CHECK(r.out.find("--batches must be positive, got 0") != std::string::npos);
   std::filesystem::copy_file(w / "small.json", w / "model/config.json", std::filesystem::copy_options::overwrite_existing);
   r = lm("logits --checkpoint " + q(w / "model") + " --ids '1 2' --out " + q(w / "x.npy"));
   CHECK(r.status == 1);

@@ -195,7 +195,7 @@ inline void check_lm_data(const token_dataset& data, index_t context_length, std
   if (const auto at = data.find_id_not_below(static_cast<std::uint64_t>(vocab_size)))
     throw value_error(einlm::detail::concat(data.name(), ": the token at position ", *at, " has id ", data[*at],
                                             ", outside the model's vocabulary [0, ", vocab_size,
-                                            ") (were these tokens encoded with another tokenizer?)"));
+                                            ") (encoded by another tokenizer, or read with the wrong token width?)"));
 }
 
 }  // namespace einlm::train
