@@ -13,26 +13,15 @@ its three CPU implementations: the for-loop, foreach and fused. Each PyTorch cas
 fastest (goal >= 1.0).
 """
 import argparse
-import json
 import os
-import subprocess
-import time
+import sys
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from norm_peers import bench_train_rates, best_rate  # noqa: E402
+
 SIZES = [49_152, 2_359_296]
-
-
-def best_rate(f, elements, calls=50, runs=7, warmup=5):
-    for _ in range(warmup):
-        f()
-    best = float("inf")
-    for _ in range(runs):
-        t = time.perf_counter()
-        for _ in range(calls):
-            f()
-        best = min(best, (time.perf_counter() - t) / calls)
-    return elements / best
 
 
 def torch_rate(n, variant):
@@ -44,25 +33,13 @@ def torch_rate(n, variant):
     return best_rate(opt.step, n)
 
 
-def einlm_rates(build, threads):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    out = subprocess.run([os.path.join(build, "benchmarks", "bench_train"), "--benchmark_format=json",
-                          "--benchmark_filter=bm_adamw", "--benchmark_min_time=1"],
-                         env=env, check=True, capture_output=True, text=True).stdout
-    rates = {}
-    for b in json.loads(out)["benchmarks"]:
-        _, path, size = b["name"].split("/")[:3]
-        rates[(int(path), int(size))] = b["params/s"]
-    return rates
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("build")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ours = einlm_rates(args.build, args.threads)
+    ours = bench_train_rates(args.build, args.threads, "bm_adamw", "params/s")
     print(f"M parameters/s, float32, {args.threads} thread(s), PyTorch {torch.__version__}")
     print("| parameters | einlm kernel | einlm expressions | PyTorch for-loop | foreach | fused | einlm / PyTorch's fastest |")
     print("|---|---|---|---|---|---|---|")

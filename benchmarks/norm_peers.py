@@ -54,16 +54,21 @@ def torch_rate(kernel, n, d):
     return best_rate(lambda: torch.autograd.grad(y, inputs, dy, retain_graph=True), n * d)
 
 
-def einlm_rates(build, threads):
+def bench_train_rates(build, threads, name, counter):
+    """{(args…): counter} of bench_train's benchmark `name`, keyed by its integer arguments."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     out = subprocess.run([os.path.join(build, "benchmarks", "bench_train"), "--benchmark_format=json",
-                          "--benchmark_filter=bm_norm", "--benchmark_min_time=1"],
+                          f"--benchmark_filter={name}/", "--benchmark_min_time=1"],
                          env=env, check=True, capture_output=True, text=True).stdout
     rates = {}
     for b in json.loads(out)["benchmarks"]:
-        _, kernel, path, shape = b["name"].split("/")[:4]
-        rates[(int(kernel), int(path), int(shape))] = b["elements/s"]
+        args = tuple(int(a) for a in b["name"].split("/")[1:] if a.isdigit())
+        rates[args] = b[counter]
     return rates
+
+
+def einlm_rates(build, threads):
+    return bench_train_rates(build, threads, "bm_norm", "elements/s")
 
 
 def main():
