@@ -205,7 +205,15 @@ std::string shape_text(const std::vector<index_t>& shape) {
 
 /// DIR/config.json.
 nn::moe_config load_checkpoint_config(const std::string& dir) {
-  return train::load_model_config((std::filesystem::path(dir) / "config.json").string());
+  const std::filesystem::path config = std::filesystem::path(dir) / "config.json";
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec))
+    throw io_error(einlm::detail::concat(dir, ": no checkpoint there (",
+                                         std::filesystem::exists(dir, ec) ? "not a directory" : "no such directory", ")"));
+  if (!std::filesystem::exists(config, ec))
+    throw io_error(einlm::detail::concat(dir, ": no checkpoint there (no config.json; `einlm-lm train --out ", dir,
+                                         "` writes one with its first checkpoint)"));
+  return train::load_model_config(config.string());
 }
 
 /// Loads DIR/model.safetensors (F32, F16 or BF16 tensors) into a float model of DIR/config.json's
@@ -391,6 +399,7 @@ int cmd_train(const args& a) {
   o.checkpoint_every = a.integer("checkpoint-every", 0);
   o.out_dir = a.get("out");
   o.resume_dir = a.get("resume", "");
+  if (!o.resume_dir.empty()) train::detail::check_is_checkpoint(o.resume_dir);  // before the model is built
   // Training FLOPs: 3 × forward, with the selected experts only for a mixture of experts.
   o.flops_per_step = 3 * nn::moe_flops_forward(moe, o.batch_size, o.context_length);
   o.peak_flops = a.number("peak-tflops", 0.0) * 1e12;

@@ -188,7 +188,13 @@ TEST_CASE("a checkpoint that does not fit is rejected and nothing is modified") 
                        doctest::Contains("no tensor 'ln_final.weight' (the file has layers.0.proj.bias, layers.0.proj.weight)"),
                        io_error);
   CHECK(extra.bias(0) == 5.0f);
-  CHECK_THROWS_WITH_AS(train::load_checkpoint(temp_dir("empty"), m), doctest::Contains("cannot open for reading"), io_error);
+  const std::string empty = temp_dir("empty");
+  std::filesystem::create_directories(empty);
+  CHECK_THROWS_WITH_AS(train::load_checkpoint(empty, m),
+                       doctest::Contains("empty: no checkpoint there (no state.safetensors;"), io_error);
+  CHECK_THROWS_WITH_AS(train::load_checkpoint(empty + "/nowhere", m),
+                       doctest::Contains("nowhere: no checkpoint there (no such directory)"), io_error);
+  std::filesystem::remove_all(empty);
   std::filesystem::remove_all(dir);
 }
 

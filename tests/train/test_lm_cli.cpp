@@ -232,7 +232,18 @@ TEST_CASE("einlm-lm: tokenizer, train, resume, eval, logits, generate") {
   CHECK(r.out.find("d_model (30) is not divisible by num_heads (4)") != std::string::npos);
   r = lm("eval --checkpoint " + q(w / "nowhere") + " --data " + q(w / "ids.u16"));
   CHECK(r.status == 1);
-  CHECK(r.out.find("nowhere/config.json") != std::string::npos);
+  CHECK_MESSAGE(r.out.find("nowhere: no checkpoint there (no such directory)") != std::string::npos, r.out);
+  std::filesystem::create_directories(w / "empty");
+  r = lm("eval --checkpoint " + q(w / "empty") + " --data " + q(w / "ids.u16"));
+  CHECK(r.status == 1);
+  CHECK_MESSAGE(r.out.find("empty: no checkpoint there (no config.json; `einlm-lm train --out ") != std::string::npos,
+                r.out);
+  // --resume from a directory without a checkpoint fails before the model is built or --out written.
+  r = lm("train " + common + " --steps 2 --resume " + q(w / "empty") + " --out " + q(w / "m5"));
+  CHECK(r.status == 1);
+  CHECK_MESSAGE(r.out.find("empty: no checkpoint there (no state.safetensors;") != std::string::npos, r.out);
+  CHECK(r.out.find("model: ") == std::string::npos);
+  CHECK(!std::filesystem::exists(w / "m5"));
   write(w / "small.json", R"({"vocab_size": 100, "context_length": 32, "d_model": 32, "num_layers": 2, "num_heads": 4})");
   // Options out of range are usage errors naming the option, before anything is loaded or written.
   for (const auto& [options, message] :

@@ -25,7 +25,8 @@
 // checkpoint whose files do not agree, a missing parameter or optimizer buffer, or a tensor of
 // another shape or dtype is an io_error or shape_error naming the file and the tensor; loading
 // into an optimizer of another kind than the one saved is an io_error naming both kinds; nothing
-// is modified until every tensor has been checked.
+// is modified until every tensor has been checked. A `dir` that is missing or holds no
+// state.safetensors is an io_error saying there is no checkpoint there.
 #pragma once
 
 #include <cstddef>
@@ -84,6 +85,18 @@ inline safetensors_file open_for_step(const std::filesystem::path& dir, const st
                                        found.empty() ? std::string("no such file") : found, ")"));
 }
 
+/// Throws an io_error naming `dir` unless it is a directory holding a checkpoint's state file.
+inline void check_is_checkpoint(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec))
+    throw io_error(einlm::detail::concat(dir.string(), ": no checkpoint there (",
+                                         std::filesystem::exists(dir, ec) ? "not a directory" : "no such directory",
+                                         ")"));
+  if (!std::filesystem::exists(dir / "state.safetensors", ec))
+    throw io_error(einlm::detail::concat(dir.string(), ": no checkpoint there (no state.safetensors; a training run",
+                                         " writes one with its first checkpoint)"));
+}
+
 }  // namespace detail
 
 /// Saves parameters, the optimizer's state and the trainer state to `dir` (created if missing).
@@ -120,6 +133,7 @@ void save_checkpoint(const std::string& dir, Params& params, const Optimizer& op
 template <class Params, class Optimizer = optim::adamw>
 trainer_state load_checkpoint(const std::string& dir, Params& params, Optimizer* opt = nullptr) {
   const std::filesystem::path d(dir);
+  detail::check_is_checkpoint(d);
   const safetensors_file state_file((d / "state.safetensors").string());
   trainer_state state;
   state.step = detail::metadata_number<std::int64_t>(state_file, "step");
