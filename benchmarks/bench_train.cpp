@@ -20,7 +20,8 @@
 // bm_norm times RMSNorm and LayerNorm, forward and backward, through their row kernels beside
 // the einops expressions they replace on host tensors (the baseline), in elements per second.
 // bm_adamw times one AdamW update through its one-pass kernel beside the three executor passes
-// it replaces (the baseline), in parameters per second.
+// it replaces (the baseline), in parameters per second; bm_sgd_adagrad the same for SGD with
+// momentum (two passes before) and AdaGrad (two passes before).
 // benchmarks/train_peers.py runs this program beside the same models in PyTorch eager (same
 // threads, same update) and prints the ratios.
 #include <benchmark/benchmark.h>
@@ -33,6 +34,7 @@
 #include "einlm/nn/backward.hpp"
 #include "einlm/nn/blocks.hpp"
 #include "einlm/nn/transformer.hpp"
+#include "einlm/optim/sgd.hpp"
 #include "bench_lm_support.hpp"
 
 using namespace einlm;
@@ -299,6 +301,36 @@ void bm_adamw(benchmark::State& state) {
                  " parameters");
 }
 
+/// One SGD-with-momentum (range(0) = 0) or AdaGrad (1) update of n float parameters: range(1) the
+/// path (0 the expressions on the CPU executor, the baseline; 1 the one-pass kernel), range(2) the
+/// size as bm_adamw's, in parameters per second.
+void bm_sgd_adagrad(benchmark::State& state) {
+  const bool adagrad = state.range(0) == 1, kernel = state.range(1) == 1;
+  const index_t n = state.range(2) == 0 ? 49'152 : 2'359'296;
+  auto p = random_floats(dims<1>(n), 0.02, 7);        // (N,)
+  const auto g = random_floats(dims<1>(n), 1e-3, 8);  // (N,)
+  tensor<float, dims<1>> buffer{dims<1>(n)};           // (N,): the momentum or the sum of squares
+  buffer = 0.1f;
+  const auto sgd_k = optim::detail::sgd_coefficients<float>::of({.momentum = 0.9, .weight_decay = 1e-4}, 1e-3, 1e-4,
+                                                                false);
+  const optim::detail::adagrad_coefficients<float> adagrad_k{1e-3f, 1e-4f, 1e-10f};
+  for (auto _ : state) {
+    if (kernel && adagrad)
+      optim::detail::run_threaded<optim::detail::adagrad_kernel<float>>(n, p.data(), buffer.data(), g.data(), adagrad_k);
+    else if (kernel)
+      optim::detail::run_threaded<optim::detail::sgd_kernel<float>>(n, p.data(), buffer.data(), g.data(), sgd_k);
+    else if (adagrad)
+      optim::detail::adagrad_expressions(as_view(p), as_view(buffer), as_view(g), adagrad_k);
+    else
+      optim::detail::sgd_expressions(as_view(p), as_view(buffer), as_view(g), sgd_k);
+    benchmark::DoNotOptimize(p.data());
+  }
+  state.counters["params/s"] =
+      benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  state.SetLabel(std::string(adagrad ? "AdaGrad, " : "SGD momentum, ") + (kernel ? "one-pass kernel" : "expressions") +
+                 ", " + std::to_string(n) + " parameters");
+}
+
 }  // namespace
 
 BENCHMARK(bm_cross_entropy<float>)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -311,6 +343,7 @@ BENCHMARK(bm_forward)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->Us
 BENCHMARK(bm_nn_kernel)->ArgsProduct({{0, 1, 2, 3, 4}, {16, 64}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_norm)->ArgsProduct({{0, 1, 2, 3}, {0, 1}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_adamw)->ArgsProduct({{0, 1}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(bm_sgd_adagrad)->ArgsProduct({{0, 1}, {0, 1}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_decode)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_decode_uniform)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK_MAIN();

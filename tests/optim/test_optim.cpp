@@ -3,7 +3,8 @@
 // random gradients (float, double, strided), and AdamW against CS336's test_adamw snapshot (1000
 // steps of a 3→2 linear regression from the seed-42 weights; tolerance 1e-4 as in CS336) and
 // against a double-precision transcription of torch.optim.AdamW's update on random data; its
-// one-pass kernel against the three expressions it replaced, at every packet width.
+// one-pass kernel against the three expressions it replaced, at every packet width; SGD and
+// AdaGrad against torch.optim, and their one-pass kernels against their expressions likewise.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -302,4 +303,63 @@ TEST_CASE("SGD (plain, momentum with dampening, Nesterov) and AdaGrad equal torc
   CHECK_THROWS_AS(optim::sgd({.momentum = 0.0, .nesterov = true}), value_error);
   CHECK_THROWS_AS(optim::adagrad({.eps = -1}), value_error);
   CHECK(s.state().count("w") == 1);
+}
+
+TEST_CASE_TEMPLATE("SGD and AdaGrad: the one-pass kernels equal the expressions they replaced, at every packet width",
+                   T, float, double) {
+  // As AdamW's case: sizes around the packet widths and past a threading unit, strided gradients,
+  // a schedule of 12 steps; plain SGD, momentum with dampening, Nesterov, and AdaGrad.
+  const double tolerance = std::is_same_v<T, float> ? 2e-6 : 1e-14;
+  const int start = simd::dispatch_bytes();
+  const optim::sgd_options sgd_forms[] = {{.weight_decay = 0.01},
+                                          {.momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01},
+                                          {.momentum = 0.8, .weight_decay = 0.02, .nesterov = true}};
+  const optim::adagrad_options adagrad_options{.lr_decay = 0.05, .weight_decay = 0.01, .initial_accumulator_value = 0.1};
+  for (const int cap : {16, 32, 64}) {
+    if (cap > start) break;
+    CAPTURE(simd::limit_dispatch_bytes(cap));
+    for (const index_t n : {index_t{1}, index_t{7}, index_t{16}, index_t{33}, index_t{4099}}) {
+      CAPTURE(n);
+      for (int form = 0; form < 4; ++form) {
+        CAPTURE(form);
+        const auto init = test::random_values<T>(static_cast<std::size_t>(n), -1, 1, 13);
+        tensor<T, dims<1>> p{dims<1>(n)}, p_ref{dims<1>(n)}, buffer_ref{dims<1>(n)};  // (N,) each
+        std::copy(init.begin(), init.end(), p.data());
+        std::copy(init.begin(), init.end(), p_ref.data());
+        buffer_ref = static_cast<T>(form == 3 ? adagrad_options.initial_accumulator_value : 0.0);
+        optim::sgd sgd(form < 3 ? sgd_forms[form] : optim::sgd_options{});
+        optim::adagrad adagrad(adagrad_options);
+        for (int t = 1; t <= 12; ++t) {
+          const auto g = test::random_values<T>(static_cast<std::size_t>(2 * n), -2, 2, 300 + static_cast<std::uint64_t>(t));
+          tensor<T, dims<2>> pairs{dims<2>(n, 2)};  // (N, 2): the gradient is column 0, a strided view
+          std::copy(g.begin(), g.end(), pairs.data());
+          const auto grad = slice(pairs, full_extent, 0);  // (N,) stride 2
+          tensor<T, dims<1>> flat_g = eval(grad);          // (N,)
+          const double lr = 1e-2 * (1.0 - 0.03 * t);
+          if (form < 3) {
+            const auto& o = sgd_forms[form];
+            sgd.begin_step(lr);
+            sgd.update("p", p, grad);
+            optim::detail::sgd_expressions(as_view(p_ref), as_view(buffer_ref), as_view(flat_g),
+                                           optim::detail::sgd_coefficients<T>::of(o, lr, o.weight_decay, t == 1));
+          } else {
+            adagrad.begin_step(lr);
+            adagrad.update("p", p, grad);
+            const optim::detail::adagrad_coefficients<T> k{
+                static_cast<T>(lr / (1.0 + (t - 1) * adagrad_options.lr_decay)),
+                static_cast<T>(adagrad_options.weight_decay), static_cast<T>(adagrad_options.eps)};
+            optim::detail::adagrad_expressions(as_view(p_ref), as_view(buffer_ref), as_view(flat_g), k);
+          }
+        }
+        const auto& state = form < 3 ? sgd.state() : adagrad.state();
+        CHECK(state.count("p") == (form == 0 ? 0u : 1u));  // plain SGD keeps no buffer
+        for (index_t i = 0; i < n; ++i) CHECK(p.data()[i] == doctest::Approx(p_ref.data()[i]).epsilon(tolerance));
+        if (form == 0) continue;
+        const auto& buffer = std::get<tensor<T, dims<1>, host>>(state.at("p"));  // (N,)
+        for (index_t i = 0; i < n; ++i)
+          CHECK(buffer.data()[i] == doctest::Approx(buffer_ref.data()[i]).epsilon(tolerance));
+      }
+    }
+  }
+  CHECK(simd::limit_dispatch_bytes(start) == start);
 }

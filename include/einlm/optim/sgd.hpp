@@ -16,6 +16,10 @@
 // parameters, contiguous; gradients of the same shape, any strides and floating type; the state
 // (SGD's momentum buffer, AdaGrad's sum of squares) lives in the optimizer by parameter name, in
 // the parameter's type, and state() exposes it. Options are checked on construction (value_error).
+// Each update is one pass over the parameter, its buffer and its gradient (detail::sgd_kernel,
+// detail::adagrad_kernel: threaded, on the widest packets of this CPU), as AdamW's is; the
+// expressions they replaced (detail::sgd_expressions, detail::adagrad_expressions) are kept as
+// the reference the tests compare them with and the benchmarks' baseline.
 //
 // Checkpoints (optim/state_io.hpp), as adamw's: write_state(w) puts metadata "optimizer" = "sgd" or
 // "adagrad", "optimizer_step" and the options, and the buffers as "<name>.momentum_buffer" (SGD;
@@ -34,8 +38,12 @@
 #include <variant>
 
 #include "einlm/core/error.hpp"
+#include "einlm/core/math.hpp"
 #include "einlm/core/safetensors.hpp"
+#include "einlm/core/simd.hpp"
+#include "einlm/core/simd_dispatch.hpp"
 #include "einlm/core/tensor.hpp"
+#include "einlm/exec/cpu.hpp"
 #include "einlm/expr.hpp"
 #include "einlm/optim/state_io.hpp"
 #include "einlm/optim/update.hpp"
@@ -112,6 +120,135 @@ struct sgd_options {
   bool nesterov = false;
 };
 
+struct adagrad_options {
+  double lr_decay = 0.0;
+  double weight_decay = 0.0;
+  double initial_accumulator_value = 0.0;
+  double eps = 1e-10;
+};
+
+namespace detail {
+
+/// One SGD step's scalars, in T, and which of its forms it takes.
+template <class T>
+struct sgd_coefficients {
+  T lr, weight_decay, momentum, keep;  // keep = 1 − dampening
+  bool has_momentum, first, nesterov;  // first: the buffer starts as the gradient
+  static sgd_coefficients of(const sgd_options& o, double lr, double weight_decay, bool first) {
+    return {static_cast<T>(lr),         static_cast<T>(weight_decay), static_cast<T>(o.momentum),
+            static_cast<T>(1.0 - o.dampening), o.momentum != 0, first, o.nesterov};
+  }
+};
+
+/// One SGD step over n contiguous elements, in place, in one pass, on packets of B bytes (b, the
+/// momentum buffer, is unused without momentum):
+///   d ← g + λθ;  b ← d (first step) or μb + (1 − dampening)d;  θ ← θ − lr·(d + μb if nesterov, else b)
+/// (θ ← θ − lr·d without momentum), in the order of operations of sgd_expressions.
+template <class T>
+struct sgd_kernel {
+  /// The step of one element or one packet X, with the coefficients as X.
+  template <class X>
+  static void element(const sgd_coefficients<T>& k, X lr, X wd, X mu, X keep, X g, X& p, X& b) {
+    const X d = g + wd * p;
+    if (!k.has_momentum) {
+      p = p - lr * d;
+      return;
+    }
+    b = k.first ? d : mu * b + keep * d;
+    p = k.nesterov ? p - lr * (d + mu * b) : p - lr * b;
+  }
+
+  template <int B>
+  static void run(index_t n, T* p, T* b, const T* g, const sgd_coefficients<T>& k) {
+    index_t i = 0;
+#if EINLM_HAS_PACKETS
+    using V = simd::packet<T, B>;
+    const V lr = simd::broadcast<V>(k.lr), wd = simd::broadcast<V>(k.weight_decay);
+    const V mu = simd::broadcast<V>(k.momentum), keep = simd::broadcast<V>(k.keep);
+    for (; i + V::size <= n; i += V::size) {
+      V pi = simd::load<T, B>(p + i);
+      V bi = k.has_momentum && !k.first ? simd::load<T, B>(b + i) : V{};
+      element(k, lr, wd, mu, keep, simd::load<T, B>(g + i), pi, bi);
+      simd::store(p + i, pi);
+      if (k.has_momentum) simd::store(b + i, bi);
+    }
+#endif
+    for (; i < n; ++i) {
+      T bi = k.has_momentum && !k.first ? b[i] : T(0);
+      element(k, k.lr, k.weight_decay, k.momentum, k.keep, g[i], p[i], bi);
+      if (k.has_momentum) b[i] = bi;
+    }
+  }
+};
+
+/// The same step as expressions on the CPU executor (the update before sgd_kernel): the reference
+/// the kernel is tested against and benchmarked beside.
+template <class T, class PV, class BV, class GV>
+void sgd_expressions(const PV& flat_p, const BV& b, const GV& flat_g, const sgd_coefficients<T>& k) {
+  const T lr = k.lr, wd = k.weight_decay, mu = k.momentum, keep = k.keep;
+  if (!k.has_momentum) {
+    assign(flat_p, flat_p - lr * (flat_g + wd * flat_p));  // (N,)
+    return;
+  }
+  if (k.first) assign(b, flat_g + wd * flat_p);            // (N,)
+  else assign(b, mu * b + keep * (flat_g + wd * flat_p));  // (N,)
+  if (k.nesterov) assign(flat_p, flat_p - lr * (flat_g + wd * flat_p + mu * b));  // (N,)
+  else assign(flat_p, flat_p - lr * b);                                           // (N,)
+}
+
+/// One AdaGrad step's scalars, in T: the decayed learning rate lr / (1 + (t − 1)·lr_decay), λ, ε.
+template <class T>
+struct adagrad_coefficients {
+  T lr, weight_decay, eps;
+};
+
+/// One AdaGrad step over n contiguous elements, in place, in one pass, on packets of B bytes:
+///   d ← g + λθ;  s ← s + d·d;  θ ← θ − lr·d / (√s + ε)
+/// in the order of operations of adagrad_expressions.
+template <class T>
+struct adagrad_kernel {
+  template <int B>
+  static void run(index_t n, T* p, T* s, const T* g, const adagrad_coefficients<T>& k) {
+    index_t i = 0;
+#if EINLM_HAS_PACKETS
+    using V = simd::packet<T, B>;
+    const V lr = simd::broadcast<V>(k.lr), wd = simd::broadcast<V>(k.weight_decay), eps = simd::broadcast<V>(k.eps);
+    for (; i + V::size <= n; i += V::size) {
+      const V pi = simd::load<T, B>(p + i);
+      const V d = simd::load<T, B>(g + i) + wd * pi;
+      const V si = simd::load<T, B>(s + i) + d * d;
+      simd::store(s + i, si);
+      simd::store(p + i, pi - lr * d / (math::sqrt(si) + eps));
+    }
+#endif
+    for (; i < n; ++i) {
+      const T d = g[i] + k.weight_decay * p[i];
+      s[i] = s[i] + d * d;
+      p[i] = p[i] - k.lr * d / (math::sqrt(s[i]) + k.eps);
+    }
+  }
+};
+
+/// The same step as expressions on the CPU executor (the update before adagrad_kernel).
+template <class T, class PV, class SV, class GV>
+void adagrad_expressions(const PV& flat_p, const SV& s, const GV& flat_g, const adagrad_coefficients<T>& k) {
+  const T lr = k.lr, wd = k.weight_decay, eps = k.eps;
+  assign(s, s + (flat_g + wd * flat_p) * (flat_g + wd * flat_p));              // (N,)
+  assign(flat_p, flat_p - lr * (flat_g + wd * flat_p) / (sqrt(s) + eps));      // (N,)
+}
+
+/// Runs Kernel over n elements of the flat arrays, threaded through for_each_unit: each pointer
+/// argument is offset to the unit's first element, the last argument (the coefficients) is passed
+/// as it is.
+template <class Kernel, class T, class K>
+void run_threaded(index_t n, T* p, T* buffer, const T* g, const K& k) {
+  einlm::detail::for_each_unit(n, [&](index_t first, index_t count) {
+    simd::dispatch<Kernel>(count, p + first, buffer ? buffer + first : nullptr, g + first, k);
+  });
+}
+
+}  // namespace detail
+
 class sgd {
  public:
   /// The name of this optimizer in checkpoints (metadata "optimizer").
@@ -169,20 +306,11 @@ class sgd {
     auto p = as_view(std::forward<P>(param));
     const index_t n = detail::check_update("sgd", name, p, as_view(grad), step());
     using T = typename decltype(p)::value_type;
-    const auto flat_p = reshape(p, dims<1>(n));  // (N,)
-    const T lr = static_cast<T>(learning_rate()), wd = static_cast<T>(weight_decay);
-    const T mu = static_cast<T>(options_.momentum), keep = static_cast<T>(1.0 - options_.dampening);
+    bool fresh = false;
+    T* b = options_.momentum == 0 ? nullptr : momentum_.get<T>("sgd", name, n, 0.0, fresh).data();  // (N,)
+    const auto k = detail::sgd_coefficients<T>::of(options_, learning_rate(), weight_decay, fresh);
     detail::with_flat_gradient<T>(as_view(grad), n, [&](const auto& flat_g) {  // (N,)
-      if (options_.momentum == 0) {
-        assign(flat_p, flat_p - lr * (flat_g + wd * flat_p));
-        return;
-      }
-      bool fresh = false;
-      auto& b = momentum_.get<T>("sgd", name, n, 0.0, fresh);  // (N,)
-      if (fresh) assign(b, flat_g + wd * flat_p);
-      else assign(b, mu * b + keep * (flat_g + wd * flat_p));
-      if (options_.nesterov) assign(flat_p, flat_p - lr * (flat_g + wd * flat_p + mu * b));
-      else assign(flat_p, flat_p - lr * b);
+      detail::run_threaded<detail::sgd_kernel<T>>(n, p.data(), b, flat_g.data(), k);
     });
   }
 
@@ -190,13 +318,6 @@ class sgd {
   sgd_options options_;
   detail::step_counter counter_;
   detail::named_buffers momentum_;
-};
-
-struct adagrad_options {
-  double lr_decay = 0.0;
-  double weight_decay = 0.0;
-  double initial_accumulator_value = 0.0;
-  double eps = 1e-10;
 };
 
 class adagrad {
@@ -256,14 +377,13 @@ class adagrad {
     auto p = as_view(std::forward<P>(param));
     const index_t n = detail::check_update("adagrad", name, p, as_view(grad), step());
     using T = typename decltype(p)::value_type;
-    const auto flat_p = reshape(p, dims<1>(n));  // (N,)
     bool fresh = false;
     auto& s = sums_.get<T>("adagrad", name, n, options_.initial_accumulator_value, fresh);  // (N,)
-    const T clr = static_cast<T>(learning_rate() / (1.0 + static_cast<double>(step() - 1) * options_.lr_decay));
-    const T wd = static_cast<T>(weight_decay), eps = static_cast<T>(options_.eps);
+    const detail::adagrad_coefficients<T> k{
+        static_cast<T>(learning_rate() / (1.0 + static_cast<double>(step() - 1) * options_.lr_decay)),
+        static_cast<T>(weight_decay), static_cast<T>(options_.eps)};
     detail::with_flat_gradient<T>(as_view(grad), n, [&](const auto& flat_g) {  // (N,)
-      assign(s, s + (flat_g + wd * flat_p) * (flat_g + wd * flat_p));
-      assign(flat_p, flat_p - clr * (flat_g + wd * flat_p) / (sqrt(s) + eps));
+      detail::run_threaded<detail::adagrad_kernel<T>>(n, p.data(), s.data(), flat_g.data(), k);
     });
   }
 
