@@ -1,6 +1,7 @@
 // CPU benchmark of fp32 GEMM at transformer-like shapes, against the same run's cblas_sgemm:
 //   own            einlm's own blocked kernel (gemm_backend::own)
-//   einlm blas     einlm's gemm on the BLAS backend (what `automatic` picks): the BLAS call plus
+//   einlm blas     einlm's gemm on the BLAS backend (what `automatic` picks, unless OpenBLAS's
+//                  kernels are older than the CPU: the header line says): the BLAS call plus
 //                  einlm's checks and dispatch — its overhead over the direct call
 //   own + epilogue the own kernel with bias and GELU fused into its stores
 //   blas + pass    einlm's BLAS backend with the same epilogue as a second, threaded pass
@@ -140,8 +141,9 @@ int main(int argc, char** argv) {
 #else
   const bool bf16_pairs = false;
 #endif
-  std::printf("einlm CPU GEMM benchmark: BLAS %s, %d-lane packets, bf16 %s\n", gemm_has_blas ? "on" : "off",
-              simd::width, bf16_pairs ? "pair kernel (AVX-512 BF16)" : "widened to float");
+  std::printf("einlm CPU GEMM benchmark: BLAS %s, %d-lane packets, bf16 %s\nautomatic float GEMM: %s\n",
+              gemm_has_blas ? "on" : "off", simd::width, bf16_pairs ? "pair kernel (AVX-512 BF16)" : "widened to float",
+              cpu_gemm_description().c_str());
   const auto rows = register_all();
   return bench::run_and_summarise(argc, argv, rows, {"flops_per_second", "GFLOP/s", 1e9});
 }

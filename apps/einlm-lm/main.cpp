@@ -430,6 +430,7 @@ int cmd_train(const args& a) {
         std::cerr << "; data: " << fit_data->size() << " training tokens"
                   << (val_data ? einlm::detail::concat(", ", val_data->size(), " validation tokens") : std::string())
                   << "\n";
+        std::cerr << "matrix products: " << cpu_gemm_description() << "\n";
         double baseline = NAN;
         if (val_data) {
           baseline = unigram_baseline(*fit_data, *val_data, config.vocab_size);

@@ -130,6 +130,10 @@ TEST_CASE("every micro-kernel of this build: the packets', and those chosen at r
       run_with(detail::cpu_gemm_tiles_bf16_dot{}, pb, "bf16 pair kernel, bf16 output");
       run_with(detail::cpu_gemm_tiles_bf16_dot{}, pbf, "bf16 pair kernel, float output");
     }
+    if (detail::cpu_has_amx_bf16()) {
+      run_with(detail::cpu_gemm_tiles_bf16_amx{}, pb, "AMX kernel, bf16 output");
+      run_with(detail::cpu_gemm_tiles_bf16_amx{}, pbf, "AMX kernel, float output");
+    }
 #endif
   }
 }
@@ -153,9 +157,42 @@ TEST_CASE("large problems: several K panels, several row blocks and column group
   q.check(run_cpu(q, gemm_backend::own), "own bf16, large");
 }
 
+TEST_CASE("the automatic backend: BLAS, or the own kernel where BLAS's kernels are older than the CPU") {
+  const std::string said = cpu_gemm_description();
+  MESSAGE("float GEMM on this machine: " << said);
+  CHECK(!said.empty());
+  // Which of the two ran is seen in the bits: the two backends round differently (a product of
+  // K = 300 never agrees to the last bit everywhere). A matrix-vector product stays with BLAS.
+  auto make = [](index_t M, index_t N, std::uint64_t seed) {
+    gemm_case c;
+    c.M = M;
+    c.N = N;
+    c.K = 300;
+    return gemm_problem<float, float>(c, seed);
+  };
+  const auto matrix = make(64, 96, 31), vector = make(1, 96, 32);
+  const auto automatic = run_cpu(matrix, gemm_backend::automatic), own = run_cpu(matrix, gemm_backend::own);
+  matrix.check(automatic, "automatic float");
+  if (!gemm_has_blas) {
+    CHECK(automatic == own);
+    CHECK(said.rfind("einlm's own kernel", 0) == 0);
+    return;
+  }
+  const auto blas = run_cpu(matrix, gemm_backend::blas);
+  REQUIRE_MESSAGE(own != blas, "the test needs backends that round differently");
+  const bool older = detail::blas_kernels_older_than_cpu();
+  // ctest runs this case once more with OPENBLAS_CORETYPE=Prescott: on a CPU with FMA that is older.
+  if (detail::openblas_core() == "Prescott" && detail::own_kernel_fma_bytes() > 0) CHECK(older);
+  CHECK(automatic == (older ? own : blas));
+  CHECK(run_cpu(vector, gemm_backend::automatic) == run_cpu(vector, gemm_backend::blas));
+  if (older) CHECK(said.find("older than this CPU") != std::string::npos);
+  if (!detail::openblas_core().empty()) CHECK(said.find(detail::openblas_core()) != std::string::npos);
+}
+
 TEST_CASE("bf16 with K past one panel of every kernel, odd K, float and bf16 outputs") {
-  // K = 2·1024 + 3: three panels of the bf16 pair kernel (KC 1024, the last one an odd 3) and nine
-  // of the widening kernel, with partial sums kept in C (float output) or beside it (bf16).
+  // K = 2·1024 + 3: three panels of the bf16 pair and AMX kernels (KC 1024, the last one an odd 3,
+  // padded to 32 for AMX) and nine of the widening kernel, with partial sums kept in C (float
+  // output) or beside it (bf16).
   gemm_case c;
   c.batch = 2;
   c.M = 37;
@@ -177,6 +214,19 @@ TEST_CASE("bf16 with K past one panel of every kernel, odd K, float and bf16 out
                                       q.c.template on<float>(widened.data()), q.ep, 1)
         .run();
     q.check(widened, "widening kernel, bf16 -> float, K 2051");
+#if EINLM_GEMM_HAS_BF16_DOT
+    // Both bf16 kernels where the CPU has them (own runs AMX when it can, else the pair kernel).
+    const auto run_tiles = [&](auto tiles, const char* what) {
+      auto out = q.initial_output();
+      detail::cpu_gemm_own<bf16, float, decltype(tiles)>(matrix_ref<const bf16>(q.a.ref),
+                                                         matrix_ref<const bf16>(q.b.ref),
+                                                         q.c.template on<float>(out.data()), q.ep, 2)
+          .run();
+      q.check(out, what);
+    };
+    if (detail::cpu_has_bf16_dot()) run_tiles(detail::cpu_gemm_tiles_bf16_dot{}, "pair kernel, bf16 -> float, K 2051");
+    if (detail::cpu_has_amx_bf16()) run_tiles(detail::cpu_gemm_tiles_bf16_amx{}, "AMX kernel, bf16 -> float, K 2051");
+#endif
   }
 }
 

@@ -143,6 +143,7 @@ TEST_CASE("einlm-lm: tokenizer, train, resume, eval, logits, generate") {
   r = lm("train " + common + " --steps 6 --out " + q(w / "model"));
   REQUIRE_MESSAGE(r.status == 0, r.out);
   CHECK(r.out.find("unigram baseline: ") != std::string::npos);
+  CHECK(r.out.find("matrix products: " + cpu_gemm_description() + "\n") != std::string::npos);
   CHECK(r.out.find("step 6/6") != std::string::npos);
   CHECK(r.out.find("validation loss") != std::string::npos);
   for (const char* f : {"config.json", "model.safetensors", "optimizer.safetensors", "state.safetensors", "metrics.jsonl",

@@ -20,6 +20,8 @@
 //
 // Backends (gemm_options::backend):
 //   automatic   CPU: BLAS for float/double when compiled in (EINLM_HAS_BLAS), own kernel otherwise
+//               — and also when the BLAS is an OpenBLAS running kernels older than this CPU
+//               (matrix-vector products excepted; gemm_cpu.hpp, cpu_gemm_description())
 //               CUDA: own tensor-core kernel for bf16/fp16; cuBLASLt for float/double when compiled
 //               in (EINLM_HAS_CUBLASLT), own SIMT kernel otherwise
 //   own         einlm's own kernel (CPU: blocked SIMD micro-kernel; CUDA: mma.sync tensor cores for

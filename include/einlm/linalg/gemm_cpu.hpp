@@ -7,14 +7,20 @@
 //   blas   float and double inputs, when compiled with EINLM_HAS_BLAS=1 (CMake target einlm::blas,
 //          OpenBLAS from Debian's libopenblas-dev): cblas_sgemm / cblas_dgemm per batch, then one
 //          fused, OpenMP-threaded pass for the epilogue (bias, activation, residual, output cast).
-//          Operands whose rows or columns are not contiguous are copied first.
+//          Operands whose rows or columns are not contiguous are copied first. The automatic
+//          backend skips an OpenBLAS whose kernels are older than the CPU (its table of CPUs does
+//          not know this one, so it fell back to SSE3 "Prescott" kernels, without FMA) for
+//          every product but matrix-vector ones, and runs the own kernel (3.6–3.9× as fast there);
+//          cpu_gemm_description() says which runs.
 //   own    every input type: the BLIS/GotoBLAS loop structure. B is packed in KC×NC panels and A in
 //          MC×KC blocks (converted to the accumulator type while packing, so bf16/fp16 inputs cost
 //          one conversion per reuse of a panel), and a register-blocked MR×NR micro-kernel on
 //          simd::packet runs over them (12×32 floats with AVX-512, 6×16 with AVX2, 6×8 with SSE2;
 //          4×4 scalars in nvcc translation units, which have no packets). bf16 inputs on a CPU with
 //          AVX-512 BF16 (chosen at run time) are packed as bf16 instead (B in pairs along K, A row
-//          by row) and multiplied by a 12×32 vdpbf16ps micro-kernel, never widened. The epilogue
+//          by row) and multiplied by a 12×32 vdpbf16ps micro-kernel, never widened; on a CPU
+//          with AMX (Sapphire Rapids and later, where Linux grants the tile data) the same packed
+//          operands, K padded to 32, go through a 32×32 micro-kernel on AMX tiles. The epilogue
 //          is applied when the last K panel of a tile is stored. Threads (OpenMP): each takes independent
 //          blocks of C — whole matrices of the batch, or row (column) ranges of one matrix — with
 //          its own packed panels, so no thread waits for another.
@@ -28,6 +34,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -50,8 +57,13 @@
 // The bf16 pair kernel (AVX-512 BF16, chosen at run time) exists in x86-64 builds with packets.
 #if EINLM_HAS_PACKETS && defined(__x86_64__)
 #define EINLM_GEMM_HAS_BF16_DOT 1
+#include <cpuid.h>
 #include <cstdint>
 #include <immintrin.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #else
 #define EINLM_GEMM_HAS_BF16_DOT 0
 #endif
@@ -588,15 +600,97 @@ inline bool cpu_has_bf16_dot() {
   return yes;
 }
 
+// bf16 × bf16 on AMX tiles (Sapphire Rapids, Emerald Rapids and later Xeons), chosen at run time
+// before the pair kernel: one TDPBF16PS multiplies a 16 × 32 tile of A by a 32 × 16 tile of B
+// (16 K pairs) into a 16 × 16 float tile — 16,384 flops, against 64 for one vdpbf16ps. The
+// operands are packed as for the pair kernel (A row by row, B in pairs along K), with K padded
+// with zeros to a multiple of 32: a packed A sliver is two A tiles per 32 K steps (row stride
+// kcp), a packed B sliver two B tiles (row stride 2·NR values). Products are exact in float and
+// each addition rounds to nearest even with denormals taken as zero, as the pair kernel's.
+
+/// Tiles of the AMX kernel: 32 × 32 floats in four 16 × 16 tile registers (two of A and two of B
+/// hold the operands).
+struct cpu_gemm_tiles_bf16_amx {
+  static constexpr int MR = 32, NR = 32;
+  static constexpr index_t KC = 1024;
+  static constexpr index_t MC = MR * 6;
+  static constexpr index_t NC = NR * (4096 / NR);
+  using packed = std::uint16_t;
+  static constexpr int k_group = 32;  // K padded with zeros to whole tiles
+  static void kernel(index_t kc, const std::uint16_t* a, const std::uint16_t* b, float* tile);
+};
+
+/// The tile configuration (palette 1): tiles 0–3 the 16 × 16 float accumulators, 4–5 A (16 rows of
+/// 32 bf16), 6–7 B (16 K pairs of 16 columns): every tile 16 rows of 64 bytes.
+struct alignas(64) amx_tile_config {
+  std::uint8_t palette = 1, start_row = 0;
+  std::uint8_t reserved[14] = {};
+  std::uint16_t bytes_per_row[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+  std::uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+};
+
+/// tile[32][32] = the product of the packed slivers (K padded to a multiple of 32).
+__attribute__((target("amx-tile,amx-bf16"))) inline void micro_kernel_bf16_amx(
+    index_t kc, const std::uint16_t* EINLM_RESTRICT a, const std::uint16_t* EINLM_RESTRICT b,
+    float* EINLM_RESTRICT tile) {
+  constexpr int NR = cpu_gemm_tiles_bf16_amx::NR;
+  static const amx_tile_config config{};
+  _tile_loadconfig(&config);  // every call: another library on this thread may have its own
+  const index_t kcp = (kc + 31) / 32 * 32;
+  const long a_stride = static_cast<long>(kcp * 2), b_stride = 2 * NR * 2;  // bytes per tile row
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (index_t k = 0; k < kcp; k += 32) {
+    _tile_loadd(4, a + k, a_stride);              // rows 0–15, K k .. k + 31
+    _tile_loadd(5, a + 16 * kcp + k, a_stride);   // rows 16–31
+    const std::uint16_t* bk = b + (k / 2) * 2 * NR;
+    _tile_loadd(6, bk, b_stride);                 // pairs k/2 .. k/2 + 15, columns 0–15
+    _tile_loadd(7, bk + 32, b_stride);            // columns 16–31
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, tile, NR * 4);
+  _tile_stored(1, tile + 16, NR * 4);
+  _tile_stored(2, tile + 16 * NR, NR * 4);
+  _tile_stored(3, tile + 16 * NR + 16, NR * 4);
+}
+
+inline void cpu_gemm_tiles_bf16_amx::kernel(index_t kc, const std::uint16_t* a, const std::uint16_t* b, float* tile) {
+  micro_kernel_bf16_amx(kc, a, b, tile);
+}
+
+/// Whether this CPU and system run the AMX kernel: AMX-TILE and AMX-BF16 (CPUID leaf 7), and on
+/// Linux the permission to use tile data, which a process must request once (arch_prctl
+/// ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA; refused by kernels older than 5.16).
+inline bool cpu_has_amx_bf16() {
+  static const bool yes = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool amx_bf16 = (edx >> 22) & 1, amx_tile = (edx >> 24) & 1;
+    if (!amx_bf16 || !amx_tile) return false;
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+    return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
+#else
+    return false;
+#endif
+  }();
+  return yes;
+}
+
 /// Packs rows [i0, i0 + mc) × columns [p0, p0 + kc) of bf16 A (batch b) row by row: row i0 + t at
-/// dst + t·kcp, its kc values then a zero when kc is odd (kcp = kc rounded up to even); rows past
-/// the last of a sliver of MR are zero. The micro-kernel reads each row's K pairs in place, so a
-/// row-major A is copied, not transposed.
-template <int MR>
+/// dst + t·kcp, its kc values then zeros up to kcp (kc rounded up to a multiple of Group: 2 for
+/// the pair kernel, 32 for AMX tiles); rows past the last of a sliver of MR are zero. The
+/// micro-kernel reads each row's K pairs in place, so a row-major A is copied, not transposed.
+template <int MR, int Group = 2>
 void pack_a_pairs(std::uint16_t* EINLM_RESTRICT dst, const matrix_ref<const bf16>& a, index_t b, index_t i0,
                   index_t mc, index_t p0, index_t kc) {
   const bf16* base = a.data + b * a.batch_stride + i0 * a.row_stride + p0 * a.col_stride;
-  const index_t kcp = (kc + 1) / 2 * 2;
+  const index_t kcp = (kc + Group - 1) / Group * Group;
   const index_t padded_rows = (mc + MR - 1) / MR * MR;
   if (a.col_stride == 1) {
     for (index_t t = 0; t < mc; ++t) std::memcpy(dst + t * kcp, base + t * a.row_stride, static_cast<std::size_t>(kc) * 2);
@@ -616,19 +710,19 @@ void pack_a_pairs(std::uint16_t* EINLM_RESTRICT dst, const matrix_ref<const bf16
     }
   }
   if (kc < kcp)
-    for (index_t t = 0; t < mc; ++t) dst[t * kcp + kc] = 0;
+    for (index_t t = 0; t < mc; ++t) std::fill(dst + t * kcp + kc, dst + (t + 1) * kcp, std::uint16_t(0));
   std::fill(dst + mc * kcp, dst + padded_rows * kcp, std::uint16_t(0));
 }
 
 /// Packs rows [p0, p0 + kc) × columns [j, j + cols) of bf16 B (batch `batch`) into one sliver of NR
 /// columns of K pairs: for each pair q, the NR pairs (B[p0 + 2q, c], B[p0 + 2q + 1, c]) (zero past
-/// the last column and past row p0 + kc).
-template <int NR>
+/// the last column and past row p0 + kc, up to kc rounded up to a multiple of Group).
+template <int NR, int Group = 2>
 void pack_b_pairs(std::uint16_t* EINLM_RESTRICT out, const matrix_ref<const bf16>& b, index_t batch, index_t p0,
                   index_t kc, index_t j, index_t cols) {
   const bf16* base = b.data + batch * b.batch_stride + p0 * b.row_stride + j * b.col_stride;
-  const index_t pairs = (kc + 1) / 2;
-  if (cols < NR || kc % 2) std::fill(out, out + 2 * pairs * NR, std::uint16_t(0));
+  const index_t pairs = (kc + Group - 1) / Group * Group / 2;
+  if (cols < NR || kc % Group) std::fill(out, out + 2 * pairs * NR, std::uint16_t(0));
   if (b.col_stride == 1) {
     // Row-major: interleave two rows of NR columns.
     for (index_t k = 0; k < kc; ++k) {
@@ -642,7 +736,7 @@ void pack_b_pairs(std::uint16_t* EINLM_RESTRICT out, const matrix_ref<const bf16
     for (index_t c = 0; c < cols; ++c) {
       const bf16* src = base + c * b.col_stride;
       for (index_t q = 0; q < full; ++q) std::memcpy(out + (q * NR + c) * 2, src + 2 * q, 4);
-      if (full < pairs) out[(full * NR + c) * 2] = bits_of(src[2 * full]);
+      if (kc % 2) out[(full * NR + c) * 2] = bits_of(src[2 * full]);
     }
   } else {
     for (index_t k = 0; k < kc; ++k)
@@ -784,13 +878,13 @@ class cpu_gemm_own {
   void pack_a(packed* dst, index_t b, index_t i0, index_t mc, index_t p0, index_t kc) const {
     if constexpr (tiles::k_group == 1) detail::pack_a<MR>(dst, a_, b, i0, mc, p0, kc);
 #if EINLM_GEMM_HAS_BF16_DOT
-    else detail::pack_a_pairs<MR>(dst, a_, b, i0, mc, p0, kc);
+    else detail::pack_a_pairs<MR, tiles::k_group>(dst, a_, b, i0, mc, p0, kc);
 #endif
   }
   void pack_b(packed* dst, index_t b, index_t p0, index_t kc, index_t j, index_t cols) const {
     if constexpr (tiles::k_group == 1) pack_b_sliver<NR>(dst, b_, b, p0, kc, j, cols);
 #if EINLM_GEMM_HAS_BF16_DOT
-    else pack_b_pairs<NR>(dst, b_, b, p0, kc, j, cols);
+    else pack_b_pairs<NR, tiles::k_group>(dst, b_, b, p0, kc, j, cols);
 #endif
   }
 
@@ -817,8 +911,10 @@ template <class In, class Out>
 void gemm_own_cpu(const matrix_ref<const In>& a, const matrix_ref<const In>& b, const matrix_ref<Out>& c,
                   const epilogue<Out>& ep, int threads) {
 #if EINLM_GEMM_HAS_BF16_DOT
-  if constexpr (std::is_same_v<In, bf16>)
+  if constexpr (std::is_same_v<In, bf16>) {
+    if (cpu_has_amx_bf16()) return cpu_gemm_own<In, Out, cpu_gemm_tiles_bf16_amx>(a, b, c, ep, threads).run();
     if (cpu_has_bf16_dot()) return cpu_gemm_own<In, Out, cpu_gemm_tiles_bf16_dot>(a, b, c, ep, threads).run();
+  }
 #endif
 #if EINLM_HAS_PACKETS && defined(__x86_64__) && !defined(__AVX512F__)
   using Acc = gemm_acc_t<In>;
@@ -831,6 +927,23 @@ void gemm_own_cpu(const matrix_ref<const In>& a, const matrix_ref<const In>& b, 
   }
 #endif
   cpu_gemm_own<In, Out>(a, b, c, ep, threads).run();
+}
+
+/// The vector bytes of the own kernel's FMA micro-kernel on this CPU (64: AVX-512, 32: AVX2),
+/// from the build's target or chosen at run time; 0 when it has none (no FMA).
+inline int own_kernel_fma_bytes() {
+#if EINLM_HAS_PACKETS && defined(__x86_64__) && defined(__AVX512F__)
+  return 64;
+#elif EINLM_HAS_PACKETS && defined(__x86_64__)
+  if (const int wide = cpu_gemm_vector_bytes(); wide != 0) return wide;
+#if defined(__AVX2__) && defined(__FMA__)
+  return 32;
+#else
+  return 0;
+#endif
+#else
+  return 0;
+#endif
 }
 
 // ------------------------------------------------------------------------------------ BLAS
@@ -906,6 +1019,37 @@ void copy_matrix(T* dst, const matrix_ref<const T>& m, index_t b, int team) {
   gemm_parallel(team, m.rows, [&](index_t i) {
     for (index_t j = 0; j < m.cols; ++j) dst[i * m.cols + j] = m(b, i, j);
   });
+}
+
+/// The kernels OpenBLAS chose for this CPU at load time (openblas_get_corename: "SkylakeX",
+/// "Haswell", "Zen", …), or "" when the BLAS is not OpenBLAS.
+inline std::string openblas_core() {
+#if defined(OPENBLAS_VERSION)
+  const char* name = openblas_get_corename();
+  return name ? name : "";
+#else
+  return "";
+#endif
+}
+
+/// True when the BLAS is an OpenBLAS that runs kernels older than this CPU: one whose table of
+/// CPUs does not know this one (Debian 12's 0.3.21 on Sapphire or Emerald Rapids, say) falls back
+/// to its "Prescott" SSE3 kernels, without FMA, about 4× slower than its AVX-512 ones. OpenBLAS's
+/// FMA kernels are those of Haswell, Zen, SkylakeX, Cooperlake and SapphireRapids; when it runs
+/// none of them and einlm's own kernel has FMA here, the own kernel is the faster one.
+/// (OPENBLAS_CORETYPE=SkylakeX, set before the program starts, makes OpenBLAS take its AVX-512
+/// kernels; this then returns false.)
+inline bool blas_kernels_older_than_cpu() {
+  static const bool older = [] {
+    const std::string core = openblas_core();
+    if (core.empty() || own_kernel_fma_bytes() == 0) return false;
+    std::string lower;
+    for (const char ch : core) lower += static_cast<char>(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+    for (const char* fma_core : {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"})
+      if (lower == fma_core) return false;
+    return true;
+  }();
+  return older;
 }
 
 /// BLAS for the product, then one fused pass for what BLAS cannot do.
@@ -990,6 +1134,31 @@ void gemm_blas_cpu(matrix_ref<const T> a, matrix_ref<const T> b, const matrix_re
 /// True when this build calls a BLAS for float/double GEMMs on the CPU.
 inline constexpr bool gemm_has_blas = EINLM_HAS_BLAS != 0;
 
+/// What runs a float GEMM with the automatic backend on this machine, in words: "OpenBLAS 0.3.21
+/// (SkylakeX kernels)", "einlm's own kernel (AVX-512); OpenBLAS 0.3.21 chose its Prescott
+/// kernels, older than this CPU", or "einlm's own kernel (…)" without a BLAS.
+inline std::string cpu_gemm_description() {
+  const auto own = [] {
+    const int bytes = detail::own_kernel_fma_bytes();
+    return std::string("einlm's own kernel (") + (bytes == 64 ? "AVX-512" : bytes == 32 ? "AVX2" : "no FMA") + ")";
+  };
+#if EINLM_HAS_BLAS
+#if defined(OPENBLAS_VERSION)
+  std::string version = OPENBLAS_VERSION;
+  while (!version.empty() && version.front() == ' ') version.erase(version.begin());
+  while (!version.empty() && version.back() == ' ') version.pop_back();
+  const std::string core = detail::openblas_core();
+  if (detail::blas_kernels_older_than_cpu())
+    return own() + "; " + version + " chose its " + core + " kernels, older than this CPU (it still runs GEMV)";
+  return version + " (" + core + " kernels)";
+#else
+  return "the linked BLAS (cblas_sgemm)";
+#endif
+#else
+  return own();
+#endif
+}
+
 /// C = epilogue(alpha·A·B + beta·C) on host memory (einlm/linalg/gemm.hpp has the contract).
 template <class TA, class TB, class Out>
 void gemm_cpu(const matrix_ref<TA>& a_in, const matrix_ref<TB>& b_in, const matrix_ref<Out>& c_in,
@@ -1007,10 +1176,17 @@ void gemm_cpu(const matrix_ref<TA>& a_in, const matrix_ref<TB>& b_in, const matr
                                          EINLM_HAS_BLAS ? "takes float and double inputs only (these are "
                                                         : "is not compiled in (link einlm::blas, Debian: libopenblas-dev; inputs are ",
                                          dtype_traits<In>::name, ")"));
+#if EINLM_HAS_BLAS
+      else return detail::gemm_blas_cpu(ca, cb, cc, ep, team);
+#endif
       [[fallthrough]];
     case gemm_backend::automatic:
 #if EINLM_HAS_BLAS
-      if constexpr (blas_type) return detail::gemm_blas_cpu(ca, cb, cc, ep, team);
+      // BLAS, unless its kernels are older than this CPU; matrix-vector products stay with BLAS
+      // even then (its GEMV is bound by memory, and the own kernel has no GEMV form).
+      if constexpr (blas_type)
+        if (!detail::blas_kernels_older_than_cpu() || ((cc.rows == 1 || cc.cols == 1) && ca.cols > 0))
+          return detail::gemm_blas_cpu(ca, cb, cc, ep, team);
 #endif
       [[fallthrough]];
     case gemm_backend::own:
