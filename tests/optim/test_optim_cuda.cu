@@ -41,7 +41,8 @@ void check_against_host(Host cpu, Device gpu, const char* state_name, CompareSta
     cpu.begin_step(lr);
     gpu.begin_step(lr);
     for (std::size_t i = 0; i < sizes.size(); ++i) {
-      const std::string name = "p" + std::to_string(i);
+      std::string name(1, 'p');  // "p" + to_string(i), which g++ 12 wrongly flags (-Wrestrict) here
+      name += std::to_string(i);
       const double decay = i == 1 ? 0.0 : 0.01;  // a no-decay parameter
       tensor<float, dims<1>> g(sizes[i]);  // (N,)
       g = uniform<float>(g.extents(), {6, static_cast<std::uint64_t>(10 * step) + i}, -0.5, 0.5);
