@@ -205,15 +205,8 @@ std::string shape_text(const std::vector<index_t>& shape) {
 
 /// DIR/config.json.
 nn::moe_config load_checkpoint_config(const std::string& dir) {
-  const std::filesystem::path config = std::filesystem::path(dir) / "config.json";
-  std::error_code ec;
-  if (!std::filesystem::is_directory(dir, ec))
-    throw io_error(einlm::detail::concat(dir, ": no checkpoint there (",
-                                         std::filesystem::exists(dir, ec) ? "not a directory" : "no such directory", ")"));
-  if (!std::filesystem::exists(config, ec))
-    throw io_error(einlm::detail::concat(dir, ": no checkpoint there (no config.json; `einlm-lm train --out ", dir,
-                                         "` writes one with its first checkpoint)"));
-  return train::load_model_config(config.string());
+  train::detail::check_is_checkpoint(dir, "config.json", einlm::detail::concat("`einlm-lm train --out ", dir, "`"));
+  return train::load_model_config((std::filesystem::path(dir) / "config.json").string());
 }
 
 /// Loads DIR/model.safetensors (F32, F16 or BF16 tensors) into a float model of DIR/config.json's

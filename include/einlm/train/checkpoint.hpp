@@ -34,6 +34,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -85,15 +86,17 @@ inline safetensors_file open_for_step(const std::filesystem::path& dir, const st
                                        found.empty() ? std::string("no such file") : found, ")"));
 }
 
-/// Throws an io_error naming `dir` unless it is a directory holding a checkpoint's state file.
-inline void check_is_checkpoint(const std::filesystem::path& dir) {
+/// Throws an io_error naming `dir` unless it is a directory holding `required` (a checkpoint's state
+/// file by default); `writer` names what writes that file, for the message.
+inline void check_is_checkpoint(const std::filesystem::path& dir, std::string_view required = "state.safetensors",
+                                std::string_view writer = "a training run") {
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec))
     throw io_error(einlm::detail::concat(dir.string(), ": no checkpoint there (",
                                          std::filesystem::exists(dir, ec) ? "not a directory" : "no such directory",
                                          ")"));
-  if (!std::filesystem::exists(dir / "state.safetensors", ec))
-    throw io_error(einlm::detail::concat(dir.string(), ": no checkpoint there (no state.safetensors; a training run",
+  if (!std::filesystem::exists(dir / required, ec))
+    throw io_error(einlm::detail::concat(dir.string(), ": no checkpoint there (no ", required, "; ", writer,
                                          " writes one with its first checkpoint)"));
 }
 
