@@ -134,6 +134,8 @@ struct cpu_gemm_tiles {
   using packed = Acc;                   // packed operands hold Acc
   static constexpr int k_group = 1;     // one K step per packed element
   static void kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile);
+  /// The kernel on MR rows of A read in place, lda elements apart (A not packed).
+  static void kernel_rows(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* tile);
 };
 
 inline int gemm_threads(const gemm_options& options) {
@@ -342,6 +344,28 @@ template <int MR, class Acc, class In>
 void pack_a(Acc* EINLM_RESTRICT dst, const matrix_ref<const In>& a, index_t b, index_t i0, index_t mc, index_t p0,
             index_t kc) {
   const In* base = a.data + b * a.batch_stride + i0 * a.row_stride + p0 * a.col_stride;
+  if (a.row_stride == 1 && a.col_stride != 1) {
+    // Column-major (a transposed operand): each k's MR values are consecutive in memory too.
+    for (index_t s = 0; s < mc; s += MR) {
+      const index_t rows = std::min<index_t>(MR, mc - s);
+      Acc* out = dst + s * kc;
+      for (index_t k = 0; k < kc; ++k) {
+        const In* src = base + s + k * a.col_stride;
+        Acc* o = out + k * MR;
+        if (rows == MR) {
+          if constexpr (std::is_same_v<In, Acc>) {
+            std::memcpy(o, src, MR * sizeof(Acc));
+          } else {
+            EINLM_UNROLL
+            for (int r = 0; r < MR; ++r) o[r] = convert<Acc>(src[r]);
+          }
+        } else {
+          for (int r = 0; r < MR; ++r) o[r] = r < rows ? convert<Acc>(src[r]) : Acc(0);
+        }
+      }
+    }
+    return;
+  }
   for (index_t s = 0; s < mc; s += MR) {
     const index_t rows = std::min<index_t>(MR, mc - s);
     Acc* out = dst + s * kc;
@@ -378,9 +402,11 @@ void pack_b_sliver(Acc* EINLM_RESTRICT out, const matrix_ref<const In>& b, index
   }
 }
 
-/// tile[MR][NR] = Σ_k a[k][0..MR) ⊗ b[k][0..NR) over kc steps of the packed slivers.
-template <int MR, int NV, class Acc>
-void micro_kernel(index_t kc, const Acc* EINLM_RESTRICT a, const Acc* EINLM_RESTRICT b, Acc* EINLM_RESTRICT tile) {
+/// tile[MR][NR] = Σ_k a[k][0..MR) ⊗ b[k][0..NR) over kc steps of the packed slivers; with
+/// RowsOfA, A is not packed but read in place: MR rows lda elements apart, each kc long.
+template <int MR, int NV, bool RowsOfA = false, class Acc>
+void micro_kernel(index_t kc, const Acc* EINLM_RESTRICT a, const Acc* EINLM_RESTRICT b, Acc* EINLM_RESTRICT tile,
+                  [[maybe_unused]] index_t lda = 0) {
   using vec = cpu_vec<Acc>;
   using V = typename vec::type;
   constexpr int W = vec::width, NR = NV * W;
@@ -396,11 +422,11 @@ void micro_kernel(index_t kc, const Acc* EINLM_RESTRICT a, const Acc* EINLM_REST
     for (int v = 0; v < NV; ++v) bv[v] = vec::load(b + v * W);
     EINLM_UNROLL
     for (int r = 0; r < MR; ++r) {
-      const V av = vec::splat(a[r]);
+      const V av = vec::splat(RowsOfA ? a[r * lda + k] : a[r]);
       EINLM_UNROLL
       for (int v = 0; v < NV; ++v) acc[r][v] = acc[r][v] + av * bv[v];
     }
-    a += MR;
+    if constexpr (!RowsOfA) a += MR;
     b += NR;
   }
   EINLM_UNROLL
@@ -414,6 +440,10 @@ template <class Acc>
 void cpu_gemm_tiles<Acc>::kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile) {
   micro_kernel<MR, NV>(kc, a, b, tile);
 }
+template <class Acc>
+void cpu_gemm_tiles<Acc>::kernel_rows(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* tile) {
+  micro_kernel<MR, NV, true>(kc, a, b, tile, lda);
+}
 
 #if EINLM_HAS_PACKETS && defined(__x86_64__) && !defined(__AVX512F__)
 // Builds for an x86-64 below AVX-512 (the default -march=x86-64 has 16-byte SSE2 vectors and no
@@ -422,9 +452,10 @@ void cpu_gemm_tiles<Acc>::kernel(index_t kc, const Acc* a, const Acc* b, Acc* ti
 
 /// The micro-kernel on GNU vectors of Bytes bytes; always inlined into the target-specific
 /// wrappers below, so that it is compiled with their instruction sets.
-template <int Bytes, int MR, int NR, class Acc>
+template <int Bytes, int MR, int NR, bool RowsOfA, class Acc>
 __attribute__((always_inline)) inline void micro_kernel_x86(index_t kc, const Acc* EINLM_RESTRICT a,
-                                                           const Acc* EINLM_RESTRICT b, Acc* EINLM_RESTRICT tile) {
+                                                           const Acc* EINLM_RESTRICT b, Acc* EINLM_RESTRICT tile,
+                                                           [[maybe_unused]] index_t lda) {
   typedef Acc vec __attribute__((vector_size(Bytes)));
   constexpr int W = Bytes / static_cast<int>(sizeof(Acc)), NV = NR / W;
   vec acc[MR][NV];
@@ -439,11 +470,11 @@ __attribute__((always_inline)) inline void micro_kernel_x86(index_t kc, const Ac
     for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b + v * W, sizeof(vec));
     EINLM_UNROLL
     for (int r = 0; r < MR; ++r) {
-      const vec av = a[r] - vec{};  // a broadcast (x − 0 is x for every x, so it folds away)
+      const vec av = (RowsOfA ? a[r * lda + k] : a[r]) - vec{};  // a broadcast (x − 0 is x for every x)
       EINLM_UNROLL
       for (int v = 0; v < NV; ++v) acc[r][v] += av * bv[v];
     }
-    a += MR;
+    if constexpr (!RowsOfA) a += MR;
     b += NR;
   }
   EINLM_UNROLL
@@ -465,20 +496,28 @@ struct cpu_gemm_tiles_x86 {
   using packed = Acc;
   static constexpr int k_group = 1;
   static void kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile);
+  static void kernel_rows(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* tile);
 };
 
-template <class Acc>
-__attribute__((target("avx512f,fma"))) void micro_kernel_avx512(index_t kc, const Acc* a, const Acc* b, Acc* tile) {
-  micro_kernel_x86<64, cpu_gemm_tiles_x86<Acc, 64>::MR, cpu_gemm_tiles_x86<Acc, 64>::NR>(kc, a, b, tile);
+template <bool RowsOfA, class Acc>
+__attribute__((target("avx512f,fma"))) void micro_kernel_avx512(index_t kc, const Acc* a, const Acc* b, Acc* tile,
+                                                                 index_t lda) {
+  micro_kernel_x86<64, cpu_gemm_tiles_x86<Acc, 64>::MR, cpu_gemm_tiles_x86<Acc, 64>::NR, RowsOfA>(kc, a, b, tile, lda);
 }
-template <class Acc>
-__attribute__((target("avx2,fma"))) void micro_kernel_avx2(index_t kc, const Acc* a, const Acc* b, Acc* tile) {
-  micro_kernel_x86<32, cpu_gemm_tiles_x86<Acc, 32>::MR, cpu_gemm_tiles_x86<Acc, 32>::NR>(kc, a, b, tile);
+template <bool RowsOfA, class Acc>
+__attribute__((target("avx2,fma"))) void micro_kernel_avx2(index_t kc, const Acc* a, const Acc* b, Acc* tile,
+                                                           index_t lda) {
+  micro_kernel_x86<32, cpu_gemm_tiles_x86<Acc, 32>::MR, cpu_gemm_tiles_x86<Acc, 32>::NR, RowsOfA>(kc, a, b, tile, lda);
 }
 template <class Acc, int Bytes>
 void cpu_gemm_tiles_x86<Acc, Bytes>::kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile) {
-  if constexpr (Bytes == 64) micro_kernel_avx512(kc, a, b, tile);
-  else micro_kernel_avx2(kc, a, b, tile);
+  if constexpr (Bytes == 64) micro_kernel_avx512<false>(kc, a, b, tile, 0);
+  else micro_kernel_avx2<false>(kc, a, b, tile, 0);
+}
+template <class Acc, int Bytes>
+void cpu_gemm_tiles_x86<Acc, Bytes>::kernel_rows(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* tile) {
+  if constexpr (Bytes == 64) micro_kernel_avx512<true>(kc, a, b, tile, lda);
+  else micro_kernel_avx2<true>(kc, a, b, tile, lda);
 }
 
 /// The widest vectors this CPU runs (64, 32) when wider than the build's, else 0.
@@ -780,6 +819,8 @@ class cpu_gemm_own {
     partial_in_c_ = std::is_same_v<Out, Acc> && c.col_stride == 1;
     // Whole tiles of alpha·A·B alone may be stored by the micro-kernel itself.
     direct_store_ = c.col_stride == 1 && ep.beta == 0.0 && !epi_.has_post();
+    // Whole slivers of a row-major A of Acc are read in place by the micro-kernel, not packed.
+    if constexpr (tiles_read_rows_of_a) a_in_place_ = a.col_stride == 1;
   }
 
   void run() {
@@ -812,6 +853,8 @@ class cpu_gemm_own {
   static index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
 
   using packed = typename tiles::packed;
+  static constexpr bool tiles_read_rows_of_a =
+      std::is_same_v<In, Acc> && requires(index_t n, const Acc* p, Acc* q) { tiles::kernel_rows(n, p, n, p, q); };
   using workspace = cpu_gemm_workspace<packed, Acc>;
   static workspace& thread_workspace() { return workspace::of_this_thread(); }
 
@@ -843,7 +886,9 @@ class cpu_gemm_own {
         for (index_t t = 0; t * NR < nc; ++t) pack_b(bp + t * kcp * NR, bb, pc, kc, jc + t * NR, std::min<index_t>(NR, nc - t * NR));
         for (index_t ic = i0; ic < i1; ic += tiles::MC) {
           const index_t mc = std::min<index_t>(tiles::MC, i1 - ic);
-          pack_a(ap, ba, ic, mc, pc, kc);
+          // Read in place, whole slivers are not packed; a last partial one is, padded with zeros.
+          const index_t in_place = a_in_place_ ? mc / MR * MR : 0;
+          if (in_place < mc) pack_a(ap + in_place * kcp, ba, ic + in_place, mc - in_place, pc, kc);
           for (index_t jr = 0; jr < nc; jr += NR) {
             const index_t n = std::min<index_t>(NR, nc - jr);
             for (index_t ir = 0; ir < mc; ir += MR) {
@@ -858,7 +903,12 @@ class cpu_gemm_own {
                 }
               }
 #endif
-              tiles::kernel(kc, ap + ir * kcp, bp + jr * kcp, tile);
+              if constexpr (tiles_read_rows_of_a) {
+                if (ir < in_place) tiles::kernel_rows(kc, &a_(ba, ic + ir, pc), a_.row_stride, bp + jr * kcp, tile);
+                else tiles::kernel(kc, ap + ir * kcp, bp + jr * kcp, tile);
+              } else {
+                tiles::kernel(kc, ap + ir * kcp, bp + jr * kcp, tile);
+              }
               for (index_t r = 0; r < m; ++r) {
                 const index_t i = ic + ir + r, j = jc + jr;
                 Acc* part = nullptr;
@@ -905,6 +955,7 @@ class cpu_gemm_own {
   index_t M_ = 0, N_ = 0, K_ = 0;
   bool partial_in_c_ = false;
   bool direct_store_ = false;
+  bool a_in_place_ = false;
 };
 
 template <class In, class Out>
