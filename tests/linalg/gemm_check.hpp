@@ -340,6 +340,21 @@ inline std::vector<gemm_case> standard_cases() {
       c.layout.c_col_major = opt == 1;
       cases.push_back(c);
     }
+  // Whole tiles stored straight from the micro-kernel's registers: one K panel, beta 0, no bias or
+  // a per-column one, row-major C; A row-major (read in place) or column-major (packed); ragged
+  // edges beside whole tiles.
+  for (int opt = 0; opt < 4; ++opt) {
+    gemm_case c;
+    c.batch = 2;
+    c.M = 40;
+    c.N = 70;
+    c.K = 100;
+    c.alpha = 1.25;
+    c.bias = (opt & 1) != 0;
+    c.bias_along = bias_axis::columns;
+    c.layout.a_col_major = (opt & 2) != 0;
+    cases.push_back(c);
+  }
   // One row or one column (a decoded token; the BLAS backend calls GEMV for these), every layout,
   // padded or not, with and without beta; batched with a shared matrix; and K = 0.
   add_layouts(1, 45, 70, 1.5, true);

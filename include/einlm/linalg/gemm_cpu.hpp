@@ -136,6 +136,11 @@ struct cpu_gemm_tiles {
   static void kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile);
   /// The kernel on MR rows of A read in place, lda elements apart (A not packed).
   static void kernel_rows(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* tile);
+  /// Both kernels storing the tile straight into C (rows ldc apart) as scale · product, plus
+  /// bias[0..NR) when bias is not null.
+  static void kernel_to_c(index_t kc, const Acc* a, const Acc* b, Acc* c, index_t ldc, Acc scale, const Acc* bias);
+  static void kernel_rows_to_c(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* c, index_t ldc, Acc scale,
+                               const Acc* bias);
 };
 
 inline int gemm_threads(const gemm_options& options) {
@@ -403,10 +408,13 @@ void pack_b_sliver(Acc* EINLM_RESTRICT out, const matrix_ref<const In>& b, index
 }
 
 /// tile[MR][NR] = Σ_k a[k][0..MR) ⊗ b[k][0..NR) over kc steps of the packed slivers; with
-/// RowsOfA, A is not packed but read in place: MR rows lda elements apart, each kc long.
-template <int MR, int NV, bool RowsOfA = false, class Acc>
+/// RowsOfA, A is not packed but read in place: MR rows lda elements apart, each kc long. With
+/// ToC the tile goes straight to C instead: rows ldc apart, each scale · product (+ bias[0..NR)
+/// when bias is not null), the epilogue's values for a one-panel product.
+template <int MR, int NV, bool RowsOfA = false, bool ToC = false, class Acc>
 void micro_kernel(index_t kc, const Acc* EINLM_RESTRICT a, const Acc* EINLM_RESTRICT b, Acc* EINLM_RESTRICT tile,
-                  [[maybe_unused]] index_t lda = 0) {
+                  [[maybe_unused]] index_t lda = 0, [[maybe_unused]] index_t ldc = 0,
+                  [[maybe_unused]] Acc scale = Acc(1), [[maybe_unused]] const Acc* EINLM_RESTRICT bias = nullptr) {
   using vec = cpu_vec<Acc>;
   using V = typename vec::type;
   constexpr int W = vec::width, NR = NV * W;
@@ -429,10 +437,23 @@ void micro_kernel(index_t kc, const Acc* EINLM_RESTRICT a, const Acc* EINLM_REST
     if constexpr (!RowsOfA) a += MR;
     b += NR;
   }
-  EINLM_UNROLL
-  for (int r = 0; r < MR; ++r) {
+  if constexpr (ToC) {
+    const V scale_v = vec::splat(scale);
     EINLM_UNROLL
-    for (int v = 0; v < NV; ++v) vec::store(tile + r * NR + v * W, acc[r][v]);
+    for (int r = 0; r < MR; ++r) {
+      EINLM_UNROLL
+      for (int v = 0; v < NV; ++v) {
+        V x = scale_v * acc[r][v];
+        if (bias) x = x + vec::load(bias + v * W);
+        vec::store(tile + r * ldc + v * W, x);
+      }
+    }
+  } else {
+    EINLM_UNROLL
+    for (int r = 0; r < MR; ++r) {
+      EINLM_UNROLL
+      for (int v = 0; v < NV; ++v) vec::store(tile + r * NR + v * W, acc[r][v]);
+    }
   }
 }
 
@@ -444,6 +465,16 @@ template <class Acc>
 void cpu_gemm_tiles<Acc>::kernel_rows(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* tile) {
   micro_kernel<MR, NV, true>(kc, a, b, tile, lda);
 }
+template <class Acc>
+void cpu_gemm_tiles<Acc>::kernel_to_c(index_t kc, const Acc* a, const Acc* b, Acc* c, index_t ldc, Acc scale,
+                                      const Acc* bias) {
+  micro_kernel<MR, NV, false, true>(kc, a, b, c, 0, ldc, scale, bias);
+}
+template <class Acc>
+void cpu_gemm_tiles<Acc>::kernel_rows_to_c(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* c, index_t ldc,
+                                           Acc scale, const Acc* bias) {
+  micro_kernel<MR, NV, true, true>(kc, a, b, c, lda, ldc, scale, bias);
+}
 
 #if EINLM_HAS_PACKETS && defined(__x86_64__) && !defined(__AVX512F__)
 // Builds for an x86-64 below AVX-512 (the default -march=x86-64 has 16-byte SSE2 vectors and no
@@ -452,10 +483,12 @@ void cpu_gemm_tiles<Acc>::kernel_rows(index_t kc, const Acc* a, index_t lda, con
 
 /// The micro-kernel on GNU vectors of Bytes bytes; always inlined into the target-specific
 /// wrappers below, so that it is compiled with their instruction sets.
-template <int Bytes, int MR, int NR, bool RowsOfA, class Acc>
+template <int Bytes, int MR, int NR, bool RowsOfA, bool ToC, class Acc>
 __attribute__((always_inline)) inline void micro_kernel_x86(index_t kc, const Acc* EINLM_RESTRICT a,
                                                            const Acc* EINLM_RESTRICT b, Acc* EINLM_RESTRICT tile,
-                                                           [[maybe_unused]] index_t lda) {
+                                                           [[maybe_unused]] index_t lda, [[maybe_unused]] index_t ldc,
+                                                           [[maybe_unused]] Acc scale,
+                                                           [[maybe_unused]] const Acc* EINLM_RESTRICT bias) {
   typedef Acc vec __attribute__((vector_size(Bytes)));
   constexpr int W = Bytes / static_cast<int>(sizeof(Acc)), NV = NR / W;
   vec acc[MR][NV];
@@ -477,10 +510,27 @@ __attribute__((always_inline)) inline void micro_kernel_x86(index_t kc, const Ac
     if constexpr (!RowsOfA) a += MR;
     b += NR;
   }
-  EINLM_UNROLL
-  for (int r = 0; r < MR; ++r) {
+  if constexpr (ToC) {
+    const vec scale_v = scale - vec{};
     EINLM_UNROLL
-    for (int v = 0; v < NV; ++v) std::memcpy(tile + r * NR + v * W, &acc[r][v], sizeof(vec));
+    for (int r = 0; r < MR; ++r) {
+      EINLM_UNROLL
+      for (int v = 0; v < NV; ++v) {
+        vec x = scale_v * acc[r][v];
+        if (bias) {
+          vec bv;
+          std::memcpy(&bv, bias + v * W, sizeof(vec));
+          x += bv;
+        }
+        std::memcpy(tile + r * ldc + v * W, &x, sizeof(vec));
+      }
+    }
+  } else {
+    EINLM_UNROLL
+    for (int r = 0; r < MR; ++r) {
+      EINLM_UNROLL
+      for (int v = 0; v < NV; ++v) std::memcpy(tile + r * NR + v * W, &acc[r][v], sizeof(vec));
+    }
   }
 }
 
@@ -497,27 +547,44 @@ struct cpu_gemm_tiles_x86 {
   static constexpr int k_group = 1;
   static void kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile);
   static void kernel_rows(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* tile);
+  static void kernel_to_c(index_t kc, const Acc* a, const Acc* b, Acc* c, index_t ldc, Acc scale, const Acc* bias);
+  static void kernel_rows_to_c(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* c, index_t ldc, Acc scale,
+                               const Acc* bias);
 };
 
-template <bool RowsOfA, class Acc>
-__attribute__((target("avx512f,fma"))) void micro_kernel_avx512(index_t kc, const Acc* a, const Acc* b, Acc* tile,
-                                                                 index_t lda) {
-  micro_kernel_x86<64, cpu_gemm_tiles_x86<Acc, 64>::MR, cpu_gemm_tiles_x86<Acc, 64>::NR, RowsOfA>(kc, a, b, tile, lda);
+template <bool RowsOfA, bool ToC, class Acc>
+__attribute__((target("avx512f,fma"))) void micro_kernel_avx512(index_t kc, const Acc* a, const Acc* b, Acc* out,
+                                                                 index_t lda, index_t ldc, Acc scale, const Acc* bias) {
+  micro_kernel_x86<64, cpu_gemm_tiles_x86<Acc, 64>::MR, cpu_gemm_tiles_x86<Acc, 64>::NR, RowsOfA, ToC>(
+      kc, a, b, out, lda, ldc, scale, bias);
 }
-template <bool RowsOfA, class Acc>
-__attribute__((target("avx2,fma"))) void micro_kernel_avx2(index_t kc, const Acc* a, const Acc* b, Acc* tile,
-                                                           index_t lda) {
-  micro_kernel_x86<32, cpu_gemm_tiles_x86<Acc, 32>::MR, cpu_gemm_tiles_x86<Acc, 32>::NR, RowsOfA>(kc, a, b, tile, lda);
+template <bool RowsOfA, bool ToC, class Acc>
+__attribute__((target("avx2,fma"))) void micro_kernel_avx2(index_t kc, const Acc* a, const Acc* b, Acc* out,
+                                                           index_t lda, index_t ldc, Acc scale, const Acc* bias) {
+  micro_kernel_x86<32, cpu_gemm_tiles_x86<Acc, 32>::MR, cpu_gemm_tiles_x86<Acc, 32>::NR, RowsOfA, ToC>(
+      kc, a, b, out, lda, ldc, scale, bias);
 }
 template <class Acc, int Bytes>
 void cpu_gemm_tiles_x86<Acc, Bytes>::kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile) {
-  if constexpr (Bytes == 64) micro_kernel_avx512<false>(kc, a, b, tile, 0);
-  else micro_kernel_avx2<false>(kc, a, b, tile, 0);
+  if constexpr (Bytes == 64) micro_kernel_avx512<false, false, Acc>(kc, a, b, tile, 0, 0, Acc(1), nullptr);
+  else micro_kernel_avx2<false, false, Acc>(kc, a, b, tile, 0, 0, Acc(1), nullptr);
 }
 template <class Acc, int Bytes>
 void cpu_gemm_tiles_x86<Acc, Bytes>::kernel_rows(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* tile) {
-  if constexpr (Bytes == 64) micro_kernel_avx512<true>(kc, a, b, tile, lda);
-  else micro_kernel_avx2<true>(kc, a, b, tile, lda);
+  if constexpr (Bytes == 64) micro_kernel_avx512<true, false, Acc>(kc, a, b, tile, lda, 0, Acc(1), nullptr);
+  else micro_kernel_avx2<true, false, Acc>(kc, a, b, tile, lda, 0, Acc(1), nullptr);
+}
+template <class Acc, int Bytes>
+void cpu_gemm_tiles_x86<Acc, Bytes>::kernel_to_c(index_t kc, const Acc* a, const Acc* b, Acc* c, index_t ldc,
+                                                 Acc scale, const Acc* bias) {
+  if constexpr (Bytes == 64) micro_kernel_avx512<false, true, Acc>(kc, a, b, c, 0, ldc, scale, bias);
+  else micro_kernel_avx2<false, true, Acc>(kc, a, b, c, 0, ldc, scale, bias);
+}
+template <class Acc, int Bytes>
+void cpu_gemm_tiles_x86<Acc, Bytes>::kernel_rows_to_c(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* c,
+                                                      index_t ldc, Acc scale, const Acc* bias) {
+  if constexpr (Bytes == 64) micro_kernel_avx512<true, true, Acc>(kc, a, b, c, lda, ldc, scale, bias);
+  else micro_kernel_avx2<true, true, Acc>(kc, a, b, c, lda, ldc, scale, bias);
 }
 
 /// The widest vectors this CPU runs (64, 32) when wider than the build's, else 0.
@@ -821,6 +888,14 @@ class cpu_gemm_own {
     direct_store_ = c.col_stride == 1 && ep.beta == 0.0 && !epi_.has_post();
     // Whole slivers of a row-major A of Acc are read in place by the micro-kernel, not packed.
     if constexpr (tiles_read_rows_of_a) a_in_place_ = a.col_stride == 1;
+    // Whole tiles of a one-panel product in Acc, alone or plus a per-column bias, go from the
+    // micro-kernel's registers straight to C.
+    if constexpr (tiles_store_to_c) {
+      const bool column_bias = !ep.bias.empty() && ep.bias_along == bias_axis::columns && ep.bias.stride == 1 &&
+                               ep.bias.size == N_ && ep.act == activation::none && ep.residual.empty();
+      to_c_ = c.col_stride == 1 && ep.beta == 0.0 && (!epi_.has_post() || column_bias);
+      if (column_bias) column_bias_ = ep.bias.data;
+    }
   }
 
   void run() {
@@ -855,6 +930,9 @@ class cpu_gemm_own {
   using packed = typename tiles::packed;
   static constexpr bool tiles_read_rows_of_a =
       std::is_same_v<In, Acc> && requires(index_t n, const Acc* p, Acc* q) { tiles::kernel_rows(n, p, n, p, q); };
+  static constexpr bool tiles_store_to_c =
+      tiles_read_rows_of_a && std::is_same_v<Out, Acc> &&
+      requires(index_t n, const Acc* p, Acc* q, Acc x) { tiles::kernel_rows_to_c(n, p, n, p, q, n, x, p); };
   using workspace = cpu_gemm_workspace<packed, Acc>;
   static workspace& thread_workspace() { return workspace::of_this_thread(); }
 
@@ -903,6 +981,18 @@ class cpu_gemm_own {
                 }
               }
 #endif
+              if constexpr (tiles_store_to_c) {
+                if (to_c_ && first && last && m == MR && n == NR) {
+                  Acc* to = &c_(b, ic + ir, jc + jr);
+                  const Acc* bias = column_bias_ ? column_bias_ + jc + jr : nullptr;
+                  if (ir < in_place)
+                    tiles::kernel_rows_to_c(kc, &a_(ba, ic + ir, pc), a_.row_stride, bp + jr * kcp, to, c_.row_stride,
+                                            alpha_, bias);
+                  else
+                    tiles::kernel_to_c(kc, ap + ir * kcp, bp + jr * kcp, to, c_.row_stride, alpha_, bias);
+                  continue;
+                }
+              }
               if constexpr (tiles_read_rows_of_a) {
                 if (ir < in_place) tiles::kernel_rows(kc, &a_(ba, ic + ir, pc), a_.row_stride, bp + jr * kcp, tile);
                 else tiles::kernel(kc, ap + ir * kcp, bp + jr * kcp, tile);
@@ -956,6 +1046,8 @@ class cpu_gemm_own {
   bool partial_in_c_ = false;
   bool direct_store_ = false;
   bool a_in_place_ = false;
+  bool to_c_ = false;
+  const Out* column_bias_ = nullptr;
 };
 
 template <class In, class Out>
