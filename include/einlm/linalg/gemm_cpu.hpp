@@ -134,13 +134,12 @@ struct cpu_gemm_tiles {
   using packed = Acc;                   // packed operands hold Acc
   static constexpr int k_group = 1;     // one K step per packed element
   static void kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile);
-  /// The kernel on MR rows of A read in place, lda elements apart (A not packed).
-  static void kernel_rows(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* tile);
-  /// Both kernels storing the tile straight into C (rows ldc apart) as scale · product, plus
+  /// The kernel with RowsOfA on MR rows of A read in place, lda elements apart (A not packed),
+  /// and with ToC storing the tile straight into C (rows ldc apart) as scale · product, plus
   /// bias[0..NR) when bias is not null.
-  static void kernel_to_c(index_t kc, const Acc* a, const Acc* b, Acc* c, index_t ldc, Acc scale, const Acc* bias);
-  static void kernel_rows_to_c(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* c, index_t ldc, Acc scale,
-                               const Acc* bias);
+  template <bool RowsOfA, bool ToC>
+  static void kernel_with(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* out, index_t ldc, Acc scale,
+                          const Acc* bias);
 };
 
 inline int gemm_threads(const gemm_options& options) {
@@ -462,18 +461,10 @@ void cpu_gemm_tiles<Acc>::kernel(index_t kc, const Acc* a, const Acc* b, Acc* ti
   micro_kernel<MR, NV>(kc, a, b, tile);
 }
 template <class Acc>
-void cpu_gemm_tiles<Acc>::kernel_rows(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* tile) {
-  micro_kernel<MR, NV, true>(kc, a, b, tile, lda);
-}
-template <class Acc>
-void cpu_gemm_tiles<Acc>::kernel_to_c(index_t kc, const Acc* a, const Acc* b, Acc* c, index_t ldc, Acc scale,
-                                      const Acc* bias) {
-  micro_kernel<MR, NV, false, true>(kc, a, b, c, 0, ldc, scale, bias);
-}
-template <class Acc>
-void cpu_gemm_tiles<Acc>::kernel_rows_to_c(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* c, index_t ldc,
-                                           Acc scale, const Acc* bias) {
-  micro_kernel<MR, NV, true, true>(kc, a, b, c, lda, ldc, scale, bias);
+template <bool RowsOfA, bool ToC>
+void cpu_gemm_tiles<Acc>::kernel_with(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* out, index_t ldc,
+                                      Acc scale, const Acc* bias) {
+  micro_kernel<MR, NV, RowsOfA, ToC>(kc, a, b, out, lda, ldc, scale, bias);
 }
 
 #if EINLM_HAS_PACKETS && defined(__x86_64__) && !defined(__AVX512F__)
@@ -546,10 +537,9 @@ struct cpu_gemm_tiles_x86 {
   using packed = Acc;
   static constexpr int k_group = 1;
   static void kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile);
-  static void kernel_rows(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* tile);
-  static void kernel_to_c(index_t kc, const Acc* a, const Acc* b, Acc* c, index_t ldc, Acc scale, const Acc* bias);
-  static void kernel_rows_to_c(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* c, index_t ldc, Acc scale,
-                               const Acc* bias);
+  template <bool RowsOfA, bool ToC>
+  static void kernel_with(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* out, index_t ldc, Acc scale,
+                          const Acc* bias);
 };
 
 template <bool RowsOfA, bool ToC, class Acc>
@@ -565,26 +555,15 @@ __attribute__((target("avx2,fma"))) void micro_kernel_avx2(index_t kc, const Acc
       kc, a, b, out, lda, ldc, scale, bias);
 }
 template <class Acc, int Bytes>
+template <bool RowsOfA, bool ToC>
+void cpu_gemm_tiles_x86<Acc, Bytes>::kernel_with(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* out,
+                                                 index_t ldc, Acc scale, const Acc* bias) {
+  if constexpr (Bytes == 64) micro_kernel_avx512<RowsOfA, ToC, Acc>(kc, a, b, out, lda, ldc, scale, bias);
+  else micro_kernel_avx2<RowsOfA, ToC, Acc>(kc, a, b, out, lda, ldc, scale, bias);
+}
+template <class Acc, int Bytes>
 void cpu_gemm_tiles_x86<Acc, Bytes>::kernel(index_t kc, const Acc* a, const Acc* b, Acc* tile) {
-  if constexpr (Bytes == 64) micro_kernel_avx512<false, false, Acc>(kc, a, b, tile, 0, 0, Acc(1), nullptr);
-  else micro_kernel_avx2<false, false, Acc>(kc, a, b, tile, 0, 0, Acc(1), nullptr);
-}
-template <class Acc, int Bytes>
-void cpu_gemm_tiles_x86<Acc, Bytes>::kernel_rows(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* tile) {
-  if constexpr (Bytes == 64) micro_kernel_avx512<true, false, Acc>(kc, a, b, tile, lda, 0, Acc(1), nullptr);
-  else micro_kernel_avx2<true, false, Acc>(kc, a, b, tile, lda, 0, Acc(1), nullptr);
-}
-template <class Acc, int Bytes>
-void cpu_gemm_tiles_x86<Acc, Bytes>::kernel_to_c(index_t kc, const Acc* a, const Acc* b, Acc* c, index_t ldc,
-                                                 Acc scale, const Acc* bias) {
-  if constexpr (Bytes == 64) micro_kernel_avx512<false, true, Acc>(kc, a, b, c, 0, ldc, scale, bias);
-  else micro_kernel_avx2<false, true, Acc>(kc, a, b, c, 0, ldc, scale, bias);
-}
-template <class Acc, int Bytes>
-void cpu_gemm_tiles_x86<Acc, Bytes>::kernel_rows_to_c(index_t kc, const Acc* a, index_t lda, const Acc* b, Acc* c,
-                                                      index_t ldc, Acc scale, const Acc* bias) {
-  if constexpr (Bytes == 64) micro_kernel_avx512<true, true, Acc>(kc, a, b, c, lda, ldc, scale, bias);
-  else micro_kernel_avx2<true, true, Acc>(kc, a, b, c, lda, ldc, scale, bias);
+  kernel_with<false, false>(kc, a, 0, b, tile, 0, Acc(1), nullptr);
 }
 
 /// The widest vectors this CPU runs (64, 32) when wider than the build's, else 0.
@@ -893,7 +872,7 @@ class cpu_gemm_own {
     if constexpr (tiles_store_to_c) {
       const bool column_bias = !ep.bias.empty() && ep.bias_along == bias_axis::columns && ep.bias.stride == 1 &&
                                ep.bias.size == N_ && ep.act == activation::none && ep.residual.empty();
-      to_c_ = c.col_stride == 1 && ep.beta == 0.0 && (!epi_.has_post() || column_bias);
+      to_c_ = direct_store_ || (c.col_stride == 1 && ep.beta == 0.0 && column_bias);
       if (column_bias) column_bias_ = ep.bias.data;
     }
   }
@@ -929,10 +908,9 @@ class cpu_gemm_own {
 
   using packed = typename tiles::packed;
   static constexpr bool tiles_read_rows_of_a =
-      std::is_same_v<In, Acc> && requires(index_t n, const Acc* p, Acc* q) { tiles::kernel_rows(n, p, n, p, q); };
-  static constexpr bool tiles_store_to_c =
-      tiles_read_rows_of_a && std::is_same_v<Out, Acc> &&
-      requires(index_t n, const Acc* p, Acc* q, Acc x) { tiles::kernel_rows_to_c(n, p, n, p, q, n, x, p); };
+      std::is_same_v<In, Acc> &&
+      requires(index_t n, const Acc* p, Acc* q, Acc x) { tiles::template kernel_with<true, true>(n, p, n, p, q, n, x, p); };
+  static constexpr bool tiles_store_to_c = tiles_read_rows_of_a && std::is_same_v<Out, Acc>;
   using workspace = cpu_gemm_workspace<packed, Acc>;
   static workspace& thread_workspace() { return workspace::of_this_thread(); }
 
@@ -986,16 +964,20 @@ class cpu_gemm_own {
                   Acc* to = &c_(b, ic + ir, jc + jr);
                   const Acc* bias = column_bias_ ? column_bias_ + jc + jr : nullptr;
                   if (ir < in_place)
-                    tiles::kernel_rows_to_c(kc, &a_(ba, ic + ir, pc), a_.row_stride, bp + jr * kcp, to, c_.row_stride,
-                                            alpha_, bias);
+                    tiles::template kernel_with<true, true>(kc, &a_(ba, ic + ir, pc), a_.row_stride, bp + jr * kcp, to,
+                                                            c_.row_stride, alpha_, bias);
                   else
-                    tiles::kernel_to_c(kc, ap + ir * kcp, bp + jr * kcp, to, c_.row_stride, alpha_, bias);
+                    tiles::template kernel_with<false, true>(kc, ap + ir * kcp, 0, bp + jr * kcp, to, c_.row_stride,
+                                                             alpha_, bias);
                   continue;
                 }
               }
               if constexpr (tiles_read_rows_of_a) {
-                if (ir < in_place) tiles::kernel_rows(kc, &a_(ba, ic + ir, pc), a_.row_stride, bp + jr * kcp, tile);
-                else tiles::kernel(kc, ap + ir * kcp, bp + jr * kcp, tile);
+                if (ir < in_place)
+                  tiles::template kernel_with<true, false>(kc, &a_(ba, ic + ir, pc), a_.row_stride, bp + jr * kcp, tile,
+                                                           NR, Acc(1), nullptr);
+                else
+                  tiles::kernel(kc, ap + ir * kcp, bp + jr * kcp, tile);
               } else {
                 tiles::kernel(kc, ap + ir * kcp, bp + jr * kcp, tile);
               }
