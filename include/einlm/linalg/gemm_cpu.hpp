@@ -48,6 +48,7 @@
 #include "einlm/core/math.hpp"
 #include "einlm/core/memory.hpp"
 #include "einlm/core/simd.hpp"
+#include "einlm/core/simd_dispatch.hpp"
 #include "einlm/linalg/gemm.hpp"
 
 #if EINLM_HAS_BLAS
@@ -257,6 +258,32 @@ inline bool cpu_has_wide_epilogue() {
 #define EINLM_GEMM_WIDE_EPILOGUE 0
 #endif
 
+/// x[j] = act(x[j]) for j < n, on packets of B bytes: the epilogue's activation when it runs over
+/// a run of C after the stores (cpu_epilogue), through simd::dispatch, so on the CPU's widest
+/// vectors (the element-wise layers' own kernels, with the same functions).
+template <class T>
+struct activation_kernel {
+  template <int B, activation A>
+  static void each(index_t n, T* x) {
+    index_t j = 0;
+#if EINLM_HAS_PACKETS
+    constexpr int lanes = simd::packet<T, B>::size;
+    for (; j + lanes <= n; j += lanes) simd::store(x + j, apply_activation(A, simd::load<T, B>(x + j)));
+#endif
+    for (; j < n; ++j) x[j] = apply_activation(A, x[j]);
+  }
+  template <int B>
+  static void run(index_t n, T* x, activation act) {
+    switch (act) {
+      case activation::none: return;
+      case activation::relu: return each<B, activation::relu>(n, x);
+      case activation::gelu: return each<B, activation::gelu>(n, x);
+      case activation::gelu_tanh: return each<B, activation::gelu_tanh>(n, x);
+      case activation::silu: return each<B, activation::silu>(n, x);
+    }
+  }
+};
+
 /// The epilogue over runs of one output row, shared by the micro-kernel's stores and the pass
 /// after BLAS. Values v (Acc) of a run become, in order:
 ///   v = scale·src[j]                       the product (alpha·A·B, or what BLAS left)
@@ -264,6 +291,9 @@ inline bool cpu_has_wide_epilogue() {
 ///   v += partial[j]            when partial   (later K panels)
 ///   then either partial_out[j] = v (not the last panel) or C = convert(post(v)) with
 ///   post(v) = act(v + bias) + residual.
+/// When C holds float with contiguous rows and there is no residual, the activation is deferred: the
+/// run is stored as v + bias, then act is applied to it in place by activation_kernel on the
+/// widest packets (the run is still in L1), rather than on the build's packets inside the loop.
 template <class Acc, class Out>
 struct cpu_epilogue {
   using vec = cpu_vec<Acc>;
@@ -273,14 +303,25 @@ struct cpu_epilogue {
   epilogue_op<Acc, Out> op;
   bool add_old_values;  // beta ≠ 0
   bool contiguous;      // C, residual and a per-column bias are contiguous along rows: vector path
+  activation deferred_act;  // applied after the stores of a finished run (op.act is then none)
+
+  static bool defers(const matrix_ref<Out>& c, const epilogue<Out>& ep) {
+    return std::is_same_v<Acc, float> && std::is_same_v<Out, float> && ep.act != activation::none &&
+           ep.residual.empty() && c.col_stride == 1;
+  }
+  static epilogue<Out> without_activation(epilogue<Out> ep) {
+    ep.act = activation::none;
+    return ep;
+  }
 
   cpu_epilogue(const matrix_ref<Out>& c, const epilogue<Out>& ep)
-      : op(c, ep), add_old_values(ep.beta != 0.0) {
+      : op(c, defers(c, ep) ? without_activation(ep) : ep), add_old_values(ep.beta != 0.0),
+        deferred_act(defers(c, ep) ? ep.act : activation::none) {
     contiguous = c.col_stride == 1 && (ep.residual.empty() || ep.residual.col_stride == 1 || ep.residual.cols <= 1) &&
                  (ep.bias.empty() || ep.bias_along == bias_axis::rows || ep.bias.stride == 1 || ep.bias.size <= 1);
   }
 
-  bool has_post() const { return op.has_post(); }
+  bool has_post() const { return op.has_post() || deferred_act != activation::none; }
 
   struct run {
     index_t b, i, j0, n;        // batch, row, first column, length
@@ -336,6 +377,10 @@ struct cpu_epilogue {
       if (r.partial) v = v + r.partial[j];
       if (r.partial_out) r.partial_out[j] = v;
       else op.c(r.b, r.i, jj) = convert<Out>(op.post(v, r.b, r.i, jj));
+    }
+    if constexpr (std::is_same_v<Acc, float> && std::is_same_v<Out, float>) {
+      if (deferred_act != activation::none && !r.partial_out)
+        simd::dispatch<activation_kernel<Acc>>(r.n, &op.c(r.b, r.i, r.j0), deferred_act);
     }
   }
 };
