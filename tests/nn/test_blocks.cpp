@@ -493,6 +493,102 @@ struct feature_scale {
 };
 // [end snippet]
 
+namespace {
+
+/// act(x Wᵀ + bias) in double from the definitions (GELU: x·Φ(x) through erfc), for the
+/// floats of x (B, S, D), W (O, D) and bias (O,) or empty.
+template <class X>
+std::vector<double> linear_reference(const X& x, const tensor<float, dims<2>>& w, const tensor<float, dims<1>>& bias,
+                                     bool gelu) {
+  const index_t B = x.extent(0), S = x.extent(1), D = x.extent(2), O = w.extent(0);
+  std::vector<double> y;
+  for (index_t b = 0; b < B; ++b)
+    for (index_t s = 0; s < S; ++s)
+      for (index_t o = 0; o < O; ++o) {
+        double v = bias.size() > 0 ? double(bias(o)) : 0.0;
+        for (index_t d = 0; d < D; ++d) v += double(x(b, s, d)) * double(w(o, d));
+        y.push_back(gelu ? 0.5 * v * std::erfc(-v / std::sqrt(2.0)) : v);
+      }
+  return y;
+}
+
+tensor<float, dims<2>> random_matrix(index_t rows, index_t cols, std::uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  tensor<float, dims<2>> m(rows, cols);  // (rows, cols)
+  for (index_t i = 0; i < m.size(); ++i) m.data()[i] = dist(gen);
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("blocks: linear_forward adds the bias and applies the activation as the GEMM stores y") {
+  constexpr index_t B = 3, S = 7, D = 37, O = 70;  // 21 rows: whole and partial tiles
+  const auto x2 = random_matrix(B * S, D, 1);
+  tensor<float, dims<3>> x(B, S, D);  // (B, S, D)
+  std::copy(x2.data(), x2.data() + x2.size(), x.data());
+  const auto w = random_matrix(O, D, 2);  // (O, D)
+  const auto bias2 = random_matrix(1, O, 3);
+  tensor<float, dims<1>> bias(O), no_bias(0);  // (O,), (0,)
+  std::copy(bias2.data(), bias2.data() + O, bias.data());
+  // Float rounding of a D-term sum of products of normal values: a few units of 2^-24 · Σ|x·w|.
+  const double tolerance = 1e-5 * std::sqrt(double(D)) * 4;
+  auto check_close = [&](const tensor<float, dims<3>>& y, const std::vector<double>& ref) {
+    REQUIRE(y.size() == static_cast<index_t>(ref.size()));
+    double worst = 0;
+    for (index_t i = 0; i < y.size(); ++i) worst = std::max(worst, std::abs(double(y.data()[i]) - ref[std::size_t(i)]));
+    CHECK(worst < tolerance);
+    CHECK(worst > 0);  // float, not a copy of the reference
+  };
+  const auto act_gelu = einlm::activation::gelu;
+  SUBCASE("bias only: the values of the einsum followed by y + bias, bit for bit") {
+    const auto fused = nn::detail::linear_forward(x, w, &bias);  // (B, S, O)
+    const tensor<float, dims<3>> product = einsum<"b s d, o d -> b s o">(x, w);  // (B, S, O)
+    const tensor<float, dims<3>> separate = product + bias;                      // (B, S, O)
+    CHECK(max_abs_diff(fused, separate) == 0);
+    check_close(fused, linear_reference(x, w, bias, false));
+  }
+  SUBCASE("bias and GELU, GELU alone") {
+    check_close(nn::detail::linear_forward(x, w, &bias, act_gelu), linear_reference(x, w, bias, true));
+    check_close(nn::detail::linear_forward(x, w, &no_bias, act_gelu), linear_reference(x, w, no_bias, true));
+    check_close(nn::detail::linear_forward(x, w, nullptr, act_gelu), linear_reference(x, w, no_bias, true));
+  }
+  SUBCASE("a view whose batch and sequence do not fold into rows, and an expression") {
+    tensor<float, dims<3>> wide(B, 2 * S, D);  // (B, 2S, D)
+    for (index_t i = 0; i < wide.size(); ++i) wide.data()[i] = float(i % 13) - 6.0f;
+    assign(slice(wide, full_extent, range{S, 2 * S}, full_extent), x);
+    const auto xs = slice(wide, full_extent, range{S, 2 * S}, full_extent);  // (B, S, D) view, stride 2S·D
+    check_close(nn::detail::linear_forward(xs, w, &bias), linear_reference(x, w, bias, false));
+    check_close(nn::detail::linear_forward(xs, w, &bias, act_gelu), linear_reference(x, w, bias, true));
+    check_close(nn::detail::linear_forward(x * 1.0f, w, &bias, act_gelu), linear_reference(x, w, bias, true));
+  }
+  SUBCASE("wrong shapes still name the mismatch") {
+    const auto w_short = random_matrix(O, D - 1, 4);
+    CHECK_THROWS_AS(nn::detail::linear_forward(x, w_short, &bias, act_gelu), shape_error);
+    tensor<float, dims<1>> bias_short(O - 1);  // (O − 1,)
+    bias_short = 0.5f;
+    CHECK_THROWS_AS(nn::detail::linear_forward(x, w, &bias_short), shape_error);
+    CHECK_THROWS_AS(nn::detail::linear_forward(x, w, &bias_short, act_gelu), shape_error);
+  }
+  SUBCASE("gelu_mlp without a cache (GELU in fc1's epilogue) agrees with its training forward") {
+    b::model<b::gelu_mlp<D, 96, true>, float> m;
+    m.initialise(5);
+    m.for_each_parameter([&](const std::string& name, auto& p) {
+      if (name.ends_with("bias"))
+        for (index_t i = 0; i < p.size(); ++i) p.data()[i] = 0.1f * float(i % 7) - 0.3f;
+    });
+    const auto inference = m.forward(x);     // (B, S, D)
+    const auto training = m.forward_train(x);  // (B, S, D)
+    double worst = 0, scale = 0;
+    for (index_t i = 0; i < training.size(); ++i) {
+      worst = std::max(worst, std::abs(double(inference.data()[i]) - double(training.data()[i])));
+      scale = std::max(scale, std::abs(double(training.data()[i])));
+    }
+    CHECK(scale > 0.1);
+    CHECK(worst <= 1e-6 * scale);
+  }
+}
+
 TEST_CASE("blocks: a block written outside the library composes with the others") {
   // [snippet new_block_use]
   using block = b::residual<b::rms_norm<8>, b::sequential<b::named<"gate", feature_scale<8>>, b::swiglu<8, 16>>>;

@@ -105,12 +105,50 @@ tensor<T, dims<3>> merge_heads(const X& x) {
   return out;
 }
 
-/// y = x Wᵀ (+ bias when it is not empty).
+/// y = act(x Wᵀ + bias) for x (B, S, D) and W (O, D); the bias (O,) is skipped when null or
+/// empty, act is none unless given. With a bias or an activation, and x an array whose batch and
+/// sequence fold into one row axis (a tensor always does), this is one GEMM whose epilogue adds the
+/// bias and applies act as it stores y (whole tiles straight from the registers when there is no
+/// activation): the values of the GEMM followed by `y + bias` and the activation's own pass, with
+/// two passes over y fewer, and for bf16 one rounding of y instead of up to three. Otherwise the
+/// einsum, then those passes.
 template <class T, class X>
 tensor<T, dims<3>> linear_forward(const X& x, const tensor<T, dims<2>>& w,
-                                  const std::type_identity_t<tensor<T, dims<1>>>* bias) {
-  tensor<T, dims<3>> y = einsum<"b s d, o d -> b s o">(x, w);  // (B, S, O)
-  if (bias && bias->size() > 0) y = y + *bias;                 // (B, S, O)
+                                  const std::type_identity_t<tensor<T, dims<1>>>* bias,
+                                  einlm::activation act = einlm::activation::none) {
+  const bool has_bias = bias && bias->size() > 0;
+  const bool epilogue_work = has_bias || act != einlm::activation::none;
+  const index_t O = w.extent(0);
+  // The one GEMM, when x's rows fold and the shapes agree (else the einsum below names the
+  // mismatch).
+  const auto fused = [&](const auto& xv, tensor<T, dims<3>>& y) {
+    const index_t B = xv.extent(0), S = xv.extent(1), D = xv.extent(2);
+    const bool rows_fold = B == 1 || S == 1 || xv.stride(0) == S * xv.stride(1);
+    if (!rows_fold || D != w.extent(1) || (has_bias && bias->size() != O)) return false;
+    y = tensor<T, dims<3>>(B, S, O);  // (B, S, O)
+    const index_t row_stride = S == 1 ? xv.stride(0) : xv.stride(1);
+    const matrix_ref<const T> xm(xv.data(), 1, B * S, D, 0, row_stride, xv.stride(2));  // (B·S, D)
+    const matrix_ref<const T> wt(w.data(), 1, D, O, 0, 1, D);                         // Wᵀ (D, O)
+    const matrix_ref<T> ym(y.data(), B * S, O);                                       // (B·S, O)
+    const epilogue<T> ep{.bias = has_bias ? vector_ref<T>(bias->data(), O) : vector_ref<T>{}, .act = act};
+    const gemm_options options{};
+    gemm_on(host{}, xm, wt, ym, ep, options);
+    return true;
+  };
+  tensor<T, dims<3>> y;  // (B, S, O)
+  if constexpr (array_like<X>) {
+    if (epilogue_work && fused(as_view(x), y)) return y;
+  }
+  if (act != einlm::activation::none) {  // x is not such an array: a tensor of it, then the GEMM
+    const auto e = x.extents();
+    tensor<T, dims<3>> xt(e.extent(0), e.extent(1), e.extent(2));  // (B, S, D)
+    assign(xt, x);
+    if (fused(as_view(xt), y)) return y;
+  }
+  y = einsum<"b s d, o d -> b s o">(x, w);  // (B, S, O)
+  if (has_bias) y = y + *bias;              // (B, S, O)
+  if (act != einlm::activation::none)       // not reached: the shapes that stop the GEMM stop these
+    throw value_error("einlm::nn linear: the activation was not applied");
   return y;
 }
 
@@ -1852,6 +1890,20 @@ struct gelu_mlp
       : base(named<"fc1", linear<D, Dff, Bias>>(linear<D, Dff, Bias>(d, f)), gelu{},
              named<"fc2", linear<Dff, D, Bias>>(linear<Dff, D, Bias>(f, d))) {}
   explicit constexpr gelu_mlp(const transformer_config& c) : gelu_mlp(c.d_model, c.ffn_dim()) {}
+  /// sequential's forward; without a cache (inference) fc1's GEMM applies gelu (math::gelu, as
+  /// the gelu block) as it stores the hidden (B, S, Dff): one pass over the hidden fewer.
+  template <class T, class X>
+  tensor<T, dims<3>> forward(const typename base::template params<T>& p, X&& x,
+                             std::type_identity_t<typename base::template cache<T>>* c,
+                             const context& ctx) const {
+    if (c) return base::forward(p, std::forward<X>(x), c, ctx);  // (B, S, D)
+    const auto& fc1 = std::get<0>(this->blocks);
+    const auto& w1 = std::get<0>(p.blocks);
+    const auto& w2 = std::get<2>(p.blocks);
+    detail::require_width("linear", fc1.in, x.extent(2));
+    const auto h = nn::detail::linear_forward(x, w1.weight, &w1.bias, einlm::activation::gelu);  // (B, S, Dff)
+    return nn::detail::linear_forward(h, w2.weight, &w2.bias);                                  // (B, S, D)
+  }
   /// fc1's input, gelu's input (fc1 x, which the activation cannot count: it has no width) and
   /// fc2's input.
   constexpr std::int64_t activation_elements(std::int64_t b, std::int64_t s) const {
