@@ -97,23 +97,47 @@ simd::scalar_t<P> lane_sum(const P& p) {
 }
 #endif
 
-/// max over j < n of x[j] widened to C (−∞ for n = 0; NaNs are passed over), on packets.
+/// *result = max over j < n of x[j] widened to C (−∞ for n = 0; NaNs are passed over), on packets
+/// of B bytes with four running maxima: one would chain every packet through a compare and a
+/// blend's latency.
+template <class C, class S>
+struct row_max_kernel {
+  template <int B>
+  static void run(const S* x, index_t n, C* result) {
+    C m = -std::numeric_limits<C>::infinity();
+    index_t j = 0;
+#if EINLM_HAS_PACKETS
+    using P = simd::packet<C, B>;
+    constexpr int lanes = P::size;
+    if (n >= lanes) {
+      P m0(m), m1(m), m2(m), m3(m);
+      const auto take = [](P& acc, const P& v) { acc = simd::select(v > acc, v, acc); };
+      for (; j + 4 * lanes <= n; j += 4 * lanes) {
+        take(m0, simd::load<C, B>(x + j));
+        take(m1, simd::load<C, B>(x + j + lanes));
+        take(m2, simd::load<C, B>(x + j + 2 * lanes));
+        take(m3, simd::load<C, B>(x + j + 3 * lanes));
+      }
+      for (; j + lanes <= n; j += lanes) take(m0, simd::load<C, B>(x + j));
+      take(m0, m1);
+      take(m2, m3);
+      take(m0, m2);
+      for (int l = 0; l < lanes; ++l) m = std::max(m, m0[l]);
+    }
+#endif
+    for (; j < n; ++j) m = std::max(m, static_cast<C>(convert<C>(x[j])));
+    *result = m;
+  }
+};
+
+/// max over j < n of x[j] widened to C (−∞ for n = 0; NaNs are passed over), on packets
+/// (row_max_kernel): for float the widest of this CPU, for double the build's (g++ 12 fails
+/// compiling the 64-byte double kernel). Exact, so the same for every width.
 template <class C, class S>
 C row_max(const S* x, index_t n) {
-  C m = -std::numeric_limits<C>::infinity();
-  index_t j = 0;
-#if EINLM_HAS_PACKETS
-  if (n >= simd::width) {
-    using P = simd::packet<C>;
-    P lanes(m);
-    for (; j + simd::width <= n; j += simd::width) {
-      const P v = simd::load<C>(x + j);
-      lanes = simd::select(v > lanes, v, lanes);
-    }
-    for (int l = 0; l < simd::width; ++l) m = std::max(m, lanes[l]);
-  }
-#endif
-  for (; j < n; ++j) m = std::max(m, static_cast<C>(convert<C>(x[j])));
+  C m;
+  if constexpr (std::is_same_v<C, float>) simd::dispatch<row_max_kernel<C, S>>(x, n, &m);
+  else row_max_kernel<C, S>::template run<simd::detail::native_bytes>(x, n, &m);
   return m;
 }
 
