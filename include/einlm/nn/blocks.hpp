@@ -109,9 +109,9 @@ tensor<T, dims<3>> merge_heads(const X& x) {
 /// empty, act is none unless given. With a bias or an activation, and x an array whose batch and
 /// sequence fold into one row axis (a tensor always does), this is one GEMM whose epilogue adds the
 /// bias and applies act as it stores y (whole tiles straight from the registers when there is no
-/// activation): the values of the GEMM followed by `y + bias` and the activation's own pass, with
-/// two passes over y fewer, and for bf16 one rounding of y instead of up to three. Otherwise the
-/// einsum, then those passes.
+/// activation): the values of the GEMM followed by `y + bias` (the activation's within the few
+/// units in the last place that fused multiply-adds change), with a pass over y fewer for each,
+/// and for bf16 one rounding of y instead of up to three. Otherwise the einsum, then `y + bias`.
 template <class T, class X>
 tensor<T, dims<3>> linear_forward(const X& x, const tensor<T, dims<2>>& w,
                                   const std::type_identity_t<tensor<T, dims<1>>>* bias,
