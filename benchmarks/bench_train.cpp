@@ -19,6 +19,8 @@
 // the baseline) or 64 (AVX-512 where the CPU has it; else its widest), in elements per second.
 // bm_norm times RMSNorm and LayerNorm, forward and backward, through their row kernels beside
 // the einops expressions they replace on host tensors (the baseline), in elements per second.
+// bm_attention times causal attention forward and backward, in blocks of query rows beside the
+// whole square of scores they replaced (the baseline), in GFLOP/s of the causal half.
 // bm_adamw times one AdamW update through its one-pass kernel beside the three executor passes
 // it replaces (the baseline), in parameters per second; bm_sgd_adagrad the same for SGD with
 // momentum (two passes before) and AdaGrad (two passes before).
@@ -269,6 +271,39 @@ void bm_norm(benchmark::State& state) {
                  (rows_path ? ", row kernel" : ", expressions"));
 }
 
+/// Causal attention on float (B, H, S, Dh) heads: state.range(0) the pass (0 attention_forward, 1
+/// attention_backward from the forward's out and lse), range(1) the path (0 the whole (S, S)
+/// square of scores per head, the baseline; 1 blocks of 48 query rows over the keys each sees,
+/// what attention_forward runs), range(2) the shape (0: 16 × 4 heads × 128 × 32, the demo model's
+/// layer; 1: 8 × 8 × 256 × 32, the d256 model's; 2: 4 × 12 × 512 × 64 and 3: 2 × 12 × 1024 × 64,
+/// GPT-2 small's heads). In GFLOP/s of the causal half (2·B·H·S²·Dh per product pair: the
+/// forward's two products, the backward's four plus the recomputed scores counted as five).
+void bm_attention(benchmark::State& state) {
+  const bool backward = state.range(0) == 1, blocks = state.range(1) == 1;
+  struct shape {
+    index_t B, H, S, D;
+  };
+  const shape shapes[] = {{16, 4, 128, 32}, {8, 8, 256, 32}, {4, 12, 512, 64}, {2, 12, 1024, 64}};
+  const shape c = shapes[state.range(2)];
+  const auto q = random_floats(dims<4>(c.B, c.H, c.S, c.D), 1.0, 11);     // (B, H, S, Dh)
+  const auto k = random_floats(dims<4>(c.B, c.H, c.S, c.D), 1.0, 12);     // (B, H, S, Dh)
+  const auto v = random_floats(dims<4>(c.B, c.H, c.S, c.D), 1.0, 13);     // (B, H, S, Dh)
+  const auto dout = random_floats(dims<4>(c.B, c.H, c.S, c.D), 1.0, 14);  // (B, H, S, Dh)
+  const auto f = nn::detail::attention_forward_impl(q, k, v, true, blocks);
+  for (auto _ : state) {
+    if (backward)
+      benchmark::DoNotOptimize(nn::detail::attention_backward_impl(q, k, v, f.out, f.lse, dout, true, blocks).dq.data());
+    else
+      benchmark::DoNotOptimize(nn::detail::attention_forward_impl(q, k, v, true, blocks).out.data());
+  }
+  const double half = 2.0 * double(c.B * c.H) * double(c.S) * double(c.S + 1) / 2 * double(c.D);  // one product
+  state.counters["flops"] =
+      benchmark::Counter(half * (backward ? 5 : 2), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  state.SetLabel(std::string(backward ? "attention_backward " : "attention_forward ") + std::to_string(c.B) + "x" +
+                 std::to_string(c.H) + "x" + std::to_string(c.S) + "x" + std::to_string(c.D) +
+                 (blocks ? ", query blocks" : ", whole square"));
+}
+
 /// One AdamW update of n float parameters: state.range(0) the path (0 the three expressions on the
 /// CPU executor, the baseline; 1 the one-pass kernel adamw::update runs), range(1) the size (0:
 /// 49,152, one FFN matrix of the demo model; 1: 2,359,296, one of GPT-2 small's), in parameters
@@ -342,6 +377,7 @@ BENCHMARK(bm_train_step_bf16)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisec
 BENCHMARK(bm_forward)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_nn_kernel)->ArgsProduct({{0, 1, 2, 3, 4}, {16, 64}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_norm)->ArgsProduct({{0, 1, 2, 3}, {0, 1}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(bm_attention)->ArgsProduct({{0, 1}, {0, 1}, {0, 1, 2, 3}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_adamw)->ArgsProduct({{0, 1}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_sgd_adagrad)->ArgsProduct({{0, 1}, {0, 1}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(bm_decode)->Arg(1)->Arg(8)->Unit(benchmark::kMicrosecond)->UseRealTime();

@@ -580,6 +580,135 @@ TEST_CASE("attention_forward and attention_backward against finite differences")
   MESSAGE("worst float-against-double error (normwise) of every case so far: ", float_worst);
 }
 
+namespace {
+
+/// Causal attention by the definition, in double, for q (B, H, Sq, D) and k, v (B, Hkv, Sk, D)
+/// already repeated to H heads: query i sees keys 0 … Sk − Sq + i. With dout, also the
+/// gradients (dq, dk, dv per query head: the caller sums dk, dv over a group).
+struct naive_attention {
+  tensor<double, dims<4>> out, dq, dk, dv;  // (B, H, Sq, D), (B, H, Sq, D), (B, H, Sk, D) twice
+  tensor<double, dims<3>> lse;              // (B, H, Sq)
+};
+
+template <class Q, class K, class V>
+naive_attention naive_causal_attention(const Q& q, const K& k, const V& v, const tensor<double, dims<4>>* dout) {
+  const index_t B = q.extent(0), H = q.extent(1), Sq = q.extent(2), D = q.extent(3), Sk = k.extent(2);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  naive_attention r{tensor<double, dims<4>>(dims<4>(B, H, Sq, D)), tensor<double, dims<4>>(dims<4>(B, H, Sq, D)),
+                    tensor<double, dims<4>>(dims<4>(B, H, Sk, D)), tensor<double, dims<4>>(dims<4>(B, H, Sk, D)),
+                    tensor<double, dims<3>>(dims<3>(B, H, Sq))};
+  r.dq = 0.0;
+  r.dk = 0.0;
+  r.dv = 0.0;
+  std::vector<double> p(static_cast<std::size_t>(Sk)), dp(static_cast<std::size_t>(Sk));
+  for (index_t b = 0; b < B; ++b)
+    for (index_t h = 0; h < H; ++h)
+      for (index_t i = 0; i < Sq; ++i) {
+        const index_t visible = Sk - Sq + i + 1;
+        double mx = -1e300;
+        for (index_t j = 0; j < visible; ++j) {
+          double s = 0;
+          for (index_t d = 0; d < D; ++d) s += q(b, h, i, d) * k(b, h, j, d);
+          p[static_cast<std::size_t>(j)] = s * scale;
+          mx = std::max(mx, s * scale);
+        }
+        double sum = 0;
+        for (index_t j = 0; j < visible; ++j) sum += std::exp(p[static_cast<std::size_t>(j)] - mx);
+        r.lse(b, h, i) = mx + std::log(sum);
+        for (index_t j = 0; j < visible; ++j) p[static_cast<std::size_t>(j)] = std::exp(p[static_cast<std::size_t>(j)] - r.lse(b, h, i));
+        for (index_t d = 0; d < D; ++d) {
+          double o = 0;
+          for (index_t j = 0; j < visible; ++j) o += p[static_cast<std::size_t>(j)] * v(b, h, j, d);
+          r.out(b, h, i, d) = o;
+        }
+        if (!dout) continue;
+        double delta = 0;
+        for (index_t d = 0; d < D; ++d) delta += (*dout)(b, h, i, d) * r.out(b, h, i, d);
+        for (index_t j = 0; j < visible; ++j) {
+          double g = 0;
+          for (index_t d = 0; d < D; ++d) g += (*dout)(b, h, i, d) * v(b, h, j, d);
+          dp[static_cast<std::size_t>(j)] = p[static_cast<std::size_t>(j)] * (g - delta) * scale;  // dS·scale
+        }
+        for (index_t j = 0; j < visible; ++j)
+          for (index_t d = 0; d < D; ++d) {
+            r.dq(b, h, i, d) += dp[static_cast<std::size_t>(j)] * k(b, h, j, d);
+            r.dk(b, h, j, d) += dp[static_cast<std::size_t>(j)] * q(b, h, i, d);
+            r.dv(b, h, j, d) += p[static_cast<std::size_t>(j)] * (*dout)(b, h, i, d);
+          }
+      }
+  return r;
+}
+
+/// The per-query-head gradient (B, H, S, D) of k or v summed over each group: (B, Hkv, S, D).
+tensor<double, dims<4>> sum_groups(const tensor<double, dims<4>>& g, index_t G) {
+  const index_t B = g.extent(0), H = g.extent(1), S = g.extent(2), D = g.extent(3);
+  tensor<double, dims<4>> out(dims<4>(B, G, S, D));  // (B, Hkv, S, D)
+  out = 0.0;
+  for (index_t b = 0; b < B; ++b)
+    for (index_t h = 0; h < H; ++h)
+      for (index_t s = 0; s < S; ++s)
+        for (index_t d = 0; d < D; ++d) out(b, h / (H / G), s, d) += g(b, h, s, d);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("causal attention of more than 48 positions runs in blocks of query rows, with the same values") {
+  // Past 48 query rows a causal attention computes its scores block by block over the keys each
+  // block sees (not the whole square): every element against the definition, and finite
+  // differences. S = 49 (one row past a block), 100 (a short last block), 150; MHA, GQA, MQA.
+  for (const attention_case c : {attention_case{2, 2, 2, 49, 4}, attention_case{1, 4, 2, 100, 8},
+                                 attention_case{2, 3, 1, 150, 4}}) {
+    CAPTURE(c.S);
+    CAPTURE(c.G);
+    auto q = random_tensor(dims<4>(c.B, c.H, c.S, c.D), 70);  // (B, H, S, D)
+    auto k = random_tensor(dims<4>(c.B, c.G, c.S, c.D), 71);  // (B, Hkv, S, D)
+    auto v = random_tensor(dims<4>(c.B, c.G, c.S, c.D), 72);  // (B, Hkv, S, D)
+    const auto w = random_tensor(dims<4>(c.B, c.H, c.S, c.D), 73);  // (B, H, S, D)
+    const auto [out, lse] = nn::attention_forward(q, k, v, true);
+    const auto ref = naive_causal_attention(q, repeat_heads(k, c.H), repeat_heads(v, c.H), &w);
+    CHECK(normwise(out, ref.out) <= 1e-14);
+    CHECK(normwise(lse, ref.lse) <= 1e-14);
+    const auto [dq, dk, dv] = nn::attention_backward(q, k, v, out, lse, w, true);
+    CHECK(normwise(dq, ref.dq) <= 1e-13);
+    CHECK(normwise(dk, sum_groups(ref.dk, c.G)) <= 1e-13);
+    CHECK(normwise(dv, sum_groups(ref.dv, c.G)) <= 1e-13);
+    const auto loss = [&] { return dot(w, nn::attention_forward(q, k, v, true).out); };
+    CHECK(fd_error(q, dq, loss) <= fd_tolerance);
+    CHECK(fd_error(k, dk, loss) <= fd_tolerance);
+    CHECK(fd_error(v, dv, loss) <= fd_tolerance);
+    // Float: the blocked float kernels against the double definition.
+    const auto qf = to_float(q), kf = to_float(k), vf = to_float(v), wf = to_float(w);  // (B, H|Hkv, S, D)
+    const auto [outf, lsef] = nn::attention_forward(qf, kf, vf, true);
+    CHECK(float_error(outf, ref.out) <= 1e-5);
+    CHECK(float_error(lsef, ref.lse) <= 1e-5);
+    const auto [dqf, dkf, dvf] = nn::attention_backward(qf, kf, vf, outf, lsef, wf, true);
+    CHECK(float_error(dqf, ref.dq) <= 1e-4);
+    CHECK(float_error(dkf, sum_groups(ref.dk, c.G)) <= 1e-4);
+    CHECK(float_error(dvf, sum_groups(ref.dv, c.G)) <= 1e-4);
+  }
+  report("blocked causal attention");
+
+  // More keys than queries (a cache's prefill after 70 positions): 60 queries see 70 + i + 1 keys.
+  // The keys and values are views of a longer cache (positions 0 … 129 of 140), read in place;
+  // with their heads sliced out of a wider array they are copied first. Both give the definition.
+  const auto q = random_tensor(dims<4>(2, 4, 60, 8), 74);          // (B, H, Sq, D)
+  const auto k_cache = random_tensor(dims<4>(2, 3, 140, 8), 75);   // (B, 3, C, D)
+  const auto v_cache = random_tensor(dims<4>(2, 3, 140, 8), 76);   // (B, 3, C, D)
+  const auto k = slice(k_cache, full_extent, range{0, 2}, range{0, 130}, full_extent);  // (B, Hkv, Sk, D) strided
+  const auto v = slice(v_cache, full_extent, range{0, 2}, range{0, 130}, full_extent);  // (B, Hkv, Sk, D) strided
+  const auto k_rows = slice(k_cache, full_extent, range{1, 2}, range{0, 130}, full_extent);  // (B, 1, Sk, D)
+  const auto v_rows = slice(v_cache, full_extent, range{1, 2}, range{0, 130}, full_extent);  // (B, 1, Sk, D)
+  for (const bool grouped : {true, false}) {
+    CAPTURE(grouped);
+    const auto [out, lse] = grouped ? nn::attention_forward(q, k, v, true) : nn::attention_forward(q, k_rows, v_rows, true);
+    const auto ref = grouped ? naive_causal_attention(q, repeat_heads(k, 4), repeat_heads(v, 4), nullptr)
+                             : naive_causal_attention(q, repeat_heads(k_rows, 4), repeat_heads(v_rows, 4), nullptr);
+    CHECK(normwise(out, ref.out) <= 1e-14);
+    CHECK(normwise(lse, ref.lse) <= 1e-14);
+  }
+}
+
 TEST_CASE("attention with static extents, and its shape errors") {
   const auto q = random_float(extents<1, 4, 6, 8>{}, 30);  // (B, H, S, D)
   const auto k = random_float(extents<1, 2, 6, 8>{}, 31);  // (B, Hkv, S, D)

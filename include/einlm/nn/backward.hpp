@@ -29,7 +29,10 @@
 // head h / (H/Hkv) (Hkv = H is multi-head, Hkv = 1 multi-query); the key and value gradients sum over
 // the query heads that share them. The products are einsums over q viewed as (B, Hkv, H/Hkv, S, Dh),
 // so each is one batched GEMM. k and v that hold the compute type are read where they are (a view
-// of a KV cache included), not copied.
+// of a KV cache included), not copied. A causal attention of more than 48 queries runs in blocks of
+// 48 query rows instead: each block's products (batched GEMMs over the B·Hkv heads) cover only
+// the keys its last row sees, so about half the square's work is skipped and only one block's
+// scores are in memory at a time, not the (B, H, S, Sk) square.
 //
 // Inputs are host arrays, views or lazy expressions; results are new host tensors with the extents
 // types of the corresponding inputs (lse: dims<3>), in the inputs' value types. Float computes in
@@ -762,12 +765,154 @@ auto cross_entropy_with_grad(tensor<T, E, host>&& logits, const Y& targets, doub
 
 // ---------------------------------------------------------------------------------- attention
 
-/// Attention with grouped-query heads that also returns the row log-sum-exp of the scaled, masked
-/// scores; out equals scaled_dot_product_attention with a causal mask (or none). k and v may be
-/// longer than q (Sk ≥ Sq, decoding against a KV cache): the queries are then the last Sq
-/// positions, and causal lets query i see keys 0 … Sk − Sq + i.
+namespace detail {
+
+/// Query rows per block of the causal attention kernels below: block rows i0 … i0 + 47 read only
+/// the keys their last row may see, so the masked half of the scores is skipped in blocks of 48
+/// (four 12-row micro-tiles of the own GEMM; 32, 64 and 96 measured within a few per cent).
+inline constexpr index_t causal_block_rows = 48;
+
+/// A row's visible length rounded up to whole 64-byte packets of C, at most its length: the
+/// softmax passes then run on whole packets, with no remainder loops.
+template <class C>
+index_t padded_row(index_t visible, index_t length) {
+  constexpr index_t lanes = 64 / static_cast<index_t>(sizeof(C));
+  return std::min(length, (visible + lanes - 1) / lanes * lanes);
+}
+
+/// Fills s[visible … padded) with a value x whose exp(x·scale − shift) is about e^−80: a normal
+/// number (no subnormal arithmetic, as −inf would cause through exp's clamp) that adds nothing
+/// to a sum of at least 1 (the row's maximum contributes 1). Returns padded, or visible when the
+/// row's magnitude leaves no such value.
+template <class C>
+index_t pad_row_below(C* s, index_t visible, index_t padded, C scale, C shift) {
+  if (padded == visible) return visible;
+  const C x = (shift - C(80)) / scale;
+  if (!(x * scale - shift < C(-60))) return visible;
+  for (index_t j = visible; j < padded; ++j) s[j] = x;
+  return padded;
+}
+
+/// Keys or values (B, Hkv, Sk, Dh) as B·Hkv matrices (Sk, Dh): a pointer and strides.
+template <class C>
+struct head_matrices {
+  const C* data = nullptr;
+  index_t head_stride = 0, row_stride = 0, col_stride = 1;
+  /// The first `rows` rows of every head: (heads, rows, Dh).
+  matrix_ref<const C> first(index_t heads, index_t rows, index_t dh) const {
+    return {data, heads, rows, dh, head_stride, row_stride, col_stride};
+  }
+};
+
+/// x (B, Hkv, Sk, Dh) of C as head matrices: where it lies when its batch and head axes fold into
+/// one stride (a KV cache's rows do), else copied into `copy`.
+template <class C, class X>
+head_matrices<C> head_matrices_of(const X& x, tensor<C, dims<4>>& copy) {
+  const auto v = as_view(x);
+  const index_t B = v.extent(0), G = v.extent(1);
+  const index_t head_stride = G == 1 ? v.stride(0) : v.stride(1);
+  if (B == 1 || G == 1 || v.stride(0) == G * v.stride(1)) return {v.data(), head_stride, v.stride(2), v.stride(3)};
+  copy = tensor<C, dims<4>>(B, G, v.extent(2), v.extent(3));  // (B, Hkv, Sk, Dh)
+  assign(copy, v);
+  return {copy.data(), v.extent(2) * v.extent(3), v.extent(3), 1};
+}
+
+/// Causal attention forward by blocks of causal_block_rows query rows. q and out are (B, Hkv, R,
+/// S, Dh) contiguous, lse (B, H, S). For each block: scores = q kᵀ over the keys its last row
+/// sees (one batched GEMM per query head of a group), each row's masked softmax in place (as
+/// masked_softmax_rows), out = P v over the same keys. About (nb + 1) / (2·nb) of the full
+/// square's GEMM work for nb blocks, and the scores of one block, not of the whole square, in
+/// memory.
+template <class C>
+void causal_attention_forward(const C* q, const C* kt, const head_matrices<C>& v, C* out, C* lse,
+                              const attention_shape& n, C scale) {
+  const index_t heads = n.B * n.G, R = n.R, S = n.S, Sk = n.Sk, D = n.D;
+  tensor<C, dims<1>> work(heads * R * std::min(causal_block_rows, S) * Sk);  // one block's scores
+  C* scores = work.data();
+  const epilogue<C> store{};
+  const gemm_options options{};
+  for (index_t i0 = 0; i0 < S; i0 += causal_block_rows) {
+    const index_t m = std::min(causal_block_rows, S - i0);
+    const index_t keys = Sk - S + i0 + m;  // the keys row i0 + m − 1 sees
+    const index_t block = m * keys;        // one head's (m, keys) scores
+    for (index_t r = 0; r < R; ++r)
+      gemm_cpu(matrix_ref<const C>(q + (r * S + i0) * D, heads, m, D, R * S * D, D, 1),
+               matrix_ref<const C>(kt, heads, D, keys, D * Sk, Sk, 1),
+               matrix_ref<C>(scores + r * block, heads, m, keys, R * block, keys, 1), store, options);
+    // Rows t = ((b·Hkv + g)·R + r)·m + (i − i0) of (B·Hkv, R, m, keys): lse row (t / m)·S + i.
+    for_each_row(heads * R * m, keys, [&](index_t t) {
+      C* s = scores + t * keys;
+      const index_t i = i0 + t % m;
+      const index_t visible = Sk - S + i + 1;
+      index_t n = padded_row<C>(visible, keys);
+      for (index_t j = visible; j < n; ++j) s[j] = s[0];  // leaves the maximum as it is
+      const C mx = row_max<C>(s, n) * scale;              // the maximum of s · scale: scale > 0
+      n = pad_row_below(s, visible, n, scale, mx);
+      const C sum = exp_sum_row<true>(s, s, n, scale, mx);
+      lse[(t / m) * S + i] = mx + static_cast<C>(std::log(sum));
+      const C inv = C(1) / sum;
+      for (index_t j = 0; j < visible; ++j) s[j] *= inv;
+      for (index_t j = visible; j < keys; ++j) s[j] = 0;
+    });
+    for (index_t r = 0; r < R; ++r)
+      gemm_cpu(matrix_ref<const C>(scores + r * block, heads, m, keys, R * block, keys, 1), v.first(heads, keys, D),
+               matrix_ref<C>(out + (r * S + i0) * D, heads, m, D, R * S * D, D, 1), store, options);
+  }
+}
+
+/// Causal attention backward by the same blocks. q, dout, dq are (B, Hkv, R, S, Dh) contiguous;
+/// lse and delta (rowsum(dO ⊙ O)) (B, H, S); dk and dv (B, Hkv, S, Dh) contiguous, zero on entry.
+/// Per block: P from the saved lse, dV += Pᵀ dO, dP = dO vᵀ, dS = P ⊙ (dP − delta)·scale,
+/// dQ = dS k, dK += dSᵀ q, each over the keys the block sees.
+template <class C>
+void causal_attention_backward(const C* q, const head_matrices<C>& k, const C* kt, const C* vt, const C* dout,
+                               const C* lse, const C* delta, C* dq, C* dk, C* dv, const attention_shape& n,
+                               C scale) {
+  const index_t heads = n.B * n.G, R = n.R, S = n.S, D = n.D;
+  const index_t capacity = heads * R * std::min(causal_block_rows, S) * S;
+  tensor<C, dims<1>> p_work(capacity), ds_work(capacity);  // one block's P and dS
+  C* p = p_work.data();
+  C* ds = ds_work.data();
+  const epilogue<C> store{}, add{.beta = 1.0};
+  const gemm_options options{};
+  for (index_t i0 = 0; i0 < S; i0 += causal_block_rows) {
+    const index_t m = std::min(causal_block_rows, S - i0);
+    const index_t keys = i0 + m;
+    const index_t block = m * keys;
+    const auto rows_of = [&](const C* x, index_t r) {  // the block's rows of query head r: (heads, m, Dh)
+      return matrix_ref<const C>(x + (r * S + i0) * D, heads, m, D, R * S * D, D, 1);
+    };
+    const auto scores_of = [&](C* x, index_t r) { return matrix_ref<C>(x + r * block, heads, m, keys, R * block, keys, 1); };
+    const matrix_ref<C> dk_rows(dk, heads, keys, D, S * D, D, 1), dv_rows(dv, heads, keys, D, S * D, D, 1);
+    for (index_t r = 0; r < R; ++r) {
+      gemm_cpu(rows_of(q, r), matrix_ref<const C>(kt, heads, D, keys, D * S, S, 1), scores_of(p, r), store, options);     // scores
+      gemm_cpu(rows_of(dout, r), matrix_ref<const C>(vt, heads, D, keys, D * S, S, 1), scores_of(ds, r), store, options);  // dP
+    }
+    for_each_row(heads * R * m, keys, [&](index_t t) {
+      C* s = p + t * keys;
+      C* g = ds + t * keys;
+      const index_t i = i0 + t % m;
+      const index_t visible = i + 1;
+      const index_t row = (t / m) * S + i;
+      const index_t n = pad_row_below(s, visible, padded_row<C>(visible, keys), scale, lse[row]);
+      exp_sum_row<true>(s, s, n, scale, lse[row]);  // P
+      for (index_t j = visible; j < keys; ++j) s[j] = 0;
+      const C d = delta[row];
+      for (index_t j = 0; j < keys; ++j) g[j] = s[j] * (g[j] - d) * scale;  // dS·scale, 0 where masked
+    });
+    for (index_t r = 0; r < R; ++r) {
+      gemm_cpu(matrix_ref<const C>(scores_of(p, r)).transposed(), rows_of(dout, r), dv_rows, add, options);  // dV += Pᵀ dO
+      gemm_cpu(matrix_ref<const C>(scores_of(ds, r)), k.first(heads, keys, D),
+               matrix_ref<C>(dq + (r * S + i0) * D, heads, m, D, R * S * D, D, 1), store, options);  // dQ = dS k
+      gemm_cpu(matrix_ref<const C>(scores_of(ds, r)).transposed(), rows_of(q, r), dk_rows, add, options);  // dK += dSᵀ q
+    }
+  }
+}
+
+/// attention_forward; a causal attention of more than causal_block_rows queries runs in blocks
+/// when `blocks`, else over the whole square (the benchmarks' baseline).
 template <class Q, class K, class V>
-auto attention_forward(const Q& q, const K& k, const V& v, bool causal) {
+auto attention_forward_impl(const Q& q, const K& k, const V& v, bool causal, bool blocks) {
   using T = detail::value_t<Q>;
   using C = detail::compute_t<T>;
   const auto qe = eval(cast<C>(q));                                                     // (B, H, S, Dh)
@@ -775,6 +920,16 @@ auto attention_forward(const Q& q, const K& k, const V& v, bool causal) {
   const auto v4 = detail::compute_array<C>(v);                                          // (B, Hkv, Sk, Dh)
   const auto n = detail::check_attention("attention_forward", qe, k4, v4, /*more_keys=*/true);
   const C scale = static_cast<C>(1.0 / std::sqrt(static_cast<double>(n.D)));
+  if (blocks && causal && n.S > detail::causal_block_rows) {
+    tensor<C, dims<4>> v_copy;
+    const auto kt = eval(rearrange<"b g k d -> b g d k">(k4));                         // (B, Hkv, Dh, Sk)
+    tensor<C, dims<4>, host> o(qe.extents());                                          // (B, H, S, Dh)
+    tensor<C, dims<3>, host> row_lse(dims<3>(n.B, n.H, n.S));                          // (B, H, S)
+    detail::causal_attention_forward(qe.data(), kt.data(), detail::head_matrices_of(v4, v_copy), o.data(),
+                                     row_lse.data(), n, scale);
+    auto out = detail::eval_as<T>(as_expression(q).extents(), cast<T>(o));             // (B, H, S, Dh)
+    return attention_result<decltype(out), decltype(row_lse)>{std::move(out), std::move(row_lse)};
+  }
   const auto q5 = reshape(qe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
   auto scores = einsum<"b g r q d, b g k d -> b g r q k">(q5, k4);                      // (B, Hkv, R, S, Sk)
   // Rows (b, g, r, i) are rows (b, h, i) with h = g·R + r: the lse comes out in (B, H, S) order.
@@ -785,9 +940,10 @@ auto attention_forward(const Q& q, const K& k, const V& v, bool causal) {
   return attention_result<decltype(out), decltype(row_lse)>{std::move(out), std::move(row_lse)};
 }
 
-/// The gradients of attention_forward's out from the saved out and lse; see the file comment.
+/// attention_backward, in blocks as attention_forward_impl.
 template <class Q, class K, class V, class O, class LSE, class DO>
-auto attention_backward(const Q& q, const K& k, const V& v, const O& out, const LSE& lse, const DO& dout, bool causal) {
+auto attention_backward_impl(const Q& q, const K& k, const V& v, const O& out, const LSE& lse, const DO& dout,
+                             bool causal, bool blocks) {
   using T = detail::value_t<Q>;
   using TK = detail::value_t<K>;
   using TV = detail::value_t<V>;
@@ -803,6 +959,22 @@ auto attention_backward(const Q& q, const K& k, const V& v, const O& out, const 
   detail::require_same_shape("attention_backward", "dout", doe.extents(), "q", qe.extents());
   detail::require_same_shape("attention_backward", "lse", le.extents(), "(B, H, S)", dims<3>(n.B, n.H, n.S));
   const C scale = static_cast<C>(1.0 / std::sqrt(static_cast<double>(n.D)));
+  if (blocks && causal && n.S > detail::causal_block_rows) {
+    tensor<C, dims<4>> k_copy;
+    const auto kt = eval(rearrange<"b g k d -> b g d k">(k4));                         // (B, Hkv, Dh, S)
+    const auto vt = eval(rearrange<"b g k d -> b g d k">(v4));                         // (B, Hkv, Dh, S)
+    const auto delta = eval(reduce<"... d -> ...", "sum">(doe * oe));                   // (B, H, S)
+    tensor<C, dims<4>, host> dq4(qe.extents());                                        // (B, H, S, Dh)
+    tensor<C, dims<4>, host> dk4(dims<4>(n.B, n.G, n.S, n.D)), dv4(dims<4>(n.B, n.G, n.S, n.D));  // (B, Hkv, S, Dh)
+    dk4 = C(0);
+    dv4 = C(0);
+    detail::causal_attention_backward(qe.data(), detail::head_matrices_of(k4, k_copy), kt.data(), vt.data(), doe.data(), le.data(), delta.data(),
+                                      dq4.data(), dk4.data(), dv4.data(), n, scale);
+    auto dq = detail::eval_as<T>(as_expression(q).extents(), cast<T>(dq4));            // (B, H, S, Dh)
+    auto dk = detail::eval_as<TK>(as_expression(k).extents(), cast<TK>(dk4));          // (B, Hkv, S, Dh)
+    auto dv = detail::eval_as<TV>(as_expression(v).extents(), cast<TV>(dv4));          // (B, Hkv, S, Dh)
+    return attention_grads<decltype(dq), decltype(dk), decltype(dv)>{std::move(dq), std::move(dk), std::move(dv)};
+  }
   const auto q5 = reshape(qe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
   const auto o5 = reshape(oe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
   const auto do5 = reshape(doe, dims<5>(n.B, n.G, n.R, n.S, n.D));                      // (B, Hkv, R, S, Dh)
@@ -818,6 +990,23 @@ auto attention_backward(const Q& q, const K& k, const V& v, const O& out, const 
   auto dk = detail::eval_as<TK>(as_expression(k).extents(), cast<TK>(reshape(dk4, k4.extents())));  // (B, Hkv, S, Dh)
   auto dv = detail::eval_as<TV>(as_expression(v).extents(), cast<TV>(reshape(dv5, v4.extents())));  // (B, Hkv, S, Dh)
   return attention_grads<decltype(dq), decltype(dk), decltype(dv)>{std::move(dq), std::move(dk), std::move(dv)};
+}
+
+}  // namespace detail
+
+/// Attention with grouped-query heads that also returns the row log-sum-exp of the scaled, masked
+/// scores; out equals scaled_dot_product_attention with a causal mask (or none). k and v may be
+/// longer than q (Sk ≥ Sq, decoding against a KV cache): the queries are then the last Sq
+/// positions, and causal lets query i see keys 0 … Sk − Sq + i.
+template <class Q, class K, class V>
+auto attention_forward(const Q& q, const K& k, const V& v, bool causal) {
+  return detail::attention_forward_impl(q, k, v, causal, /*blocks=*/true);
+}
+
+/// The gradients of attention_forward's out from the saved out and lse; see the file comment.
+template <class Q, class K, class V, class O, class LSE, class DO>
+auto attention_backward(const Q& q, const K& k, const V& v, const O& out, const LSE& lse, const DO& dout, bool causal) {
+  return detail::attention_backward_impl(q, k, v, out, lse, dout, causal, /*blocks=*/true);
 }
 
 }  // namespace einlm::nn
