@@ -689,6 +689,41 @@ TEST_CASE("causal attention of more than 48 positions runs in blocks of query ro
   }
   report("blocked causal attention");
 
+  // Strided and lazy inputs are copied first, bf16 is computed in float: the same kernels.
+  {
+    const auto wide = random_tensor(dims<4>(1, 4, 100, 12), 77);                             // (B, H, S, 12)
+    const auto q = slice(wide, full_extent, full_extent, full_extent, range{2, 10});         // (B, H, S, D) strided
+    const auto q_array = eval(q);                                                            // (B, H, S, D)
+    const auto k = random_tensor(dims<4>(1, 2, 100, 8), 78);                                 // (B, Hkv, S, D)
+    const auto v = random_tensor(dims<4>(1, 2, 100, 8), 79);                                 // (B, Hkv, S, D)
+    const auto from_array = nn::attention_forward(q_array, k, v, true);
+    const auto from_view = nn::attention_forward(q, k, v, true);
+    const auto from_expression = nn::attention_forward(q_array * 1.0, k, v, true);
+    CHECK(normwise(from_view.out, from_array.out) == 0.0);
+    CHECK(normwise(from_expression.out, from_array.out) == 0.0);
+    const auto dout = slice(wide, full_extent, full_extent, full_extent, range{4, 12});     // (B, H, S, D) strided
+    const auto g_array = nn::attention_backward(q_array, k, v, from_array.out, from_array.lse, eval(dout), true);
+    const auto g_view = nn::attention_backward(q, k, v, from_array.out, from_array.lse, dout, true);
+    CHECK(normwise(g_view.dq, g_array.dq) == 0.0);
+    CHECK(normwise(g_view.dk, g_array.dk) == 0.0);
+    CHECK(normwise(g_view.dv, g_array.dv) == 0.0);
+
+    const auto qf = to_float(q_array), kf = to_float(k), vf = to_float(v), df = to_float(eval(dout));  // (B, H|Hkv, S, D)
+    const auto qb = eval(cast<bf16>(qf)), kb = eval(cast<bf16>(kf)), vb = eval(cast<bf16>(vf));      // (B, H|Hkv, S, D)
+    const auto qr = eval(cast<float>(qb)), kr = eval(cast<float>(kb)), vr = eval(cast<float>(vb));   // (B, H|Hkv, S, D)
+    const auto [out, lse] = nn::attention_forward(qb, kb, vb, true);
+    static_assert(std::is_same_v<decltype(out)::value_type, bf16>);
+    const auto [outr, lser] = nn::attention_forward(qr, kr, vr, true);
+    CHECK(normwise(lse, lser) <= 1e-6);
+    CHECK(normwise(eval(cast<float>(out)), outr) <= 1e-2);
+    const auto [dq, dk, dv] = nn::attention_backward(qb, kb, vb, out, lse, eval(cast<bf16>(df)), true);
+    static_assert(std::is_same_v<decltype(dk)::value_type, bf16>);
+    const auto [dqr, dkr, dvr] = nn::attention_backward(qr, kr, vr, outr, lser, df, true);
+    CHECK(normwise(eval(cast<float>(dq)), dqr) <= 3e-2);
+    CHECK(normwise(eval(cast<float>(dk)), dkr) <= 3e-2);
+    CHECK(normwise(eval(cast<float>(dv)), dvr) <= 3e-2);
+  }
+
   // More keys than queries (a cache's prefill after 70 positions): 60 queries see 70 + i + 1 keys.
   // The keys and values are views of a longer cache (positions 0 … 129 of 140), read in place;
   // with their heads sliced out of a wider array they are copied first. Both give the definition.

@@ -150,7 +150,8 @@ attention_shape check_attention(const char* op, const Q& q, const K& k, const V&
                                                        : " do not fit (B, H, S, Dh), (B, Hkv, S, Dh) with H a multiple of Hkv"));
   };
   if (to_array(k.extents()) != to_array(v.extents())) throw fail();
-  const attention_shape s{q.extent(0), q.extent(1), k.extent(1), 0, q.extent(2), q.extent(3), k.extent(2)};
+  const auto qe = q.extents();
+  const attention_shape s{qe.extent(0), qe.extent(1), k.extent(1), 0, qe.extent(2), qe.extent(3), k.extent(2)};
   const bool lengths_fit = more_keys ? s.S <= s.Sk : s.S == s.Sk;
   if (k.extent(0) != s.B || !lengths_fit || k.extent(3) != s.D || s.G == 0 || s.H % s.G != 0) throw fail();
   return {s.B, s.H, s.G, s.H / s.G, s.S, s.D, s.Sk};
@@ -772,37 +773,24 @@ namespace detail {
 /// (four 12-row micro-tiles of the own GEMM; 32, 64 and 96 measured within a few per cent).
 inline constexpr index_t causal_block_rows = 48;
 
-/// A row's visible length rounded up to whole 64-byte packets of C, at most its length: the
-/// softmax passes then run on whole packets, with no remainder loops.
-template <class C>
-index_t padded_row(index_t visible, index_t length) {
-  constexpr index_t lanes = 64 / static_cast<index_t>(sizeof(C));
-  return std::min(length, (visible + lanes - 1) / lanes * lanes);
-}
-
-/// Fills s[visible … padded) with a value x whose exp(x·scale − shift) is about e^−80: a normal
-/// number (no subnormal arithmetic, as −inf would cause through exp's clamp) that adds nothing
-/// to a sum of at least 1 (the row's maximum contributes 1). Returns padded, or visible when the
-/// row's magnitude leaves no such value.
-template <class C>
-index_t pad_row_below(C* s, index_t visible, index_t padded, C scale, C shift) {
-  if (padded == visible) return visible;
-  const C x = (shift - C(80)) / scale;
-  if (!(x * scale - shift < C(-60))) return visible;
-  for (index_t j = visible; j < padded; ++j) s[j] = x;
-  return padded;
-}
-
 /// Keys or values (B, Hkv, Sk, Dh) as B·Hkv matrices (Sk, Dh): a pointer and strides.
 template <class C>
 struct head_matrices {
   const C* data = nullptr;
   index_t head_stride = 0, row_stride = 0, col_stride = 1;
-  /// The first `rows` rows of every head: (heads, rows, Dh).
-  matrix_ref<const C> first(index_t heads, index_t rows, index_t dh) const {
-    return {data, heads, rows, dh, head_stride, row_stride, col_stride};
+  /// The first `rows` rows of heads h0 … h0 + heads − 1: (heads, rows, Dh).
+  matrix_ref<const C> first(index_t h0, index_t heads, index_t rows, index_t dh) const {
+    return {data + h0 * head_stride, heads, rows, dh, head_stride, row_stride, col_stride};
   }
 };
+
+/// Heads per chunk of the causal kernels: as many as keep one block's scores of a chunk (each
+/// head `per_head` elements) within 256 KB, which stays in L2 through the block's passes.
+template <class C>
+index_t causal_head_chunk(index_t heads, index_t per_head) {
+  const index_t fit = (index_t{256} * 1024 / static_cast<index_t>(sizeof(C))) / std::max<index_t>(per_head, 1);
+  return std::clamp<index_t>(fit, 1, std::max<index_t>(heads, 1));
+}
 
 /// x (B, Hkv, Sk, Dh) of C as head matrices: where it lies when its batch and head axes fold into
 /// one stride (a KV cache's rows do), else copied into `copy`.
@@ -818,50 +806,64 @@ head_matrices<C> head_matrices_of(const X& x, tensor<C, dims<4>>& copy) {
 }
 
 /// Causal attention forward by blocks of causal_block_rows query rows. q and out are (B, Hkv, R,
-/// S, Dh) contiguous, lse (B, H, S). For each block: scores = q kᵀ over the keys its last row
-/// sees (one batched GEMM per query head of a group), each row's masked softmax in place (as
-/// masked_softmax_rows), out = P v over the same keys. About (nb + 1) / (2·nb) of the full
-/// square's GEMM work for nb blocks, and the scores of one block, not of the whole square, in
-/// memory.
+/// S, Dh) contiguous, kt (B, Hkv, Dh, Sk) contiguous (k transposed), lse (B, H, S). The heads go
+/// in chunks whose block of scores fits in L2 (causal_head_chunk); for each chunk and block:
+/// scores = q kᵀ over the keys the block's last row sees (one batched GEMM per query head of a
+/// group), each row's exp(s·scale − max) over its visible keys in place (0 past them), out = that
+/// times v over the same keys, then each out row divided by its row's sum. About (nb + 1)/(2·nb)
+/// of the full square's GEMM work for nb blocks, and one block's scores in memory.
 template <class C>
 void causal_attention_forward(const C* q, const C* kt, const head_matrices<C>& v, C* out, C* lse,
                               const attention_shape& n, C scale) {
   const index_t heads = n.B * n.G, R = n.R, S = n.S, Sk = n.Sk, D = n.D;
-  tensor<C, dims<1>> work(heads * R * std::min(causal_block_rows, S) * Sk);  // one block's scores
+  const index_t rows = std::min(causal_block_rows, S);
+  const index_t chunk = causal_head_chunk<C>(heads, R * rows * Sk);
+  tensor<C, dims<1>> work(chunk * R * rows * Sk);  // one block's scores, for a chunk of heads
+  std::vector<C> inverse_sums(static_cast<std::size_t>(chunk * R * rows));
   C* scores = work.data();
   const epilogue<C> store{};
   const gemm_options options{};
-  for (index_t i0 = 0; i0 < S; i0 += causal_block_rows) {
-    const index_t m = std::min(causal_block_rows, S - i0);
-    const index_t keys = Sk - S + i0 + m;  // the keys row i0 + m − 1 sees
-    const index_t block = m * keys;        // one head's (m, keys) scores
-    for (index_t r = 0; r < R; ++r)
-      gemm_cpu(matrix_ref<const C>(q + (r * S + i0) * D, heads, m, D, R * S * D, D, 1),
-               matrix_ref<const C>(kt, heads, D, keys, D * Sk, Sk, 1),
-               matrix_ref<C>(scores + r * block, heads, m, keys, R * block, keys, 1), store, options);
-    // Rows t = ((b·Hkv + g)·R + r)·m + (i − i0) of (B·Hkv, R, m, keys): lse row (t / m)·S + i.
-    for_each_row(heads * R * m, keys, [&](index_t t) {
-      C* s = scores + t * keys;
-      const index_t i = i0 + t % m;
-      const index_t visible = Sk - S + i + 1;
-      index_t n = padded_row<C>(visible, keys);
-      for (index_t j = visible; j < n; ++j) s[j] = s[0];  // leaves the maximum as it is
-      const C mx = row_max<C>(s, n) * scale;              // the maximum of s · scale: scale > 0
-      n = pad_row_below(s, visible, n, scale, mx);
-      const C sum = exp_sum_row<true>(s, s, n, scale, mx);
-      lse[(t / m) * S + i] = mx + static_cast<C>(std::log(sum));
-      const C inv = C(1) / sum;
-      for (index_t j = 0; j < visible; ++j) s[j] *= inv;
-      for (index_t j = visible; j < keys; ++j) s[j] = 0;
-    });
-    for (index_t r = 0; r < R; ++r)
-      gemm_cpu(matrix_ref<const C>(scores + r * block, heads, m, keys, R * block, keys, 1), v.first(heads, keys, D),
-               matrix_ref<C>(out + (r * S + i0) * D, heads, m, D, R * S * D, D, 1), store, options);
+  for (index_t h0 = 0; h0 < heads; h0 += chunk) {
+    const index_t hc = std::min(chunk, heads - h0);
+    const C* qh = q + h0 * R * S * D;
+    const C* kh = kt + h0 * D * Sk;
+    C* oh = out + h0 * R * S * D;
+    for (index_t i0 = 0; i0 < S; i0 += causal_block_rows) {
+      const index_t m = std::min(causal_block_rows, S - i0);
+      const index_t keys = Sk - S + i0 + m;  // the keys row i0 + m − 1 sees
+      const index_t block = m * keys;        // one head's (m, keys) scores
+      for (index_t r = 0; r < R; ++r)
+        gemm_cpu(matrix_ref<const C>(qh + (r * S + i0) * D, hc, m, D, R * S * D, D, 1),
+                 matrix_ref<const C>(kh, hc, D, keys, D * Sk, Sk, 1),
+                 matrix_ref<C>(scores + r * block, hc, m, keys, R * block, keys, 1), store, options);
+      // Rows t = (h·R + r)·m + (i − i0) of (chunk, R, m, keys), h counted from h0: lse row
+      // (h0·R + t / m)·S + i. The rows keep exp(s·scale − max); out is divided by their sums.
+      for_each_row(hc * R * m, keys, [&](index_t t) {
+        C* s = scores + t * keys;
+        const index_t i = i0 + t % m;
+        const index_t visible = Sk - S + i + 1;
+        const C mx = row_max<C>(s, visible) * scale;  // the maximum of s · scale: scale > 0
+        const C sum = exp_sum_row<true>(s, s, visible, scale, mx);
+        lse[(h0 * R + t / m) * S + i] = mx + static_cast<C>(std::log(sum));
+        inverse_sums[static_cast<std::size_t>(t)] = C(1) / sum;
+        for (index_t j = visible; j < keys; ++j) s[j] = 0;
+      });
+      for (index_t r = 0; r < R; ++r)
+        gemm_cpu(matrix_ref<const C>(scores + r * block, hc, m, keys, R * block, keys, 1),
+                 v.first(h0, hc, keys, D),
+                 matrix_ref<C>(oh + (r * S + i0) * D, hc, m, D, R * S * D, D, 1), store, options);
+      for_each_row(hc * R * m, D, [&](index_t t) {
+        C* o = oh + ((t / m) * S + i0 + t % m) * D;
+        const C inv = inverse_sums[static_cast<std::size_t>(t)];
+        for (index_t d = 0; d < D; ++d) o[d] *= inv;
+      });
+    }
   }
 }
 
-/// Causal attention backward by the same blocks. q, dout, dq are (B, Hkv, R, S, Dh) contiguous;
-/// lse and delta (rowsum(dO ⊙ O)) (B, H, S); dk and dv (B, Hkv, S, Dh) contiguous, zero on entry.
+/// Causal attention backward by the same blocks and chunks. q, dout, dq are (B, Hkv, R, S, Dh)
+/// contiguous; kt and vt (B, Hkv, Dh, S) contiguous; lse and delta (rowsum(dO ⊙ O)) (B, H, S); dk
+/// and dv (B, Hkv, S, Dh) contiguous, zero on entry.
 /// Per block: P from the saved lse, dV += Pᵀ dO, dP = dO vᵀ, dS = P ⊙ (dP − delta)·scale,
 /// dQ = dS k, dK += dSᵀ q, each over the keys the block sees.
 template <class C>
@@ -869,44 +871,80 @@ void causal_attention_backward(const C* q, const head_matrices<C>& k, const C* k
                                const C* lse, const C* delta, C* dq, C* dk, C* dv, const attention_shape& n,
                                C scale) {
   const index_t heads = n.B * n.G, R = n.R, S = n.S, D = n.D;
-  const index_t capacity = heads * R * std::min(causal_block_rows, S) * S;
-  tensor<C, dims<1>> p_work(capacity), ds_work(capacity);  // one block's P and dS
+  const index_t rows = std::min(causal_block_rows, S);
+  const index_t chunk = causal_head_chunk<C>(heads, 2 * R * rows * S);  // P and dS
+  tensor<C, dims<1>> p_work(chunk * R * rows * S), ds_work(chunk * R * rows * S);  // one block's P and dS
   C* p = p_work.data();
   C* ds = ds_work.data();
   const epilogue<C> store{}, add{.beta = 1.0};
   const gemm_options options{};
-  for (index_t i0 = 0; i0 < S; i0 += causal_block_rows) {
-    const index_t m = std::min(causal_block_rows, S - i0);
-    const index_t keys = i0 + m;
-    const index_t block = m * keys;
-    const auto rows_of = [&](const C* x, index_t r) {  // the block's rows of query head r: (heads, m, Dh)
-      return matrix_ref<const C>(x + (r * S + i0) * D, heads, m, D, R * S * D, D, 1);
-    };
-    const auto scores_of = [&](C* x, index_t r) { return matrix_ref<C>(x + r * block, heads, m, keys, R * block, keys, 1); };
-    const matrix_ref<C> dk_rows(dk, heads, keys, D, S * D, D, 1), dv_rows(dv, heads, keys, D, S * D, D, 1);
-    for (index_t r = 0; r < R; ++r) {
-      gemm_cpu(rows_of(q, r), matrix_ref<const C>(kt, heads, D, keys, D * S, S, 1), scores_of(p, r), store, options);     // scores
-      gemm_cpu(rows_of(dout, r), matrix_ref<const C>(vt, heads, D, keys, D * S, S, 1), scores_of(ds, r), store, options);  // dP
-    }
-    for_each_row(heads * R * m, keys, [&](index_t t) {
-      C* s = p + t * keys;
-      C* g = ds + t * keys;
-      const index_t i = i0 + t % m;
-      const index_t visible = i + 1;
-      const index_t row = (t / m) * S + i;
-      const index_t n = pad_row_below(s, visible, padded_row<C>(visible, keys), scale, lse[row]);
-      exp_sum_row<true>(s, s, n, scale, lse[row]);  // P
-      for (index_t j = visible; j < keys; ++j) s[j] = 0;
-      const C d = delta[row];
-      for (index_t j = 0; j < keys; ++j) g[j] = s[j] * (g[j] - d) * scale;  // dS·scale, 0 where masked
-    });
-    for (index_t r = 0; r < R; ++r) {
-      gemm_cpu(matrix_ref<const C>(scores_of(p, r)).transposed(), rows_of(dout, r), dv_rows, add, options);  // dV += Pᵀ dO
-      gemm_cpu(matrix_ref<const C>(scores_of(ds, r)), k.first(heads, keys, D),
-               matrix_ref<C>(dq + (r * S + i0) * D, heads, m, D, R * S * D, D, 1), store, options);  // dQ = dS k
-      gemm_cpu(matrix_ref<const C>(scores_of(ds, r)).transposed(), rows_of(q, r), dk_rows, add, options);  // dK += dSᵀ q
+  for (index_t h0 = 0; h0 < heads; h0 += chunk) {
+    const index_t hc = std::min(chunk, heads - h0);
+    const index_t q_at = h0 * R * S * D, kv_at = h0 * S * D;  // the chunk's first head in q, dout, dq; in kᵀ, vᵀ, dk, dv
+    for (index_t i0 = 0; i0 < S; i0 += causal_block_rows) {
+      const index_t m = std::min(causal_block_rows, S - i0);
+      const index_t keys = i0 + m;
+      const index_t block = m * keys;
+      const auto rows_of = [&](const C* x, index_t r) {  // the block's rows of query head r: (hc, m, Dh)
+        return matrix_ref<const C>(x + q_at + (r * S + i0) * D, hc, m, D, R * S * D, D, 1);
+      };
+      const auto scores_of = [&](C* x, index_t r) { return matrix_ref<C>(x + r * block, hc, m, keys, R * block, keys, 1); };
+      const auto transposed_of = [&](const C* x) { return matrix_ref<const C>(x + kv_at, hc, D, keys, D * S, S, 1); };
+      const matrix_ref<C> dk_rows(dk + kv_at, hc, keys, D, S * D, D, 1), dv_rows(dv + kv_at, hc, keys, D, S * D, D, 1);
+      for (index_t r = 0; r < R; ++r) {
+        gemm_cpu(rows_of(q, r), transposed_of(kt), scores_of(p, r), store, options);      // scores
+        gemm_cpu(rows_of(dout, r), transposed_of(vt), scores_of(ds, r), store, options);  // dP
+      }
+      // Rows t = (h·R + r)·m + (i − i0), h counted from h0: lse and delta row (h0·R + t / m)·S + i.
+      for_each_row(hc * R * m, keys, [&](index_t t) {
+        C* s = p + t * keys;
+        C* g = ds + t * keys;
+        const index_t i = i0 + t % m;
+        const index_t visible = i + 1;
+        const index_t row = (h0 * R + t / m) * S + i;
+        exp_sum_row<true>(s, s, visible, scale, lse[row]);  // P
+        for (index_t j = visible; j < keys; ++j) s[j] = 0;
+        const C d = delta[row];
+        for (index_t j = 0; j < keys; ++j) g[j] = s[j] * (g[j] - d) * scale;  // dS·scale, 0 where masked
+      });
+      for (index_t r = 0; r < R; ++r) {
+        gemm_cpu(matrix_ref<const C>(scores_of(p, r)).transposed(), rows_of(dout, r), dv_rows, add, options);  // dV += Pᵀ dO
+        gemm_cpu(matrix_ref<const C>(scores_of(ds, r)), k.first(h0, hc, keys, D),
+                 matrix_ref<C>(dq + q_at + (r * S + i0) * D, hc, m, D, R * S * D, D, 1), store, options);  // dQ = dS k
+        gemm_cpu(matrix_ref<const C>(scores_of(ds, r)).transposed(), rows_of(q, r), dk_rows, add, options);  // dK += dSᵀ q
+      }
     }
   }
+}
+
+/// x's elements as contiguous C: x's own storage when it is a contiguous host array of C, else a
+/// copy cast to C, kept in `copy`.
+template <class X, class Copy>
+const typename Copy::value_type* contiguous_compute(const X& x, Copy& copy) {
+  using C = typename Copy::value_type;
+  if constexpr (array_like<X> && std::is_same_v<value_t<X>, C>) {
+    const auto v = as_view(x);
+    if (v.is_contiguous()) return v.data();
+  }
+  copy = Copy(typename Copy::extents_type(as_expression(x).extents()));
+  assign(copy, cast<C>(x));
+  return copy.data();
+}
+
+/// Where a kernel writes results of C for `out`: out's own storage when it holds C, else a
+/// buffer (store_output then converts it into out).
+template <class C, class T, class E>
+C* compute_output(tensor<T, E, host>& out, tensor<C, dims<4>>& buffer) {
+  if constexpr (std::is_same_v<T, C>) {
+    return out.data();
+  } else {
+    buffer = tensor<C, dims<4>>(dims<4>(out.extents()));
+    return buffer.data();
+  }
+}
+template <class C, class T, class E>
+void store_output(tensor<T, E, host>& out, const tensor<C, dims<4>>& buffer) {
+  if constexpr (!std::is_same_v<T, C>) assign(out, cast<T>(buffer));
 }
 
 /// attention_forward; a causal attention of more than causal_block_rows queries runs in blocks
@@ -915,21 +953,23 @@ template <class Q, class K, class V>
 auto attention_forward_impl(const Q& q, const K& k, const V& v, bool causal, bool blocks) {
   using T = detail::value_t<Q>;
   using C = detail::compute_t<T>;
-  const auto qe = eval(cast<C>(q));                                                     // (B, H, S, Dh)
+  const auto qx = as_expression(q);                                                     // (B, H, S, Dh)
   const auto k4 = detail::compute_array<C>(k);                                          // (B, Hkv, Sk, Dh)
   const auto v4 = detail::compute_array<C>(v);                                          // (B, Hkv, Sk, Dh)
-  const auto n = detail::check_attention("attention_forward", qe, k4, v4, /*more_keys=*/true);
+  const auto n = detail::check_attention("attention_forward", qx, k4, v4, /*more_keys=*/true);
   const C scale = static_cast<C>(1.0 / std::sqrt(static_cast<double>(n.D)));
   if (blocks && causal && n.S > detail::causal_block_rows) {
-    tensor<C, dims<4>> v_copy;
+    tensor<C, dims<4>> q_copy, v_copy, o_buffer;
+    const C* qp = contiguous_compute(q, q_copy);                                       // (B, H, S, Dh)
     const auto kt = eval(rearrange<"b g k d -> b g d k">(k4));                         // (B, Hkv, Dh, Sk)
-    tensor<C, dims<4>, host> o(qe.extents());                                          // (B, H, S, Dh)
+    tensor<T, std::remove_cvref_t<decltype(qx.extents())>, host> out(qx.extents());    // (B, H, S, Dh)
     tensor<C, dims<3>, host> row_lse(dims<3>(n.B, n.H, n.S));                          // (B, H, S)
-    detail::causal_attention_forward(qe.data(), kt.data(), detail::head_matrices_of(v4, v_copy), o.data(),
+    detail::causal_attention_forward(qp, kt.data(), detail::head_matrices_of(v4, v_copy), compute_output(out, o_buffer),
                                      row_lse.data(), n, scale);
-    auto out = detail::eval_as<T>(as_expression(q).extents(), cast<T>(o));             // (B, H, S, Dh)
+    store_output(out, o_buffer);
     return attention_result<decltype(out), decltype(row_lse)>{std::move(out), std::move(row_lse)};
   }
+  const auto qe = eval(cast<C>(q));                                                     // (B, H, S, Dh)
   const auto q5 = reshape(qe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
   auto scores = einsum<"b g r q d, b g k d -> b g r q k">(q5, k4);                      // (B, Hkv, R, S, Sk)
   // Rows (b, g, r, i) are rows (b, h, i) with h = g·R + r: the lse comes out in (B, H, S) order.
@@ -948,33 +988,48 @@ auto attention_backward_impl(const Q& q, const K& k, const V& v, const O& out, c
   using TK = detail::value_t<K>;
   using TV = detail::value_t<V>;
   using C = detail::compute_t<T>;
-  const auto qe = eval(cast<C>(q));                                                     // (B, H, S, Dh)
+  const auto qx = as_expression(q);                                                     // (B, H, S, Dh)
   const auto k4 = detail::compute_array<C>(k);                                          // (B, Hkv, S, Dh)
   const auto v4 = detail::compute_array<C>(v);                                          // (B, Hkv, S, Dh)
-  const auto n = detail::check_attention("attention_backward", qe, k4, v4);
+  const auto n = detail::check_attention("attention_backward", qx, k4, v4);
+  detail::require_same_shape("attention_backward", "out", as_expression(out).extents(), "q", qx.extents());
+  detail::require_same_shape("attention_backward", "dout", as_expression(dout).extents(), "q", qx.extents());
+  detail::require_same_shape("attention_backward", "lse", as_expression(lse).extents(), "(B, H, S)",
+                             dims<3>(n.B, n.H, n.S));
+  const C scale = static_cast<C>(1.0 / std::sqrt(static_cast<double>(n.D)));
+  if (blocks && causal && n.S > detail::causal_block_rows) {
+    tensor<C, dims<4>> q_copy, k_copy, o_copy, do_copy, dq_buffer, dk_buffer, dv_buffer;
+    tensor<C, dims<3>> lse_copy;
+    const C* qp = contiguous_compute(q, q_copy);                                       // (B, H, S, Dh)
+    const C* op = contiguous_compute(out, o_copy);                                     // (B, H, S, Dh)
+    const C* dop = contiguous_compute(dout, do_copy);                                  // (B, H, S, Dh)
+    const C* lp = contiguous_compute(lse, lse_copy);                                   // (B, H, S)
+    const auto kt = eval(rearrange<"b g k d -> b g d k">(k4));                         // (B, Hkv, Dh, S)
+    const auto vt = eval(rearrange<"b g k d -> b g d k">(v4));                         // (B, Hkv, Dh, S)
+    std::vector<C> delta(static_cast<std::size_t>(n.B * n.H * n.S));                  // (B, H, S): rowsum(dO ⊙ O)
+    for_each_row(n.B * n.H * n.S, n.D, [&](index_t row) {
+      C d = 0;
+      for (index_t j = 0; j < n.D; ++j) d += dop[row * n.D + j] * op[row * n.D + j];
+      delta[static_cast<std::size_t>(row)] = d;
+    });
+    tensor<T, std::remove_cvref_t<decltype(qx.extents())>, host> dq(qx.extents());     // (B, H, S, Dh)
+    tensor<TK, std::remove_cvref_t<decltype(as_expression(k).extents())>, host> dk(as_expression(k).extents());  // (B, Hkv, S, Dh)
+    tensor<TV, std::remove_cvref_t<decltype(as_expression(v).extents())>, host> dv(as_expression(v).extents());  // (B, Hkv, S, Dh)
+    C* dkp = compute_output(dk, dk_buffer);
+    C* dvp = compute_output(dv, dv_buffer);
+    std::fill(dkp, dkp + dk.size(), C(0));
+    std::fill(dvp, dvp + dv.size(), C(0));
+    detail::causal_attention_backward(qp, detail::head_matrices_of(k4, k_copy), kt.data(), vt.data(), dop, lp,
+                                      delta.data(), compute_output(dq, dq_buffer), dkp, dvp, n, scale);
+    store_output(dq, dq_buffer);
+    store_output(dk, dk_buffer);
+    store_output(dv, dv_buffer);
+    return attention_grads<decltype(dq), decltype(dk), decltype(dv)>{std::move(dq), std::move(dk), std::move(dv)};
+  }
+  const auto qe = eval(cast<C>(q));                                                     // (B, H, S, Dh)
   const auto oe = eval(cast<C>(out));                                                   // (B, H, S, Dh)
   const auto doe = eval(cast<C>(dout));                                                 // (B, H, S, Dh)
   const auto le = eval(cast<C>(lse));                                                   // (B, H, S)
-  detail::require_same_shape("attention_backward", "out", oe.extents(), "q", qe.extents());
-  detail::require_same_shape("attention_backward", "dout", doe.extents(), "q", qe.extents());
-  detail::require_same_shape("attention_backward", "lse", le.extents(), "(B, H, S)", dims<3>(n.B, n.H, n.S));
-  const C scale = static_cast<C>(1.0 / std::sqrt(static_cast<double>(n.D)));
-  if (blocks && causal && n.S > detail::causal_block_rows) {
-    tensor<C, dims<4>> k_copy;
-    const auto kt = eval(rearrange<"b g k d -> b g d k">(k4));                         // (B, Hkv, Dh, S)
-    const auto vt = eval(rearrange<"b g k d -> b g d k">(v4));                         // (B, Hkv, Dh, S)
-    const auto delta = eval(reduce<"... d -> ...", "sum">(doe * oe));                   // (B, H, S)
-    tensor<C, dims<4>, host> dq4(qe.extents());                                        // (B, H, S, Dh)
-    tensor<C, dims<4>, host> dk4(dims<4>(n.B, n.G, n.S, n.D)), dv4(dims<4>(n.B, n.G, n.S, n.D));  // (B, Hkv, S, Dh)
-    dk4 = C(0);
-    dv4 = C(0);
-    detail::causal_attention_backward(qe.data(), detail::head_matrices_of(k4, k_copy), kt.data(), vt.data(), doe.data(), le.data(), delta.data(),
-                                      dq4.data(), dk4.data(), dv4.data(), n, scale);
-    auto dq = detail::eval_as<T>(as_expression(q).extents(), cast<T>(dq4));            // (B, H, S, Dh)
-    auto dk = detail::eval_as<TK>(as_expression(k).extents(), cast<TK>(dk4));          // (B, Hkv, S, Dh)
-    auto dv = detail::eval_as<TV>(as_expression(v).extents(), cast<TV>(dv4));          // (B, Hkv, S, Dh)
-    return attention_grads<decltype(dq), decltype(dk), decltype(dv)>{std::move(dq), std::move(dk), std::move(dv)};
-  }
   const auto q5 = reshape(qe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
   const auto o5 = reshape(oe, dims<5>(n.B, n.G, n.R, n.S, n.D));                        // (B, Hkv, R, S, Dh)
   const auto do5 = reshape(doe, dims<5>(n.B, n.G, n.R, n.S, n.D));                      // (B, Hkv, R, S, Dh)
