@@ -103,6 +103,12 @@ double float_error(const A& a, const B& b) {
   return e;
 }
 
+/// Whether two arrays hold the same bits.
+template <class A, class B>
+bool same_bits(const A& a, const B& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(*a.data()) * static_cast<std::size_t>(a.size())) == 0;
+}
+
 /// Reports and resets the worst finite-difference error of one test case.
 void report(const char* what) {
   MESSAGE(std::string(what), ": worst relative error against finite differences ", worst_seen);
@@ -722,6 +728,25 @@ TEST_CASE("causal attention of more than 48 positions runs in blocks of query ro
     CHECK(normwise(eval(cast<float>(dq)), dqr) <= 3e-2);
     CHECK(normwise(eval(cast<float>(dk)), dkr) <= 3e-2);
     CHECK(normwise(eval(cast<float>(dv)), dvr) <= 3e-2);
+
+#if EINLM_HAS_OPENMP
+    // The heads are shared out in chunks, one per thread: the same bits on any number of threads.
+    const int threads = omp_get_max_threads();
+    const auto wide_q = to_float(random_tensor(dims<4>(2, 6, 100, 8), 80));  // (B, H, S, D): 12 query heads
+    const auto wide_kv = to_float(random_tensor(dims<4>(2, 3, 100, 8), 81)); // (B, Hkv, S, D)
+    omp_set_num_threads(1);
+    const auto one = nn::attention_forward(wide_q, wide_kv, wide_kv, true);
+    const auto one_g = nn::attention_backward(wide_q, wide_kv, wide_kv, one.out, one.lse, wide_q, true);
+    omp_set_num_threads(3);
+    const auto three = nn::attention_forward(wide_q, wide_kv, wide_kv, true);
+    const auto three_g = nn::attention_backward(wide_q, wide_kv, wide_kv, one.out, one.lse, wide_q, true);
+    omp_set_num_threads(threads);
+    CHECK(same_bits(one.out, three.out));
+    CHECK(same_bits(one.lse, three.lse));
+    CHECK(same_bits(one_g.dq, three_g.dq));
+    CHECK(same_bits(one_g.dk, three_g.dk));
+    CHECK(same_bits(one_g.dv, three_g.dv));
+#endif
   }
 
   // More keys than queries (a cache's prefill after 70 positions): 60 queries see 70 + i + 1 keys.
@@ -915,12 +940,6 @@ double normwise_any(const A& a, const B& b) {
     scale = std::max(scale, std::abs(y));
   }
   return diff / std::max(scale, 1e-300);
-}
-
-/// Whether two arrays hold the same bits.
-template <class A, class B>
-bool same_bits(const A& a, const B& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(*a.data()) * static_cast<std::size_t>(a.size())) == 0;
 }
 
 /// The norms' row kernels (host tensors) against their expressions, for one element type T: rows

@@ -784,13 +784,44 @@ struct head_matrices {
   }
 };
 
-/// Heads per chunk of the causal kernels: as many as keep one block's scores of a chunk (each
-/// head `per_head` elements) within 256 KB, which stays in L2 through the block's passes.
-template <class C>
-index_t causal_head_chunk(index_t heads, index_t per_head) {
-  const index_t fit = (index_t{256} * 1024 / static_cast<index_t>(sizeof(C))) / std::max<index_t>(per_head, 1);
-  return std::clamp<index_t>(fit, 1, std::max<index_t>(heads, 1));
-}
+/// How the causal kernels share out the heads: chunks of `size` heads (as many as keep one
+/// block's scores of a chunk, `per_head` elements a head, within 256 KB, which stays in L2 through
+/// the block's passes; at most heads / threads, so that every thread gets a chunk), run one per
+/// thread, each with its own slot of scratch memory and single-threaded GEMMs. A head's
+/// arithmetic does not depend on its chunk, so the results are the same bits on any number of
+/// threads.
+struct causal_chunks {
+  index_t size = 1, count = 1;
+  int team = 1;
+
+  template <class C>
+  static causal_chunks of(index_t heads, index_t per_head) {
+    int threads = 1;
+#if EINLM_HAS_OPENMP
+    threads = omp_get_max_threads();
+#endif
+    const index_t fit = (index_t{256} * 1024 / static_cast<index_t>(sizeof(C))) / std::max<index_t>(per_head, 1);
+    const index_t share = (heads + threads - 1) / std::max(threads, 1);
+    causal_chunks c;
+    c.size = std::clamp<index_t>(std::min(fit, share), 1, std::max<index_t>(heads, 1));
+    c.count = (heads + c.size - 1) / c.size;
+    c.team = static_cast<int>(std::min<index_t>(threads, c.count));
+    return c;
+  }
+
+  /// f(h0, hc, slot) for every chunk: heads h0 … h0 + hc − 1, scratch slot in [0, team).
+  template <class F>
+  void run(index_t heads, F&& f) const {
+    einlm::detail::gemm_parallel(team, count, [&](index_t c) {
+      int slot = 0;
+#if EINLM_HAS_OPENMP
+      slot = omp_get_thread_num();
+#endif
+      const index_t h0 = c * size;
+      f(h0, std::min(size, heads - h0), slot);
+    }, /*dynamic=*/true);
+  }
+};
 
 /// x (B, Hkv, Sk, Dh) of C as head matrices: where it lies when its batch and head axes fold into
 /// one stride (a KV cache's rows do), else copied into `copy`.
@@ -807,7 +838,7 @@ head_matrices<C> head_matrices_of(const X& x, tensor<C, dims<4>>& copy) {
 
 /// Causal attention forward by blocks of causal_block_rows query rows. q and out are (B, Hkv, R,
 /// S, Dh) contiguous, kt (B, Hkv, Dh, Sk) contiguous (k transposed), lse (B, H, S). The heads go
-/// in chunks whose block of scores fits in L2 (causal_head_chunk); for each chunk and block:
+/// in chunks, one per thread (causal_chunks); for each chunk and block:
 /// scores = q kᵀ over the keys the block's last row sees (one batched GEMM per query head of a
 /// group), each row's exp(s·scale − max) over its visible keys in place (0 past them), out = that
 /// times v over the same keys, then each out row divided by its row's sum. About (nb + 1)/(2·nb)
@@ -817,14 +848,14 @@ void causal_attention_forward(const C* q, const C* kt, const head_matrices<C>& v
                               const attention_shape& n, C scale) {
   const index_t heads = n.B * n.G, R = n.R, S = n.S, Sk = n.Sk, D = n.D;
   const index_t rows = std::min(causal_block_rows, S);
-  const index_t chunk = causal_head_chunk<C>(heads, R * rows * Sk);
-  tensor<C, dims<1>> work(chunk * R * rows * Sk);  // one block's scores, for a chunk of heads
-  std::vector<C> inverse_sums(static_cast<std::size_t>(chunk * R * rows));
-  C* scores = work.data();
+  const auto chunks = causal_chunks::of<C>(heads, R * rows * Sk);
+  const index_t slot_scores = chunks.size * R * rows * Sk, slot_sums = chunks.size * R * rows;
+  tensor<C, dims<1>> work(chunks.team * (slot_scores + slot_sums));  // per slot: one block's scores, its row sums
   const epilogue<C> store{};
-  const gemm_options options{};
-  for (index_t h0 = 0; h0 < heads; h0 += chunk) {
-    const index_t hc = std::min(chunk, heads - h0);
+  const gemm_options one_thread{.threads = 1};
+  chunks.run(heads, [&](index_t h0, index_t hc, int slot) {
+    C* scores = work.data() + slot * (slot_scores + slot_sums);
+    C* inverse_sums = scores + slot_scores;
     const C* qh = q + h0 * R * S * D;
     const C* kh = kt + h0 * D * Sk;
     C* oh = out + h0 * R * S * D;
@@ -835,30 +866,28 @@ void causal_attention_forward(const C* q, const C* kt, const head_matrices<C>& v
       for (index_t r = 0; r < R; ++r)
         gemm_cpu(matrix_ref<const C>(qh + (r * S + i0) * D, hc, m, D, R * S * D, D, 1),
                  matrix_ref<const C>(kh, hc, D, keys, D * Sk, Sk, 1),
-                 matrix_ref<C>(scores + r * block, hc, m, keys, R * block, keys, 1), store, options);
-      // Rows t = (h·R + r)·m + (i − i0) of (chunk, R, m, keys), h counted from h0: lse row
+                 matrix_ref<C>(scores + r * block, hc, m, keys, R * block, keys, 1), store, one_thread);
+      // Rows t = (h·R + r)·m + (i − i0) of (hc, R, m, keys), h counted from h0: lse row
       // (h0·R + t / m)·S + i. The rows keep exp(s·scale − max); out is divided by their sums.
-      for_each_row(hc * R * m, keys, [&](index_t t) {
+      for (index_t t = 0; t < hc * R * m; ++t) {
         C* s = scores + t * keys;
         const index_t i = i0 + t % m;
         const index_t visible = Sk - S + i + 1;
         const C mx = row_max<C>(s, visible) * scale;  // the maximum of s · scale: scale > 0
         const C sum = exp_sum_row<true>(s, s, visible, scale, mx);
         lse[(h0 * R + t / m) * S + i] = mx + static_cast<C>(std::log(sum));
-        inverse_sums[static_cast<std::size_t>(t)] = C(1) / sum;
+        inverse_sums[t] = C(1) / sum;
         for (index_t j = visible; j < keys; ++j) s[j] = 0;
-      });
+      }
       for (index_t r = 0; r < R; ++r)
-        gemm_cpu(matrix_ref<const C>(scores + r * block, hc, m, keys, R * block, keys, 1),
-                 v.first(h0, hc, keys, D),
-                 matrix_ref<C>(oh + (r * S + i0) * D, hc, m, D, R * S * D, D, 1), store, options);
-      for_each_row(hc * R * m, D, [&](index_t t) {
+        gemm_cpu(matrix_ref<const C>(scores + r * block, hc, m, keys, R * block, keys, 1), v.first(h0, hc, keys, D),
+                 matrix_ref<C>(oh + (r * S + i0) * D, hc, m, D, R * S * D, D, 1), store, one_thread);
+      for (index_t t = 0; t < hc * R * m; ++t) {
         C* o = oh + ((t / m) * S + i0 + t % m) * D;
-        const C inv = inverse_sums[static_cast<std::size_t>(t)];
-        for (index_t d = 0; d < D; ++d) o[d] *= inv;
-      });
+        for (index_t d = 0; d < D; ++d) o[d] *= inverse_sums[t];
+      }
     }
-  }
+  });
 }
 
 /// Causal attention backward by the same blocks and chunks. q, dout, dq are (B, Hkv, R, S, Dh)
@@ -872,14 +901,14 @@ void causal_attention_backward(const C* q, const head_matrices<C>& k, const C* k
                                C scale) {
   const index_t heads = n.B * n.G, R = n.R, S = n.S, D = n.D;
   const index_t rows = std::min(causal_block_rows, S);
-  const index_t chunk = causal_head_chunk<C>(heads, 2 * R * rows * S);  // P and dS
-  tensor<C, dims<1>> p_work(chunk * R * rows * S), ds_work(chunk * R * rows * S);  // one block's P and dS
-  C* p = p_work.data();
-  C* ds = ds_work.data();
+  const auto chunks = causal_chunks::of<C>(heads, 2 * R * rows * S);  // P and dS
+  const index_t slot_scores = chunks.size * R * rows * S;
+  tensor<C, dims<1>> work(chunks.team * 2 * slot_scores);  // per slot: one block's P and dS
   const epilogue<C> store{}, add{.beta = 1.0};
-  const gemm_options options{};
-  for (index_t h0 = 0; h0 < heads; h0 += chunk) {
-    const index_t hc = std::min(chunk, heads - h0);
+  const gemm_options one_thread{.threads = 1};
+  chunks.run(heads, [&](index_t h0, index_t hc, int slot) {
+    C* p = work.data() + slot * 2 * slot_scores;
+    C* ds = p + slot_scores;
     const index_t q_at = h0 * R * S * D, kv_at = h0 * S * D;  // the chunk's first head in q, dout, dq; in kᵀ, vᵀ, dk, dv
     for (index_t i0 = 0; i0 < S; i0 += causal_block_rows) {
       const index_t m = std::min(causal_block_rows, S - i0);
@@ -892,11 +921,11 @@ void causal_attention_backward(const C* q, const head_matrices<C>& k, const C* k
       const auto transposed_of = [&](const C* x) { return matrix_ref<const C>(x + kv_at, hc, D, keys, D * S, S, 1); };
       const matrix_ref<C> dk_rows(dk + kv_at, hc, keys, D, S * D, D, 1), dv_rows(dv + kv_at, hc, keys, D, S * D, D, 1);
       for (index_t r = 0; r < R; ++r) {
-        gemm_cpu(rows_of(q, r), transposed_of(kt), scores_of(p, r), store, options);      // scores
-        gemm_cpu(rows_of(dout, r), transposed_of(vt), scores_of(ds, r), store, options);  // dP
+        gemm_cpu(rows_of(q, r), transposed_of(kt), scores_of(p, r), store, one_thread);      // scores
+        gemm_cpu(rows_of(dout, r), transposed_of(vt), scores_of(ds, r), store, one_thread);  // dP
       }
       // Rows t = (h·R + r)·m + (i − i0), h counted from h0: lse and delta row (h0·R + t / m)·S + i.
-      for_each_row(hc * R * m, keys, [&](index_t t) {
+      for (index_t t = 0; t < hc * R * m; ++t) {
         C* s = p + t * keys;
         C* g = ds + t * keys;
         const index_t i = i0 + t % m;
@@ -906,15 +935,15 @@ void causal_attention_backward(const C* q, const head_matrices<C>& k, const C* k
         for (index_t j = visible; j < keys; ++j) s[j] = 0;
         const C d = delta[row];
         for (index_t j = 0; j < keys; ++j) g[j] = s[j] * (g[j] - d) * scale;  // dS·scale, 0 where masked
-      });
+      }
       for (index_t r = 0; r < R; ++r) {
-        gemm_cpu(matrix_ref<const C>(scores_of(p, r)).transposed(), rows_of(dout, r), dv_rows, add, options);  // dV += Pᵀ dO
+        gemm_cpu(matrix_ref<const C>(scores_of(p, r)).transposed(), rows_of(dout, r), dv_rows, add, one_thread);  // dV += Pᵀ dO
         gemm_cpu(matrix_ref<const C>(scores_of(ds, r)), k.first(h0, hc, keys, D),
-                 matrix_ref<C>(dq + q_at + (r * S + i0) * D, hc, m, D, R * S * D, D, 1), store, options);  // dQ = dS k
-        gemm_cpu(matrix_ref<const C>(scores_of(ds, r)).transposed(), rows_of(q, r), dk_rows, add, options);  // dK += dSᵀ q
+                 matrix_ref<C>(dq + q_at + (r * S + i0) * D, hc, m, D, R * S * D, D, 1), store, one_thread);  // dQ = dS k
+        gemm_cpu(matrix_ref<const C>(scores_of(ds, r)).transposed(), rows_of(q, r), dk_rows, add, one_thread);  // dK += dSᵀ q
       }
     }
-  }
+  });
 }
 
 /// x's elements as contiguous C: x's own storage when it is a contiguous host array of C, else a
