@@ -307,6 +307,77 @@ std::size_t sqrt_mismatches() {
 
 }  // namespace
 
+namespace {
+
+/// y = math::gelu_tanh(x) over n floats, on packets of B bytes, then one by one.
+struct gelu_tanh_kernel {
+  template <int B>
+  static void run(einlm::index_t n, float* y, const float* x) {
+    using V = simd::packet<float, B>;
+    einlm::index_t i = 0;
+    for (; i + V::size <= n; i += V::size) simd::store(y + i, einlm::math::gelu_tanh(simd::load<float, B>(x + i)));
+    for (; i < n; ++i) y[i] = einlm::math::gelu_tanh(x[i]);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("gelu_tanh on float packets, at every dispatch width, is the scalar form's double computation") {
+  // Random bit patterns (every magnitude, subnormals, infinities, NaNs) and specials.
+  std::mt19937 rng(20261201);
+  std::vector<float> x(std::size_t{1} << 17), y(x.size());
+  for (auto& v : x) {
+    const std::uint32_t b = static_cast<std::uint32_t>(rng());
+    std::memcpy(&v, &b, sizeof v);
+  }
+  const float inf = std::numeric_limits<float>::infinity();
+  const float specials[] = {0.0f, -0.0f, inf, -inf, std::nanf(""), 1e30f, -1e30f, -10.9f, -12.0f, 3.0f,
+                            std::numeric_limits<float>::denorm_min(), -std::numeric_limits<float>::min()};
+  std::copy(std::begin(specials), std::end(specials), x.begin() + 3);
+  const auto scalar = [](float v) { return einlm::math::detail::gelu_tanh_double(v); };
+  // The build's packets run the same double operations as the scalar form: the same bits.
+  std::size_t unequal = 0;
+  for (std::size_t i = 0; i + simd::width <= x.size(); i += simd::width) {
+    const auto p = einlm::math::gelu_tanh(simd::load<float>(x.data() + i));
+    for (int l = 0; l < simd::width; ++l) {
+      const float want = scalar(x[i + l]), got = p[l];
+      if (std::memcmp(&want, &got, sizeof want) != 0 && !(std::isnan(want) && std::isnan(got))) ++unequal;
+    }
+  }
+  CHECK(unequal == 0);
+  CHECK(std::isnan(einlm::math::gelu_tanh(simd::packet<float>(-inf))[0]));  // −inf·0, as the scalar form
+  CHECK(einlm::math::gelu_tanh(simd::packet<float>(inf))[0] == inf);
+  // Wider packets may fuse multiply-adds in double: within one float ulp of the scalar form.
+  const int start = simd::dispatch_bytes();
+  for (const int cap : {16, 32, 64}) {
+    if (cap > start) break;
+    const int bytes = simd::limit_dispatch_bytes(cap);
+    CAPTURE(bytes);
+    simd::dispatch<gelu_tanh_kernel>(static_cast<einlm::index_t>(x.size()) - 3, y.data(), x.data());  // a scalar tail
+    std::size_t far = 0;
+    for (std::size_t i = 0; i + 3 < x.size(); ++i) {
+      const float want = scalar(x[i]);
+      if (std::isnan(want) ? !std::isnan(y[i]) : ulp_distance(y[i], want) > 1) ++far;
+    }
+    CHECK(far == 0);
+  }
+  CHECK(simd::limit_dispatch_bytes(start) == start);
+}
+
+TEST_CASE("gelu and its derivative past x = 10 are x and 1, for every magnitude") {
+  // The tail there is capped at x = 10 (no subnormal operands); the results are unchanged.
+  using einlm::math::detail::gelu_erf_derivative_float;
+  for (float x : einlm::test::random_values<float>(4000, 9.0, 40.0, 3)) {
+    CHECK(einlm::math::gelu(x) == x);
+    CHECK(gelu_erf_derivative_float(x) == 1.0f);
+  }
+  for (float x : {1e4f, 1e20f, 3e38f, std::numeric_limits<float>::max()}) {
+    CHECK(einlm::math::gelu(x) == x);
+    CHECK(einlm::math::gelu(simd::packet<float>(x))[0] == x);
+    CHECK(gelu_erf_derivative_float(x) == 1.0f);
+  }
+}
+
 TEST_CASE("sqrt of packets is the correctly rounded square root at every dispatch width, bit for bit") {
   const int start = simd::dispatch_bytes();
   for (const int cap : {16, 32, 64}) {

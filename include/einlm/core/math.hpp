@@ -15,8 +15,9 @@
 //   gelu_erf_derivative_float, for nn::gelu_backward) 7.2 ulp of the larger of Φ(x) and |x|·φ(x)
 //   (every float checked) ·
 //   pow, gelu_tanh on float: computed in double, then rounded (≤ 1 ulp), since their conditioning
-//   amplifies float rounding by up to |x|² for large |x|; on double they (and gelu) are computed in
-//   double, and that conditioning shows (gelu within 64 ulp for |x| ≤ 6).
+//   amplifies float rounding by up to |x|² for large |x| (gelu_tanh on a packet of floats widens
+//   its halves to vectors of doubles, lane for lane the scalar form's operations); on double they
+//   (and gelu) are computed in double, and that conditioning shows (gelu within 64 ulp for |x| ≤ 6).
 //   On the device, gelu on float is computed in double with CUDA's erfc.
 // exp overflows to inf and underflows through the subnormals to 0; NaN propagates everywhere.
 // On x86 a packet's sqrt (and rsqrt's division by it) is one sqrtps/sqrtpd per register.
@@ -24,6 +25,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "einlm/core/config.hpp"
@@ -342,8 +344,14 @@ EINLM_EXEC_CHECK_DISABLE
 template <class V>
 EINLM_HD V gelu_erf_float(V x) {
   using I = int_of<V>;
+  const auto negative = x < V(0.0f);
   V a = from_bits<V>(bits_of(x) & I(0x7fffffff));  // |x|
-  a = select(a < V(20.0f), a, V(20.0f));  // e^{−a²/2} is 0 in float from a ≈ 14.4 on; inf and NaN end here
+  // e^{−a²/2} is 0 in float from a ≈ 14.4 on; inf and NaN end at the cap. For x > 10 the tail
+  // x·Φ(−x) is below 2^-74·x, far under half an ulp of x, so the result is x whatever the tail:
+  // capping a positive x at 10 keeps e^{−a²/2} and the tail normal (a subnormal operand or result
+  // costs a microcode assist on x86, which made large positive inputs several times slower).
+  const V cap = select(negative, V(20.0f), V(10.0f));
+  a = select(a < cap, a, cap);
   const V e = exp_neg_half_square_float(a);
   // Φ(−a) = e^{−a²/2}·t·P(t) with t = 1/(1 + a), P fitted on a in [1, 14].
   const V t = V(1.0f) / (V(1.0f) + a);
@@ -357,7 +365,6 @@ EINLM_HD V gelu_erf_float(V x) {
   q = q * t + V(0.399801135f);
   q = q * t + V(0.398926944f);
   q = q * t;
-  const auto negative = x < V(0.0f);
   // ±x·Φ(−|x|), multiplied in this order so that it stays normal while the result is.
   const V tail = select(negative, x, a) * q * e;
   const V large = select(negative, tail, x - tail);
@@ -386,7 +393,10 @@ template <class V>
 EINLM_HD V gelu_erf_derivative_float(V x) {
   using I = int_of<V>;
   V a = from_bits<V>(bits_of(x) & I(0x7fffffff));  // |x|
-  a = select(a < V(20.0f), a, V(20.0f));  // the derivative is 0 or 1 in float well before 20
+  // The derivative is 0 or 1 in float well before 20, and 1 for every x > 10: there, as in
+  // gelu_erf_float, a positive x is capped at 10 so that no operand is subnormal.
+  const V cap = select(x < V(0.0f), V(20.0f), V(10.0f));
+  a = select(a < cap, a, cap);
   const V e = exp_neg_half_square_float(a);
   const V t = V(1.0f) / (V(1.0f) + V(0.34375f) * a);
   V q = V(-0.0278096311f);
@@ -420,6 +430,66 @@ EINLM_HD T gelu_tanh_double(T x) {
   const double s = u < 0 ? e / (1.0 + e) : 1.0 / (1.0 + e);
   return static_cast<T>(xd * s);
 }
+
+#if EINLM_HAS_PACKETS
+/// gelu_tanh_double on every lane of a float packet, without leaving the vector registers: each
+/// half of the packet widened to a GNU vector of doubles, then exactly the operations of
+/// gelu_tanh_double and of exp_poly's double branch, in the same order (so a lane equals the
+/// scalar form's result: the tests check it), then rounded back to float once. Packets of double
+/// compare and select lane by lane (simd.hpp), so this works on the plain vectors, whose
+/// comparisons give 64-bit masks.
+template <int B>
+inline simd::packet<float, B> gelu_tanh_float_lanes(const simd::packet<float, B>& x) {
+  using vd = typename simd::detail::vec<double, B>::type;
+  using vh = typename simd::detail::vec<float, B / 2>::type;
+  using vi = typename simd::detail::vec<std::int64_t, B>::type;
+  constexpr int half = B / 8;  // lanes of one vector of doubles
+  float in[B / 4], out[B / 4];
+  std::memcpy(in, &x.part_at(0), sizeof(in));
+  for (int h = 0; h < 2; ++h) {
+    vh xf;
+    std::memcpy(&xf, in + h * half, sizeof(xf));
+    const vd xd = __builtin_convertvector(xf, vd);
+    const vd zero = vd{} + 0.0;
+    const vd u = 0.79788456080286535588 * (xd + 0.044715 * xd * xd * xd);
+    const vd z = -2.0 * (u < zero ? -u : u);
+    // exp_poly(z), double branch.
+    vd xc = z < -746.0 ? zero - 746.0 : z;
+    xc = xc > 710.0 ? zero + 710.0 : xc;
+    xc = z != z ? zero : xc;
+    const vd y = xc * 1.44269504088896340736;
+    const vi n = __builtin_convertvector(y + (y < zero ? zero - 0.5 : zero + 0.5), vi);
+    const vd nf = __builtin_convertvector(n, vd);
+    const vd r = (xc - nf * 6.93145751953125e-1) - nf * 1.42860682030941723212e-6;
+    vd p = zero + 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * (r * r) + r + 1.0;
+    const vi n1 = n >> 1;
+    const vi n2 = n - n1;
+    vd two_n1, two_n2;
+    const vi bits1 = (n1 + 1023) << 52, bits2 = (n2 + 1023) << 52;
+    std::memcpy(&two_n1, &bits1, sizeof(vd));
+    std::memcpy(&two_n2, &bits2, sizeof(vd));
+    const vd e = z != z ? z : p * two_n1 * two_n2;
+    const vd s = (u < zero ? e : zero + 1.0) / (1.0 + e);  // e / (1 + e) or 1 / (1 + e)
+    const vh result = __builtin_convertvector(xd * s, vh);
+    std::memcpy(out + h * half, &result, sizeof(result));
+  }
+  simd::packet<float, B> r;
+  std::memcpy(&r.part_at(0), out, sizeof(out));
+  return r;
+}
+#endif
 
 }  // namespace detail
 
@@ -499,8 +569,13 @@ EINLM_HD V gelu(V x) {
 EINLM_EXEC_CHECK_DISABLE
 template <class V>
 EINLM_HD V gelu_tanh(V x) {
-  if constexpr (detail::is_packet_v<V>) return simd::map_lanes(x, [](simd::scalar_t<V> v) { return detail::gelu_tanh_double(v); });
+#if EINLM_HAS_PACKETS
+  if constexpr (detail::is_packet_v<V> && std::is_same_v<simd::scalar_t<V>, float>) return detail::gelu_tanh_float_lanes(x);
+  else if constexpr (detail::is_packet_v<V>) return simd::map_lanes(x, [](simd::scalar_t<V> v) { return detail::gelu_tanh_double(v); });
   else return detail::gelu_tanh_double(x);
+#else
+  return detail::gelu_tanh_double(x);
+#endif
 }
 
 /// x^p for a scalar exponent p. Integer exponents of magnitude ≤ 64 use repeated squaring (exact
