@@ -20,21 +20,8 @@ using namespace einlm;
 
 namespace {
 
-/// Fills the allocator's cached block of this size with NaN bytes, so the next allocation of
-/// the same size starts poisoned.
-template <class T, class E>
-void poison_cache(const E& e) {
-  tensor<T, E, device> junk(e);
-  test::poison(junk);
-  EINLM_CUDA_CHECK(cudaDeviceSynchronize());
-}
-
-template <class T, class E>
-std::vector<unsigned char> bytes_of(const tensor<T, E, device>& t) {
-  std::vector<unsigned char> b(t.bytes());
-  EINLM_CUDA_CHECK(cudaMemcpy(b.data(), t.data(), t.bytes(), cudaMemcpyDeviceToHost));
-  return b;
-}
+using test::bytes_of;
+using test::poison_cache;
 
 /// bf16 results may differ from the host's by one rounding of a float that differs in its last bits.
 template <class T>

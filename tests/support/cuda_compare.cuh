@@ -2,7 +2,8 @@
 // device_bytes(cpu_result, expr) assigns expr on the device (output poisoned first, exactly one
 // launch checked) and returns the output's bytes; check_close compares them element-wise;
 // random_tensor makes a host input; check_device_close compares a device tensor or lazy device
-// expression with a host result, relative to max(1, |cpu|).
+// expression with a host result, relative to max(1, |cpu|); poison, poison_cache and bytes_of
+// fill a device tensor (or the allocator's cached block of a size) with NaN bytes and read one back.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -79,6 +80,23 @@ void check_device_close(const G& gpu_result, const C& cpu_result, double toleran
 template <class T, class E>
 void poison(tensor<T, E, device>& t) {
   EINLM_CUDA_CHECK(cudaMemset(t.data(), 0xff, t.bytes()));
+}
+
+/// Fills the allocator's cached block of this size with NaN bytes, so the next allocation of
+/// the same size starts poisoned.
+template <class T, class E>
+void poison_cache(const E& e) {
+  tensor<T, E, device> junk(e);
+  poison(junk);
+  EINLM_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+/// A device tensor's bytes, copied to the host.
+template <class T, class E>
+std::vector<unsigned char> bytes_of(const tensor<T, E, device>& t) {
+  std::vector<unsigned char> b(t.bytes());
+  EINLM_CUDA_CHECK(cudaMemcpy(b.data(), t.data(), t.bytes(), cudaMemcpyDeviceToHost));
+  return b;
 }
 
 }  // namespace einlm::test
