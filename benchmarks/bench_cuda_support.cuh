@@ -1,5 +1,5 @@
 // What the CUDA benchmarks share (nvcc): timing a body with CUDA events on the default
-// executor's stream, as Google Benchmark manual time, with a bandwidth counter.
+// executor's stream, as Google Benchmark manual time, with a bandwidth (or other rate) counter.
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -11,10 +11,10 @@
 
 namespace einlm::bench {
 
-/// Times `body` with events on the default executor's stream after one warm-up run;
-/// bytes = read + written per run, reported as bytes_per_second.
+/// Times `body` with events on the default executor's stream after one warm-up run, as manual
+/// time; `amount` of the quantity `counter` (bytes, flops) per run, reported as a rate.
 template <class F>
-void timed_bytes(benchmark::State& state, double bytes, F body) {
+void timed_rate(benchmark::State& state, const char* counter, double amount, F body) {
   cudaEvent_t start, stop;
   EINLM_CUDA_CHECK(cudaEventCreate(&start));
   EINLM_CUDA_CHECK(cudaEventCreate(&stop));
@@ -31,7 +31,13 @@ void timed_bytes(benchmark::State& state, double bytes, F body) {
   }
   EINLM_CUDA_CHECK(cudaEventDestroy(start));
   EINLM_CUDA_CHECK(cudaEventDestroy(stop));
-  state.counters["bytes_per_second"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters[counter] = benchmark::Counter(amount, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+/// timed_rate with bytes = read + written per run, reported as bytes_per_second.
+template <class F>
+void timed_bytes(benchmark::State& state, double bytes, F body) {
+  timed_rate(state, "bytes_per_second", bytes, body);
 }
 
 }  // namespace einlm::bench
