@@ -1,9 +1,10 @@
 // examples/cuda_layers.cu — the transformer's bandwidth-bound layers as fused CUDA kernels
-// (einlm/nn/cuda_kernels.cuh), AdamW and SGD steps in one launch each (einlm/optim/adamw_cuda.cuh,
+// (einlm/nn/cuda_kernels.cuh), causal attention forward and backward (einlm/nn/cuda_attention.cuh), AdamW and SGD steps in one launch each (einlm/optim/adamw_cuda.cuh,
 // sgd_cuda.cuh), the MoE router and token permutation (einlm/nn/moe_cuda.cuh) and the experts'
 // grouped GEMM (einlm/linalg/gemm_cuda.cuh), each checked
 // against the host function on the same bf16 inputs: prints the largest difference and exits 1
 // when one exceeds bf16's resolution. Without a CUDA device it says so and exits 0.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -12,6 +13,7 @@
 #include "einlm/einlm.hpp"
 #include "einlm/linalg.hpp"
 #include "einlm/nn/backward.hpp"
+#include "einlm/nn/cuda_attention.cuh"
 #include "einlm/nn/cuda_kernels.cuh"
 #include "einlm/nn/functional.hpp"
 #include "einlm/nn/moe_cuda.cuh"
@@ -67,6 +69,23 @@ int main() {
   const tensor<bf16, dims<4>> heads_host = rearrange<"b s (h e) -> b h s e">(x, axis_size<"h">{H});  // (B, H, S, Dh)
   const double rope_err = worst(rotated, nn::rope(heads_host, positions, 10'000.0));
   std::printf("fused_rope               %.2e\n", rope_err);
+
+  // Causal attention of the heads with themselves as q, k and v: forward, then backward of a
+  // gradient equal to the output, against the host's blocked attention.
+  // [snippet fused_attention]
+  const auto attn = nn::fused_attention_forward(rotated, heads, heads);  // .out (B, H, S, Dh), .lse (B, H, S)
+  const auto attn_grads =
+      nn::fused_attention_backward(rotated, heads, heads, attn.out, attn.lse, attn.out);  // .dq, .dk, .dv like q, k, v
+  // [end snippet]
+  const auto rotated_host = to_host(rotated);                                                     // (B, H, S, Dh)
+  const auto attn_host = nn::attention_forward(rotated_host, heads_host, heads_host, true);        // (B, H, S, Dh), (B, H, S)
+  const auto out_host = to_host(attn.out);                                                        // (B, H, S, Dh)
+  const auto attn_grads_host =
+      nn::attention_backward(rotated_host, heads_host, heads_host, out_host, to_host(attn.lse), out_host, true);
+  const double attn_err = std::max({worst(attn.out, attn_host.out), worst(attn_grads.dq, attn_grads_host.dq),
+                                    worst(attn_grads.dk, attn_grads_host.dk), worst(attn_grads.dv, attn_grads_host.dv)});
+  std::printf("fused_attention          out %.2e, lse %.2e; backward dq, dk, dv within %.2e\n", worst(attn.out, attn_host.out),
+              worst(attn.lse, attn_host.lse), attn_err);
 
   tensor<bf16, dims<3>> logits(B, S, V);  // (B, S, V)
   logits = normal<bf16>(logits.extents(), {1, 2}, 0.0, 2.0);
@@ -171,6 +190,7 @@ int main() {
 
   const double limit = 1.0 / 64;  // a few bf16 roundings
   const bool ok = worst(normed, nn::rms_norm(x, gain, 1e-5)) < limit && worst(dx, host_grads.dx) < limit && rope_err < limit &&
+                  attn_err < limit && worst(attn.lse, attn_host.lse) < 1e-4 &&
                   std::abs(ce.loss - ce_host.loss) < 1e-4 && adamw_err < 1e-6 &&
                   sgd_err < 1e-6 && moe_err == 0 && grouped_err < 1e-4 && route_mismatches == 0 && gate_sum_err < 1e-6;
   std::printf("%s\n", ok ? "all within bf16 resolution" : "a difference exceeds bf16 resolution");
