@@ -791,7 +791,7 @@ struct head_matrices {
 /// arithmetic does not depend on its chunk, so the results are the same bits on any number of
 /// threads.
 struct causal_chunks {
-  index_t size = 1, count = 1;
+  index_t heads = 0, size = 1, count = 1;
   int team = 1;
 
   template <class C>
@@ -803,6 +803,7 @@ struct causal_chunks {
     const index_t fit = (index_t{256} * 1024 / static_cast<index_t>(sizeof(C))) / std::max<index_t>(per_head, 1);
     const index_t share = (heads + threads - 1) / std::max(threads, 1);
     causal_chunks c;
+    c.heads = heads;
     c.size = std::clamp<index_t>(std::min(fit, share), 1, std::max<index_t>(heads, 1));
     c.count = (heads + c.size - 1) / c.size;
     c.team = static_cast<int>(std::min<index_t>(threads, c.count));
@@ -811,7 +812,7 @@ struct causal_chunks {
 
   /// f(h0, hc, slot) for every chunk: heads h0 … h0 + hc − 1, scratch slot in [0, team).
   template <class F>
-  void run(index_t heads, F&& f) const {
+  void run(F&& f) const {
     einlm::detail::gemm_parallel(team, count, [&](index_t c) {
       int slot = 0;
 #if EINLM_HAS_OPENMP
@@ -853,7 +854,7 @@ void causal_attention_forward(const C* q, const C* kt, const head_matrices<C>& v
   tensor<C, dims<1>> work(chunks.team * (slot_scores + slot_sums));  // per slot: one block's scores, its row sums
   const epilogue<C> store{};
   const gemm_options one_thread{.threads = 1};
-  chunks.run(heads, [&](index_t h0, index_t hc, int slot) {
+  chunks.run([&](index_t h0, index_t hc, int slot) {
     C* scores = work.data() + slot * (slot_scores + slot_sums);
     C* inverse_sums = scores + slot_scores;
     const C* qh = q + h0 * R * S * D;
@@ -906,7 +907,7 @@ void causal_attention_backward(const C* q, const head_matrices<C>& k, const C* k
   tensor<C, dims<1>> work(chunks.team * 2 * slot_scores);  // per slot: one block's P and dS
   const epilogue<C> store{}, add{.beta = 1.0};
   const gemm_options one_thread{.threads = 1};
-  chunks.run(heads, [&](index_t h0, index_t hc, int slot) {
+  chunks.run([&](index_t h0, index_t hc, int slot) {
     C* p = work.data() + slot * 2 * slot_scores;
     C* ds = p + slot_scores;
     const index_t q_at = h0 * R * S * D, kv_at = h0 * S * D;  // the chunk's first head in q, dout, dq; in kᵀ, vᵀ, dk, dv
