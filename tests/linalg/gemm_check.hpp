@@ -292,9 +292,9 @@ inline std::vector<gemm_case> standard_cases() {
     c.layout.pad = 8;
     return c;
   };
-  // Sizes: 1, 7, 33, 129 and non-multiples of every tile; K past one K panel (256) and past one
-  // BK slice; a wide N.
-  const index_t sizes[][3] = {{1, 1, 1}, {7, 33, 129}, {33, 7, 1}, {129, 65, 300}, {40, 129, 33}, {3, 517, 64}};
+  // Sizes: 1, 7, 33, 129 and non-multiples of every tile; K past one K panel (256 or 512) and past
+  // one BK slice; a wide N.
+  const index_t sizes[][3] = {{1, 1, 1}, {7, 33, 129}, {33, 7, 1}, {129, 65, 600}, {40, 129, 33}, {3, 517, 64}};
   for (const auto& s : sizes) add_layouts(s[0], s[1], s[2], 0.75, false);
   // Batches, shared operands, padding.
   {

@@ -144,7 +144,7 @@ TEST_CASE("large problems: several K panels, several row blocks and column group
   c.batch = 1;
   c.M = 301;
   c.N = 4100;  // past one NC panel (4096)
-  c.K = 530;   // three K panels
+  c.K = 530;   // K panels: two of the AVX-512 kernel (KC 512), three of the others (256)
   c.alpha = 0.5;
   c.beta = 0.25;
   c.bias = true;
@@ -236,7 +236,7 @@ TEST_CASE("the own kernel's results do not depend on the number of threads") {
   c.batch = 3;
   c.M = 150;
   c.N = 70;
-  c.K = 300;
+  c.K = 600;  // two K panels or more, partial sums kept in C
   c.act = activation::silu;
   c.bias = true;
   for (const index_t batch : {3, 1}) {  // threads over the batch; threads within one matrix
