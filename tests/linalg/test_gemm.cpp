@@ -253,7 +253,9 @@ TEST_CASE("the own kernel's results do not depend on the number of threads") {
 
 TEST_CASE("epilogue values equal the element-wise expressions'") {
   // With K = 1 and alpha = 1 the product is exact, so C must equal the expression's result bit for
-  // bit: act(a·b + bias) + residual, evaluated by the expression engine.
+  // bit: act(a·b + bias) + residual, evaluated by the expression engine. A build for a CPU with
+  // fused multiply-adds (-march=native) lets the compiler fuse an activation's last product with
+  // the residual's addition in one of the two and not in the other: there, within 4 ulp.
   const index_t M = 9, N = 37;
   tensor<float, dims<2>> a(M, 1), b(1, N), bias2(1, N), res(M, N), c(M, N), want(M, N);
   fill_uniform(a, 1, -4, 4);
@@ -264,6 +266,23 @@ TEST_CASE("epilogue values equal the element-wise expressions'") {
   tensor<float, dims<2>> prod(M, N);
   for (index_t i = 0; i < M; ++i)
     for (index_t j = 0; j < N; ++j) prod(i, j) = a(i, 0) * b(0, j);
+  // The largest difference in units of the last place of the result, or of the residual where
+  // that is larger (adding it may cancel most of the activation's value).
+  const auto worst_ulps = [&](bool with_residual) {
+    double worst = 0;
+    for (index_t i = 0; i < c.size(); ++i) {
+      const float w = want.data()[i];
+      const double r = with_residual ? std::abs(double(res.data()[i])) : 0.0;
+      const double ulp = std::max({double(std::abs(w)), r, 0x1p-126}) * 0x1p-23;
+      worst = std::max(worst, std::abs(double(c.data()[i]) - double(w)) / ulp);
+    }
+    return worst;
+  };
+#if defined(__FMA__)
+  constexpr double fused_ulps = 4.0;
+#else
+  constexpr double fused_ulps = 0.0;
+#endif
   for (const activation act :
        {activation::none, activation::relu, activation::gelu, activation::gelu_tanh, activation::silu}) {
     switch (act) {
@@ -275,8 +294,8 @@ TEST_CASE("epilogue values equal the element-wise expressions'") {
     }
     for (const gemm_backend backend : {gemm_backend::own, gemm_backend::automatic}) {
       gemm(a, b, c, {.bias = bias, .act = act, .residual = res}, {.backend = backend});
-      INFO(activation_name(act), " ", backend_name(backend));
-      CHECK(std::memcmp(c.data(), want.data(), c.bytes()) == 0);
+      INFO(std::string(activation_name(act)), " ", std::string(backend_name(backend)));
+      CHECK(worst_ulps(true) <= (act == activation::relu || act == activation::none ? 0.0 : fused_ulps));
     }
   }
   // Without a residual the activation runs over each stored run, on this CPU's widest packets
@@ -292,14 +311,8 @@ TEST_CASE("epilogue values equal the element-wise expressions'") {
     for (const gemm_backend backend : {gemm_backend::own, gemm_backend::automatic}) {
       c = 7.0f;
       gemm(a, b, c, {.bias = bias, .act = act}, {.backend = backend});
-      INFO(activation_name(act), " ", backend_name(backend));
-      double worst_ulps = 0;
-      for (index_t i = 0; i < c.size(); ++i) {
-        const float w = want.data()[i];
-        const double ulp = std::max(double(std::abs(w)), 0x1p-126) * 0x1p-23;
-        worst_ulps = std::max(worst_ulps, std::abs(double(c.data()[i]) - double(w)) / ulp);
-      }
-      CHECK(worst_ulps <= (act == activation::relu ? 0.0 : 4.0));
+      INFO(std::string(activation_name(act)), " ", std::string(backend_name(backend)));
+      CHECK(worst_ulps(false) <= (act == activation::relu ? 0.0 : 4.0));
     }
   }
 }

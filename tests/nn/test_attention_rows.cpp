@@ -95,7 +95,7 @@ void check_near(const char* what, const G* got, const W* want, index_t n, double
       at = i;
     }
   }
-  INFO(what, ": worst relative error ", worst, " at element ", at, " of ", n);
+  INFO(std::string(what), ": worst relative error ", worst, " at element ", at, " of ", n);
   CHECK(worst <= tol);
 }
 

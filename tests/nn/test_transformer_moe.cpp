@@ -76,7 +76,7 @@ TEST_CASE("transformer_lm with experts: names, counts and initialisation") {
   CHECK(count == nn::moe_param_count(m));  // the model holds what the accounting counts
   for (const char* name : {"layers.0.ffn.w1.weight", "layers.1.ffn.router.weight", "layers.1.ffn.router.bias",
                            "layers.1.ffn.experts.3.w2.weight", "layers.2.ffn.shared_experts.0.w3.weight"})
-    CHECK_MESSAGE(names.count(name) == 1, name);
+    CHECK_MESSAGE(names.count(name) == 1, std::string(name));
   CHECK(names.count("layers.1.ffn.w1.weight") == 0);
   // The selection biases start at zero and are not trained by gradient.
   const auto& bias = model.parameters().layers[1].moe.router_bias;

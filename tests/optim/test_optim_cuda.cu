@@ -60,7 +60,7 @@ void check_against_host(Host cpu, Device gpu, const char* state_name, CompareSta
     CHECK(gpu.launches() == static_cast<std::uint64_t>(step));
   }
   for (std::size_t i = 0; i < sizes.size(); ++i) {
-    INFO(state_name, ": parameter ", i, " of ", sizes[i], " elements");
+    INFO(std::string(state_name), ": parameter ", i, " of ", sizes[i], " elements");
     test::check_device_close(device_params[i], host_params[i], 1e-6);
   }
   CHECK(gpu.state().size() == cpu.state().size());

@@ -59,7 +59,7 @@ TEST_CASE("cli: train, then encode and decode round-trip in text, u16 and u32") 
   REQUIRE_MESSAGE(r.status == 0, r.out);
   const auto model = "--vocab " + q(w / "model/vocab.json") + " --merges " + q(w / "model/merges.txt");
   for (const char* f : {"text", "u16", "u32"}) {
-    INFO("format ", f);
+    INFO("format ", std::string(f));
     r = run("encode " + model + " --special '<|endoftext|>' --format " + f + " --out " + q(w / "ids") + " " + q(corpus));
     REQUIRE_MESSAGE(r.status == 0, r.out);
     r = run("decode " + model + " --format " + f + " --out " + q(w / "back.txt") + " " + q(w / "ids"));

@@ -162,7 +162,7 @@ TEST_CASE("formats: malformed files are rejected with the file name and line") {
   };
   for (const auto& c : cases) {
     const auto path = d.file(c.name, c.content);
-    INFO(c.name);
+    INFO(std::string(c.name));
     if (c.is_merges)
       CHECK_THROWS_WITH_AS(tk::load_gpt2(vocab, path), doctest::Contains(c.message), einlm::tokenizer_error);
     else

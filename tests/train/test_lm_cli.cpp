@@ -433,7 +433,7 @@ TEST_CASE("einlm-lm: --model static and dynamic give the same checkpoints, logit
   REQUIRE_MESSAGE(r.status == 0, r.out);
   CHECK(r.model == dynamic_line);
   for (const char* f : {"model.safetensors", "optimizer.safetensors", "config.json"})
-    CHECK_MESSAGE(file_bytes(w / ("static/" + std::string(f))) == file_bytes(w / ("dynamic/" + std::string(f))), f);
+    CHECK_MESSAGE(file_bytes(w / ("static/" + std::string(f))) == file_bytes(w / ("dynamic/" + std::string(f))), std::string(f));
   // The same in bf16 mixed precision, whose working copy is each type's rebind<bf16>.
   r = lm("train " + common + " --precision bf16 --out " + q(w / "static_bf16"));
   REQUIRE_MESSAGE(r.status == 0, r.out);
