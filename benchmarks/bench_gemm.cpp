@@ -9,8 +9,9 @@
 //   own bf16       the own kernel on bf16 inputs and output (no BLAS has them): the bf16 pair
 //                  kernel (vdpbf16ps) on a CPU with AVX-512 BF16, else the widening float kernel;
 //                  set beside the own fp32 kernel and beside cblas_sgemm (what a float model pays)
-// Shapes: 512³; 2048 tokens × 768 × 768 (a GPT-2-small projection); a batch of 8 attention-like
-// products (256 × 256)·(256 × 64). Rates count 2·M·N·K flops per matrix. Without a BLAS in the
+// Shapes: 512³; 2048 tokens × 768 × 768 (a GPT-2-small projection); 2048 tokens × 128 × 512 (the
+// demo model's FFN down-projection: K of one AVX-512 panel); a batch of 8 attention-like products
+// (256 × 256)·(256 × 64). Rates count 2·M·N·K flops per matrix. Without a BLAS in the
 // build, only the own kernel runs. On a machine shared with other work, run it with
 // OMP_WAIT_POLICY=passive (docs/gemm.md, "Threads").
 #include <benchmark/benchmark.h>
@@ -34,6 +35,7 @@ struct shape {
 
 const shape shapes[] = {{"512x512x512", 1, 512, 512, 512},
                         {"2048x768x768", 1, 2048, 768, 768},
+                        {"2048x128x512", 1, 2048, 128, 512},
                         {"8x256x64x256", 8, 256, 64, 256}};
 
 shape sized(const shape& s) {
