@@ -8,45 +8,19 @@ Also runs BUILD_DIR/benchmarks/bench_einsum beside numpy.einsum and torch.einsum
 einlm: BUILD_DIR/benchmarks/bench_einops (Google Benchmark, bytes_per_second counters).
 NumPy: np.ascontiguousarray(x.transpose(...)) and x.sum(axis) — NumPy's transposing copy is
 single-threaded; PyTorch: x.permute(...).contiguous() and x.sum(dim) with torch.set_num_threads(N).
-Each peer takes the best of 10 runs after 2 warm-ups. Bandwidth counts bytes read plus written,
+Both sides are timed the same way, taking turns (peer_timing.py): the fastest of 5 rounds, each
+the mean over at least 0.5 s of calls. Bandwidth counts bytes read plus written,
 as the C++ benchmark does. Prints one table with einlm's rate and the ratios to each peer
 (goals: transposes ≥ 2× NumPy and ≥ 1× PyTorch).
 """
 import argparse
-import json
 import os
-import subprocess
 import sys
-import time
 
 import numpy as np
 
-
-def best_time(f, runs=10, warmup=2):
-    for _ in range(warmup):
-        f()
-    best = float("inf")
-    for _ in range(runs):
-        t = time.perf_counter()
-        f()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def einlm_rates(build, binary, threads):
-    """Runs BUILD/benchmarks/BINARY (Google Benchmark, OMP_NUM_THREADS=threads) and returns
-    {(benchmark, case): (tokens_per_second, flops)} from its JSON output (benchmarks without a
-    tokens_per_second counter are left out)."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    out = subprocess.run([os.path.join(build, "benchmarks", binary), "--benchmark_format=json",
-                          "--benchmark_min_time=2"], env=env, check=True, capture_output=True, text=True).stdout
-    rates = {}
-    for b in json.loads(out)["benchmarks"]:
-        if "tokens_per_second" not in b:  # kernels timed in other units (GB/s, elements/s)
-            continue
-        kind, case = b["name"].split("/")[:2]
-        rates[(kind, int(case))] = (b["tokens_per_second"], b.get("flops", 0.0))
-    return rates
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_timing import einlm_benchmark, fastest_interleaved, google_benchmark, mean_seconds  # noqa: E402
 
 
 def main():
@@ -83,32 +57,29 @@ def main():
     except ImportError:
         torch_ops, torch_version = {}, None
 
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    report = os.path.join(args.build, "bench_einops.json")
-    subprocess.run([os.path.join(args.build, "benchmarks", "bench_einops"), "--benchmark_min_time=0.5",
-                    f"--benchmark_out={report}", "--benchmark_out_format=json"],
-                   stdout=subprocess.DEVNULL, env=env, check=True)
-    with open(report) as f:
-        ours = {b["name"].split("/")[0]: b["bytes_per_second"] for b in json.load(f)["benchmarks"]}
-
     print(f"einops on {args.threads} threads: einlm vs NumPy {np.__version__}"
           + (f" and PyTorch {torch_version}" if torch_version else " (PyTorch not installed)"))
     print(f"{'operation':34} {'einlm GB/s':>11} {'NumPy GB/s':>11} {'vs NumPy':>9} {'torch GB/s':>11} {'vs torch':>9}")
     for key, (label, moved, numpy_op, _) in cases.items():
-        g_ours = ours[key] / 1e9
-        g_np = moved / best_time(numpy_op) / 1e9
+        ours = einlm_benchmark(args.build, "bench_einops", args.threads, f"{key}/real_time")
+        measures = [ours, lambda: mean_seconds(numpy_op)]
+        if key in torch_ops:
+            measures.append(lambda: mean_seconds(torch_ops[key]))
+        times = fastest_interleaved(measures)
+        g_ours = ours.per_iteration("bytes_per_second") / times[0] / 1e9
+        g_np = moved / times[1] / 1e9
         line = f"{label:34} {g_ours:11.2f} {g_np:11.2f} {g_ours / g_np:8.2f}x"
         if key in torch_ops:
-            g_t = moved / best_time(torch_ops[key]) / 1e9
+            g_t = moved / times[2] / 1e9
             line += f" {g_t:11.2f} {g_ours / g_t:8.2f}x"
         print(line)
-    mem = ours.get("memcpy_parallel")
-    if mem:
-        print(f"{'memcpy (parallel), same run':34} {mem / 1e9:11.2f}")
-    einsum_peers(args, env, torch_version)
+    memcpy = einlm_benchmark(args.build, "bench_einops", args.threads, "memcpy_parallel/real_time")
+    memcpy_seconds = fastest_interleaved([memcpy])[0]
+    print(f"{'memcpy (parallel), same job':34} {memcpy.per_iteration('bytes_per_second') / memcpy_seconds / 1e9:11.2f}")
+    einsum_peers(args, torch_version)
 
 
-def einsum_peers(args, env, torch_version):
+def einsum_peers(args, torch_version):
     """bench_einsum against numpy.einsum (optimize=True, which calls BLAS) and torch.einsum."""
     rng = np.random.default_rng(2)
     cases = {
@@ -119,31 +90,30 @@ def einsum_peers(args, env, torch_version):
         "einsum_heads/2x8x512x512x64": ("'b h i d, b h j d -> b h i j'", "bhid,bhjd->bhij",
                                         [(2, 8, 512, 64), (2, 8, 512, 64)], 2 * 16 * 512 * 512 * 64),
     }
-    report = os.path.join(args.build, "bench_einsum.json")
-    subprocess.run([os.path.join(args.build, "benchmarks", "bench_einsum"), "--benchmark_min_time=0.5",
-                    f"--benchmark_out={report}", "--benchmark_out_format=json"],
-                   stdout=subprocess.DEVNULL, env=env, check=True)
-    with open(report) as f:
-        ours = {"/".join(b["name"].split("/")[:2]): b["flops_per_second"] for b in json.load(f)["benchmarks"]}
     print()
     print(f"einsum on {args.threads} threads (GFLOP/s): einlm vs numpy.einsum"
           + (" and torch.einsum" if torch_version else ""))
     print(f"{'operation':34} {'einlm':>9} {'NumPy':>9} {'vs NumPy':>9} {'torch':>9} {'vs torch':>9}")
     for key, (label, subscripts, shapes, flops) in cases.items():
         xs = [rng.random(shape, dtype=np.float32) for shape in shapes]
-        g_ours = ours[key] / 1e9
-        g_np = flops / best_time(lambda: np.einsum(subscripts, *xs, optimize=True)) / 1e9
-        line = f"{label:34} {g_ours:9.1f} {g_np:9.1f} {g_ours / g_np:8.2f}x"
+        ours = einlm_benchmark(args.build, "bench_einsum", args.threads, f"{key}/real_time")
+        measures = [ours, lambda: mean_seconds(lambda: np.einsum(subscripts, *xs, optimize=True))]
         if torch_version:
             import torch
 
             ts = [torch.from_numpy(x) for x in xs]
-            g_t = flops / best_time(lambda: torch.einsum(subscripts, *ts)) / 1e9
+            measures.append(lambda: mean_seconds(lambda: torch.einsum(subscripts, *ts)))
+        times = fastest_interleaved(measures)
+        g_ours = flops / times[0] / 1e9
+        g_np = flops / times[1] / 1e9
+        line = f"{label:34} {g_ours:9.1f} {g_np:9.1f} {g_ours / g_np:8.2f}x"
+        if torch_version:
+            g_t = flops / times[2] / 1e9
             line += f" {g_t:9.1f} {g_ours / g_t:8.2f}x"
         print(line)
-    base = {k: v for k, v in ours.items() if k.startswith("cblas")}
-    for k, v in base.items():
-        print(f"{'direct ' + k + ', same run':34} {v / 1e9:9.1f}")
+    for name, b in google_benchmark(args.build, "bench_einsum", args.threads, "^cblas").items():
+        key = "/".join(name.split("/")[:2])
+        print(f"{'direct ' + key + ', same job':34} {b['flops_per_second'] / 1e9:9.1f}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ with index_select, runs the SwiGLU expert and scatter-adds the gate-weighted out
 index_add_; the Switch balance loss and the router z-loss are added with einlm's default weights
 (0.01, 1e-3), and backward is autograd of sum(y * dy) + aux, dy random. Same shapes as einlm's:
 the smoke case (D 64, E 4, top-2, F 128, N 256) and the issue case (D 256, E 8, top-2, F 512,
-N 2048). torch.set_num_threads(N); each case takes the best of 5 timed runs after 2 warm-ups.
+N 2048). torch.set_num_threads(N). Both sides are timed the same way, taking turns (peer_timing.py): the
+fastest of 5 rounds, each the mean over at least 0.5 s of calls.
 Prints one table: tokens/s of each and einlm / PyTorch.
 """
 import argparse
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from einops_peers import best_time, einlm_rates  # noqa: E402
+from peer_timing import einlm_benchmark, fastest_interleaved, mean_seconds  # noqa: E402
 
 CASES = {
     0: dict(label="D64 E4 top2 F128 N256", d=64, e=4, k=2, f=128, n=256),
@@ -64,7 +65,8 @@ class MoE(torch.nn.Module):
         return y, 0.01 * balance + 1e-3 * z
 
 
-def torch_rates(c):
+def torch_steps(c):
+    """The PyTorch side of each benchmark of case c, by bench_moe's benchmark name."""
     torch.manual_seed(0)
     layer = MoE(c)
     x = torch.randn(c["n"], c["d"], requires_grad=True)
@@ -80,7 +82,7 @@ def torch_rates(c):
         with torch.no_grad():
             layer(x)
 
-    return c["n"] / best_time(train, runs=5), c["n"] / best_time(forward, runs=5)
+    return {"bm_moe_train": train, "bm_moe_forward": forward}
 
 
 def main():
@@ -89,14 +91,16 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ours = einlm_rates(args.build, "bench_moe", args.threads)
     print(f"CPU MoE layer, float32, {args.threads} threads (torch {torch.__version__})")
     print(f"{'case':<24} {'what':<16} {'einlm tok/s':>12} {'GFLOP/s':>8} {'torch tok/s':>12} {'einlm/torch':>12}")
     for case, c in CASES.items():
-        train, fwd = torch_rates(c)
-        for kind, what, theirs in (("bm_moe_train", "fwd + backward", train), ("bm_moe_forward", "forward", fwd)):
-            rate, flops = ours[(kind, case)]
-            print(f"{c['label']:<24} {what:<16} {rate:>12.0f} {flops / 1e9:>8.1f} {theirs:>12.0f} {rate / theirs:>12.2f}")
+        steps = torch_steps(c)
+        for kind, what in (("bm_moe_train", "fwd + backward"), ("bm_moe_forward", "forward")):
+            ours = einlm_benchmark(args.build, "bench_moe", args.threads, f"{kind}/{case}/real_time")
+            mine, theirs = fastest_interleaved([ours, lambda: mean_seconds(steps[kind])])
+            gflops = ours.per_iteration("flops") / mine / 1e9
+            print(f"{c['label']:<24} {what:<16} {c['n'] / mine:>12.0f} {gflops:>8.1f} {c['n'] / theirs:>12.0f} "
+                  f"{theirs / mine:>12.2f}")
 
 
 if __name__ == "__main__":

@@ -8,36 +8,26 @@ nn::layer_norm and their backward passes on float32 host tensors, through the ro
 through the einops expressions they replaced, on (2048, 128) and (1024, 768). PyTorch
 (torch.set_num_threads(N)): torch.nn.functional.rms_norm and layer_norm (eps 1e-5) on the same
 shapes; the backward pass is torch.autograd.grad of the output with respect to x, the gain (and the
-bias), on a graph kept between runs, so it is timed alone. Each PyTorch case takes the best of 7
-runs of 50 calls after 5 warm-ups. Prints M elements per second of each and einlm / PyTorch (goal
->= 1.0).
+bias), on a graph kept between runs, so it is timed alone. Both sides are timed the same way,
+taking turns (peer_timing.py): the fastest of 5 rounds, each the mean over at least 0.5 s of calls.
+Prints M elements per second of each and einlm / PyTorch (goal >= 1.0).
 """
 import argparse
-import json
 import os
-import subprocess
-import time
+import sys
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_timing import einlm_benchmark, fastest_interleaved, mean_seconds  # noqa: E402
 
 KERNELS = ["rms_norm", "rms_norm_backward", "layer_norm", "layer_norm_backward"]
 SHAPES = [(2048, 128), (1024, 768)]
 
 
-def best_rate(f, elements, calls=50, runs=7, warmup=5):
-    for _ in range(warmup):
-        f()
-    best = float("inf")
-    for _ in range(runs):
-        t = time.perf_counter()
-        for _ in range(calls):
-            f()
-        best = min(best, (time.perf_counter() - t) / calls)
-    return elements / best
-
-
-def torch_rate(kernel, n, d):
+def torch_call(kernel, n, d):
+    """PyTorch's `kernel` on random (n, d) rows, as a function to time."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, d, generator=g, requires_grad=True)
     dy = torch.randn(n, d, generator=g)
@@ -48,27 +38,12 @@ def torch_rate(kernel, n, d):
     else:
         forward, inputs = (lambda: F.layer_norm(x, (d,), gain, bias, eps=1e-5)), (x, gain, bias)
     if not kernel.endswith("backward"):
-        with torch.no_grad():
-            return best_rate(forward, n * d)
+        def no_grad_forward():
+            with torch.no_grad():
+                forward()
+        return no_grad_forward
     y = forward()
-    return best_rate(lambda: torch.autograd.grad(y, inputs, dy, retain_graph=True), n * d)
-
-
-def bench_train_rates(build, threads, name, counter):
-    """{(args…): counter} of bench_train's benchmark `name`, keyed by its integer arguments."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    out = subprocess.run([os.path.join(build, "benchmarks", "bench_train"), "--benchmark_format=json",
-                          f"--benchmark_filter={name}/", "--benchmark_min_time=1"],
-                         env=env, check=True, capture_output=True, text=True).stdout
-    rates = {}
-    for b in json.loads(out)["benchmarks"]:
-        args = tuple(int(a) for a in b["name"].split("/")[1:] if a.isdigit())
-        rates[args] = b[counter]
-    return rates
-
-
-def einlm_rates(build, threads):
-    return bench_train_rates(build, threads, "bm_norm", "elements/s")
+    return lambda: torch.autograd.grad(y, inputs, dy, retain_graph=True)
 
 
 def main():
@@ -77,16 +52,19 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ours = einlm_rates(args.build, args.threads)
     print(f"M elements/s, float32, {args.threads} thread(s)")
     print(f"| kernel | shape | einlm row kernel | einlm expressions | PyTorch {torch.__version__} | einlm / PyTorch |")
     print("|---|---|---|---|---|---|")
     for k, kernel in enumerate(KERNELS):
         for s, (n, d) in enumerate(SHAPES):
-            rows, expressions = ours[(k, 1, s)], ours[(k, 0, s)]
-            peer = torch_rate(kernel, n, d)
-            print(f"| {kernel} | {n} x {d} | {rows / 1e6:,.0f} | {expressions / 1e6:,.0f} | {peer / 1e6:,.0f} "
-                  f"| {rows / peer:.2f} |")
+            # bm_norm/KERNEL/PATH/SHAPE: path 1 the row kernel, 0 the expressions it replaced.
+            rows = einlm_benchmark(args.build, "bench_train", args.threads, f"bm_norm/{k}/1/{s}/real_time")
+            expressions = einlm_benchmark(args.build, "bench_train", args.threads, f"bm_norm/{k}/0/{s}/real_time")
+            peer = torch_call(kernel, n, d)
+            times = fastest_interleaved([rows, expressions, lambda: mean_seconds(peer)])
+            r_rows, r_expressions, r_peer = (n * d / t for t in times)
+            print(f"| {kernel} | {n} x {d} | {r_rows / 1e6:,.0f} | {r_expressions / 1e6:,.0f} | {r_peer / 1e6:,.0f} "
+                  f"| {r_rows / r_peer:.2f} |")
 
 
 if __name__ == "__main__":

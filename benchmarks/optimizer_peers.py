@@ -12,8 +12,9 @@ and 2,359,296 (one of GPT-2 small's):
   AdaGrad   weight decay 1e-4, eps 1e-10
 PyTorch (torch.set_num_threads(N)): torch.optim.AdamW / SGD / Adagrad with the same options, one
 step on one parameter of n elements with a fixed gradient, in each CPU implementation this
-PyTorch has (for-loop, foreach, fused). Each PyTorch case takes the best of 7 runs of 50 steps
-after 5 warm-ups. Prints M parameters per second of each and einlm / PyTorch's fastest (goal >= 1.0).
+PyTorch has (for-loop, foreach, fused). Both sides are timed the same way, taking turns
+(peer_timing.py): the fastest of 5 rounds, each the mean over at least 0.5 s of steps. Prints M
+parameters per second of each and einlm / PyTorch's fastest (goal >= 1.0).
 """
 import argparse
 import os
@@ -22,7 +23,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from norm_peers import bench_train_rates, best_rate  # noqa: E402
+from peer_timing import einlm_benchmark, fastest_interleaved, mean_seconds  # noqa: E402
 
 SIZES = [49_152, 2_359_296]
 VARIANTS = ("for-loop", "foreach", "fused")
@@ -34,8 +35,9 @@ OPTIMIZERS = {
 }
 
 
-def torch_rate(optimizer, options, n, variant):
-    """PyTorch's rate, or None when this PyTorch lacks the variant on the CPU."""
+def torch_step(optimizer, options, n, variant):
+    """One step of PyTorch's optimizer as a function to time, or None when this PyTorch lacks the
+    variant on the CPU."""
     g = torch.Generator().manual_seed(0)
     p = torch.nn.Parameter(0.02 * torch.randn(n, generator=g))
     p.grad = 1e-3 * torch.randn(n, generator=g)
@@ -45,7 +47,7 @@ def torch_rate(optimizer, options, n, variant):
         opt.step()
     except (RuntimeError, TypeError, ValueError):
         return None
-    return best_rate(opt.step, n)
+    return opt.step
 
 
 def main():
@@ -58,16 +60,19 @@ def main():
     print("| optimizer | parameters | einlm kernel | einlm expressions | PyTorch for-loop | foreach | fused "
           "| einlm / PyTorch's fastest |")
     print("|---|---|---|---|---|---|---|---|")
-    rates = {}
     for name, (optimizer, options, benchmark, leading) in OPTIMIZERS.items():
-        if benchmark not in rates:
-            rates[benchmark] = bench_train_rates(args.build, args.threads, benchmark, "params/s")
-        ours = rates[benchmark]
         for s, n in enumerate(SIZES):
-            theirs = {v: torch_rate(optimizer, options, n, v) for v in VARIANTS}
-            kernel, expressions = ours[(*leading, 1, s)], ours[(*leading, 0, s)]
-            shown = " | ".join("—" if theirs[v] is None else f"{theirs[v] / 1e6:,.0f}" for v in VARIANTS)
-            fastest = max(r for r in theirs.values() if r is not None)
+            # BENCHMARK/LEADING…/PATH/SIZE: path 1 the one-pass kernel, 0 the expressions.
+            ours = [einlm_benchmark(args.build, "bench_train", args.threads,
+                                    "/".join(str(a) for a in (benchmark, *leading, path, s, "real_time")))
+                    for path in (1, 0)]
+            steps = {v: torch_step(optimizer, options, n, v) for v in VARIANTS}
+            present = [v for v in VARIANTS if steps[v] is not None]
+            times = fastest_interleaved(ours + [lambda v=v: mean_seconds(steps[v]) for v in present])
+            kernel, expressions = n / times[0], n / times[1]
+            theirs = dict(zip(present, (n / t for t in times[2:])))
+            shown = " | ".join(f"{theirs[v] / 1e6:,.0f}" if v in theirs else "—" for v in VARIANTS)
+            fastest = max(theirs.values())
             print(f"| {name} | {n:,} | {kernel / 1e6:,.0f} | {expressions / 1e6:,.0f} | {shown} "
                   f"| {kernel / fastest:.2f} |")
 

@@ -9,16 +9,18 @@ the usual code of a generation loop on a float32 logits row — torch.softmax + 
 for the full distribution; torch.topk, then softmax + multinomial for top_k; for top_p the Hugging
 Face warper (TopPLogitsWarper): sort the row, softmax, cumsum, mask the tail, softmax again,
 multinomial; torch.argmax for greedy. Logits are drawn from the same two distributions as the C++
-cases (N(0, 3²) "peaked" and N(0, 0.3²) "flat"). Each PyTorch case takes the best of 5 runs of 200
-draws. Prints µs per token of each and PyTorch / einlm (goal >= 1.0).
+cases (N(0, 3²) "peaked" and N(0, 0.3²) "flat"). Both sides are timed the same way, taking turns
+(peer_timing.py): the fastest of 5 rounds, each the mean over at least 0.5 s of draws. Prints µs
+per token of each and PyTorch / einlm (goal >= 1.0).
 """
 import argparse
-import json
 import os
-import subprocess
-import time
+import sys
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_timing import einlm_benchmark, fastest_interleaved, mean_seconds  # noqa: E402
 
 V = 50257
 OPTIONS = [  # (label, temperature, top_k, top_p), in bench_sampling's order
@@ -52,30 +54,11 @@ def draw(logits, temperature, top_k, top_p, generator):
     return int(indices[token] if indices is not None else token)
 
 
-def torch_us_per_token(logits, option):
+def torch_draw(logits, option):
+    """One draw of PyTorch's sampler for `option`, as a function to time."""
     _, temperature, top_k, top_p = option
     g = torch.Generator().manual_seed(0)
-    draws = 200
-    best = float("inf")
-    for run in range(7):
-        t = time.perf_counter()
-        for _ in range(draws):
-            draw(logits, temperature, top_k, top_p, g)
-        if run >= 2:
-            best = min(best, time.perf_counter() - t)
-    return best / draws * 1e6
-
-
-def einlm_us_per_token(build):
-    out = subprocess.run([os.path.join(build, "benchmarks", "bench_sampling"), "--benchmark_format=json",
-                          "--benchmark_filter=bm_sample_token", "--benchmark_min_time=1"],
-                         env=dict(os.environ, OMP_NUM_THREADS="1"), check=True, capture_output=True,
-                         text=True).stdout
-    times = {}
-    for b in json.loads(out)["benchmarks"]:
-        _, spread, which = b["name"].split("/")[:3]
-        times[(int(spread), int(which))] = b["real_time"]  # µs (the benchmark's unit)
-    return times
+    return lambda: draw(logits, temperature, top_k, top_p, g)
 
 
 def main():
@@ -83,13 +66,13 @@ def main():
     parser.add_argument("build")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    ours = einlm_us_per_token(args.build)
     print(f"{'case':<26}{'einlm µs':>10}{'PyTorch µs':>12}{'PyTorch/einlm':>15}")
     for spread, (name, sigma) in enumerate([("peaked", 3.0), ("flat", 0.3)]):
         logits = torch.randn(V, generator=torch.Generator().manual_seed(spread)) * sigma
         for which, option in enumerate(OPTIONS):
-            theirs = torch_us_per_token(logits, option)
-            mine = ours[(spread, which)]
+            ours = einlm_benchmark(args.build, "bench_sampling", 1, f"bm_sample_token/{spread}/{which}")
+            peer = torch_draw(logits, option)
+            mine, theirs = (t * 1e6 for t in fastest_interleaved([ours, lambda: mean_seconds(peer)]))
             print(f"{name + ', ' + option[0]:<26}{mine:>10.1f}{theirs:>12.1f}{theirs / mine:>15.2f}")
 
 

@@ -8,8 +8,9 @@ nn::transformer_lm<float> (zero_grad, forward + backward, AdamW) and the forward
 PyTorch: the same architecture (CS336's TransformerLM: pre-norm RMSNorm, RoPE on interleaved
 pairs, causal attention through torch.nn.functional.scaled_dot_product_attention, SwiGLU, untied
 LM head), float32, the same batch and sequence, cross-entropy through F.cross_entropy, and
-torch.optim.AdamW (foreach) — PyTorch's fast paths, eager mode, torch.set_num_threads(N). Each
-PyTorch case takes the best of 5 timed runs after 2 warm-ups. The bf16 mixed-precision step
+torch.optim.AdamW (foreach) — PyTorch's fast paths, eager mode, torch.set_num_threads(N). Both
+sides are timed the same way, taking turns (peer_timing.py): the fastest of 5 rounds, each the mean
+over at least 0.5 s of calls. The bf16 mixed-precision step
 (einlm: a bf16 working copy of float master weights, train::fit's precision bf16_mixed) is set
 beside PyTorch's torch.autocast("cpu", dtype=torch.bfloat16) step over float parameters. Prints
 one table: tokens/s of each and einlm / PyTorch (goal >= 1.0). Case 2 is GPT-2's architecture
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from einops_peers import best_time, einlm_rates  # noqa: E402
+from peer_timing import einlm_benchmark, fastest_interleaved, mean_seconds  # noqa: E402
 
 CASES = {
     0: dict(label="demo model", vocab=2048, d=128, layers=4, heads=4, d_ff=384, batch=16, seq=128),
@@ -122,7 +123,8 @@ class GPT2(torch.nn.Module):
         return F.layer_norm(x, (d,), self.lnf_w, self.lnf_b, 1e-5) @ self.wte.T
 
 
-def torch_rates(c):
+def torch_steps(c):
+    """The PyTorch side of each benchmark of case c, by bench_train's benchmark name."""
     torch.manual_seed(0)
     model = GPT2(c) if c.get("gpt2") else Model(c)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, foreach=True)
@@ -147,9 +149,7 @@ def torch_rates(c):
         with torch.no_grad():
             model(ids)
 
-    tokens = c["batch"] * c["seq"]
-    return (tokens / best_time(step, runs=5), tokens / best_time(forward, runs=5),
-            tokens / best_time(step_bf16, runs=5))
+    return {"bm_train_step": step, "bm_forward": forward, "bm_train_step_bf16": step_bf16}
 
 
 def main():
@@ -158,15 +158,17 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ours = einlm_rates(args.build, "bench_train", args.threads)
     print(f"CPU training, float32 (bf16 step: mixed precision), {args.threads} threads (torch {torch.__version__})")
     print(f"{'case':<22} {'what':<11} {'einlm tok/s':>12} {'GFLOP/s':>8} {'torch tok/s':>12} {'einlm/torch':>12}")
     for case, c in CASES.items():
-        step, fwd, step_bf16 = torch_rates(c)
-        for kind, what, theirs in (("bm_train_step", "train step", step), ("bm_forward", "forward", fwd),
-                                   ("bm_train_step_bf16", "bf16 step", step_bf16)):
-            rate, flops = ours[(kind, case)]
-            print(f"{c['label']:<22} {what:<11} {rate:>12.0f} {flops / 1e9:>8.1f} {theirs:>12.0f} {rate / theirs:>12.2f}")
+        steps = torch_steps(c)
+        tokens = c["batch"] * c["seq"]
+        for kind, what in (("bm_train_step", "train step"), ("bm_forward", "forward"), ("bm_train_step_bf16", "bf16 step")):
+            ours = einlm_benchmark(args.build, "bench_train", args.threads, f"{kind}/{case}/real_time")
+            mine, theirs = fastest_interleaved([ours, lambda: mean_seconds(steps[kind])])
+            gflops = ours.per_iteration("flops") / mine / 1e9
+            print(f"{c['label']:<22} {what:<11} {tokens / mine:>12.0f} {gflops:>8.1f} {tokens / theirs:>12.0f} "
+                  f"{theirs / mine:>12.2f}")
 
 
 if __name__ == "__main__":
