@@ -255,7 +255,8 @@ TEST_CASE("epilogue values equal the element-wise expressions'") {
   // With K = 1 and alpha = 1 the product is exact, so C must equal the expression's result bit for
   // bit: act(a·b + bias) + residual, evaluated by the expression engine. A build for a CPU with
   // fused multiply-adds (-march=native) lets the compiler fuse an activation's last product with
-  // the residual's addition in one of the two and not in the other: there, within 4 ulp.
+  // the residual's addition in one of the two and not in the other: there, within 4 ulp of the
+  // larger of the result and the residual.
   const index_t M = 9, N = 37;
   tensor<float, dims<2>> a(M, 1), b(1, N), bias2(1, N), res(M, N), c(M, N), want(M, N);
   fill_uniform(a, 1, -4, 4);
