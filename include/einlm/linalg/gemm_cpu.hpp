@@ -1315,7 +1315,7 @@ inline constexpr bool gemm_has_blas = EINLM_HAS_BLAS != 0;
 /// (SkylakeX kernels)", "einlm's own kernel (AVX-512); OpenBLAS 0.3.21 chose its Prescott
 /// kernels, older than this CPU", or "einlm's own kernel (…)" without a BLAS.
 inline std::string cpu_gemm_description() {
-  const auto own = [] {
+  [[maybe_unused]] const auto own = [] {
     const int bytes = detail::own_kernel_fma_bytes();
     return std::string("einlm's own kernel (") + (bytes == 64 ? "AVX-512" : bytes == 32 ? "AVX2" : "no FMA") + ")";
   };
