@@ -340,6 +340,24 @@ inline std::vector<gemm_case> standard_cases() {
       c.layout.c_col_major = opt == 1;
       cases.push_back(c);
     }
+  // Products of a million multiply-adds and more with beta 0 and no residual, which the BLAS
+  // backend writes into C filled with the bias (or zeros) first: no bias, a bias along either
+  // axis, C stored by rows or by columns, with and without an activation, batched; K past one
+  // K panel of either backend.
+  for (const activation act : {activation::none, activation::gelu_tanh})
+    for (int opt = 0; opt < 6; ++opt) {
+      gemm_case c;
+      c.batch = 2;
+      c.M = 70;
+      c.N = 90;
+      c.K = 530;
+      c.act = act;
+      c.bias = opt >= 2;
+      c.bias_along = opt >= 4 ? bias_axis::rows : bias_axis::columns;
+      c.layout.c_col_major = (opt & 1) != 0;
+      c.layout.pad = opt == 3 ? 3 : 0;
+      cases.push_back(c);
+    }
   // Whole tiles stored straight from the micro-kernel's registers: one K panel, beta 0, no bias or
   // a per-column one, row-major C; A row-major (read in place) or column-major (packed); ragged
   // edges beside whole tiles.

@@ -1229,6 +1229,31 @@ inline bool blas_kernels_older_than_cpu() {
   return older;
 }
 
+/// C (M × N, or Cᵀ stored when `trans`; rows ld apart) = the epilogue's bias, broadcast along
+/// its axis, or zeros without one; in parallel over C's rows in memory.
+template <class T, class Out>
+void fill_with_bias(T* c, index_t ld, bool trans, index_t M, index_t N, const epilogue<Out>& ep, int team) {
+  const index_t memory_rows = trans ? N : M, memory_cols = trans ? M : N;
+  // The bias varies along memory's columns when it follows C's columns and C is stored by rows,
+  // or follows C's rows and C is stored by columns; otherwise each memory row is one value.
+  const bool along_memory_columns = (ep.bias_along == bias_axis::columns) != trans;
+  gemm_parallel(M * N < (1 << 15) ? 1 : team, memory_rows, [&](index_t r) {
+    T* row = c + r * ld;
+    if (ep.bias.empty()) {
+      std::memset(static_cast<void*>(row), 0, static_cast<std::size_t>(memory_cols) * sizeof(T));
+    } else if (along_memory_columns) {
+      if constexpr (std::is_same_v<T, Out>)
+        if (ep.bias.stride == 1) {
+          std::memcpy(row, ep.bias.data, static_cast<std::size_t>(memory_cols) * sizeof(T));
+          return;
+        }
+      for (index_t j = 0; j < memory_cols; ++j) row[j] = convert<T>(ep.bias[j]);
+    } else {
+      std::fill(row, row + memory_cols, convert<T>(ep.bias[r]));
+    }
+  });
+}
+
 /// BLAS for the product, then one fused pass for what BLAS cannot do.
 template <class T, class Out>
 void gemm_blas_cpu(matrix_ref<const T> a, matrix_ref<const T> b, const matrix_ref<Out>& c, const epilogue<Out>& ep,
@@ -1248,6 +1273,15 @@ void gemm_blas_cpu(matrix_ref<const T> a, matrix_ref<const T> b, const matrix_re
   if (!la.fits) la = {true, false, std::max<index_t>(K, 1)};
   if (!lb.fits) lb = {true, false, std::max<index_t>(N, 1)};
   const bool post_in_c = in_c && epi.has_post();
+  // Before a product of some size with beta = 0 and no residual, C is filled with the bias (or
+  // zeros), which BLAS then adds the product to (beta = 1): OpenBLAS would otherwise zero C in a
+  // pass of its own first (its kernels accumulate into C), and the bias would take a pass after
+  // it. What remains after BLAS is the activation's pass, if any. Bias-free products give the
+  // same bits as before (0 + x = x); with a bias, for K beyond BLAS's panel depth the bias is
+  // summed before the later panels rather than after them: the same value to rounding. Small
+  // products keep beta = 0: OpenBLAS multiplies them with kernels that write C directly.
+  const bool fill_first = in_c && K > 0 && std::min(M, N) > 1 && ep.beta == 0.0 && ep.residual.empty() &&
+                          static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) >= 1e6;
   // A batch of small products (attention's per-head GEMMs) runs one matrix per thread: BLAS
   // threads each small call poorly, and the OpenMP build of OpenBLAS runs single-threaded inside
   // a parallel region. Larger products keep BLAS's own threading.
@@ -1283,14 +1317,25 @@ void gemm_blas_cpu(matrix_ref<const T> a, matrix_ref<const T> b, const matrix_re
     const T alpha = static_cast<T>(ep.alpha);
     if (in_c) {
       T* pc = reinterpret_cast<T*>(c.data + bt * c.batch_stride);
-      const T beta = static_cast<T>(ep.beta);
+      T beta = static_cast<T>(ep.beta);
+      // C's rows in memory: M rows of N (N rows of M when BLAS writes Cᵀ), lc.ld apart.
+      const index_t memory_rows = lc.trans ? N : M, memory_cols = lc.trans ? M : N;
+      if (fill_first) {
+        fill_with_bias(pc, lc.ld, lc.trans, M, N, ep, team);
+        beta = T(1);
+      }
       if (!lc.trans) {
         blas_call(la.trans, lb.trans, M, N, K, alpha, pa, la.ld, pb, lb.ld, beta, pc, lc.ld);
       } else {
         // Cᵀ (N × M, row-major with ld) = Bᵀ · Aᵀ.
         blas_call(!lb.trans, !la.trans, N, M, K, alpha, pb, lb.ld, pa, la.ld, beta, pc, lc.ld);
       }
-      if (post_in_c) {
+      if (fill_first) {
+        if (ep.act != activation::none)
+          gemm_parallel(M * N < (1 << 15) ? 1 : team, memory_rows, [&](index_t r) {
+            simd::dispatch<activation_kernel<T>>(memory_cols, pc + r * lc.ld, ep.act);
+          });
+      } else if (post_in_c) {
         gemm_parallel(M * N < (1 << 15) ? 1 : team, M, [&](index_t i) {
           const T* row = pc + i * (lc.trans ? 1 : lc.ld);
           epi({bt, i, 0, N, row, lc.trans ? lc.ld : 1, T(1), false, nullptr, nullptr});
