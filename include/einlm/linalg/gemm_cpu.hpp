@@ -6,7 +6,9 @@
 // Backends:
 //   blas   float and double inputs, when compiled with EINLM_HAS_BLAS=1 (CMake target einlm::blas,
 //          OpenBLAS from Debian's libopenblas-dev): cblas_sgemm / cblas_dgemm per batch, then one
-//          fused, OpenMP-threaded pass for the epilogue (bias, activation, residual, output cast).
+//          fused, OpenMP-threaded pass for the epilogue (bias, activation, residual, output cast);
+//          a large product with beta 0 and no residual adds into C filled with its bias (or
+//          zeros) first, and only its activation runs after it.
 //          Operands whose rows or columns are not contiguous are copied first. The automatic
 //          backend skips an OpenBLAS whose kernels are older than the CPU (its table of CPUs does
 //          not know this one, so it fell back to SSE3 "Prescott" kernels, without FMA) for
