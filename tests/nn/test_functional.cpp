@@ -17,6 +17,7 @@
 #include "einlm/nn/functional.hpp"
 #include "einlm/tokenizer/json.hpp"
 #include "support/check.hpp"
+#include "support/max_abs_diff.hpp"
 
 using namespace einlm;
 namespace json = einlm::tokenizer::detail::json;
@@ -135,6 +136,32 @@ TEST_CASE("rms_norm, rope and attention: CS336's snapshots") {
   const auto m4 = rearrange<"(b h) q k -> b h q k">(mask, axis<"h", 2>{});   // (B/2, 2, Sq, Sk)
   const auto out4 = nn::scaled_dot_product_attention(q4, k4, v4, m4);        // (B/2, 2, Sq, D)
   CHECK(max_abs_diff(out4, snapshot(root, "test_4d_scaled_dot_product_attention")) <= snapshot_atol);
+}
+
+TEST_CASE("rope reads strided inputs where they lie, with the results of their contiguous copies") {
+  // A projection's output (B, S, H·Dh) split into heads is a strided view (B, H, S, Dh): rope
+  // reads it in place. So does a slice; a view whose last axis is not contiguous is copied first.
+  tensor<float, extents<2, 6, 24>> y = normal<float>(extents<2, 6, 24>{}, random_stream{5, 0});  // (B, S, H·Dh)
+  tensor<std::int64_t, extents<6>> positions;                                                     // (S,)
+  for (index_t s = 0; s < 6; ++s) positions(s) = 7 * s + 2;
+  const auto heads = rearrange<"b s (h e) -> b h s e">(y, axis_size<"h">{3});  // (B, H, S, Dh) view
+  REQUIRE(heads.is_strided());
+  const auto from_view = nn::rope(heads, positions, 10000.0);    // (B, H, S, Dh)
+  const auto from_copy = nn::rope(eval(heads), positions, 10000.0);  // (B, H, S, Dh)
+  CHECK(test::max_abs_diff(from_view, from_copy) == 0.0);
+  CHECK(test::max_abs_diff(from_view, nn::rope(y, positions, 10000.0)) > 0.0);  // a different layout, different values
+
+  tensor<std::int64_t, extents<2, 3, 4>> per_row;  // (B, H, S) positions of the sliced heads
+  for (index_t b = 0; b < 2; ++b)
+    for (index_t h = 0; h < 3; ++h)
+      for (index_t s = 0; s < 4; ++s) per_row(b, h, s) = 11 * b + 5 * h + s;
+  const auto sliced = slice(heads.to_view(), full_extent, full_extent, range{1, 5}, full_extent);  // (B, H, 4, Dh)
+  CHECK(test::max_abs_diff(nn::rope(sliced, per_row, 500.0), nn::rope(eval(sliced), per_row, 500.0)) == 0.0);
+
+  tensor<float, extents<2, 4, 6>> z = normal<float>(extents<2, 4, 6>{}, random_stream{5, 1});  // (B, D, S)
+  const auto transposed = rearrange<"b d s -> b s d">(z);                                      // (B, S, D) view
+  CHECK(test::max_abs_diff(nn::rope(transposed, positions, 10000.0), nn::rope(eval(transposed), positions, 10000.0)) ==
+        0.0);
 }
 
 TEST_CASE("properties that need no fixtures") {

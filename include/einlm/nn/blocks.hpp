@@ -546,12 +546,16 @@ tensor<T, dims<3>> attention_layer_forward_body(const attention_weights<T>& w, c
   const auto q_flat = linear_forward(a, w.q_proj, &w.q_bias);  // (B, S, H·Dh)
   const auto k_flat = linear_forward(a, w.k_proj, &w.k_bias);  // (B, S, K·Dh)
   const auto v_flat = linear_forward(a, w.v_proj, &w.v_bias);  // (B, S, K·Dh)
-  tensor<T, dims<4>> q =
-      rearrange<"b s (h e) -> b h s e">(q_flat, axis_size<"h">{H});  // (B, H, S, Dh)
-  tensor<T, dims<4>> k =
-      rearrange<"b s (h e) -> b h s e">(k_flat, axis_size<"h">{K});  // (B, K, S, Dh)
+  const auto q_heads = rearrange<"b s (h e) -> b h s e">(q_flat, axis_size<"h">{H});  // (B, H, S, Dh) view
+  const auto k_heads = rearrange<"b s (h e) -> b h s e">(k_flat, axis_size<"h">{K});  // (B, K, S, Dh) view
   tensor<T, dims<4>> v =
       rearrange<"b s (h e) -> b h s e">(v_flat, axis_size<"h">{K});  // (B, K, S, Dh)
+  // Without QK-norm, RoPE reads the heads straight from the projections (one pass each).
+  const bool rope_from_projections = s.theta > 0 && !s.qk_norm;
+  tensor<T, dims<4>> q = rope_from_projections ? nn::rope(q_heads, positions, s.theta)
+                                               : tensor<T, dims<4>>(q_heads);  // (B, H, S, Dh)
+  tensor<T, dims<4>> k = rope_from_projections ? nn::rope(k_heads, positions, s.theta)
+                                               : tensor<T, dims<4>>(k_heads);  // (B, K, S, Dh)
   if (s.qk_norm) {
     tensor<T, dims<4>> qn = nn::rms_norm(q, w.q_norm, s.eps);  // (B, H, S, Dh)
     tensor<T, dims<4>> kn = nn::rms_norm(k, w.k_norm, s.eps);  // (B, K, S, Dh)
@@ -562,7 +566,7 @@ tensor<T, dims<3>> attention_layer_forward_body(const attention_weights<T>& w, c
     q = std::move(qn);
     k = std::move(kn);
   }
-  if (s.theta > 0) {
+  if (s.theta > 0 && !rope_from_projections) {
     q = nn::rope(q, positions, s.theta);  // (B, H, S, Dh)
     k = nn::rope(k, positions, s.theta);  // (B, K, S, Dh)
   }

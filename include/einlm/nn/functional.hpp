@@ -32,9 +32,14 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include "einlm/core/error.hpp"
 #include "einlm/core/math.hpp"
@@ -549,12 +554,45 @@ auto layer_norm(const X& x, const G& gain, const Bias& bias, double eps = 1e-5) 
   }
 }
 
-/// Rotary position embedding of interleaved pairs, on the host; see the file comment.
+namespace detail {
+
+/// rope's input as a strided host view whose last axis is contiguous: x's own memory when x is
+/// such an array, or a rearrangement of one that is a strided view (a head split of a
+/// projection's output); otherwise x evaluated into `owned`.
+template <class X, class Owned>
+view<const typename Owned::value_type, typename Owned::extents_type, layout_strided, host> rope_source(
+    const X& x, std::optional<Owned>& owned) {
+  using source = view<const typename Owned::value_type, typename Owned::extents_type, layout_strided, host>;
+  constexpr std::size_t R = Owned::extents_type::rank();
+  const auto rows_contiguous = [](const auto& v) { return v.extent(R - 1) <= 1 || v.stride(R - 1) == 1; };
+  if constexpr (array_like<X>) {
+    if constexpr (std::is_same_v<typename std::remove_cvref_t<decltype(as_view(x))>::space, host>) {
+      const auto v = as_view(x);
+      if (rows_contiguous(v)) return source(v);
+    }
+  } else if constexpr (requires { x.is_strided(); x.to_view(); }) {
+    if constexpr (std::is_same_v<typename std::remove_cvref_t<decltype(x.to_view())>::space, host>) {
+      if (x.is_strided()) {
+        const auto v = x.to_view();
+        if (rows_contiguous(v)) return source(v);
+      }
+    }
+  }
+  owned.emplace(eval(x));
+  return source(owned->view());
+}
+
+}  // namespace detail
+
+/// Rotary position embedding of interleaved pairs, on the host; see the file comment. x is read
+/// where it lies when it is an array, or a strided rearrangement of one, with a contiguous last
+/// axis (rope of a head split "b s (h e) -> b h s e" is one pass), else evaluated first.
 template <class X, class P>
 auto rope(const X& x_in, const P& positions_in, double theta) {
-  const auto x = eval(x_in);                                                                   // (…, S, D)
+  using XT = decltype(eval(x_in));
+  std::optional<XT> owned;
+  const auto x = detail::rope_source(x_in, owned);  // (…, S, D)
   const auto pv = as_view(positions_in);
-  using XT = decltype(x);
   using PV = decltype(pv);
   using T = typename XT::value_type;
   using C = detail::compute_t<T>;
@@ -588,8 +626,17 @@ auto rope(const X& x_in, const P& positions_in, double theta) {
         sin_table[static_cast<std::size_t>(s * half + k)] = static_cast<C>(std::sin(angle));
       }
   }
-  auto rotate_row = [&](index_t row) {
-    const T* in = x.data() + row * D;
+  // Rows are numbered row-major over x's leading axes; where a row starts in x's memory is
+  // row · D when x is contiguous, else followed from row to row like an odometer.
+  constexpr std::size_t L = R >= 2 ? R - 1 : 1;  // leading axes
+  index_array<L> lead_extent{}, lead_stride{};
+  for (std::size_t r = 0; r + 1 < R; ++r) {
+    lead_extent[r] = static_cast<index_t>(x.extent(r));
+    lead_stride[r] = x.stride(r);
+  }
+  const bool packed = x.is_contiguous();
+  auto rotate_row = [&](index_t row, index_t start) {
+    const T* in = x.data() + start;
     T* o = out.data() + row * D;
     auto apply = [&](index_t k, C c, C s) {
       const C a = convert<C>(in[2 * k]), b = convert<C>(in[2 * k + 1]);
@@ -615,14 +662,41 @@ auto rope(const X& x_in, const P& positions_in, double theta) {
       }
     }
   };
+  // Rows [first, last).
+  const auto rotate_rows = [&](index_t first, index_t last) {
+    if (packed) {
+      for (index_t row = first; row < last; ++row) rotate_row(row, row * D);
+      return;
+    }
+    index_array<L> at{};
+    index_t start = 0;
+    for (std::size_t r = R - 1, rest = static_cast<std::size_t>(first); r-- > 0;) {
+      at[r] = static_cast<index_t>(rest) % lead_extent[r];
+      rest /= static_cast<std::size_t>(lead_extent[r]);
+      start += at[r] * lead_stride[r];
+    }
+    for (index_t row = first; row < last; ++row) {
+      rotate_row(row, start);
+      for (std::size_t r = R - 1; r-- > 0;) {
+        start += lead_stride[r];
+        if (++at[r] < lead_extent[r]) break;
+        start -= lead_extent[r] * lead_stride[r];
+        at[r] = 0;
+      }
+    }
+  };
 #if EINLM_HAS_OPENMP
   if (rows * D >= (index_t{1} << 15)) {
-#pragma omp parallel for schedule(static)
-    for (index_t row = 0; row < rows; ++row) rotate_row(row);
+#pragma omp parallel
+    {
+      const index_t team = omp_get_num_threads(), share = (rows + team - 1) / team;
+      const index_t first = std::min(rows, share * omp_get_thread_num());
+      rotate_rows(first, std::min(rows, first + share));
+    }
     return out;
   }
 #endif
-  for (index_t row = 0; row < rows; ++row) rotate_row(row);
+  rotate_rows(0, rows);
   return out;
 }
 
