@@ -158,6 +158,17 @@ TEST_CASE("rope reads strided inputs where they lie, with the results of their c
   const auto sliced = slice(heads.to_view(), full_extent, full_extent, range{1, 5}, full_extent);  // (B, H, 4, Dh)
   CHECK(test::max_abs_diff(nn::rope(sliced, per_row, 500.0), nn::rope(eval(sliced), per_row, 500.0)) == 0.0);
 
+  // Written into a strided destination: heads merged into (B, S, H·Dh) as it rotates.
+  tensor<float, dims<3>> merged(2, 6, 24);  // (B, S, H·Dh)
+  nn::detail::rope_into(from_copy, positions, 10000.0,
+                        rearrange<"b s (h e) -> b h s e">(merged, axis_size<"h">{3}).to_view());
+  const auto roped = nn::rope(from_copy, positions, 10000.0);                                // (B, H, S, Dh)
+  const tensor<float, dims<3>> merged_copy = rearrange<"b h s e -> b s (h e)">(roped);  // (B, S, H·Dh)
+  CHECK(test::max_abs_diff(merged, merged_copy) == 0.0);
+  tensor<float, dims<3>> wrong(2, 6, 25);  // (B, S, 25)
+  CHECK_THROWS_AS(nn::detail::rope_into(y, positions, 10000.0, view<float, dims<3>, layout_strided, host>(wrong.view())),
+                  shape_error);
+
   tensor<float, extents<2, 4, 6>> z = normal<float>(extents<2, 4, 6>{}, random_stream{5, 1});  // (B, D, S)
   const auto transposed = rearrange<"b d s -> b s d">(z);                                      // (B, S, D) view
   CHECK(test::max_abs_diff(nn::rope(transposed, positions, 10000.0), nn::rope(eval(transposed), positions, 10000.0)) ==

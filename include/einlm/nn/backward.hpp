@@ -513,6 +513,20 @@ auto rope_backward(const DY& dy, const P& positions, double theta) {
   return rope(dy, negated, theta);                     // (…, S, D)
 }
 
+namespace detail {
+
+/// rope_backward(dy, positions, theta) written into `out` (see nn::detail::rope_into).
+template <class DY, class P, class OT, class OE>
+void rope_backward_into(const DY& dy, const P& positions, double theta,
+                        const view<OT, OE, layout_strided, host>& out) {
+  const auto pv = as_view(positions);
+  static_assert(std::is_integral_v<typename decltype(pv)::value_type>, "rope_backward: positions must be integers");
+  const auto negated = eval(-cast<std::int64_t>(pv));  // (S,) or (…, S)
+  rope_into(dy, negated, theta, out);                  // (…, S, D)
+}
+
+}  // namespace detail
+
 // ------------------------------------------------------------------------------------- swiglu
 
 /// silu(a) = a·σ(a) as a new tensor.

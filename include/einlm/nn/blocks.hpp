@@ -634,22 +634,36 @@ tensor<T, dims<3>> attention_layer_backward(const attention_weights<T>& w, atten
       rearrange<"b s (h e) -> b h s e">(c.o_merged, axis_size<"h">{H});  // (B, H, S, Dh) view
   auto [dq, dk, dv] = attention_backward(c.q, c.k, c.v, o_heads, c.lse, d_o,
                                          /*causal=*/true);  // (B, H, S, Dh), (B, K, S, Dh) twice
-  tensor<T, dims<4>> dq_pre =
-      s.theta > 0 ? rope_backward(dq, positions, s.theta) : std::move(dq);  // (B, H, S, Dh)
-  tensor<T, dims<4>> dk_pre =
-      s.theta > 0 ? rope_backward(dk, positions, s.theta) : std::move(dk);  // (B, K, S, Dh)
-  if (s.qk_norm) {
-    auto [dq_raw, dgq] =
-        rms_norm_backward(c.q_raw, w.q_norm, dq_pre, s.eps);  // (B, H, S, Dh), (Dh,)
-    auto [dk_raw, dgk] =
-        rms_norm_backward(c.k_raw, w.k_norm, dk_pre, s.eps);  // (B, K, S, Dh), (Dh,)
-    accumulate(g.q_norm, dgq);                                // (Dh,)
-    accumulate(g.k_norm, dgk);                                // (Dh,)
-    dq_pre = std::move(dq_raw);
-    dk_pre = std::move(dk_raw);
+  // Without QK-norm, RoPE's adjoint writes dq and dk with their heads merged (one pass each).
+  tensor<T, dims<3>> dq_flat, dk_flat;  // (B, S, H·Dh), (B, S, K·Dh)
+  if (s.theta > 0 && !s.qk_norm) {
+    const auto merged_rope_backward = [&](const tensor<T, dims<4>>& d) {
+      tensor<T, dims<3>> flat(d.extent(0), d.extent(2), d.extent(1) * d.extent(3));  // (B, S, heads·Dh)
+      rope_backward_into(d, positions, s.theta,
+                         rearrange<"b s (h e) -> b h s e">(flat, axis_size<"h">{d.extent(1)})
+                             .to_view());  // (B, heads, S, Dh) view
+      return flat;
+    };
+    dq_flat = merged_rope_backward(dq);  // (B, S, H·Dh)
+    dk_flat = merged_rope_backward(dk);  // (B, S, K·Dh)
+  } else {
+    tensor<T, dims<4>> dq_pre =
+        s.theta > 0 ? rope_backward(dq, positions, s.theta) : std::move(dq);  // (B, H, S, Dh)
+    tensor<T, dims<4>> dk_pre =
+        s.theta > 0 ? rope_backward(dk, positions, s.theta) : std::move(dk);  // (B, K, S, Dh)
+    if (s.qk_norm) {
+      auto [dq_raw, dgq] =
+          rms_norm_backward(c.q_raw, w.q_norm, dq_pre, s.eps);  // (B, H, S, Dh), (Dh,)
+      auto [dk_raw, dgk] =
+          rms_norm_backward(c.k_raw, w.k_norm, dk_pre, s.eps);  // (B, K, S, Dh), (Dh,)
+      accumulate(g.q_norm, dgq);                                // (Dh,)
+      accumulate(g.k_norm, dgk);                                // (Dh,)
+      dq_pre = std::move(dq_raw);
+      dk_pre = std::move(dk_raw);
+    }
+    dq_flat = merge_heads<T>(dq_pre);  // (B, S, H·Dh)
+    dk_flat = merge_heads<T>(dk_pre);  // (B, S, K·Dh)
   }
-  const auto dq_flat = merge_heads<T>(dq_pre);                                   // (B, S, H·Dh)
-  const auto dk_flat = merge_heads<T>(dk_pre);                                   // (B, S, K·Dh)
   const auto dv_flat = merge_heads<T>(dv);                                       // (B, S, K·Dh)
   auto da = linear_backward(c.a, w.q_proj, dq_flat, g.q_proj, &g.q_bias);        // (B, S, D)
   linear_backward_add(c.a, w.k_proj, dk_flat, g.k_proj, &g.k_bias, da);         // (B, S, D) added into da

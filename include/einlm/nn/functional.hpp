@@ -584,12 +584,15 @@ view<const typename Owned::value_type, typename Owned::extents_type, layout_stri
 
 }  // namespace detail
 
-/// Rotary position embedding of interleaved pairs, on the host; see the file comment. x is read
-/// where it lies when it is an array, or a strided rearrangement of one, with a contiguous last
-/// axis (rope of a head split "b s (h e) -> b h s e" is one pass), else evaluated first.
-template <class X, class P>
-auto rope(const X& x_in, const P& positions_in, double theta) {
+namespace detail {
+
+/// rope(x, positions, theta) written into `out`, a strided host view of x's shape whose last axis
+/// is contiguous (a head split of a (B, S, H·Dh) tensor, say); see rope.
+template <class X, class P, class OT, class OE>
+void rope_into(const X& x_in, const P& positions_in, double theta, const view<OT, OE, layout_strided, host>& out) {
   using XT = decltype(eval(x_in));
+  static_assert(std::is_same_v<std::remove_const_t<OT>, typename XT::value_type>,
+                "rope: the destination's element type must be x's");
   std::optional<XT> owned;
   const auto x = detail::rope_source(x_in, owned);  // (…, S, D)
   const auto pv = as_view(positions_in);
@@ -611,7 +614,10 @@ auto rope(const X& x_in, const P& positions_in, double theta) {
   std::vector<double> inv_freq(static_cast<std::size_t>(D / 2));
   for (index_t k = 0; k < D / 2; ++k)
     inv_freq[static_cast<std::size_t>(k)] = std::pow(theta, -2.0 * static_cast<double>(k) / static_cast<double>(D));
-  tensor<T, typename XT::extents_type, host> out(x.extents());                                 // (…, S, D)
+  if (out.extents() != x.extents() || (D > 1 && out.stride(R - 1) != 1))
+    throw shape_error(einlm::detail::concat("rope: the destination of shape ", shape_string(out.extents()),
+                                            " is not x's shape ", shape_string(x.extents()),
+                                            " with a contiguous last axis"));
   const index_t rows = D == 0 ? 0 : x.size() / D, half = D / 2;
   // One (cos, sin) table per sequence position when the positions are shared, (S, D/2) each;
   // otherwise the angles of each row are computed where they are used.
@@ -629,15 +635,16 @@ auto rope(const X& x_in, const P& positions_in, double theta) {
   // Rows are numbered row-major over x's leading axes; where a row starts in x's memory is
   // row · D when x is contiguous, else followed from row to row like an odometer.
   constexpr std::size_t L = R >= 2 ? R - 1 : 1;  // leading axes
-  index_array<L> lead_extent{}, lead_stride{};
+  index_array<L> lead_extent{}, lead_stride{}, out_stride{};
   for (std::size_t r = 0; r + 1 < R; ++r) {
     lead_extent[r] = static_cast<index_t>(x.extent(r));
     lead_stride[r] = x.stride(r);
+    out_stride[r] = out.stride(r);
   }
-  const bool packed = x.is_contiguous();
-  auto rotate_row = [&](index_t row, index_t start) {
+  const bool packed = x.is_contiguous() && out.is_contiguous();
+  auto rotate_row = [&](index_t row, index_t start, index_t out_start) {
     const T* in = x.data() + start;
-    T* o = out.data() + row * D;
+    OT* o = out.data() + out_start;
     auto apply = [&](index_t k, C c, C s) {
       const C a = convert<C>(in[2 * k]), b = convert<C>(in[2 * k + 1]);
       o[2 * k] = convert<T>(a * c - b * s);
@@ -665,22 +672,25 @@ auto rope(const X& x_in, const P& positions_in, double theta) {
   // Rows [first, last).
   const auto rotate_rows = [&](index_t first, index_t last) {
     if (packed) {
-      for (index_t row = first; row < last; ++row) rotate_row(row, row * D);
+      for (index_t row = first; row < last; ++row) rotate_row(row, row * D, row * D);
       return;
     }
     index_array<L> at{};
-    index_t start = 0;
+    index_t start = 0, out_start = 0;
     for (std::size_t r = R - 1, rest = static_cast<std::size_t>(first); r-- > 0;) {
       at[r] = static_cast<index_t>(rest) % lead_extent[r];
       rest /= static_cast<std::size_t>(lead_extent[r]);
       start += at[r] * lead_stride[r];
+      out_start += at[r] * out_stride[r];
     }
     for (index_t row = first; row < last; ++row) {
-      rotate_row(row, start);
+      rotate_row(row, start, out_start);
       for (std::size_t r = R - 1; r-- > 0;) {
         start += lead_stride[r];
+        out_start += out_stride[r];
         if (++at[r] < lead_extent[r]) break;
         start -= lead_extent[r] * lead_stride[r];
+        out_start -= lead_extent[r] * out_stride[r];
         at[r] = 0;
       }
     }
@@ -693,10 +703,24 @@ auto rope(const X& x_in, const P& positions_in, double theta) {
       const index_t first = std::min(rows, share * omp_get_thread_num());
       rotate_rows(first, std::min(rows, first + share));
     }
-    return out;
+    return;
   }
 #endif
   rotate_rows(0, rows);
+}
+
+}  // namespace detail
+
+/// Rotary position embedding of interleaved pairs, on the host; see the file comment. x is read
+/// where it lies when it is an array, or a strided rearrangement of one, with a contiguous last
+/// axis (rope of a head split "b s (h e) -> b h s e" is one pass), else evaluated first.
+template <class X, class P>
+auto rope(const X& x_in, const P& positions_in, double theta) {
+  using XT = decltype(eval(x_in));
+  using E = typename XT::extents_type;
+  tensor<typename XT::value_type, E, host> out(as_expression(x_in).extents());  // (…, S, D)
+  detail::rope_into(x_in, positions_in, theta,
+                    view<typename XT::value_type, E, layout_strided, host>(out.view()));
   return out;
 }
 
