@@ -582,10 +582,6 @@ view<const typename Owned::value_type, typename Owned::extents_type, layout_stri
   return source(owned->view());
 }
 
-}  // namespace detail
-
-namespace detail {
-
 /// rope(x, positions, theta) written into `out`, a strided host view of x's shape whose last axis
 /// is contiguous (a head split of a (B, S, H·Dh) tensor, say); see rope.
 template <class X, class P, class OT, class OE>
