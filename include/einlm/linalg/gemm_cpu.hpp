@@ -1232,14 +1232,14 @@ inline bool blas_kernels_older_than_cpu() {
 }
 
 /// C (M × N, or Cᵀ stored when `trans`; rows ld apart) = the epilogue's bias, broadcast along
-/// its axis, or zeros without one; in parallel over C's rows in memory.
+/// its axis, or zeros without one; over C's rows in memory on `team` threads.
 template <class T, class Out>
 void fill_with_bias(T* c, index_t ld, bool trans, index_t M, index_t N, const epilogue<Out>& ep, int team) {
   const index_t memory_rows = trans ? N : M, memory_cols = trans ? M : N;
   // The bias varies along memory's columns when it follows C's columns and C is stored by rows,
   // or follows C's rows and C is stored by columns; otherwise each memory row is one value.
   const bool along_memory_columns = (ep.bias_along == bias_axis::columns) != trans;
-  gemm_parallel(M * N < (1 << 15) ? 1 : team, memory_rows, [&](index_t r) {
+  gemm_parallel(team, memory_rows, [&](index_t r) {
     T* row = c + r * ld;
     if (ep.bias.empty()) {
       std::memset(static_cast<void*>(row), 0, static_cast<std::size_t>(memory_cols) * sizeof(T));
@@ -1275,6 +1275,8 @@ void gemm_blas_cpu(matrix_ref<const T> a, matrix_ref<const T> b, const matrix_re
   if (!la.fits) la = {true, false, std::max<index_t>(K, 1)};
   if (!lb.fits) lb = {true, false, std::max<index_t>(N, 1)};
   const bool post_in_c = in_c && epi.has_post();
+  // Threads of the passes over C before and after BLAS: one for a small C.
+  const int pass_team = M * N < (1 << 15) ? 1 : team;
   // Before a product of some size with beta = 0 and no residual, C is filled with the bias (or
   // zeros), which BLAS then adds the product to (beta = 1): OpenBLAS would otherwise zero C in a
   // pass of its own first (its kernels accumulate into C), and the bias would take a pass after
@@ -1323,7 +1325,7 @@ void gemm_blas_cpu(matrix_ref<const T> a, matrix_ref<const T> b, const matrix_re
       // C's rows in memory: M rows of N (N rows of M when BLAS writes Cᵀ), lc.ld apart.
       const index_t memory_rows = lc.trans ? N : M, memory_cols = lc.trans ? M : N;
       if (fill_first) {
-        fill_with_bias(pc, lc.ld, lc.trans, M, N, ep, team);
+        fill_with_bias(pc, lc.ld, lc.trans, M, N, ep, pass_team);
         beta = T(1);
       }
       if (!lc.trans) {
@@ -1334,18 +1336,18 @@ void gemm_blas_cpu(matrix_ref<const T> a, matrix_ref<const T> b, const matrix_re
       }
       if (fill_first) {
         if (ep.act != activation::none)
-          gemm_parallel(M * N < (1 << 15) ? 1 : team, memory_rows, [&](index_t r) {
+          gemm_parallel(pass_team, memory_rows, [&](index_t r) {
             simd::dispatch<activation_kernel<T>>(memory_cols, pc + r * lc.ld, ep.act);
           });
       } else if (post_in_c) {
-        gemm_parallel(M * N < (1 << 15) ? 1 : team, M, [&](index_t i) {
+        gemm_parallel(pass_team, M, [&](index_t i) {
           const T* row = pc + i * (lc.trans ? 1 : lc.ld);
           epi({bt, i, 0, N, row, lc.trans ? lc.ld : 1, T(1), false, nullptr, nullptr});
         });
       }
     } else {
       blas_call(la.trans, lb.trans, M, N, K, alpha, pa, la.ld, pb, lb.ld, T(0), work.data(), std::max<index_t>(N, 1));
-      gemm_parallel(M * N < (1 << 15) ? 1 : team, M, [&](index_t i) {
+      gemm_parallel(pass_team, M, [&](index_t i) {
         epi({bt, i, 0, N, work.data() + i * N, 1, T(1), true, nullptr, nullptr});
       });
     }

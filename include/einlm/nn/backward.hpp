@@ -503,29 +503,31 @@ auto relu_backward(const X& x, const DY& dy) {
 
 // --------------------------------------------------------------------------------------- rope
 
-/// The gradient of rope(x, positions, theta): the rotation by the negative angles, which is rope
-/// with the positions negated (cos and sin of −a are exact mirrors of those of a).
-template <class DY, class P>
-auto rope_backward(const DY& dy, const P& positions, double theta) {
+namespace detail {
+
+/// −positions as int64: the positions rope_backward rotates by.
+template <class P>
+auto negated_positions(const P& positions) {
   const auto pv = as_view(positions);
   static_assert(std::is_integral_v<typename decltype(pv)::value_type>, "rope_backward: positions must be integers");
-  const auto negated = eval(-cast<std::int64_t>(pv));  // (S,) or (…, S)
-  return rope(dy, negated, theta);                     // (…, S, D)
+  return eval(-cast<std::int64_t>(pv));  // (S,) or (…, S)
 }
-
-namespace detail {
 
 /// rope_backward(dy, positions, theta) written into `out` (see nn::detail::rope_into).
 template <class DY, class P, class OT, class OE>
 void rope_backward_into(const DY& dy, const P& positions, double theta,
                         const view<OT, OE, layout_strided, host>& out) {
-  const auto pv = as_view(positions);
-  static_assert(std::is_integral_v<typename decltype(pv)::value_type>, "rope_backward: positions must be integers");
-  const auto negated = eval(-cast<std::int64_t>(pv));  // (S,) or (…, S)
-  rope_into(dy, negated, theta, out);                  // (…, S, D)
+  rope_into(dy, negated_positions(positions), theta, out);  // (…, S, D)
 }
 
 }  // namespace detail
+
+/// The gradient of rope(x, positions, theta): the rotation by the negative angles, which is rope
+/// with the positions negated (cos and sin of −a are exact mirrors of those of a).
+template <class DY, class P>
+auto rope_backward(const DY& dy, const P& positions, double theta) {
+  return rope(dy, detail::negated_positions(positions), theta);  // (…, S, D)
+}
 
 // ------------------------------------------------------------------------------------- swiglu
 
