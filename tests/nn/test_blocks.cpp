@@ -342,6 +342,30 @@ TEST_CASE("blocks: learned positions add the table's row of each position, and r
                        nn::config_error);
 }
 
+TEST_CASE("blocks: group_by_token lists each token's positions in order, tokens ascending") {
+  const std::vector<std::int64_t> ids{5, 2, 5, 9, 2, 2, 0, 5};
+  const auto runs = nn::detail::group_by_token(ids);
+  CHECK(runs.order == std::vector<std::int64_t>{6, 1, 4, 5, 0, 2, 7, 3});
+  CHECK(runs.starts == std::vector<std::int64_t>{0, 1, 4, 7, 8});
+  const auto none = nn::detail::group_by_token({});
+  CHECK(none.order.empty());
+  CHECK(none.starts == std::vector<std::int64_t>{0});
+  // Every position once, each run one token, the runs' tokens increasing.
+  std::vector<std::int64_t> many(1000);
+  for (std::size_t i = 0; i < many.size(); ++i) many[i] = static_cast<std::int64_t>((i * 7919) % 97);
+  const auto r = nn::detail::group_by_token(many);
+  CHECK(r.starts.size() == 98);
+  std::vector<int> seen(many.size(), 0);
+  for (std::size_t u = 0; u + 1 < r.starts.size(); ++u)
+    for (auto i = r.starts[u]; i < r.starts[u + 1]; ++i) {
+      const auto pos = static_cast<std::size_t>(r.order[static_cast<std::size_t>(i)]);
+      ++seen[pos];
+      CHECK(many[pos] == static_cast<std::int64_t>(u));
+      if (i > r.starts[u]) CHECK(r.order[static_cast<std::size_t>(i)] > r.order[static_cast<std::size_t>(i - 1)]);
+    }
+  CHECK(std::count(seen.begin(), seen.end(), 1) == static_cast<long>(many.size()));
+}
+
 TEST_CASE("blocks: the accounting of a type is nn/accounting.hpp's, in static_asserts") {
   // [snippet accounting]
   constexpr nn::transformer_config config{.vocab_size = 37, .context_length = 7, .d_model = 16, .num_layers = 2,

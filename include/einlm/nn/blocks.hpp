@@ -227,6 +227,29 @@ void cs336_initialise(const std::string& name, W& w, const random_stream& g) {
   }
 }
 
+/// The positions of token ids grouped by token: `order` holds the positions 0 … N − 1 stably
+/// sorted by id (a token's positions stay in increasing order), and run u — the positions of one
+/// token, ids[order[starts[u]]] — is order[starts[u]] … order[starts[u + 1] − 1]; starts has one
+/// entry per distinct token plus a last one equal to N.
+struct token_runs {
+  std::vector<std::int64_t> order;   // (N,)
+  std::vector<std::int64_t> starts;  // (U + 1,)
+};
+
+inline token_runs group_by_token(const std::vector<std::int64_t>& ids) {
+  token_runs runs;
+  runs.order.resize(ids.size());
+  for (std::size_t r = 0; r < ids.size(); ++r) runs.order[r] = static_cast<std::int64_t>(r);
+  std::stable_sort(runs.order.begin(), runs.order.end(), [&](std::int64_t a, std::int64_t b) {
+    return ids[static_cast<std::size_t>(a)] < ids[static_cast<std::size_t>(b)];
+  });
+  for (std::size_t i = 0; i < runs.order.size(); ++i)
+    if (i == 0 || ids[static_cast<std::size_t>(runs.order[i])] != ids[static_cast<std::size_t>(runs.order[i - 1])])
+      runs.starts.push_back(static_cast<std::int64_t>(i));
+  runs.starts.push_back(static_cast<std::int64_t>(ids.size()));
+  return runs;
+}
+
 /// The adjoint of embedding_gather: adds each position's gradient to its token's row. For 16-bit
 /// T the positions of one token are summed in float and the row is rounded once.
 template <class T>
@@ -235,16 +258,14 @@ void embedding_scatter(tensor<T, dims<2>>& dtable, const std::vector<std::int64_
   const index_t D = dtable.extent(1);
   T* demb = dtable.data();
   if constexpr (is_half_v<T>) {
-    std::vector<std::size_t> order(ids.size());  // positions grouped by token id
-    for (std::size_t r = 0; r < order.size(); ++r) order[r] = r;
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return ids[a] < ids[b]; });
+    const auto runs = group_by_token(ids);
     std::vector<float> sum(static_cast<std::size_t>(D));  // (D,)
-    for (std::size_t i = 0; i < order.size();) {
-      const std::int64_t id = ids[order[i]];
-      T* row = demb + id * D;
+    for (std::size_t u = 0; u + 1 < runs.starts.size(); ++u) {
+      const auto first = static_cast<std::size_t>(runs.starts[u]), last = static_cast<std::size_t>(runs.starts[u + 1]);
+      T* row = demb + ids[static_cast<std::size_t>(runs.order[first])] * D;
       for (index_t d = 0; d < D; ++d) sum[static_cast<std::size_t>(d)] = convert<float>(row[d]);
-      for (; i < order.size() && ids[order[i]] == id; ++i) {
-        const T* src = dx.data() + static_cast<index_t>(order[i]) * D;
+      for (std::size_t i = first; i < last; ++i) {
+        const T* src = dx.data() + runs.order[i] * D;
         for (index_t d = 0; d < D; ++d) sum[static_cast<std::size_t>(d)] += convert<float>(src[d]);
       }
       for (index_t d = 0; d < D; ++d) row[d] = convert<T>(sum[static_cast<std::size_t>(d)]);

@@ -105,6 +105,43 @@ struct block_parameters : attention_weights<T>, swiglu_weights<T> {
   bool is_moe() const { return moe.config.num_experts > 0; }
 };
 
+namespace detail {
+
+/// f(name, tensor) for every tensor of `self` — a transformer_parameters, or a structure with the
+/// same members (the device copy of nn/transformer_cuda.cuh, whose layers have no experts) — in
+/// the checkpoint and optimizer order, under CS336's names.
+template <class Self, class F>
+void visit_transformer_parameters(Self& self, F& f) {
+  f(std::string("token_embeddings.weight"), self.token_embeddings);
+  for (std::size_t i = 0; i < self.layers.size(); ++i) {
+    auto& l = self.layers[i];
+    const std::string p = "layers." + std::to_string(i) + ".";
+    f(p + "ln1.weight", l.ln1);
+    f(p + "attn.q_proj.weight", l.q_proj);
+    f(p + "attn.k_proj.weight", l.k_proj);
+    f(p + "attn.v_proj.weight", l.v_proj);
+    f(p + "attn.output_proj.weight", l.output_proj);
+    if (self.config.qk_norm) {
+      f(p + "attn.q_norm.weight", l.q_norm);
+      f(p + "attn.k_norm.weight", l.k_norm);
+    }
+    f(p + "ln2.weight", l.ln2);
+    bool experts = false;
+    if constexpr (requires { l.is_moe(); }) experts = l.is_moe();
+    if (experts) {
+      if constexpr (requires { l.is_moe(); }) l.moe.for_each_parameter(p + "ffn.", f);
+    } else {
+      f(p + "ffn.w1.weight", l.w1);
+      f(p + "ffn.w2.weight", l.w2);
+      f(p + "ffn.w3.weight", l.w3);
+    }
+  }
+  f(std::string("ln_final.weight"), self.ln_final);
+  if (!self.config.tied_embeddings) f(std::string("lm_head.weight"), self.lm_head);
+}
+
+}  // namespace detail
+
 /// Every weight of a transformer_lm, by CS336 name. Also used for the gradients.
 template <class T>
 struct transformer_parameters {
@@ -154,11 +191,11 @@ struct transformer_parameters {
   /// f(name, tensor) for every parameter, in a fixed order (the checkpoint and optimizer order).
   template <class F>
   void for_each_parameter(F&& f) {
-    visit(*this, f);
+    detail::visit_transformer_parameters(*this, f);
   }
   template <class F>
   void for_each_parameter(F&& f) const {
-    visit(*this, f);
+    detail::visit_transformer_parameters(*this, f);
   }
 
   /// Number of scalars over all parameters.
@@ -166,35 +203,6 @@ struct transformer_parameters {
     std::int64_t n = 0;
     for_each_parameter([&](const std::string&, const auto& t) { n += t.size(); });
     return n;
-  }
-
- private:
-  template <class Self, class F>
-  static void visit(Self& self, F& f) {
-    f(std::string("token_embeddings.weight"), self.token_embeddings);
-    for (std::size_t i = 0; i < self.layers.size(); ++i) {
-      auto& l = self.layers[i];
-      const std::string p = "layers." + std::to_string(i) + ".";
-      f(p + "ln1.weight", l.ln1);
-      f(p + "attn.q_proj.weight", l.q_proj);
-      f(p + "attn.k_proj.weight", l.k_proj);
-      f(p + "attn.v_proj.weight", l.v_proj);
-      f(p + "attn.output_proj.weight", l.output_proj);
-      if (self.config.qk_norm) {
-        f(p + "attn.q_norm.weight", l.q_norm);
-        f(p + "attn.k_norm.weight", l.k_norm);
-      }
-      f(p + "ln2.weight", l.ln2);
-      if (l.is_moe()) {
-        l.moe.for_each_parameter(p + "ffn.", f);
-      } else {
-        f(p + "ffn.w1.weight", l.w1);
-        f(p + "ffn.w2.weight", l.w2);
-        f(p + "ffn.w3.weight", l.w3);
-      }
-    }
-    f(std::string("ln_final.weight"), self.ln_final);
-    if (!self.config.tied_embeddings) f(std::string("lm_head.weight"), self.lm_head);
   }
 };
 
