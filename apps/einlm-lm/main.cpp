@@ -33,6 +33,9 @@
 #include "einlm/train/config_json.hpp"
 #include "einlm/train/trainer.hpp"
 #include "static_models.hpp"
+#if EINLM_LM_CUDA
+#include "train_cuda.hpp"
+#endif
 
 using namespace einlm;
 
@@ -68,6 +71,10 @@ Commands:
       default 0; --initial-accumulator X, default 0; --eps E, default 1e-8). An option of another
       optimizer than the chosen one is a usage error. --resume continues with the optimizer and
       the settings the checkpoint was saved with; resuming with another --optimizer is an error.
+      --device cuda runs each step's forward and backward passes on the GPU (dense models of
+      CS336's architecture, dynamic type; fp32 or --precision bf16) and keeps the optimizer,
+      clipping and checkpoints on the host: the checkpoints are the CPU run's, and either device
+      resumes the other's. It needs an einlm-lm built where CMake found nvcc, and a CUDA device.
 
   eval --checkpoint DIR --data FILE.u16 [--batch B] [--context T] [--batches N] [--token-width W]
        [--precision fp32|bf16]
@@ -351,10 +358,23 @@ void optimizer_options(const args& a, train::trainer_options& o) {
 }
 
 int cmd_train(const args& a) {
-  if (a.get("device", "cpu") != "cpu")
-    throw usage_error("--device " + a.get("device") + ": only the CPU is supported by einlm-lm so far");
+  const std::string device_name = a.get("device", "cpu");
+  if (device_name != "cpu" && device_name != "cuda")
+    throw usage_error("--device must be cpu or cuda, got '" + device_name + "'");
+  const bool on_gpu = device_name == "cuda";
+#if !EINLM_LM_CUDA
+  if (on_gpu)
+    throw usage_error("--device cuda: this einlm-lm was built without CUDA (CMake found no nvcc when it was configured)");
+#endif
   const auto moe = train::load_model_config(a.get("config"));
   const nn::transformer_config& config = moe.base;
+  if (on_gpu) {
+    if (!einlm_lm::is_cs336(moe) || moe.num_experts > 0)
+      throw usage_error("--device cuda trains dense models of CS336's architecture (ffn \"swiglu\", positions \"rope\", "
+                        "norm \"rms_norm\", no experts); " + a.get("config") + " is not one");
+    if (a.get("model", "auto") == "static")
+      throw usage_error("--device cuda runs the dynamic model type; --model static is for the CPU");
+  }
   const std::uint64_t seed = static_cast<std::uint64_t>(a.integer("seed", 0));
   const auto all = train::token_dataset::open(a.get("data"), width_of(a));
   std::optional<train::token_dataset> fit_data, val_data;
@@ -405,8 +425,14 @@ int cmd_train(const args& a) {
   // The data against the model's shape, before anything is built or written.
   train::check_lm_data(*fit_data, o.context_length, config.vocab_size);
   if (val_data) train::check_lm_data(*val_data, o.context_length, config.vocab_size);
+#if EINLM_LM_CUDA
+  std::string gpu_name;
+  if (on_gpu) gpu_name = einlm_lm::cuda_device_name();  // a cuda_error before anything is built or written
+#endif
+  args type_args = a;
+  if (on_gpu) type_args.values["model"] = "dynamic";
   return with_model_type(
-      a, moe, a.get("config"),
+      type_args, moe, a.get("config"),
       [&]<class Model>(std::type_identity<Model>) {
         Model model(moe, seed);
         std::cerr << "model: " << parameter_total(model) << " parameters, " << config.num_layers << " layers, d_model "
@@ -423,14 +449,27 @@ int cmd_train(const args& a) {
         std::cerr << "; data: " << fit_data->size() << " training tokens"
                   << (val_data ? einlm::detail::concat(", ", val_data->size(), " validation tokens") : std::string())
                   << "\n";
-        std::cerr << "matrix products: " << cpu_gemm_description() << "\n";
+#if EINLM_LM_CUDA
+        if (on_gpu)
+          std::cerr << "device: " << gpu_name << " (forward and backward; optimizer, clipping and checkpoints on the host)\n";
+        else
+#endif
+          std::cerr << "matrix products: " << cpu_gemm_description() << "\n";
         double baseline = NAN;
         if (val_data) {
           baseline = unigram_baseline(*fit_data, *val_data, config.vocab_size);
           std::cerr << "unigram baseline: " << train::detail::format("%.4f", baseline)
                     << " nats/token on the validation tokens (token frequencies alone, no context)\n";
         }
-        const auto r = train::fit(model, *fit_data, val_data ? &*val_data : nullptr, o, std::cerr);
+        const auto* val_set = val_data ? &*val_data : nullptr;
+        train::fit_result r;
+#if EINLM_LM_CUDA
+        if constexpr (std::is_same_v<Model, nn::transformer_lm<float>>) {
+          if (on_gpu) r = einlm_lm::fit_cuda(model, *fit_data, val_set, o, std::cerr);
+        }
+        if (!on_gpu)
+#endif
+          r = train::fit(model, *fit_data, val_set, o, std::cerr);
         if (r.losses.empty())
           std::cerr << "no training step to take: step " << r.steps << " of " << o.steps;
         else

@@ -225,7 +225,33 @@ TEST_CASE("einlm-lm: tokenizer, train, resume, eval, logits, generate") {
   CHECK(r.out.find("no_prompts.txt: cannot open the prompts file") != std::string::npos);
 
   // Errors.
-  CHECK(lm("train " + common + " --steps 2 --out " + q(w / "m2") + " --device cuda").status == 2);
+  // --device cuda: a usage error where einlm-lm was built without nvcc; where it was built with it,
+  // an error naming the missing device before anything is written, or — on a machine with a
+  // GPU — a run whose checkpoint the CPU resumes.
+  r = lm("train " + common + " --steps 2 --out " + q(w / "m2") + " --device cuda");
+  if (!EINLM_LM_CLI_CUDA) {
+    CHECK(r.status == 2);
+    CHECK(r.out.find("--device cuda: this einlm-lm was built without CUDA") != std::string::npos);
+    CHECK(!std::filesystem::exists(w / "m2"));
+  } else if (r.status != 0) {
+    CHECK(r.status == 1);
+    CHECK(r.out.find("--device cuda: no ") != std::string::npos);
+    CHECK(!std::filesystem::exists(w / "m2"));
+  } else {
+    CHECK(r.out.find("device: ") != std::string::npos);
+    CHECK(r.out.find("step 2/2") != std::string::npos);
+    r = lm("train " + common + " --steps 4 --resume " + q(w / "m2") + " --out " + q(w / "m2"));
+    CHECK_MESSAGE(r.status == 0, r.out);
+    CHECK(r.out.find("resumed from ") != std::string::npos);
+  }
+  r = lm("train " + common + " --steps 2 --out " + q(w / "m2") + " --device tpu");
+  CHECK(r.status == 2);
+  CHECK(r.out.find("--device must be cpu or cuda, got 'tpu'") != std::string::npos);
+  if (EINLM_LM_CLI_CUDA) {
+    r = lm("train " + common + " --steps 2 --out " + q(w / "m2") + " --device cuda --model static");
+    CHECK(r.status == 2);
+    CHECK(r.out.find("--device cuda runs the dynamic model type") != std::string::npos);
+  }
   CHECK(lm("train " + common + " --stepz 2").status == 2);
   write(w / "bad.json", R"({"vocab_size": 300, "context_length": 32, "d_model": 30, "num_layers": 2, "num_heads": 4})");
   r = lm("train --data " + q(w / "ids.u16") + " --config " + q(w / "bad.json") + " --out " + q(w / "m3"));

@@ -197,14 +197,19 @@ inline void plot_metrics(const std::string& jsonl, const std::string& png) {
 
 }  // namespace detail
 
-/// Mean loss of `batches` fixed batches of `data` (stream (seed, 1), draws 0 … batches − 1).
+/// Mean loss of `batches` fixed batches of `data` (stream (seed, 1), draws 0 … batches − 1): the
+/// model's own loss(inputs, targets) when it has one (a model on the GPU, whose logits stay
+/// there), else the cross-entropy of its logits.
 template <class Model>
 double evaluate(Model& model, const token_dataset& data, index_t batch_size, index_t context_length,
                 std::int64_t batches, std::uint64_t seed) {
   double total = 0;
   for (std::int64_t i = 0; i < batches; ++i) {
     const auto b = get_batch(data, batch_size, context_length, random_stream{seed, 1}, static_cast<std::uint64_t>(i));
-    total += nn::cross_entropy(model.logits(b.inputs), b.targets);
+    if constexpr (requires { model.loss(b.inputs, b.targets); })
+      total += model.loss(b.inputs, b.targets);
+    else
+      total += nn::cross_entropy(model.logits(b.inputs), b.targets);
   }
   return batches > 0 ? total / static_cast<double>(batches) : NAN;
 }

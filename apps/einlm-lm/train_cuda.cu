@@ -1,0 +1,31 @@
+// apps/einlm-lm/train_cuda.cu — einlm-lm's GPU training (train_cuda.hpp), compiled by nvcc.
+#include "train_cuda.hpp"
+
+#include <string>
+
+#include <cuda_runtime_api.h>
+
+#include "einlm/core/error.hpp"
+#include "einlm/train/trainer_cuda.cuh"
+
+namespace einlm_lm {
+
+std::string cuda_device_name() {
+  int devices = 0;
+  const cudaError_t status = cudaGetDeviceCount(&devices);
+  if (status != cudaSuccess)
+    throw einlm::cuda_error(static_cast<int>(status), einlm::detail::concat("--device cuda: no usable CUDA device here (",
+                                                                             cudaGetErrorString(status), ")"));
+  if (devices == 0) throw einlm::cuda_error(static_cast<int>(cudaErrorNoDevice), "--device cuda: no CUDA device here");
+  cudaDeviceProp prop{};
+  EINLM_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  return prop.name;
+}
+
+einlm::train::fit_result fit_cuda(einlm::nn::transformer_lm<float>& model, const einlm::train::token_dataset& train,
+                                  const einlm::train::token_dataset* val, const einlm::train::trainer_options& o,
+                                  std::ostream& log) {
+  return einlm::train::fit_cuda(model, train, val, o, log);
+}
+
+}  // namespace einlm_lm
