@@ -77,9 +77,10 @@ Commands:
       resumes the other's. It needs an einlm-lm built where CMake found nvcc, and a CUDA device.
 
   eval --checkpoint DIR --data FILE.u16 [--batch B] [--context T] [--batches N] [--token-width W]
-       [--precision fp32|bf16]
+       [--precision fp32|bf16] [--device cpu|cuda]
       Mean cross-entropy (nats per token) and perplexity over N fixed batches (default 16);
-      --precision bf16 runs the model with its weights rounded to bf16.
+      --precision bf16 runs the model with its weights rounded to bf16. --device cuda runs it on
+      the GPU (dense CS336 models, as train's).
 
   generate --checkpoint DIR --vocab vocab.json --merges merges.txt (--prompt TEXT... | --prompts FILE)
            [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--special TOKEN]...
@@ -357,24 +358,34 @@ void optimizer_options(const args& a, train::trainer_options& o) {
   o.initial_accumulator_value = a.number("initial-accumulator", 0.0);
 }
 
-int cmd_train(const args& a) {
+/// Whether --device asks for the GPU (cuda) rather than the CPU (cpu, the default); a usage error
+/// for another value, or for cuda where this einlm-lm was built without nvcc.
+bool on_gpu_of(const args& a) {
   const std::string device_name = a.get("device", "cpu");
   if (device_name != "cpu" && device_name != "cuda")
     throw usage_error("--device must be cpu or cuda, got '" + device_name + "'");
-  const bool on_gpu = device_name == "cuda";
 #if !EINLM_LM_CUDA
-  if (on_gpu)
+  if (device_name == "cuda")
     throw usage_error("--device cuda: this einlm-lm was built without CUDA (CMake found no nvcc when it was configured)");
 #endif
+  return device_name == "cuda";
+}
+
+/// The checks of a model that is to run on the GPU (train, eval): a dense CS336 configuration,
+/// the dynamic type. `where` names the configuration's file.
+void check_gpu_model(const args& a, const nn::moe_config& m, const std::string& where) {
+  if (!einlm_lm::is_cs336(m) || m.num_experts > 0)
+    throw usage_error("--device cuda runs dense models of CS336's architecture (ffn \"swiglu\", positions \"rope\", "
+                      "norm \"rms_norm\", no experts); " + where + " is not one");
+  if (a.get("model", "auto") == "static")
+    throw usage_error("--device cuda runs the dynamic model type; --model static is for the CPU");
+}
+
+int cmd_train(const args& a) {
+  const bool on_gpu = on_gpu_of(a);
   const auto moe = train::load_model_config(a.get("config"));
   const nn::transformer_config& config = moe.base;
-  if (on_gpu) {
-    if (!einlm_lm::is_cs336(moe) || moe.num_experts > 0)
-      throw usage_error("--device cuda trains dense models of CS336's architecture (ffn \"swiglu\", positions \"rope\", "
-                        "norm \"rms_norm\", no experts); " + a.get("config") + " is not one");
-    if (a.get("model", "auto") == "static")
-      throw usage_error("--device cuda runs the dynamic model type; --model static is for the CPU");
-  }
+  if (on_gpu) check_gpu_model(a, moe, a.get("config"));
   const std::uint64_t seed = static_cast<std::uint64_t>(a.integer("seed", 0));
   const auto all = train::token_dataset::open(a.get("data"), width_of(a));
   std::optional<train::token_dataset> fit_data, val_data;
@@ -504,19 +515,33 @@ int cmd_eval(const args& a) {
   if (batches == 0) throw usage_error("--batches must be positive, got 0");
   train::check_lm_data(data, context, config.base.vocab_size);
   const bool rounded_bf16 = precision_of(a) == nn::precision::bf16_mixed;
+  const bool on_gpu = on_gpu_of(a);
+  if (on_gpu) check_gpu_model(a, config, dir + "/config.json");
+#if EINLM_LM_CUDA
+  if (on_gpu) std::fprintf(stderr, "einlm-lm: device: %s\n", einlm_lm::cuda_device_name().c_str());
+#endif
+  args type_args = a;
+  if (on_gpu) type_args.values["model"] = "dynamic";
   return with_model_type(
-      a, config, dir + "/config.json",
+      type_args, config, dir + "/config.json",
       [&]<class Model>(std::type_identity<Model>) {
         Model model(config);
         load_weights(dir, model);
-        double loss = 0;
-        if (rounded_bf16) {
+        const auto loss_on_cpu = [&] {
+          if (!rounded_bf16) return train::evaluate(model, data, batch, context, batches, 0);
           typename Model::template rebind<bf16> rounded(model.model_config());  // the weights rounded to bf16
           convert_parameters(model, rounded);  // nn:: or nn::blocks:: (ADL)
-          loss = train::evaluate(rounded, data, batch, context, batches, 0);
-        } else {
-          loss = train::evaluate(model, data, batch, context, batches, 0);
-        }
+          return train::evaluate(rounded, data, batch, context, batches, 0);
+        };
+        double loss = 0;
+#if EINLM_LM_CUDA
+        if constexpr (std::is_same_v<Model, nn::transformer_lm<float>>)
+          loss = on_gpu ? einlm_lm::evaluate_cuda(model, data, batch, context, batches, rounded_bf16) : loss_on_cpu();
+        else
+          loss = loss_on_cpu();
+#else
+        loss = loss_on_cpu();
+#endif
         std::printf("loss %.4f nats/token, perplexity %.2f\n", loss, std::exp(loss));
         return 0;
       });
@@ -688,6 +713,8 @@ int main(int argc, char** argv) {
       std::fputs(einlm_lm::static_shape_list().c_str(), stdout);
       return 0;
     }
+    if (a.has("device") && a.command != "train" && a.command != "eval")
+      throw usage_error("--device is an option of train and eval; " + a.command + " runs on the CPU");
     if (a.command == "train") return cmd_train(a);
     if (a.command == "eval") return cmd_eval(a);
     if (a.command == "generate") return cmd_generate(a);

@@ -1,4 +1,4 @@
-// apps/einlm-lm/train_cuda.cu — einlm-lm's GPU training (train_cuda.hpp), compiled by nvcc.
+// apps/einlm-lm/train_cuda.cu — einlm-lm's GPU training and evaluation (train_cuda.hpp), compiled by nvcc.
 #include "train_cuda.hpp"
 
 #include <string>
@@ -26,6 +26,18 @@ einlm::train::fit_result fit_cuda(einlm::nn::transformer_lm<float>& model, const
                                   const einlm::train::token_dataset* val, const einlm::train::trainer_options& o,
                                   std::ostream& log) {
   return einlm::train::fit_cuda(model, train, val, o, log);
+}
+
+double evaluate_cuda(const einlm::nn::transformer_lm<float>& model, const einlm::train::token_dataset& data,
+                     einlm::index_t batch, einlm::index_t context, std::int64_t batches, bool bf16) {
+  using namespace einlm;
+  if (bf16) {
+    nn::transformer_lm_cuda<einlm::bf16> work(nn::transformer_lm<einlm::bf16>(model.model_config()));
+    convert_parameters(model, work);  // rounded to nearest even, as the CPU's rounded copy
+    return train::evaluate(work, data, batch, context, batches, 0);
+  }
+  nn::transformer_lm_cuda<float> work(model);
+  return train::evaluate(work, data, batch, context, batches, 0);
 }
 
 }  // namespace einlm_lm

@@ -1,8 +1,10 @@
-// apps/einlm-lm/train_cuda.hpp — what `einlm-lm train --device cuda` calls: train::fit_cuda,
-// compiled by nvcc in train_cuda.cu. The einlm-lm target defines EINLM_LM_CUDA=1 and builds that
-// file when CMake found nvcc; without it, --device cuda is a usage error saying so.
+// apps/einlm-lm/train_cuda.hpp — what `einlm-lm train` and `eval` call with --device cuda:
+// train::fit_cuda and train::evaluate on the GPU, compiled by nvcc in train_cuda.cu. The einlm-lm
+// target defines EINLM_LM_CUDA=1 and builds that file when CMake found nvcc; without it,
+// --device cuda is a usage error saying so.
 #pragma once
 
+#include <cstdint>
 #include <ostream>
 #include <string>
 
@@ -20,5 +22,10 @@ std::string cuda_device_name();
 einlm::train::fit_result fit_cuda(einlm::nn::transformer_lm<float>& model, const einlm::train::token_dataset& train,
                                   const einlm::train::token_dataset* val, const einlm::train::trainer_options& o,
                                   std::ostream& log);
+
+/// train::evaluate on the GPU: the mean loss of `batches` fixed batches of `data` by `model`'s
+/// weights on the device (rounded to bf16 when `bf16`), as `einlm-lm eval` computes it on the CPU.
+double evaluate_cuda(const einlm::nn::transformer_lm<float>& model, const einlm::train::token_dataset& data,
+                     einlm::index_t batch, einlm::index_t context, std::int64_t batches, bool bf16);
 
 }  // namespace einlm_lm

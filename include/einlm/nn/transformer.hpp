@@ -126,15 +126,15 @@ void visit_transformer_parameters(Self& self, F& f) {
       f(p + "attn.k_norm.weight", l.k_norm);
     }
     f(p + "ln2.weight", l.ln2);
-    bool experts = false;
-    if constexpr (requires { l.is_moe(); }) experts = l.is_moe();
-    if (experts) {
-      if constexpr (requires { l.is_moe(); }) l.moe.for_each_parameter(p + "ffn.", f);
-    } else {
-      f(p + "ffn.w1.weight", l.w1);
-      f(p + "ffn.w2.weight", l.w2);
-      f(p + "ffn.w3.weight", l.w3);
+    if constexpr (requires { l.is_moe(); }) {
+      if (l.is_moe()) {
+        l.moe.for_each_parameter(p + "ffn.", f);
+        continue;
+      }
     }
+    f(p + "ffn.w1.weight", l.w1);
+    f(p + "ffn.w2.weight", l.w2);
+    f(p + "ffn.w3.weight", l.w3);
   }
   f(std::string("ln_final.weight"), self.ln_final);
   if (!self.config.tied_embeddings) f(std::string("lm_head.weight"), self.lm_head);
