@@ -15,7 +15,9 @@
 // a device.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 
 #include <cuda_runtime_api.h>

@@ -6,11 +6,13 @@
 // and copied back to the host, which continues a prompt greedily. Prints the loss as it falls and
 // the tokens per second; exits 1 when the device and the host disagree or the loss does not fall
 // below a tenth of ln V. Without a CUDA device it says so and exits 0.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include <cuda_runtime_api.h>
 

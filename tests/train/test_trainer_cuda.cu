@@ -4,10 +4,12 @@
 // step named. Exits with 77 (skipped) when no device is present.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "einlm/nn/transformer.hpp"
 #include "einlm/train/trainer.hpp"
