@@ -371,21 +371,26 @@ bool on_gpu_of(const args& a) {
   return device_name == "cuda";
 }
 
-/// The checks of a model that is to run on the GPU (train, eval): a dense CS336 configuration,
-/// the dynamic type. `where` names the configuration's file.
-void check_gpu_model(const args& a, const nn::moe_config& m, const std::string& where) {
+/// The arguments with_model_type reads for configuration `m` (from the file `where`): `a` itself
+/// on the CPU; on the GPU (train, eval) `a` with the dynamic type, after checking that `m` is a
+/// dense CS336 configuration and that --model static was not asked for.
+args model_args(const args& a, bool on_gpu, const nn::moe_config& m, const std::string& where) {
+  if (!on_gpu) return a;
   if (!einlm_lm::is_cs336(m) || m.num_experts > 0)
     throw usage_error("--device cuda runs dense models of CS336's architecture (ffn \"swiglu\", positions \"rope\", "
                       "norm \"rms_norm\", no experts); " + where + " is not one");
   if (a.get("model", "auto") == "static")
     throw usage_error("--device cuda runs the dynamic model type; --model static is for the CPU");
+  args dynamic = a;
+  dynamic.values["model"] = "dynamic";
+  return dynamic;
 }
 
 int cmd_train(const args& a) {
   const bool on_gpu = on_gpu_of(a);
   const auto moe = train::load_model_config(a.get("config"));
   const nn::transformer_config& config = moe.base;
-  if (on_gpu) check_gpu_model(a, moe, a.get("config"));
+  const args type_args = model_args(a, on_gpu, moe, a.get("config"));
   const std::uint64_t seed = static_cast<std::uint64_t>(a.integer("seed", 0));
   const auto all = train::token_dataset::open(a.get("data"), width_of(a));
   std::optional<train::token_dataset> fit_data, val_data;
@@ -440,8 +445,6 @@ int cmd_train(const args& a) {
   std::string gpu_name;
   if (on_gpu) gpu_name = einlm_lm::cuda_device_name();  // a cuda_error before anything is built or written
 #endif
-  args type_args = a;
-  if (on_gpu) type_args.values["model"] = "dynamic";
   return with_model_type(
       type_args, moe, a.get("config"),
       [&]<class Model>(std::type_identity<Model>) {
@@ -516,12 +519,10 @@ int cmd_eval(const args& a) {
   train::check_lm_data(data, context, config.base.vocab_size);
   const bool rounded_bf16 = precision_of(a) == nn::precision::bf16_mixed;
   const bool on_gpu = on_gpu_of(a);
-  if (on_gpu) check_gpu_model(a, config, dir + "/config.json");
+  const args type_args = model_args(a, on_gpu, config, dir + "/config.json");
 #if EINLM_LM_CUDA
   if (on_gpu) std::fprintf(stderr, "einlm-lm: device: %s\n", einlm_lm::cuda_device_name().c_str());
 #endif
-  args type_args = a;
-  if (on_gpu) type_args.values["model"] = "dynamic";
   return with_model_type(
       type_args, config, dir + "/config.json",
       [&]<class Model>(std::type_identity<Model>) {

@@ -179,29 +179,39 @@ void linear_backward_add(const X& x, const tensor<T, dims<2>>& w, const tensor<T
   einsum_accumulate<"b s o, o d -> b s d">(dx_sum, dy, w);  // (B, S, D)
 }
 
+/// The ids of host token ids (B, S) in row-major order as int64, each checked to lie in [0, V):
+/// a value_error "<who>: <what> id <id> at (b, s) is outside the vocabulary [0, V)" otherwise.
+template <class I>
+std::vector<std::int64_t> checked_token_ids(const I& tokens_in, index_t V, const char* who, const char* what = "token") {
+  const auto tokens = as_view(tokens_in);
+  static_assert(decltype(tokens)::rank() == 2, "einlm::nn: token ids are (batch, sequence)");
+  static_assert(std::is_integral_v<typename decltype(tokens)::value_type>, "einlm::nn: token ids are integers");
+  const index_t B = tokens.extent(0), S = tokens.extent(1);
+  std::vector<std::int64_t> ids(static_cast<std::size_t>(B * S));
+  for (index_t b = 0; b < B; ++b)
+    for (index_t s = 0; s < S; ++s) {
+      const auto id = static_cast<std::int64_t>(tokens(b, s));
+      if (id < 0 || id >= V)
+        throw value_error(einlm::detail::concat(who, ": ", what, " id ", id, " at (", b, ", ", s,
+                                                ") is outside the vocabulary [0, ", V, ")"));
+      ids[static_cast<std::size_t>(b * S + s)] = id;
+    }
+  return ids;
+}
+
 /// Copies the embedding rows of `tokens` (B, S) into a new (B, S, D) tensor and their ids into
 /// `ids`; an id outside [0, V) is a value_error naming `who`.
 template <class T, class I>
 tensor<T, dims<3>> embedding_gather(const tensor<T, dims<2>>& table, const I& tokens_in,
                                     std::vector<std::int64_t>& ids, const char* who) {
   const auto tokens = as_view(tokens_in);
-  static_assert(decltype(tokens)::rank() == 2, "einlm::nn: token ids are (batch, sequence)");
-  static_assert(std::is_integral_v<typename decltype(tokens)::value_type>,
-                "einlm::nn: token ids are integers");
-  const index_t B = tokens.extent(0), S = tokens.extent(1), V = table.extent(0),
-                D = table.extent(1);
+  ids = checked_token_ids(tokens, table.extent(0), who);
+  const index_t B = tokens.extent(0), S = tokens.extent(1), D = table.extent(1);
   tensor<T, dims<3>> x(B, S, D);  // (B, S, D)
-  ids.assign(static_cast<std::size_t>(B * S), 0);
-  for (index_t b = 0; b < B; ++b)
-    for (index_t s = 0; s < S; ++s) {
-      const auto id = static_cast<std::int64_t>(tokens(b, s));
-      if (id < 0 || id >= V)
-        throw value_error(einlm::detail::concat(who, ": token id ", id, " at (", b, ", ", s,
-                                                ") is outside the vocabulary [0, ", V, ")"));
-      ids[static_cast<std::size_t>(b * S + s)] = id;
-      const T* row = table.data() + id * D;
-      std::copy(row, row + D, x.data() + (b * S + s) * D);
-    }
+  for (index_t r = 0; r < B * S; ++r) {
+    const T* row = table.data() + ids[static_cast<std::size_t>(r)] * D;
+    std::copy(row, row + D, x.data() + r * D);
+  }
   return x;
 }
 

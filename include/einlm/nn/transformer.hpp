@@ -140,6 +140,18 @@ void visit_transformer_parameters(Self& self, F& f) {
   if (!self.config.tied_embeddings) f(std::string("lm_head.weight"), self.lm_head);
 }
 
+/// f(name, weight, gradient) for every weight of `params` with its gradient in `grads`: two
+/// structures of the same configuration (their tensors visited in the same order, of the same types).
+template <class Params, class Grads, class F>
+void visit_weights_and_gradients(Params& params, Grads& grads, F&& f) {
+  std::vector<void*> gradients;
+  grads.for_each_parameter([&](const std::string&, auto& g) { gradients.push_back(&g); });
+  std::size_t i = 0;
+  params.for_each_parameter([&](const std::string& name, auto& w) {
+    f(name, w, *static_cast<std::remove_reference_t<decltype(w)>*>(gradients[i++]));
+  });
+}
+
 }  // namespace detail
 
 /// Every weight of a transformer_lm, by CS336 name. Also used for the gradients.
@@ -265,12 +277,7 @@ class transformer_lm {
   /// and update_router_biases() moves.
   template <class F>
   void for_each_parameter_and_gradient(F&& f) {
-    // Weights and gradients have the same layout and are visited in the same order.
-    std::vector<void*> grads;
-    grads_.for_each_parameter([&](const std::string&, auto& g) { grads.push_back(&g); });
-    std::size_t i = 0;
-    params_.for_each_parameter([&](const std::string& name, auto& w) {
-      auto& g = *static_cast<std::remove_reference_t<decltype(w)>*>(grads[i++]);
+    detail::visit_weights_and_gradients(params_, grads_, [&](const std::string& name, auto& w, auto& g) {
       if (moe_parameters<T>::trainable(name)) f(name, w, g);
     });
   }

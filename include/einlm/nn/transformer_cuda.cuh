@@ -176,12 +176,7 @@ class transformer_lm_cuda {
   /// f(name, weight, gradient) for every parameter (what an optimizer step visits).
   template <class F>
   void for_each_parameter_and_gradient(F&& f) {
-    std::vector<void*> grads;
-    grads_.for_each_parameter([&](const std::string&, auto& g) { grads.push_back(&g); });
-    std::size_t i = 0;
-    params_.for_each_parameter([&](const std::string& name, auto& w) {
-      f(name, w, *static_cast<std::remove_reference_t<decltype(w)>*>(grads[i++]));
-    });
+    detail::visit_weights_and_gradients(params_, grads_, f);
   }
 
   /// Sets every gradient to zero (on the stream).
@@ -344,22 +339,13 @@ class transformer_lm_cuda {
                                                    std::vector<std::int64_t>* host_ids = nullptr) {
     const auto tokens = as_view(tokens_in);
     static_assert(decltype(tokens)::rank() == 2, "transformer_lm_cuda: token ids are (batch, sequence)");
-    static_assert(std::is_integral_v<typename decltype(tokens)::value_type>, "transformer_lm_cuda: token ids are integers");
     static_assert(std::is_same_v<typename decltype(tokens)::space, host>,
                   "transformer_lm_cuda: token ids are host arrays (what get_batch gives)");
-    const index_t B = tokens.extent(0), S = tokens.extent(1), V = config_.vocab_size;
+    const index_t B = tokens.extent(0), S = tokens.extent(1);
     if (check_length && S > config_.context_length)
       throw shape_error(einlm::detail::concat("transformer_lm_cuda: a sequence of ", S, " tokens exceeds context_length ",
                                               config_.context_length));
-    std::vector<std::int64_t> ids(static_cast<std::size_t>(B * S));
-    for (index_t b = 0; b < B; ++b)
-      for (index_t s = 0; s < S; ++s) {
-        const auto id = static_cast<std::int64_t>(tokens(b, s));
-        if (id < 0 || id >= V)
-          throw value_error(einlm::detail::concat("transformer_lm_cuda: ", what, " id ", id, " at (", b, ", ", s,
-                                                  ") is outside the vocabulary [0, ", V, ")"));
-        ids[static_cast<std::size_t>(b * S + s)] = id;
-      }
+    auto ids = detail::checked_token_ids(tokens, config_.vocab_size, "transformer_lm_cuda", what);  // (B·S,)
     tensor<std::int64_t, dims<2>, device> out(dims<2>(B, S));  // (B, S)
     if (!ids.empty())
       EINLM_CUDA_CHECK(cudaMemcpyAsync(out.data(), ids.data(), out.bytes(), cudaMemcpyHostToDevice, stream()));
