@@ -3,6 +3,10 @@
 // layers, 12 heads, SwiGLU d_ff 2048, vocabulary 50304), bf16, batch 8 × 512 tokens:
 //   lm_forward_bf16      nn::transformer_lm_cuda::logits
 //   lm_step_bf16         zero_grad + forward_backward (the loss on the host, one synchronisation)
+//   lm_fit_step_bf16     a whole step of train::fit_cuda in bf16 mixed precision: forward_backward,
+//                        the gradient norm and clipping, AdamW on the device's float masters and
+//                        the bf16 weights refreshed from them (FLOPs counted: the model's alone, so
+//                        its ratio to lm_step_bf16 is the share left to the model's arithmetic)
 //   lm_head_gemm_bf16    the baseline beside them: the LM head's product (B·S, 768) × (768, 50304)
 //                        alone, einlm's bf16 tensor-core GEMM — the rate the step's matrix products
 //                        could reach
@@ -29,6 +33,7 @@
 #include "einlm/nn/accounting.hpp"
 #include "einlm/nn/transformer.hpp"
 #include "einlm/nn/transformer_cuda.cuh"
+#include "einlm/train/trainer_cuda.cuh"
 
 using namespace einlm;
 
@@ -75,6 +80,30 @@ void lm_step(benchmark::State& state) {
   });
 }
 
+/// train::fit_cuda's engine for the same configuration, float masters initialised on the host.
+struct fit_data {
+  nn::transformer_lm<float> masters{model_config(), 1};
+  train::trainer_options options{.weight_decay = 0.1, .grad_clip = 1.0, .precision = nn::precision::bf16_mixed};
+  train::detail::device_engine<bf16> engine{masters, options};
+  train::any_optimizer host_optimizer = train::make_optimizer(options);
+  train::lm_batch batch{tokens(model_config().vocab_size, 0), tokens(model_config().vocab_size, 1), {}};
+  static fit_data& get() {
+    static fit_data d;
+    return d;
+  }
+};
+
+void lm_fit_step(benchmark::State& state) {
+  auto& d = fit_data::get();
+  const auto c = model_config();
+  const double flops = nn::flops_forward(c, batch(), seq()) + nn::flops_backward(c, batch(), seq());
+  bench::timed_rate(state, "flops_per_second", flops, [&] {
+    benchmark::DoNotOptimize(d.engine.forward_backward(d.batch, 0.0));
+    benchmark::DoNotOptimize(d.engine.clip(d.options.grad_clip));
+    d.engine.update(d.host_optimizer, 1e-4, d.options);
+  });
+}
+
 void lm_head_gemm(benchmark::State& state) {
   const auto c = model_config();
   const index_t M = batch() * seq(), K = c.d_model, N = c.vocab_size;
@@ -115,6 +144,7 @@ bool model_agrees() {
 
 BENCHMARK(lm_forward)->Name("lm_forward_bf16")->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(lm_step)->Name("lm_step_bf16")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(lm_fit_step)->Name("lm_fit_step_bf16")->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(lm_head_gemm)->Name("lm_head_gemm_bf16")->UseManualTime()->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
@@ -135,6 +165,8 @@ int main(int argc, char** argv) {
   return bench::run_and_summarise(argc, argv,
                                   {{"lm forward / LM-head GEMM (tensor-core rate)", "lm_forward_bf16/manual_time",
                                     "lm_head_gemm_bf16/manual_time", 0.0},
-                                   {"lm train step / LM-head GEMM", "lm_step_bf16/manual_time", "lm_head_gemm_bf16/manual_time", 0.0}},
+                                   {"lm train step / LM-head GEMM", "lm_step_bf16/manual_time", "lm_head_gemm_bf16/manual_time", 0.0},
+                                   {"whole trainer step (clip, AdamW, bf16 refresh) / lm train step", "lm_fit_step_bf16/manual_time",
+                                    "lm_step_bf16/manual_time", 0.0}},
                                   {"flops_per_second", "TFLOP/s", 1e12});
 }

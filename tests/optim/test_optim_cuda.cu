@@ -4,17 +4,23 @@
 // decay and float or bf16 gradients, equal the host optimizer on the same values, state included,
 // for AdamW, plain SGD, momentum with dampening, Nesterov momentum and AdaGrad with a
 // learning-rate decay and an initial accumulator; each step is one launch; a forgotten queue
-// leaves no state behind; errors name the parameter. Exits with 77 (skipped) when no device is
-// present.
+// leaves no state behind; errors name the parameter. A host optimizer's state moves to the device
+// and back exactly, and the device twin then steps as the host one does. grad_norm_clipper
+// (einlm/optim/clip_cuda.cuh) gives the host clipping's norm and scaled gradients, the same bits
+// on every run, and leaves gradients alone under the bound or when the norm is not finite. Exits
+// with 77 (skipped) when no device is present.
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <variant>
 #include <vector>
 
 #include "einlm/optim/adamw.hpp"
 #include "einlm/optim/adamw_cuda.cuh"
+#include "einlm/optim/clip.hpp"
+#include "einlm/optim/clip_cuda.cuh"
 #include "einlm/optim/sgd.hpp"
 #include "einlm/optim/sgd_cuda.cuh"
 #include "support/cuda_compare.cuh"
@@ -139,4 +145,150 @@ TEST_CASE("adamw_cuda: errors name the parameter") {
   CHECK_THROWS_WITH_AS(gpu.update("w", p5, g5), doctest::Contains("parameter 'w' changed its size (5 elements now)"), shape_error);
   CHECK_THROWS_AS(gpu.begin_step(NAN), value_error);
   CHECK_THROWS_AS(optim::adamw_cuda({.beta1 = 1.0}), value_error);
+}
+
+namespace {
+
+// Two host steps, then the state moved to the device and back: exactly the host's; then one more
+// step on each side from the moved state agrees with the host (the step after a resume).
+template <class Host, class Device, class CompareState>
+void check_state_transfer(Host cpu, const char* what, CompareState compare_state) {
+  INFO(what);
+  const std::vector<index_t> sizes = {3, 70'001};  // the second spans two chunks
+  std::vector<tensor<float, dims<1>>> params, grads;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    params.emplace_back(sizes[i]);  // (N,)
+    params.back() = uniform<float>(params.back().extents(), {8, i}, -1.0, 1.0);
+    grads.emplace_back(sizes[i]);   // (N,)
+  }
+  auto fill_gradients = [&](int step) {
+    for (std::size_t i = 0; i < sizes.size(); ++i)
+      grads[i] = uniform<float>(grads[i].extents(), {9, static_cast<std::uint64_t>(10 * step) + i}, -0.5, 0.5);
+  };
+  for (int step = 1; step <= 2; ++step) {
+    fill_gradients(step);
+    cpu.begin_step(1e-2);
+    for (std::size_t i = 0; i < sizes.size(); ++i) cpu.update("p" + std::to_string(i), params[i], grads[i]);
+  }
+  Device gpu(cpu);
+  CHECK(gpu.step() == 2);
+  const Host back = gpu.to_host();
+  CHECK(back.step() == 2);
+  CHECK(back.state().size() == cpu.state().size());
+  compare_state(back, cpu);  // exact
+  std::vector<tensor<float, dims<1>, device>> device_params;
+  for (const auto& p : params) device_params.push_back(to_device(p));
+  fill_gradients(3);
+  cpu.begin_step(5e-3);
+  gpu.begin_step(5e-3);
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    cpu.update("p" + std::to_string(i), params[i], grads[i]);
+    gpu.update("p" + std::to_string(i), device_params[i], to_device(grads[i]));
+  }
+  gpu.end_step();
+  for (std::size_t i = 0; i < sizes.size(); ++i) test::check_device_close(device_params[i], params[i], 1e-6);
+}
+
+// Two flat float buffers equal bit for bit.
+void check_same(const tensor<float, dims<1>>& a, const tensor<float, dims<1>>& b) {
+  REQUIRE(a.size() == b.size());
+  index_t differ = 0;
+  for (index_t i = 0; i < a.size(); ++i) differ += a(i) != b(i);
+  CHECK(differ == 0);
+}
+
+const auto same_buffers = [](const auto& a, const auto& b) {
+  for (const auto& [name, buffer] : b.state())
+    check_same(std::get<tensor<float, dims<1>>>(a.state().at(name)), std::get<tensor<float, dims<1>>>(buffer));
+};
+
+}  // namespace
+
+TEST_CASE("device optimizers: the host's state moves to the device and back exactly, and steps on from there") {
+  check_state_transfer<optim::adamw, optim::adamw_cuda>(
+      optim::adamw({.weight_decay = 0.05}), "adamw", [](const auto& a, const auto& b) {
+        CHECK(a.options().weight_decay == b.options().weight_decay);
+        for (const auto& [name, m] : b.state()) {
+          const auto& x = std::get<optim::adamw_moments<float>>(a.state().at(name));
+          const auto& y = std::get<optim::adamw_moments<float>>(m);
+          check_same(x.m, y.m);
+          check_same(x.v, y.v);
+        }
+      });
+  check_state_transfer<optim::sgd, optim::sgd_cuda>(optim::sgd({.momentum = 0.9, .dampening = 0.1}), "sgd", same_buffers);
+  check_state_transfer<optim::sgd, optim::sgd_cuda>(optim::sgd(), "plain sgd", same_buffers);
+  check_state_transfer<optim::adagrad, optim::adagrad_cuda>(optim::adagrad({.lr_decay = 0.01, .initial_accumulator_value = 0.1}),
+                                                            "adagrad", same_buffers);
+  // Double state has no place on the device.
+  optim::adamw wide;
+  tensor<double, dims<1>> p(dims<1>(4)), g(dims<1>(4));  // (4,) twice
+  p = 1.0;
+  g = 0.5;
+  wide.begin_step(1e-3);
+  wide.update("w", p, g);
+  CHECK_THROWS_WITH_AS(optim::adamw_cuda{wide}, "adamw_cuda: parameter 'w' has double moments; the GPU optimizers keep float state",
+                       value_error);
+}
+
+TEST_CASE("grad_norm_clipper: the host clipping's norm and gradients, the same bits on every run") {
+  const std::vector<index_t> sizes = {1, 37, 4096, 200'003};
+  auto make = [&](std::vector<tensor<float, dims<1>>>& host_f, tensor<bf16, dims<1>>& host_b, double scale) {
+    host_f.clear();
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      host_f.emplace_back(sizes[i]);  // (N,)
+      host_f.back() = uniform<float>(host_f.back().extents(), {11, i}, -scale, scale);
+    }
+    tensor<float, dims<1>> wide(dims<1>(1000));  // (1000,)
+    wide = uniform<float>(wide.extents(), {12, 0}, -scale, scale);
+    host_b = tensor<bf16, dims<1>>(cast<bf16>(wide));
+  };
+  for (const double max_norm : {1.0, 1e9, static_cast<double>(INFINITY)}) {
+    INFO("max_norm ", max_norm);
+    std::vector<tensor<float, dims<1>>> host_f;
+    tensor<bf16, dims<1>> host_b;
+    make(host_f, host_b, 0.5);
+    std::vector<tensor<float, dims<1>, device>> dev_f;
+    for (const auto& g : host_f) dev_f.push_back(to_device(g));
+    auto dev_b = to_device(host_b);
+    auto dev_b2 = to_device(host_b);
+    std::vector<tensor<float, dims<1>, device>> dev_f2;
+    for (const auto& g : host_f) dev_f2.push_back(to_device(g));
+
+    const double host_norm = optim::clip_grad_norm_each(max_norm, [&](auto&& f) {
+      for (auto& g : host_f) f(g);
+      f(host_b);
+    });
+    optim::grad_norm_clipper clip;
+    const double norm = clip(max_norm, [&](auto&& f) {
+      for (auto& g : dev_f) f(g);
+      f(dev_b);
+    });
+    CHECK(norm == doctest::Approx(host_norm).epsilon(1e-12));
+    CHECK(clip.launches() == (norm > max_norm ? 3u : 2u));
+    for (std::size_t i = 0; i < sizes.size(); ++i) test::check_device_close(dev_f[i], host_f[i], 1e-6);
+    test::check_device_close(dev_b, host_b, 1e-2);  // one bf16 rounding of a product that may differ in its last bit
+    if (!(norm > max_norm)) check_same(to_host(dev_f[3]), host_f[3]);  // untouched on both sides
+    // A second run on equal inputs: the same bits.
+    const double again = optim::clip_grad_norm_cuda_each(max_norm, [&](auto&& f) {
+      for (auto& g : dev_f2) f(g);
+      f(dev_b2);
+    });
+    CHECK(std::memcmp(&again, &norm, sizeof norm) == 0);
+    check_same(to_host(dev_f2[3]), to_host(dev_f[3]));
+  }
+  // A NaN gives a NaN norm and scales nothing.
+  tensor<float, dims<1>> h(dims<1>(100));  // (100,)
+  h = uniform<float>(h.extents(), {13, 0}, 10.0, 20.0);
+  h(7) = NAN;
+  auto d = to_device(h);
+  const double nan_norm = optim::clip_grad_norm_cuda_each(1.0, [&](auto&& f) { f(d); });
+  CHECK(std::isnan(nan_norm));
+  const auto after = to_host(d);
+  CHECK(after(0) == h(0));
+  CHECK_THROWS_WITH_AS(optim::clip_grad_norm_cuda_each(0.0, [&](auto&& f) { f(d); }),
+                       "clip_grad_norm_cuda: max_norm must be > 0, got 0", value_error);
+  // No gradients: a norm of 0 and no launch.
+  optim::grad_norm_clipper empty;
+  CHECK(empty(1.0, [](auto&&) {}) == 0.0);
+  CHECK(empty.launches() == 0u);
 }

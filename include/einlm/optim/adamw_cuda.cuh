@@ -16,7 +16,9 @@
 // later update of the name with another size is a shape_error naming it. end_step() uploads one
 // table of (parameter, gradient, moments, length, decay) and one of chunks of at most 65,536
 // elements, and launches one kernel over all chunks on the optimizer's stream without waiting for
-// it (optim/multi_tensor_cuda.cuh); launches() counts the kernels. An update before begin_step(),
+// it (optim/multi_tensor_cuda.cuh); launches() counts the kernels. adamw_cuda(const adamw&) and
+// to_host() move the whole state between the host optimizer and this one (a checkpoint's
+// optimizer state is the host's). An update before begin_step(),
 // a shape mismatch, a second update of a name in one step or a non-finite learning rate is an
 // error naming the parameter, raised before anything changes.
 #pragma once
@@ -25,6 +27,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <variant>
 
 #include <cuda_runtime_api.h>
 
@@ -82,6 +85,33 @@ class adamw_cuda {
       : options_(options), stream_(stream) {
     adamw check(options);  // the same option checks as on the host
     (void)check;
+  }
+
+  /// The host optimizer's options, step count and moments, on the device: a checkpointed state
+  /// resumed on the GPU. Moments are float there; a parameter with double moments is a
+  /// value_error naming it.
+  explicit adamw_cuda(const adamw& host, cudaStream_t stream = default_cuda_executor().stream())
+      : adamw_cuda(host.options(), stream) {
+    std::map<std::string, moments> uploaded;
+    for (const auto& [name, mom] : host.state()) {
+      const auto* f = std::get_if<adamw_moments<float>>(&mom);
+      if (!f)
+        throw value_error(einlm::detail::concat("adamw_cuda: parameter '", name,
+                                                "' has double moments; the GPU optimizers keep float state"));
+      uploaded.emplace(name, moments{to_device(f->m), to_device(f->v)});  // (N,) twice
+    }
+    state_ = std::move(uploaded);
+    step_ = host.step();
+  }
+
+  /// The same optimizer on the host (options, step count, moments copied back; waits for the
+  /// device): what a checkpoint saves (optim::adamw::write_state).
+  adamw to_host() const {
+    adamw h(options_);
+    h.set_step(step_);
+    for (const auto& [name, mom] : state_)
+      h.state().emplace(name, adamw_moments<float>{einlm::to_host(mom.m), einlm::to_host(mom.v)});  // (N,) twice
+    return h;
   }
 
   const adamw_options& options() const { return options_; }

@@ -268,8 +268,9 @@ class sgd {
   double learning_rate() const { return counter_.learning_rate(); }
   void begin_step(double lr) { counter_.begin("sgd", lr); }
   void set_step(std::int64_t step) { counter_.set_step(step); }
-  /// The momentum buffers by parameter name.
+  /// The momentum buffers by parameter name (set directly only to restore a saved state).
   const std::map<std::string, detail::named_buffers::buffer>& state() const { return momentum_.all(); }
+  std::map<std::string, detail::named_buffers::buffer>& state() { return momentum_.all(); }
 
   /// Writes the kind, the options, the step count and the momentum buffers into w.
   void write_state(safetensors_writer& w) const {
@@ -339,8 +340,9 @@ class adagrad {
   double learning_rate() const { return counter_.learning_rate(); }
   void begin_step(double lr) { counter_.begin("adagrad", lr); }
   void set_step(std::int64_t step) { counter_.set_step(step); }
-  /// The sums of squared gradients by parameter name.
+  /// The sums of squared gradients by parameter name (set directly only to restore a saved state).
   const std::map<std::string, detail::named_buffers::buffer>& state() const { return sums_.all(); }
+  std::map<std::string, detail::named_buffers::buffer>& state() { return sums_.all(); }
 
   /// Writes the kind, the options, the step count and the sums into w.
   void write_state(safetensors_writer& w) const {

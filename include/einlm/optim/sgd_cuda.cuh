@@ -21,13 +21,15 @@
 // waiting for it (optim/multi_tensor_cuda.cuh); launches() counts the kernels. Options are
 // checked as the host optimizers check them; an update before begin_step(), a shape mismatch, a
 // second update of a name in one step or a non-finite learning rate is an error naming the
-// parameter, raised before anything changes.
+// parameter, raised before anything changes. A constructor from the host optimizer and to_host()
+// move the whole state between the two (a checkpoint's optimizer state is the host's).
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <string>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 #include <cuda_runtime_api.h>
@@ -114,6 +116,32 @@ class fused_optimizer_base {
   const std::map<std::string, tensor<float, dims<1>, device>>& state() const { return state_; }
   std::map<std::string, tensor<float, dims<1>, device>>& state() { return state_; }
 
+  /// Replaces the step count and the state with a host optimizer's (`host_state`: its state(),
+  /// float buffers; a double one is a value_error naming the parameter).
+  template <class Buffers>
+  void load_host_state(std::int64_t step, const Buffers& host_state) {
+    std::map<std::string, tensor<float, dims<1>, device>> uploaded;
+    for (const auto& [name, buffer] : host_state) {
+      const auto* f = std::get_if<tensor<float, dims<1>, host>>(&buffer);
+      if (!f)
+        throw value_error(einlm::detail::concat(who_, ": parameter '", name,
+                                                "' has a double state buffer; the GPU optimizers keep float state"));
+      uploaded.emplace(name, to_device(*f));  // (N,)
+    }
+    state_ = std::move(uploaded);
+    queue_.clear();
+    created_.clear();
+    counter_.set_step(step);
+  }
+
+  /// Copies the step count and the state into a host optimizer of the same kind (waits for the device).
+  template <class Host>
+  void store_host_state(Host& host) const {
+    host.set_step(step());
+    host.state().clear();
+    for (const auto& [name, buffer] : state_) host.state().emplace(name, einlm::to_host(buffer));  // (N,)
+  }
+
   /// Starts step t + 1 with learning rate lr; forgets updates queued and not launched (and the
   /// buffers they created, which only their kernel would have set).
   void begin_step(double lr) {
@@ -195,6 +223,18 @@ class sgd_cuda : public detail::fused_sgd::fused_optimizer_base<sgd_options> {
   explicit sgd_cuda(const sgd_options& options = {}, cudaStream_t stream = default_cuda_executor().stream())
       : fused_optimizer_base("sgd_cuda", checked<sgd>(options), options.momentum != 0, stream) {}
 
+  /// The host optimizer's options, step count and momentum buffers, on the device.
+  explicit sgd_cuda(const sgd& host, cudaStream_t stream = default_cuda_executor().stream()) : sgd_cuda(host.options(), stream) {
+    load_host_state(host.step(), host.state());
+  }
+
+  /// The same optimizer on the host (waits for the device): what a checkpoint saves.
+  sgd to_host() const {
+    sgd h(options_);
+    store_host_state(h);
+    return h;
+  }
+
   /// Launches the queued updates as one kernel on the optimizer's stream.
   void end_step() {
     using namespace detail::fused_sgd;
@@ -211,6 +251,19 @@ class adagrad_cuda : public detail::fused_sgd::fused_optimizer_base<adagrad_opti
  public:
   explicit adagrad_cuda(const adagrad_options& options = {}, cudaStream_t stream = default_cuda_executor().stream())
       : fused_optimizer_base("adagrad_cuda", checked<adagrad>(options), true, stream) {}
+
+  /// The host optimizer's options, step count and sums, on the device.
+  explicit adagrad_cuda(const adagrad& host, cudaStream_t stream = default_cuda_executor().stream())
+      : adagrad_cuda(host.options(), stream) {
+    load_host_state(host.step(), host.state());
+  }
+
+  /// The same optimizer on the host (waits for the device): what a checkpoint saves.
+  adagrad to_host() const {
+    adagrad h(options_);
+    store_host_state(h);
+    return h;
+  }
 
   /// Launches the queued updates as one kernel on the optimizer's stream.
   void end_step() {

@@ -53,6 +53,9 @@
 // checkpoints hold the float masters, so a run resumes bit for bit in either precision and
 // every einlm-lm command loads the result. A model without rebind<bf16> is a value_error.
 //
+// The loop (detail::fit_loop) asks each step's arithmetic of an engine — detail::host_engine here;
+// train/trainer_cuda.cuh's runs the whole step on the GPU — so both devices share one body.
+//
 // A mixture-of-experts model (one with aux_loss() and update_router_biases(), as transformer_lm
 // has) trains the same way: its gradients include the weighted auxiliary losses, the logged line
 // and metrics.jsonl show aux_loss, a non-finite auxiliary loss stops training like the loss, the
@@ -269,19 +272,97 @@ std::int64_t vocab_size_of(const Model& model) {
     return 0;
 }
 
-/// The loop of fit: `work` runs forward and backward — `model` itself (fp32), or its bf16 working
-/// copy whose weights follow `model`'s (mixed precision).
+/// The weight decay fit applies to parameter `name` of rank `rank`: none for vectors (norm gains,
+/// biases) and embedding tables unless decay_all is set.
+inline double weight_decay_for(const std::string& name, std::size_t rank, const trainer_options& o) {
+  const bool exempt = !o.decay_all && (rank == 1 || name.ends_with("embeddings.weight"));
+  return exempt ? 0.0 : o.weight_decay;
+}
+
+/// How fit_loop's steps run on the host. `work` runs forward and backward: `model` itself (fp32),
+/// or its bf16 working copy whose weights follow `model`'s (mixed precision); the clipping and
+/// the optimizer act on `model`'s float gradients and weights.
+///
+/// An engine is what fit_loop asks of a step's arithmetic (trainer_cuda.cuh has the GPU's):
+///   evaluator()                     the model validation runs, its weights current
+///   forward_backward(batch, z_loss) the loss, with the step's gradients where clip() sees them
+///   aux_loss()                      a mixture of experts' weighted auxiliary losses (else 0)
+///   clip(max_norm)                  the global gradient norm, gradients scaled to max_norm (INFINITY: none)
+///   update(optimizer, lr, options)  one optimizer step (and what follows it: router biases)
+///   resumed(optimizer)              `model` and `optimizer` were loaded from a checkpoint
+///   sync_to_host(optimizer)         make `model` and `optimizer` current (before a checkpoint, at the end)
 template <class Model, class Work>
-fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const token_dataset* val,
-                    const trainer_options& o, std::ostream& log) {
-  constexpr bool mixed = !std::is_same_v<Model, Work>;
-  bool work_current = !mixed;  // whether work's weights equal the masters'
-  auto refresh = [&] {
+class host_engine {
+  static constexpr bool mixed = !std::is_same_v<Model, Work>;
+
+ public:
+  host_engine(Model& model, Work& work) : model_(model), work_(work) {}
+
+  Work& evaluator() {
+    refresh();
+    return work_;
+  }
+
+  double forward_backward(const lm_batch& batch, double z_loss) {
+    refresh();
+    work_.zero_grad();
+    const double loss = work_.forward_backward(batch.inputs, batch.targets, z_loss);
+    if constexpr (mixed) convert_gradients(work_, model_);  // bf16 → float, exact (ADL: nn::convert_gradients)
+    return loss;
+  }
+
+  double aux_loss() {
+    if constexpr (requires { work_.aux_loss(); })
+      return work_.aux_loss();
+    else
+      return 0.0;
+  }
+
+  double clip(double max_norm) {
+    return optim::clip_grad_norm_each(max_norm, [&](auto&& f) {
+      model_.for_each_parameter_and_gradient([&](const std::string&, auto&, auto& g) { f(g); });
+    });
+  }
+
+  void update(any_optimizer& optimizer, double lr, const trainer_options& o) {
+    std::visit(
+        [&](auto& opt) {
+          opt.begin_step(lr);
+          model_.for_each_parameter_and_gradient([&](const std::string& name, auto& w, auto& g) {
+            opt.update(name, w, g, weight_decay_for(name, w.extents().rank(), o));
+          });
+        },
+        optimizer);
     if constexpr (mixed) {
-      if (!work_current) convert_parameters(model, work);  // found by ADL (nn::convert_parameters)
-      work_current = true;
+      if constexpr (requires { model_.update_router_biases(work_.routing_stats()); })
+        model_.update_router_biases(work_.routing_stats());
+      work_current_ = false;
+    } else if constexpr (requires { model_.update_router_biases(); }) {
+      model_.update_router_biases();
     }
-  };
+  }
+
+  void resumed(any_optimizer&) { work_current_ = !mixed; }
+  void sync_to_host(any_optimizer&) {}
+
+ private:
+  void refresh() {
+    if constexpr (mixed) {
+      if (!work_current_) convert_parameters(model_, work_);  // found by ADL (nn::convert_parameters)
+      work_current_ = true;
+    }
+  }
+
+  Model& model_;
+  Work& work_;
+  bool work_current_ = !mixed;  // whether work's weights equal the masters'
+};
+
+/// The loop of fit, its steps run by `engine` (host_engine, or trainer_cuda.cuh's device engine);
+/// `model` holds the weights checkpoints save and resume loads.
+template <class Model, class Engine>
+fit_result fit_loop(Model& model, Engine& engine, const token_dataset& train, const token_dataset* val,
+                    const trainer_options& o, std::ostream& log) {
   // Everything is checked before out_dir is touched: a run that cannot start leaves a checkpoint
   // already there as it was.
   check_counts(o);
@@ -296,6 +377,7 @@ fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const 
   trainer_state state{.step = 0, .seed = o.seed, .data_draw = 0};
   if (!o.resume_dir.empty()) {
     state = std::visit([&](auto& opt) { return load_checkpoint(o.resume_dir, model, &opt); }, optimizer);
+    engine.resumed(optimizer);
     log << "resumed from " << o.resume_dir << " at step " << state.step << "\n";
   }
   std::ofstream metrics;
@@ -310,6 +392,7 @@ fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const 
   bool config_written = false;  // config.json goes with this run's first checkpoint, not before it
   auto checkpoint = [&] {
     if (o.out_dir.empty()) return;
+    engine.sync_to_host(optimizer);
     if (!config_written) {
       if constexpr (requires { model.model_config(); })
         save_config((std::filesystem::path(o.out_dir) / "config.json").string(), model.model_config());
@@ -327,8 +410,7 @@ fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const 
   const double tokens_per_step = static_cast<double>(o.batch_size * o.context_length);
   auto validate = [&] {
     if (!val) return;
-    refresh();
-    const double v = evaluate(work, *val, o.batch_size, o.context_length, o.eval_batches, state.seed);
+    const double v = evaluate(engine.evaluator(), *val, o.batch_size, o.context_length, o.eval_batches, state.seed);
     result.val_loss = v;
     result.val_losses.emplace_back(state.step, v);
     if (o.progress_bar) log << "\n";
@@ -338,19 +420,12 @@ fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const 
 
   while (state.step < o.steps) {
     const auto batch = get_batch(train, o.batch_size, o.context_length, random_stream{state.seed, 0}, state.data_draw);
-    refresh();
-    work.zero_grad();
-    const double loss = work.forward_backward(batch.inputs, batch.targets, o.z_loss);
-    if constexpr (mixed) convert_gradients(work, model);  // bf16 → float, exact (ADL)
-    double aux_loss = 0;  // a mixture of experts' weighted balance and router losses
-    if constexpr (requires { work.aux_loss(); }) aux_loss = work.aux_loss();
-    auto each_gradient = [&](auto&& f) {
-      model.for_each_parameter_and_gradient([&](const std::string&, auto&, auto& g) { f(g); });
-    };
-    const double norm = o.grad_clip > 0 ? optim::clip_grad_norm_each(o.grad_clip, each_gradient)
-                                        : optim::clip_grad_norm_each(INFINITY, each_gradient);
+    const double loss = engine.forward_backward(batch, o.z_loss);
+    const double aux_loss = engine.aux_loss();  // a mixture of experts' weighted balance and router losses
+    const double norm = engine.clip(o.grad_clip > 0 ? o.grad_clip : INFINITY);
     if (!std::isfinite(loss + aux_loss) || !std::isfinite(norm)) {
       if (o.progress_bar) log << "\n";
+      engine.sync_to_host(optimizer);  // the state before this step
       throw training_error(einlm::detail::concat(
           "training stopped at step ", state.step + 1, ": the ",
           !std::isfinite(loss) ? "loss" : !std::isfinite(aux_loss) ? "auxiliary loss" : "gradient norm", " is ",
@@ -358,22 +433,7 @@ fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const 
           o.out_dir.empty() ? std::string() : einlm::detail::concat("; the last checkpoint in ", o.out_dir, " is intact")));
     }
     const double lr = schedule(state.step);
-    std::visit(
-        [&](auto& opt) {
-          opt.begin_step(lr);
-          model.for_each_parameter_and_gradient([&](const std::string& name, auto& w, auto& g) {
-            const bool exempt = !o.decay_all && (w.extents().rank() == 1 || name.ends_with("embeddings.weight"));
-            opt.update(name, w, g, exempt ? 0.0 : o.weight_decay);
-          });
-        },
-        optimizer);
-    if constexpr (mixed) {
-      if constexpr (requires { model.update_router_biases(work.routing_stats()); })
-        model.update_router_biases(work.routing_stats());
-      work_current = false;
-    } else if constexpr (requires { model.update_router_biases(); }) {
-      model.update_router_biases();
-    }
+    engine.update(optimizer, lr, o);
     ++state.step;
     ++state.data_draw;
     ++window_steps;
@@ -417,6 +477,7 @@ fit_result fit_loop(Model& model, Work& work, const token_dataset& train, const 
   result.tokens_per_second = result.seconds > 0 ? static_cast<double>(run_steps) * tokens_per_step / result.seconds : 0;
   result.steps = state.step;
   validate();
+  engine.sync_to_host(optimizer);
   checkpoint();
   if (metrics) {
     metrics.close();
@@ -436,7 +497,8 @@ fit_result fit(Model& model, const token_dataset& train, const token_dataset* va
     if constexpr (requires { typename Model::template rebind<bf16>; }) {
       if constexpr (std::is_same_v<typename Model::value_type, float>) {
         auto work = detail::working_copy(model);  // Model::rebind<bf16>
-        return detail::fit_loop(model, work, train, val, o, log);
+        detail::host_engine engine(model, work);
+        return detail::fit_loop(model, engine, train, val, o, log);
       } else {
         throw value_error("trainer: bf16 mixed precision keeps float master weights: train a float model");
       }
@@ -445,7 +507,8 @@ fit_result fit(Model& model, const token_dataset& train, const token_dataset* va
                         "nn::transformer_lm and blocks::model have)");
     }
   }
-  return detail::fit_loop(model, model, train, val, o, log);
+  detail::host_engine engine(model, model);
+  return detail::fit_loop(model, engine, train, val, o, log);
 }
 
 }  // namespace einlm::train
