@@ -7,7 +7,13 @@
 //                        the gradient norm and clipping, AdamW on the device's float masters and
 //                        the bf16 weights refreshed from them (FLOPs counted: the model's alone, so
 //                        its ratio to lm_step_bf16 is the share left to the model's arithmetic)
-//   lm_head_gemm_bf16    the baseline beside them: the LM head's product (B·S, 768) × (768, 50304)
+//   lm_decode_bf16       batch-1 decoding with the device KV cache: one token's last_logits
+//                        (weights read once, the cache's keys and values, the logits back to the
+//                        host), after a 128-token prompt, the cache cut back to it every 64 tokens;
+//                        bytes counted: the weights plus the keys and values read at the mean length
+//   decode_roof_bf16     its baseline: a device-to-device copy moving the same bytes (the memory
+//                        bandwidth a decoding step is bounded by)
+//   lm_head_gemm_bf16    the baseline beside the training rows: the LM head's product (B·S, 768) × (768, 50304)
 //                        alone, einlm's bf16 tensor-core GEMM — the rate the step's matrix products
 //                        could reach
 // FLOPs counted (flops_per_second): nn::flops_forward and flops_forward + flops_backward of the
@@ -104,6 +110,53 @@ void lm_fit_step(benchmark::State& state) {
   });
 }
 
+index_t decode_prompt() { return bench::smoke() ? 8 : 128; }
+constexpr index_t decode_span = 64;  // tokens decoded before the cache is cut back to the prompt
+
+/// A bf16 model of the same configuration, a one-sequence device cache holding a prompt, and the
+/// bytes one decoding step reads.
+struct decode_data {
+  nn::transformer_config config = model_config();
+  nn::transformer_lm_cuda<bf16> model{nn::transformer_lm<bf16>(config, 2)};
+  nn::device_kv_cache<bf16> cache = model.make_cache(1);
+  double bytes = 0;
+  tensor<unsigned char, dims<1>, device> copy_from, copy_to;  // (bytes / 2,) twice
+  decode_data() {
+    std::vector<std::vector<std::int64_t>> prompt(1);
+    for (index_t i = 0; i < decode_prompt(); ++i) prompt[0].push_back((31 * i + 7) % config.vocab_size);
+    model.last_logits(prompt, cache);
+    const double mean_length = static_cast<double>(decode_prompt()) + decode_span / 2.0;
+    bytes = 2.0 * static_cast<double>(nn::param_count(config)) +
+            2.0 * 2.0 * static_cast<double>(config.num_layers * config.kv_heads() * config.head_dim()) * mean_length;
+    const auto half = static_cast<index_t>(bytes / 2);
+    copy_from = tensor<unsigned char, dims<1>, device>(dims<1>(half));
+    copy_to = tensor<unsigned char, dims<1>, device>(dims<1>(half));
+  }
+  static decode_data& get() {
+    static decode_data d;
+    return d;
+  }
+};
+
+void lm_decode(benchmark::State& state) {
+  auto& d = decode_data::get();
+  std::vector<std::vector<std::int64_t>> next = {{17}};
+  bench::timed_rate(state, "bytes_per_second", d.bytes, [&] {
+    if (d.cache.length_of(0) >= decode_prompt() + decode_span) d.cache.truncate(0, decode_prompt());
+    benchmark::DoNotOptimize(d.model.last_logits(next, d.cache));
+  });
+  state.SetItemsProcessed(state.iterations());  // tokens: items_per_second is tokens/s
+}
+
+void decode_roof(benchmark::State& state) {
+  auto& d = decode_data::get();
+  const cudaStream_t s = default_cuda_executor().stream();
+  bench::timed_rate(state, "bytes_per_second", d.bytes, [&] {
+    EINLM_CUDA_CHECK(cudaMemcpyAsync(d.copy_to.data(), d.copy_from.data(), d.copy_from.bytes(), cudaMemcpyDeviceToDevice, s));
+  });
+  state.SetItemsProcessed(state.iterations());
+}
+
 void lm_head_gemm(benchmark::State& state) {
   const auto c = model_config();
   const index_t M = batch() * seq(), K = c.d_model, N = c.vocab_size;
@@ -145,6 +198,8 @@ bool model_agrees() {
 BENCHMARK(lm_forward)->Name("lm_forward_bf16")->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(lm_step)->Name("lm_step_bf16")->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(lm_fit_step)->Name("lm_fit_step_bf16")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(lm_decode)->Name("lm_decode_bf16")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(decode_roof)->Name("decode_roof_bf16")->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(lm_head_gemm)->Name("lm_head_gemm_bf16")->UseManualTime()->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
@@ -167,6 +222,8 @@ int main(int argc, char** argv) {
                                     "lm_head_gemm_bf16/manual_time", 0.0},
                                    {"lm train step / LM-head GEMM", "lm_step_bf16/manual_time", "lm_head_gemm_bf16/manual_time", 0.0},
                                    {"whole trainer step (clip, AdamW, bf16 refresh) / lm train step", "lm_fit_step_bf16/manual_time",
-                                    "lm_step_bf16/manual_time", 0.0}},
+                                    "lm_step_bf16/manual_time", 0.0},
+                                   {"batch-1 decode / device copy of the same bytes", "lm_decode_bf16/manual_time",
+                                    "decode_roof_bf16/manual_time", 0.0, bench::rate_unit{}}},
                                   {"flops_per_second", "TFLOP/s", 1e12});
 }

@@ -3,9 +3,10 @@
 // and logits of the same batch), trained with AdamW in one launch per step
 // (einlm/optim/adamw_cuda.cuh) on arithmetic sequences — each sequence counts from a random start
 // by a random stride modulo the vocabulary, so the next token follows from the two before it —
-// and copied back to the host, which continues a prompt greedily. Prints the loss as it falls and
-// the tokens per second; exits 1 when the device and the host disagree or the loss does not fall
-// below a tenth of ln V. Without a CUDA device it says so and exits 0.
+// and then continues a prompt greedily with nn::generate on the device (its KV cache) and, from the
+// weights copied back, on the host. Prints the loss as it falls, the tokens per second and both
+// continuations; exits 1 when the device and the host disagree (the check, the continuations) or
+// the loss does not fall below a tenth of ln V. Without a CUDA device it says so and exits 0.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -17,6 +18,7 @@
 #include <cuda_runtime_api.h>
 
 #include "einlm/einlm.hpp"
+#include "einlm/nn/generate.hpp"
 #include "einlm/nn/transformer.hpp"
 #include "einlm/nn/transformer_cuda.cuh"
 #include "einlm/optim/adamw_cuda.cuh"
@@ -103,21 +105,23 @@ int main() {
   std::printf("%lld steps of %lld tokens in %.2f s: %.0f tokens/s\n", static_cast<long long>(steps),
               static_cast<long long>(batch * seq), seconds, static_cast<double>(steps * batch * seq) / seconds);
 
-  // Back to the host: continue 3, 6, 9, 12 greedily.
+  // Continue 3, 6, 9, 12 greedily: on the device (nn::generate decodes with the model's device KV
+  // cache), and on the host from the weights copied back — the same tokens.
+  // [snippet generate_cuda]
+  const nn::generation_options greedy{.max_new_tokens = 12, .sampling = {.temperature = 0.0}};
+  const auto on_device = nn::generate(model, {3, 6, 9, 12}, greedy);  // decodes with a device KV cache
+  // [end snippet]
   model.store_parameters(host);
-  std::vector<std::int64_t> tokens{3, 6, 9, 12};
-  while (static_cast<index_t>(tokens.size()) < 16) {
-    tensor<std::int64_t, dims<2>> prompt(1, static_cast<index_t>(tokens.size()));  // (1, S)
-    for (std::size_t i = 0; i < tokens.size(); ++i) prompt(0, static_cast<index_t>(i)) = tokens[i];
-    const auto logits = host.logits(prompt);  // (1, S, V)
-    std::int64_t best = 0;
-    for (index_t v = 1; v < vocab; ++v)
-      if (logits(0, prompt.extent(1) - 1, v) > logits(0, prompt.extent(1) - 1, best)) best = v;
-    tokens.push_back(best);
+  const auto on_host = nn::generate(host, {3, 6, 9, 12}, greedy);
+  for (const auto* run : {&on_device, &on_host}) {
+    std::printf("greedy continuation on the %s:", run == &on_device ? "device" : "host");
+    for (const auto t : *run) std::printf(" %lld", static_cast<long long>(t));
+    std::printf("\n");
   }
-  std::printf("greedy continuation on the host:");
-  for (const auto t : tokens) std::printf(" %lld", static_cast<long long>(t));
-  std::printf("\n");
+  if (on_device != on_host) {
+    std::printf("train_cuda: the device and the host continued the prompt differently\n");
+    return 1;
+  }
   if (!(loss < 0.1 * std::log(static_cast<double>(vocab)))) {
     std::printf("train_cuda: the loss did not fall below a tenth of ln V\n");
     return 1;

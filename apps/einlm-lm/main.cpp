@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -71,10 +72,10 @@ Commands:
       default 0; --initial-accumulator X, default 0; --eps E, default 1e-8). An option of another
       optimizer than the chosen one is a usage error. --resume continues with the optimizer and
       the settings the checkpoint was saved with; resuming with another --optimizer is an error.
-      --device cuda runs each step's forward and backward passes on the GPU (dense models of
-      CS336's architecture, dynamic type; fp32 or --precision bf16) and keeps the optimizer,
-      clipping and checkpoints on the host: the checkpoints are the CPU run's, and either device
-      resumes the other's. It needs an einlm-lm built where CMake found nvcc, and a CUDA device.
+      --device cuda runs every step on the GPU — forward, backward, clipping and the optimizer
+      (dense models of CS336's architecture, dynamic type; fp32 or --precision bf16); the
+      checkpoints are the CPU run's, and either device resumes the other's. It needs an einlm-lm
+      built where CMake found nvcc, and a CUDA device.
 
   eval --checkpoint DIR --data FILE.u16 [--batch B] [--context T] [--batches N] [--token-width W]
        [--precision fp32|bf16] [--device cpu|cuda]
@@ -84,7 +85,7 @@ Commands:
 
   generate --checkpoint DIR --vocab vocab.json --merges merges.txt (--prompt TEXT... | --prompts FILE)
            [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--special TOKEN]...
-           [--cache on|off] [--stats]
+           [--cache on|off] [--stats] [--device cpu|cuda]
       Continues TEXT and streams the text to standard output as tokens arrive. Stops after
       <|endoftext|> when the vocabulary has it (or any --special token). Defaults: 200 tokens,
       temperature 0.8, top-p 0.95, no top-k, seed 0; temperature 0 is greedy. The KV cache is on
@@ -92,7 +93,8 @@ Commands:
       Several prompts (--prompt given more than once, or --prompts FILE with one prompt per line,
       empty lines skipped) are generated together as one batch and printed when all are done, each
       under a header "=== sample I/N ===". Sample I draws from the seed's stream I − 1, so sample 1
-      is what the first prompt alone gives, and with temperature 0 every sample is.
+      is what the first prompt alone gives, and with temperature 0 every sample is. --device cuda
+      generates on the GPU with a device KV cache (dense CS336 models, as train's).
 
   logits --checkpoint DIR --ids "ID ID ..." --out FILE.npy
       Writes the logits of one sequence as float32 .npy of shape (sequence, vocab).
@@ -465,7 +467,7 @@ int cmd_train(const args& a) {
                   << "\n";
 #if EINLM_LM_CUDA
         if (on_gpu)
-          std::cerr << "device: " << gpu_name << " (forward and backward; optimizer, clipping and checkpoints on the host)\n";
+          std::cerr << "device: " << gpu_name << " (every step on the device; checkpoints in the CPU trainer's format)\n";
         else
 #endif
           std::cerr << "matrix products: " << cpu_gemm_description() << "\n";
@@ -605,27 +607,33 @@ int cmd_generate(const args& a) {
     decoders[i].push(std::span<const tokenizer::token_id>(&t, 1), piece);
     texts[i] += piece;
   };
-  return with_model_type(a, config, dir + "/config.json", [&]<class Model>(std::type_identity<Model>) {
-    Model model(config);
-    load_weights(dir, model);
+  const bool on_gpu = on_gpu_of(a);
+  const args type_args = model_args(a, on_gpu, config, dir + "/config.json");
+#if EINLM_LM_CUDA
+  if (on_gpu) std::fprintf(stderr, "einlm-lm: device: %s\n", einlm_lm::cuda_device_name().c_str());
+#endif
+  // Runs generate_all(on_token) — nn::generate_batch of the prompts on one device or the other —
+  // and prints the samples: one prompt streamed as it is produced (generate_batch of one prompt is
+  // nn::generate), a batch when every sequence is done.
+  auto run = [&](auto&& generate_all) {
     const auto start = std::chrono::steady_clock::now();
     std::size_t generated = 0, prompt_tokens = 0;
-    if (B == 1) {  // one prompt: streamed as it is produced
+    if (B == 1) {
       std::fwrite(prompts[0].data(), 1, prompts[0].size(), stdout);
-      const auto all = nn::generate(model, ids[0], o, [&](std::int64_t id) {
+      const auto all = generate_all([&](std::size_t, std::int64_t id) {
         const std::size_t before = texts[0].size();
         decode(0, id);
         std::fwrite(texts[0].data() + before, 1, texts[0].size() - before, stdout);
         std::fflush(stdout);
-      });
+      })[0];
       piece.clear();
       decoders[0].finish(piece);
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fputc('\n', stdout);
       generated = all.size() - ids[0].size();
       prompt_tokens = ids[0].size();
-    } else {  // a batch: printed when every sequence is done
-      const auto all = nn::generate_batch(model, ids, o, decode);
+    } else {
+      const auto all = generate_all(decode);
       for (std::size_t i = 0; i < B; ++i) {
         piece.clear();
         decoders[i].finish(piece);
@@ -644,6 +652,18 @@ int cmd_generate(const args& a) {
                    seconds > 0 ? static_cast<double>(generated) / seconds : 0.0, cache.c_str());
     }
     return 0;
+  };
+  return with_model_type(type_args, config, dir + "/config.json", [&]<class Model>(std::type_identity<Model>) {
+    Model model(config);
+    load_weights(dir, model);
+#if EINLM_LM_CUDA
+    if constexpr (std::is_same_v<Model, nn::transformer_lm<float>>)
+      if (on_gpu)
+        return run([&](const std::function<void(std::size_t, std::int64_t)>& on_token) {
+          return einlm_lm::generate_cuda(model, ids, o, on_token);
+        });
+#endif
+    return run([&](auto&& on_token) { return nn::generate_batch(model, ids, o, on_token); });
   });
 }
 
@@ -714,8 +734,8 @@ int main(int argc, char** argv) {
       std::fputs(einlm_lm::static_shape_list().c_str(), stdout);
       return 0;
     }
-    if (a.has("device") && a.command != "train" && a.command != "eval")
-      throw usage_error("--device is an option of train and eval; " + a.command + " runs on the CPU");
+    if (a.has("device") && a.command != "train" && a.command != "eval" && a.command != "generate")
+      throw usage_error("--device is an option of train, eval and generate; " + a.command + " runs on the CPU");
     if (a.command == "train") return cmd_train(a);
     if (a.command == "eval") return cmd_eval(a);
     if (a.command == "generate") return cmd_generate(a);

@@ -1,4 +1,5 @@
-// apps/einlm-lm/train_cuda.cu — einlm-lm's GPU training and evaluation (train_cuda.hpp), compiled by nvcc.
+// apps/einlm-lm/train_cuda.cu — einlm-lm's GPU training, evaluation and generation (train_cuda.hpp),
+// compiled by nvcc.
 #include "train_cuda.hpp"
 
 #include <string>
@@ -6,6 +7,8 @@
 #include <cuda_runtime_api.h>
 
 #include "einlm/core/error.hpp"
+#include "einlm/nn/generate.hpp"
+#include "einlm/nn/transformer_cuda.cuh"
 #include "einlm/train/trainer_cuda.cuh"
 
 namespace einlm_lm {
@@ -38,6 +41,14 @@ double evaluate_cuda(const einlm::nn::transformer_lm<float>& model, const einlm:
   }
   nn::transformer_lm_cuda<float> work(model);
   return train::evaluate(work, data, batch, context, batches, 0);
+}
+
+std::vector<std::vector<std::int64_t>> generate_cuda(const einlm::nn::transformer_lm<float>& model,
+                                                    const std::vector<std::vector<std::int64_t>>& prompts,
+                                                    const einlm::nn::generation_options& o,
+                                                    const std::function<void(std::size_t, std::int64_t)>& on_token) {
+  einlm::nn::transformer_lm_cuda<float> gpu(model);
+  return einlm::nn::generate_batch(gpu, prompts, o, on_token);
 }
 
 }  // namespace einlm_lm

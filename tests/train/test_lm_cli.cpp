@@ -258,12 +258,25 @@ TEST_CASE("einlm-lm: tokenizer, train, resume, eval, logits, generate") {
     const auto loss_of = [](const std::string& out) { return std::stod(out.substr(out.find("loss ") + 5)); };
     CHECK(loss_of(r.out) == doctest::Approx(loss_of(cpu.out)).epsilon(1e-3));
   }
+  // generate --device cuda: the same three outcomes; on a GPU, the CPU's text (greedy).
+  const std::string greedy_gen = gen + " --temperature 0";
+  r = lm(greedy_gen + " --device cuda");
+  if (!EINLM_LM_CLI_CUDA) {
+    CHECK(r.status == 2);
+    CHECK(r.out.find("--device cuda: this einlm-lm was built without CUDA") != std::string::npos);
+  } else if (r.status != 0) {
+    CHECK(r.status == 1);
+    CHECK(r.out.find("--device cuda: no ") != std::string::npos);
+  } else {
+    const auto cpu = lm(greedy_gen);
+    CHECK(r.out.find(cpu.out.substr(cpu.out.find("Once upon"))) != std::string::npos);
+  }
   r = lm(eval_model + " --device tpu");
   CHECK(r.status == 2);
   CHECK(r.out.find("--device must be cpu or cuda, got 'tpu'") != std::string::npos);
   r = lm("logits --checkpoint " + q(w / "model") + " --ids '1 2 3' --out " + q(w / "l.npy") + " --device cuda");
   CHECK(r.status == 2);
-  CHECK(r.out.find("--device is an option of train and eval; logits runs on the CPU") != std::string::npos);
+  CHECK(r.out.find("--device is an option of train, eval and generate; logits runs on the CPU") != std::string::npos);
   r = lm("train " + common + " --steps 2 --out " + q(w / "m2") + " --device tpu");
   CHECK(r.status == 2);
   CHECK(r.out.find("--device must be cpu or cuda, got 'tpu'") != std::string::npos);

@@ -351,10 +351,12 @@ struct attention_kv {
 /// once they differ, `lengths` holds them (B entries, not all equal) and `length` is the shortest.
 /// Every call that changes lengths returns the cache to this form. A block model's cache starts
 /// with no layers (`sequences` and `positions` give its shape) and each attention layer adds its
-/// own on its first cached pass, in the order of the forward pass.
-template <class T>
-struct kv_cache {
-  std::vector<tensor<T, dims<4>>> k, v;  // per attention layer (B, K, context_length, Dh) each
+/// own on its first cached pass, in the order of the forward pass. `Storage` is the tensor type
+/// of one layer's keys or values: host tensors here (kv_cache<T>), device tensors for
+/// nn::transformer_lm_cuda (device_kv_cache<T>, nn/transformer_cuda.cuh).
+template <class Storage>
+struct basic_kv_cache {
+  std::vector<Storage> k, v;             // per attention layer (B, K, context_length, Dh) each
   index_t length = 0;                    // positions filled in every sequence
   std::vector<index_t> lengths;          // per sequence, when they differ; empty otherwise
   index_t sequences = 0, positions = 0;  // B and context_length while there are no layers yet
@@ -396,6 +398,10 @@ struct kv_cache {
   }
 };
 
+/// The KV cache of nn::transformer_lm<T> and blocks::model (host tensors).
+template <class T>
+using kv_cache = basic_kv_cache<tensor<T, dims<4>>>;
+
 namespace detail {
 
 /// The packed input of a ragged cached pass (transformer_lm's and blocks::model's): every
@@ -414,9 +420,9 @@ struct ragged_batch {
 /// sequence's cached length. Errors start with `who`: a list count other than the cache's batch or
 /// a sequence grown past the cache's capacity is a shape_error, an id outside [0, vocab) a
 /// value_error naming it by (sequence, new token).
-template <class T>
+template <class Storage>
 ragged_batch pack_ragged(std::span<const std::vector<std::int64_t>> new_tokens,
-                         const kv_cache<T>& cache, index_t vocab, const char* who) {
+                         const basic_kv_cache<Storage>& cache, index_t vocab, const char* who) {
   const index_t B = cache.batch();
   if (static_cast<index_t>(new_tokens.size()) != B)
     throw shape_error(einlm::detail::concat(who, ": a cache for ", B, " sequences was given tokens for ",
@@ -451,8 +457,8 @@ ragged_batch pack_ragged(std::span<const std::vector<std::int64_t>> new_tokens,
 }
 
 /// Adds each sequence's new positions of `r` to the cache's lengths (after the pass).
-template <class T>
-void advance(kv_cache<T>& cache, const ragged_batch& r) {
+template <class Storage>
+void advance(basic_kv_cache<Storage>& cache, const ragged_batch& r) {
   std::vector<index_t> grown = r.lengths;
   for (std::size_t b = 0; b < grown.size(); ++b) grown[b] += r.offsets[b + 1] - r.offsets[b];
   cache.set_lengths(std::move(grown));

@@ -3,12 +3,16 @@
 //
 //   auto [out, lse] = nn::fused_attention_forward(q, k, v, causal);        // (B, H, S, Dh), (B, H, S)
 //   auto [dq, dk, dv] = nn::fused_attention_backward(q, k, v, out, lse, dout, causal);
+//   auto [out, lse] = nn::fused_cached_attention(q, k_cache, v_cache, seq, pos);  // (1, H, N, Dh): decoding
 //
 // The same functions as nn::attention_forward / attention_backward (nn/backward.hpp) on device
 // tensors: q (B, H, S, Dh), k and v (B, Hkv, Sk, Dh) with H a multiple of Hkv, query head h reading
 // key head h / (H/Hkv) without k or v being repeated; lse (float) is the row log-sum-exp of the
 // scaled, masked scores; the forward takes Sk ≥ S (a KV cache: the queries are the last S
 // positions), the backward Sk = S. Storage float or bf16, arithmetic in float, Dh ≤ 256.
+// fused_cached_attention is generation's form: N packed query rows of several sequences, each
+// attending in place to its own sequence's rows of a (B, Hkv, capacity, Dh) cache up to its
+// position.
 //
 // The kernels are flash-style: no score or probability is ever stored. One warp computes one row,
 // its lanes holding the head dimension (lane l: elements l, l + 32, …) and adding their partial
@@ -72,6 +76,20 @@ EINLM_KERNEL void forward_kernel(const T* __restrict__ q, const T* __restrict__ 
   const index_t i = row % n.S, h = row / n.S % n.H, b = row / n.S / n.H;
   const index_t head = (b * n.G + h / n.group()) * n.Sk * n.D;  // the key head's (Sk, D) rows
   forward_row<warp_team, PerLane>(team, n, q + row * n.D, k + head, v + head, n.visible(i), out + row * n.D, lse + row);
+}
+
+/// One warp per (h, r) of N packed query rows (1, H, N, D): row r attends to its sequence seq[r]'s
+/// cached keys 0 … pos[r] of the cache (B, G, Sk = capacity, D).
+template <int PerLane, class T>
+EINLM_KERNEL void cached_forward_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                                        const std::int64_t* __restrict__ seq, const std::int64_t* __restrict__ pos,
+                                        T* __restrict__ out, float* __restrict__ lse, attention_shape n) {
+  const index_t row = warp_row();  // (h, r)
+  if (row >= n.H * n.S) return;
+  const warp_team team{static_cast<int>(threadIdx.x % warp_team::lanes)};
+  const index_t r = row % n.S, h = row / n.S;
+  const index_t head = (seq[r] * n.G + h / n.group()) * n.Sk * n.D;  // the key head's (capacity, D) rows
+  forward_row<warp_team, PerLane>(team, n, q + row * n.D, k + head, v + head, pos[r] + 1, out + row * n.D, lse + row);
 }
 
 template <int PerLane, class T>
@@ -181,6 +199,58 @@ fused_attention_result<T, EQ> fused_attention_forward(const tensor<T, EQ, device
     detail::flash::forward_kernel<P, T><<<detail::flash::blocks_for_rows(rows),
                                           detail::flash::warps_per_block * detail::flash::warp_team::lanes, 0, stream>>>(
         q.data(), k.data(), v.data(), r.out.data(), r.lse.data(), n);
+  });
+  EINLM_CUDA_CHECK(cudaGetLastError());
+  return r;
+}
+
+/// Attention of N packed query rows q (1, H, N, Dh) over a KV cache k, v (B, Hkv, C, Dh) — the
+/// decoding step of generation: row r belongs to sequence seq[r] at position pos[r] and attends
+/// to that sequence's cached positions 0 … pos[r] (its own included: the cache must already hold
+/// the new rows' keys and values). seq and pos are device arrays of N ids; every pos[r] < C and
+/// seq[r] < B is the caller's contract (transformer_lm_cuda checks them on the host). Returns out
+/// (1, H, N, Dh) and lse (1, H, N) as fused_attention_forward does; the cache is read in place.
+template <class T, class EQ, class EK>
+fused_attention_result<T, EQ> fused_cached_attention(const tensor<T, EQ, device>& q, const tensor<T, EK, device>& k_cache,
+                                                     const tensor<T, EK, device>& v_cache,
+                                                     const tensor<std::int64_t, dims<1>, device>& seq,
+                                                     const tensor<std::int64_t, dims<1>, device>& pos,
+                                                     cudaStream_t stream = default_cuda_executor().stream()) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16>, "einlm fused attention: storage is float or bf16");
+  static_assert(EQ::rank() == 4 && EK::rank() == 4, "fused_cached_attention: q is (1, heads, rows, head_dim), the cache "
+                                                    "(batch, heads, capacity, head_dim)");
+  detail::flash::attention_shape n;
+  n.B = 1;
+  n.H = q.extent(1);
+  n.S = q.extent(2);
+  n.D = q.extent(3);
+  n.G = k_cache.extent(1);
+  n.Sk = k_cache.extent(2);
+  n.causal = false;
+  const auto shapes = [&] {
+    return einlm::detail::concat(": q ", shape_string(q.extents()), ", cache ", shape_string(k_cache.extents()), " and ",
+                                 shape_string(v_cache.extents()), ", ", seq.extent(0), " sequence ids, ", pos.extent(0),
+                                 " positions");
+  };
+  if (q.extent(0) != 1 || to_array(k_cache.extents()) != to_array(v_cache.extents()) || k_cache.extent(3) != n.D ||
+      seq.extent(0) != n.S || pos.extent(0) != n.S)
+    throw shape_error(einlm::detail::concat("fused_cached_attention: q needs one batch of N rows, k and v equal caches of "
+                                            "q's head dimension, and N sequence ids and positions",
+                                            shapes()));
+  if (n.G == 0 ? n.H != 0 : n.H % n.G != 0)
+    throw shape_error(einlm::detail::concat("fused_cached_attention: the query heads must be a multiple of the key/value heads",
+                                            shapes()));
+  if (n.D > detail::flash::max_head_dim)
+    throw value_error(einlm::detail::concat("fused_cached_attention: head dimension ", n.D, " is above the kernels' ",
+                                            detail::flash::max_head_dim));
+  n.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n.D == 0 ? 1 : n.D)));
+  fused_attention_result<T, EQ> r{tensor<T, EQ, device>(q.extents()), tensor<float, dims<3>, device>(dims<3>(1, n.H, n.S))};
+  const index_t rows = n.H * n.S;
+  if (rows == 0) return r;
+  detail::flash::with_per_lane(n.D, [&]<int P>() {
+    detail::flash::cached_forward_kernel<P, T><<<detail::flash::blocks_for_rows(rows),
+                                                 detail::flash::warps_per_block * detail::flash::warp_team::lanes, 0, stream>>>(
+        q.data(), k_cache.data(), v_cache.data(), seq.data(), pos.data(), r.out.data(), r.lse.data(), n);
   });
   EINLM_CUDA_CHECK(cudaGetLastError());
   return r;

@@ -23,9 +23,10 @@
 // is not positive, a config_error.
 //
 // `model` is any object with context_length() or config().context_length, and logits(tokens
-// (1, S)) → (1, S, V); each sequence is then run alone, the whole window at every step. When it
-// also has make_cache() and last_logits(new_tokens, cache) (nn::transformer_lm and
-// nn::blocks::model of a token → logits block: a KV cache with one length per sequence)
+// (1, S)) → (1, S, V) (host or device: nn::transformer_lm_cuda's are copied back); each sequence is then run alone, the whole window at every step. When it
+// also has make_cache() and last_logits(new_tokens, cache) (nn::transformer_lm,
+// nn::transformer_lm_cuda and nn::blocks::model of a token → logits block: a KV cache with one
+// length per sequence)
 // and use_cache is set (the default), the batch shares one cache: each step runs, in one call,
 // the prompts of sequences that start (prefill) and one position for each one that goes on
 // (decode); a finished sequence is no longer computed. Once a sequence outgrows context_length, its
@@ -44,6 +45,7 @@
 #include "einlm/core/error.hpp"
 #include "einlm/core/random.hpp"
 #include "einlm/core/tensor.hpp"
+#include "einlm/expr.hpp"
 #include "einlm/nn/config.hpp"
 #include "einlm/nn/sampling.hpp"
 
@@ -65,6 +67,24 @@ struct no_callback {
 struct no_batch_callback {
   void operator()(std::size_t, std::int64_t) const {}
 };
+
+/// Logits as a host array of float or double: a device tensor (a model on the GPU,
+/// nn::transformer_lm_cuda) is copied back, and bf16 widened to float, for sampling.
+template <class L>
+auto host_logits(L logits) {
+  using T = typename L::value_type;
+  if constexpr (std::is_same_v<typename L::space, host> && (std::is_same_v<T, float> || std::is_same_v<T, double>)) {
+    return logits;
+  } else if constexpr (std::is_same_v<typename L::space, host>) {
+    return tensor<float, typename L::extents_type>(cast<float>(logits));
+  } else {
+#if EINLM_HAS_CUDA
+    return host_logits(to_host(logits));
+#else
+    static_assert(sizeof(L) == 0, "generate: a model whose logits are in device memory needs nvcc");
+#endif
+  }
+}
 
 /// The cache type of a model with make_cache(batch).
 template <class M>
@@ -131,7 +151,7 @@ std::vector<std::vector<std::int64_t>> generate_batch(Model& model, std::vector<
             input[b].assign(tokens[b].end() - window_of(b), tokens[b].end());
           }
         }
-        const auto logits = model.last_logits(input, cache);  // (B, V)
+        const auto logits = detail::host_logits(model.last_logits(input, cache));  // (B, V)
         const index_t V = logits.extent(1);
         for (std::size_t b = 0; b < B; ++b)
           if (live[b]) take(b, logits.data() + static_cast<index_t>(b) * V, V);
@@ -145,7 +165,7 @@ std::vector<std::vector<std::int64_t>> generate_batch(Model& model, std::vector<
       const auto S = static_cast<index_t>(window_of(b));
       tensor<std::int64_t, dims<2>> input(1, S);                                   // (1, S)
       std::copy(tokens[b].end() - S, tokens[b].end(), input.data());
-      const auto logits = model.logits(input);                                     // (1, S, V)
+      const auto logits = detail::host_logits(model.logits(input));               // (1, S, V)
       const index_t V = logits.extent(2);
       take(b, logits.data() + (S - 1) * V, V);
     }

@@ -12,6 +12,7 @@
 //   opt.end_step();
 //   model.store_parameters(host);                               // back to the host (checkpoints, generation)
 //   auto logits = model.logits(tokens);                         // (B, S, V), a device tensor
+//   auto ids = nn::generate(model, prompt, {.max_new_tokens = 100});   // decoding with a device KV cache
 //
 // Contract: what nn::transformer_lm<T>::logits and forward_backward compute (nn/transformer.hpp),
 // for dense models of the CS336 architecture (RMSNorm, RoPE, SwiGLU, no biases; grouped-query
@@ -40,10 +41,20 @@
 // the device between its two halves; kept_activation_bytes() reports them. The loss is summed on
 // the host from each row's log-sum-exp (fused_cross_entropy_with_grad), so forward_backward
 // synchronises once per call.
+//
+// Generation: make_cache(B) allocates a device_kv_cache (keys and values (B, K, context_length,
+// Dh) per layer on the device, lengths on the host: nn::basic_kv_cache), and last_logits(new_tokens,
+// cache) continues each sequence by its own new tokens — transformer_lm::last_logits' contract,
+// so nn::generate and generate_batch (nn/generate.hpp) decode on the device with the same
+// determinism rule. The new positions of every sequence run as one packed batch (1, N): each
+// layer writes their keys and values into their sequences' cache rows and attends through
+// fused_cached_attention; only each sequence's last row goes through the final norm and the LM
+// head, and those logits (B, V) come back to the host as float for sampling.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -111,7 +122,26 @@ struct device_transformer_parameters {
   }
 };
 
+/// The KV cache of a transformer_lm_cuda: per layer, keys and values (B, K, context_length, Dh)
+/// on the device; the sequences' lengths on the host.
+template <class T>
+using device_kv_cache = basic_kv_cache<tensor<T, dims<4>, device>>;
+
 namespace detail::device_lm {
+
+/// cache[seq[r], g, pos[r], :] = rows[0, g, r, :] for the N packed rows of rows (1, G, N, D) and a
+/// cache (B, G, C, D).
+template <class T>
+__global__ void store_cache_rows_kernel(const T* __restrict__ rows, const std::int64_t* __restrict__ seq,
+                                        const std::int64_t* __restrict__ pos, T* __restrict__ cache, index_t G, index_t N,
+                                        index_t C, index_t D) {
+  const index_t total = G * N * D;
+  for (index_t e = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const index_t d = e % D, r = e / D % N, g = e / D / N;
+    cache[((seq[r] * G + g) * C + pos[r]) * D + d] = rows[e];
+  }
+}
 
 /// out[n, :] = table[ids[n], :] for N rows of width D.
 template <class T>
@@ -252,6 +282,89 @@ class transformer_lm_cuda {
     }
   }
 
+  /// An empty KV cache for `batch` sequences of up to context_length positions, on the device.
+  device_kv_cache<T> make_cache(index_t batch) const {
+    device_kv_cache<T> c;
+    c.sequences = batch;
+    c.positions = config_.context_length;
+    const dims<4> shape(batch, config_.kv_heads(), config_.context_length, config_.head_dim());
+    for (std::int64_t i = 0; i < config_.num_layers; ++i) {
+      c.k.emplace_back(shape);  // (B, K, C, Dh)
+      c.v.emplace_back(shape);  // (B, K, C, Dh)
+    }
+    return c;
+  }
+
+  /// The logits (B, V), on the host as float, of each sequence's last new position when sequence b
+  /// of `cache` continues by new_tokens[b] (possibly empty: its row is 0) — transformer_lm::last_logits.
+  /// The cache grows by the new positions. Errors as the host model's: a token list count other
+  /// than the cache's batch or a sequence past context_length (shape_error), an id outside the
+  /// vocabulary (value_error), each naming the sequence.
+  tensor<float, dims<2>> last_logits(std::span<const std::vector<std::int64_t>> new_tokens, device_kv_cache<T>& cache) {
+    const index_t V = config_.vocab_size, D = config_.d_model, K = config_.kv_heads(), Dh = config_.head_dim();
+    if (static_cast<std::int64_t>(cache.k.size()) != config_.num_layers)
+      throw shape_error(einlm::detail::concat("transformer_lm_cuda: the KV cache has ", cache.k.size(), " layers, the model ",
+                                              config_.num_layers));
+    for (std::size_t i = 0; i < cache.k.size(); ++i) {
+      const index_array<4> want{cache.batch(), K, config_.context_length, Dh};
+      if (to_array(cache.k[i].extents()) != want || to_array(cache.v[i].extents()) != want)
+        throw shape_error(einlm::detail::concat("transformer_lm_cuda: the KV cache's layer ", i, " holds ",
+                                                shape_string(cache.k[i].extents()), ", the model needs (", want[0], ", ",
+                                                want[1], ", ", want[2], ", ", want[3], ")"));
+    }
+    const auto packed = detail::pack_ragged(new_tokens, cache, V, "transformer_lm_cuda");
+    tensor<float, dims<2>> out(cache.batch(), V);  // (B, V)
+    out = 0.0f;
+    const index_t N = packed.size(), R = static_cast<index_t>(packed.last_rows.size());
+    if (N == 0) return out;
+    // One upload: ids (N,), sequences (N,), positions (N,), last rows (R,).
+    std::vector<std::int64_t> table(static_cast<std::size_t>(3 * N + R));
+    for (std::size_t b = 0; b + 1 < packed.offsets.size(); ++b)
+      for (index_t r = packed.offsets[b]; r < packed.offsets[b + 1]; ++r) {
+        table[static_cast<std::size_t>(r)] = packed.ids(0, r);
+        table[static_cast<std::size_t>(N + r)] = static_cast<std::int64_t>(b);
+        table[static_cast<std::size_t>(2 * N + r)] = packed.positions(r);
+      }
+    for (index_t i = 0; i < R; ++i) table[static_cast<std::size_t>(3 * N + i)] = packed.last_rows[static_cast<std::size_t>(i)];
+    tensor<std::int64_t, dims<1>, device> uploaded(dims<1>(3 * N + R));  // (3N + R,)
+    EINLM_CUDA_CHECK(cudaMemcpyAsync(uploaded.data(), table.data(), uploaded.bytes(), cudaMemcpyHostToDevice, stream()));
+    tensor<std::int64_t, dims<1>, device> seq{dims<1>(N)}, pos{dims<1>(N)};  // (N,) twice
+    EINLM_CUDA_CHECK(cudaMemcpyAsync(seq.data(), uploaded.data() + N, seq.bytes(), cudaMemcpyDeviceToDevice, stream()));
+    EINLM_CUDA_CHECK(cudaMemcpyAsync(pos.data(), uploaded.data() + 2 * N, pos.bytes(), cudaMemcpyDeviceToDevice, stream()));
+    EINLM_CUDA_CHECK(cudaStreamSynchronize(stream()));  // `table` is released on return
+
+    tensor<T, dims<3>, device> x(dims<3>(1, N, D));  // (1, N, D)
+    gather_rows(params_.token_embeddings, uploaded.data(), x, N);
+    for (std::size_t i = 0; i < params_.layers.size(); ++i) {
+      block_activations scratch;
+      auto& kc = cache.k[i];
+      auto& vc = cache.v[i];
+      x = block_forward(params_.layers[i], std::move(x), scratch, pos, [&](const auto& q, const auto& k, const auto& v) {
+        // The new rows' keys and values into their sequences' cache rows, then attention in place.
+        const auto blocks = detail::fused::elementwise_blocks(K * N * Dh);
+        detail::device_lm::store_cache_rows_kernel<T><<<blocks, 256, 0, stream()>>>(k.data(), seq.data(), pos.data(), kc.data(),
+                                                                                    K, N, kc.extent(2), Dh);
+        detail::device_lm::store_cache_rows_kernel<T><<<blocks, 256, 0, stream()>>>(v.data(), seq.data(), pos.data(), vc.data(),
+                                                                                    K, N, vc.extent(2), Dh);
+        EINLM_CUDA_CHECK(cudaGetLastError());
+        return fused_cached_attention(q, kc, vc, seq, pos);  // (1, H, N, Dh), (1, H, N)
+      });                                                    // (1, N, D)
+    }
+    detail::advance(cache, packed);
+    // The final norm and the head on each sequence's last new row only.
+    tensor<T, dims<3>, device> last(dims<3>(1, R, D));  // (1, R, D)
+    gather_rows(x, uploaded.data() + 3 * N, last, R);
+    const auto n = fused_rms_norm(last, params_.ln_final, config_.norm_eps);  // (1, R, D)
+    const auto logits = einsum<"b s d, v d -> b s v">(n, head_weight());       // (1, R, V)
+    const auto host_logits = to_host(logits);                                  // (1, R, V)
+    for (index_t i = 0; i < R; ++i) {
+      const T* row = host_logits.data() + i * V;
+      float* dst = out.data() + packed.last_sequence[static_cast<std::size_t>(i)] * V;
+      for (index_t j = 0; j < V; ++j) dst[j] = convert<float>(row[j]);
+    }
+    return out;
+  }
+
   /// Bytes of the activations the last forward_backward kept on the device, the logits included.
   std::size_t kept_activation_bytes() const { return kept_bytes_; }
 
@@ -365,11 +478,7 @@ class transformer_lm_cuda {
     const auto t = as_view(tokens);
     const index_t B = t.extent(0), S = t.extent(1), D = config_.d_model, N = B * S;
     tensor<T, dims<3>, device> x(dims<3>(B, S, D));  // (B, S, D)
-    if (x.size() > 0) {
-      detail::device_lm::gather_rows_kernel<T><<<detail::fused::elementwise_blocks(x.size()), 256, 0, stream()>>>(
-          params_.token_embeddings.data(), ids.data(), x.data(), N, D);
-      EINLM_CUDA_CHECK(cudaGetLastError());
-    }
+    gather_rows(params_.token_embeddings, ids.data(), x, N);
     if (positions_.extent(0) != S) {
       std::vector<std::int64_t> p(static_cast<std::size_t>(S));
       for (index_t s = 0; s < S; ++s) p[static_cast<std::size_t>(s)] = s;
@@ -383,7 +492,8 @@ class transformer_lm_cuda {
     if (keep) acts_.resize(params_.layers.size());
     for (std::size_t i = 0; i < params_.layers.size(); ++i) {
       block_activations scratch;
-      x = block_forward(params_.layers[i], std::move(x), keep ? acts_[i] : scratch);  // (B, S, D)
+      x = block_forward(params_.layers[i], std::move(x), keep ? acts_[i] : scratch, positions_,
+                        [](const auto& q, const auto& k, const auto& v) { return fused_attention_forward(q, k, v, /*causal=*/true); });  // (B, S, D)
     }
     auto n = fused_rms_norm(x, params_.ln_final, config_.norm_eps);                  // (B, S, D)
     auto logits = einsum<"b s d, v d -> b s v">(n, head_weight());                   // (B, S, V)
@@ -394,9 +504,22 @@ class transformer_lm_cuda {
     return logits;
   }
 
-  /// One block's forward pass; fills `a` with what its backward pass reads.
+  /// out[n, :] = table[ids[n], :] for the N rows of out (…, D): rows of a (rows, D) table or of a (1, rows, D) tensor.
+  template <class Table, class Out>
+  static void gather_rows(const Table& table, const std::int64_t* ids, Out& out, index_t N) {
+    const index_t D = out.extent(Out::extents_type::rank() - 1);
+    if (N == 0 || D == 0) return;
+    detail::device_lm::gather_rows_kernel<T><<<detail::fused::elementwise_blocks(N * D), 256, 0, stream()>>>(
+        table.data(), ids, out.data(), N, D);
+    EINLM_CUDA_CHECK(cudaGetLastError());
+  }
+
+  /// One block's forward pass at `positions` (S,); attend(q, k, v) after RoPE gives the attention's
+  /// {out, lse}; fills `a` with what its backward pass reads.
+  template <class Attend>
   tensor<T, dims<3>, device> block_forward(const device_block_parameters<T>& p, tensor<T, dims<3>, device> x,
-                                           block_activations& a) {
+                                           block_activations& a, const tensor<std::int64_t, dims<1>, device>& positions,
+                                           Attend&& attend) {
     const index_t H = config_.num_heads, K = config_.kv_heads();
     const double eps = config_.norm_eps, theta = config_.rope_theta;
     auto n1 = fused_rms_norm(x, p.ln1, eps);                                                   // (B, S, D)
@@ -415,9 +538,9 @@ class transformer_lm_cuda {
       q = fused_rms_norm(a.q_raw, p.q_norm, eps);                                              // (B, H, S, Dh)
       k = fused_rms_norm(a.k_raw, p.k_norm, eps);                                              // (B, K, S, Dh)
     }
-    q = fused_rope(q, positions_, theta);                                                      // (B, H, S, Dh)
-    k = fused_rope(k, positions_, theta);                                                      // (B, K, S, Dh)
-    auto attn = fused_attention_forward(q, k, v, /*causal=*/true);                             // (B, H, S, Dh), (B, H, S)
+    q = fused_rope(q, positions, theta);                                                       // (B, H, S, Dh)
+    k = fused_rope(k, positions, theta);                                                       // (B, K, S, Dh)
+    auto attn = attend(q, k, v);                                                               // (B, H, S, Dh), (B, H, S)
     tensor<T, dims<3>, device> merged = rearrange<"b h s e -> b s (h e)">(attn.out);            // (B, S, H·Dh)
     const auto o = einsum<"b s e, d e -> b s d">(merged, p.output_proj);                       // (B, S, D)
     tensor<T, dims<3>, device> h = x + o;                                                      // (B, S, D)
