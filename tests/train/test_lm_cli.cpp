@@ -244,33 +244,29 @@ TEST_CASE("einlm-lm: tokenizer, train, resume, eval, logits, generate") {
     CHECK_MESSAGE(r.status == 0, r.out);
     CHECK(r.out.find("resumed from ") != std::string::npos);
   }
-  // eval --device cuda: the same three outcomes; on a GPU, the CPU's loss to rounding.
+  // eval and generate --device cuda: the same three outcomes; on a GPU, `same_as_cpu` compares
+  // the result with the CPU's.
+  const auto on_device = [&](const std::string& command, auto&& same_as_cpu) {
+    INFO(command);
+    const auto gpu = lm(command + " --device cuda");
+    if (!EINLM_LM_CLI_CUDA) {
+      CHECK(gpu.status == 2);
+      CHECK(gpu.out.find("--device cuda: this einlm-lm was built without CUDA") != std::string::npos);
+    } else if (gpu.status != 0) {
+      CHECK(gpu.status == 1);
+      CHECK(gpu.out.find("--device cuda: no ") != std::string::npos);
+    } else {
+      same_as_cpu(gpu.out, lm(command).out);
+    }
+  };
   const std::string eval_model = "eval --checkpoint " + q(w / "model") + " --data " + q(w / "ids.u16") + " --batches 2 --batch 2";
-  r = lm(eval_model + " --device cuda");
-  if (!EINLM_LM_CLI_CUDA) {
-    CHECK(r.status == 2);
-    CHECK(r.out.find("--device cuda: this einlm-lm was built without CUDA") != std::string::npos);
-  } else if (r.status != 0) {
-    CHECK(r.status == 1);
-    CHECK(r.out.find("--device cuda: no ") != std::string::npos);
-  } else {
-    const auto cpu = lm(eval_model);
+  on_device(eval_model, [](const std::string& gpu, const std::string& cpu) {  // the loss to rounding
     const auto loss_of = [](const std::string& out) { return std::stod(out.substr(out.find("loss ") + 5)); };
-    CHECK(loss_of(r.out) == doctest::Approx(loss_of(cpu.out)).epsilon(1e-3));
-  }
-  // generate --device cuda: the same three outcomes; on a GPU, the CPU's text (greedy).
-  const std::string greedy_gen = gen + " --temperature 0";
-  r = lm(greedy_gen + " --device cuda");
-  if (!EINLM_LM_CLI_CUDA) {
-    CHECK(r.status == 2);
-    CHECK(r.out.find("--device cuda: this einlm-lm was built without CUDA") != std::string::npos);
-  } else if (r.status != 0) {
-    CHECK(r.status == 1);
-    CHECK(r.out.find("--device cuda: no ") != std::string::npos);
-  } else {
-    const auto cpu = lm(greedy_gen);
-    CHECK(r.out.find(cpu.out.substr(cpu.out.find("Once upon"))) != std::string::npos);
-  }
+    CHECK(loss_of(gpu) == doctest::Approx(loss_of(cpu)).epsilon(1e-3));
+  });
+  on_device(gen + " --temperature 0", [](const std::string& gpu, const std::string& cpu) {  // the greedy text
+    CHECK(gpu.find(cpu.substr(cpu.find("Once upon"))) != std::string::npos);
+  });
   r = lm(eval_model + " --device tpu");
   CHECK(r.status == 2);
   CHECK(r.out.find("--device must be cpu or cuda, got 'tpu'") != std::string::npos);

@@ -133,14 +133,12 @@ inline unsigned blocks_for_rows(index_t rows) {
   return static_cast<unsigned>((rows + warps_per_block - 1) / warps_per_block);
 }
 
-/// Checks q (B, H, S, Dh), k and v (B, Hkv, Sk, Dh) as nn::attention_forward does and returns the
-/// sizes; `same_length`: Sk must equal S (the backward pass).
-template <class T, class EQ, class EK, class EV>
-attention_shape checked_shape(const char* who, const tensor<T, EQ, device>& q, const tensor<T, EK, device>& k,
-                              const tensor<T, EV, device>& v, bool causal, bool same_length) {
+/// The sizes of q (B, H, S, Dh) and keys k (…, Hkv, Sk, Dh), with the scale 1/√Dh.
+template <class T, class EQ, class EK>
+attention_shape shape_of(const tensor<T, EQ, device>& q, const tensor<T, EK, device>& k, bool causal) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16>, "einlm fused attention: storage is float or bf16");
-  static_assert(EQ::rank() == 4 && EK::rank() == 4 && EV::rank() == 4,
-                "einlm fused attention: q, k and v are (batch, heads, sequence, head_dim)");
+  static_assert(EQ::rank() == 4 && EK::rank() == 4,
+                "einlm fused attention: q, k and v are (batch, heads, sequence or capacity, head_dim)");
   attention_shape n;
   n.B = q.extent(0);
   n.H = q.extent(1);
@@ -149,6 +147,27 @@ attention_shape checked_shape(const char* who, const tensor<T, EQ, device>& q, c
   n.G = k.extent(1);
   n.Sk = k.extent(2);
   n.causal = causal;
+  n.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n.D == 0 ? 1 : n.D)));
+  return n;
+}
+
+/// What every entry checks last: query heads a multiple of the key heads (shape_error), a head
+/// dimension the kernels hold (value_error); shapes() describes the arguments.
+template <class Shapes>
+void check_heads(const char* who, const attention_shape& n, Shapes&& shapes) {
+  if (n.G == 0 ? n.H != 0 : n.H % n.G != 0)
+    throw shape_error(einlm::detail::concat(who, ": the query heads must be a multiple of the key/value heads", shapes()));
+  if (n.D > max_head_dim)
+    throw value_error(einlm::detail::concat(who, ": head dimension ", n.D, " is above the kernels' ", max_head_dim));
+}
+
+/// Checks q (B, H, S, Dh), k and v (B, Hkv, Sk, Dh) as nn::attention_forward does and returns the
+/// sizes; `same_length`: Sk must equal S (the backward pass).
+template <class T, class EQ, class EK, class EV>
+attention_shape checked_shape(const char* who, const tensor<T, EQ, device>& q, const tensor<T, EK, device>& k,
+                              const tensor<T, EV, device>& v, bool causal, bool same_length) {
+  static_assert(EV::rank() == 4, "einlm fused attention: q, k and v are (batch, heads, sequence, head_dim)");
+  attention_shape n = shape_of(q, k, causal);
   const auto shapes = [&] {
     return einlm::detail::concat(": q ", shape_string(q.extents()), ", k ", shape_string(k.extents()), ", v ",
                                  shape_string(v.extents()));
@@ -157,14 +176,10 @@ attention_shape checked_shape(const char* who, const tensor<T, EQ, device>& q, c
     throw shape_error(einlm::detail::concat(who, ": k and v differ", shapes()));
   if (k.extent(0) != n.B || k.extent(3) != n.D)
     throw shape_error(einlm::detail::concat(who, ": k and v need q's batch and head dimension", shapes()));
-  if (n.G == 0 ? n.H != 0 : n.H % n.G != 0)
-    throw shape_error(einlm::detail::concat(who, ": the query heads must be a multiple of the key/value heads", shapes()));
   if (same_length ? n.Sk != n.S : n.Sk < n.S)
     throw shape_error(einlm::detail::concat(who, same_length ? ": k and v need q's sequence length" :
                                                                ": k and v need at least q's sequence length", shapes()));
-  if (n.D > max_head_dim)
-    throw value_error(einlm::detail::concat(who, ": head dimension ", n.D, " is above the kernels' ", max_head_dim));
-  n.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n.D == 0 ? 1 : n.D)));
+  check_heads(who, n, shapes);
   return n;
 }
 
@@ -216,17 +231,7 @@ fused_attention_result<T, EQ> fused_cached_attention(const tensor<T, EQ, device>
                                                      const tensor<std::int64_t, dims<1>, device>& seq,
                                                      const tensor<std::int64_t, dims<1>, device>& pos,
                                                      cudaStream_t stream = default_cuda_executor().stream()) {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16>, "einlm fused attention: storage is float or bf16");
-  static_assert(EQ::rank() == 4 && EK::rank() == 4, "fused_cached_attention: q is (1, heads, rows, head_dim), the cache "
-                                                    "(batch, heads, capacity, head_dim)");
-  detail::flash::attention_shape n;
-  n.B = 1;
-  n.H = q.extent(1);
-  n.S = q.extent(2);
-  n.D = q.extent(3);
-  n.G = k_cache.extent(1);
-  n.Sk = k_cache.extent(2);
-  n.causal = false;
+  auto n = detail::flash::shape_of(q, k_cache, /*causal=*/false);  // q (1, H, N, Dh), the cache (B, Hkv, C, Dh)
   const auto shapes = [&] {
     return einlm::detail::concat(": q ", shape_string(q.extents()), ", cache ", shape_string(k_cache.extents()), " and ",
                                  shape_string(v_cache.extents()), ", ", seq.extent(0), " sequence ids, ", pos.extent(0),
@@ -237,13 +242,7 @@ fused_attention_result<T, EQ> fused_cached_attention(const tensor<T, EQ, device>
     throw shape_error(einlm::detail::concat("fused_cached_attention: q needs one batch of N rows, k and v equal caches of "
                                             "q's head dimension, and N sequence ids and positions",
                                             shapes()));
-  if (n.G == 0 ? n.H != 0 : n.H % n.G != 0)
-    throw shape_error(einlm::detail::concat("fused_cached_attention: the query heads must be a multiple of the key/value heads",
-                                            shapes()));
-  if (n.D > detail::flash::max_head_dim)
-    throw value_error(einlm::detail::concat("fused_cached_attention: head dimension ", n.D, " is above the kernels' ",
-                                            detail::flash::max_head_dim));
-  n.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n.D == 0 ? 1 : n.D)));
+  detail::flash::check_heads("fused_cached_attention", n, shapes);
   fused_attention_result<T, EQ> r{tensor<T, EQ, device>(q.extents()), tensor<float, dims<3>, device>(dims<3>(1, n.H, n.S))};
   const index_t rows = n.H * n.S;
   if (rows == 0) return r;
