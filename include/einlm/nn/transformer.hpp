@@ -140,16 +140,38 @@ void visit_transformer_parameters(Self& self, F& f) {
   if (!self.config.tied_embeddings) f(std::string("lm_head.weight"), self.lm_head);
 }
 
-/// f(name, weight, gradient) for every weight of `params` with its gradient in `grads`: two
-/// structures of the same configuration (their tensors visited in the same order, of the same types).
+/// The tensor type visit_side_by_side reads on the other side: the visited tensor's own type, or
+/// (as_tensor_of<U, S>) its shape with element type U in memory space S.
+struct same_tensor {
+  template <class W>
+  using type = W;
+};
+template <class U, class S>
+struct as_tensor_of {
+  template <class W>
+  using type = tensor<U, typename W::extents_type, S>;
+};
+
+/// f(name, a, b) for every tensor a of `params` with the tensor b at the same place of `others`:
+/// two parameter structures of one configuration, visited in the same order, whose tensors are
+/// Rebind::type of each other's (weights and gradients; float masters and a bf16 or host copy).
+/// `others` may be const; then so is b.
+template <class Rebind, class Params, class Others, class F>
+void visit_side_by_side(Params& params, Others& others, F&& f) {
+  constexpr bool read_only = std::is_const_v<Others>;
+  std::vector<std::conditional_t<read_only, const void*, void*>> at;
+  others.for_each_parameter([&](const std::string&, auto& t) { at.push_back(&t); });
+  std::size_t i = 0;
+  params.for_each_parameter([&](const std::string& name, auto& a) {
+    using B = typename Rebind::template type<std::remove_cvref_t<decltype(a)>>;
+    f(name, a, *static_cast<std::conditional_t<read_only, const B*, B*>>(at[i++]));
+  });
+}
+
+/// f(name, weight, gradient) for every weight of `params` with its gradient in `grads` (the same types).
 template <class Params, class Grads, class F>
 void visit_weights_and_gradients(Params& params, Grads& grads, F&& f) {
-  std::vector<void*> gradients;
-  grads.for_each_parameter([&](const std::string&, auto& g) { gradients.push_back(&g); });
-  std::size_t i = 0;
-  params.for_each_parameter([&](const std::string& name, auto& w) {
-    f(name, w, *static_cast<std::remove_reference_t<decltype(w)>*>(gradients[i++]));
-  });
+  visit_side_by_side<same_tensor>(params, grads, f);
 }
 
 }  // namespace detail

@@ -27,13 +27,12 @@
 // device call fails with a cuda_error naming it.
 #pragma once
 
-#include <cmath>
 #include <optional>
 #include <ostream>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <variant>
-#include <vector>
 
 #include "einlm/nn/transformer.hpp"
 #include "einlm/nn/transformer_cuda.cuh"
@@ -114,17 +113,11 @@ class device_engine {
 
   /// `model` and `optimizer` were loaded from a checkpoint: upload both.
   void resumed(any_optimizer& optimizer) {
-    if constexpr (mixed) {
-      std::vector<const void*> sources;
-      model_.parameters().for_each_parameter([&](const std::string&, const auto& t) { sources.push_back(&t); });
-      std::size_t i = 0;
-      masters_->for_each_parameter([&](const std::string&, auto& m) {
-        using E = typename std::remove_cvref_t<decltype(m)>::extents_type;
-        copy(*static_cast<const tensor<float, E, host>*>(sources[i++]), m);
-      });
-    } else {
+    if constexpr (mixed)
+      nn::detail::visit_side_by_side<on_host>(*masters_, std::as_const(model_.parameters()),
+                                              [](const std::string&, auto& m, const auto& h) { copy(h, m); });
+    else
       work_.load_parameters(model_);
-    }
     optimizer_ = to_device_optimizer(optimizer);
     work_current_ = !mixed;
     host_current_ = true;
@@ -133,22 +126,19 @@ class device_engine {
   /// Copies the master weights into `model` and the optimizer's state into `optimizer` (waits for the device).
   void sync_to_host(any_optimizer& optimizer) {
     if (host_current_) return;
-    if constexpr (mixed) {
-      std::vector<void*> targets;
-      model_.parameters().for_each_parameter([&](const std::string&, auto& t) { targets.push_back(&t); });
-      std::size_t i = 0;
-      masters_->for_each_parameter([&](const std::string&, const auto& m) {
-        using E = typename std::remove_cvref_t<decltype(m)>::extents_type;
-        copy(m, *static_cast<tensor<float, E, host>*>(targets[i++]));
-      });
-    } else {
+    if constexpr (mixed)
+      nn::detail::visit_side_by_side<on_host>(*masters_, model_.parameters(),
+                                              [](const std::string&, const auto& m, auto& h) { copy(m, h); });
+    else
       work_.store_parameters(model_);
-    }
     optimizer = std::visit([](const auto& opt) -> any_optimizer { return opt.to_host(); }, optimizer_);
     host_current_ = true;
   }
 
  private:
+  using on_host = nn::detail::as_tensor_of<float, host>;      // the host model's tensor of a master's shape
+  using bf16_copy = nn::detail::as_tensor_of<bf16, device>;   // the working copy's tensor of a master's shape
+
   static nn::transformer_lm_cuda<T> working_copy(const nn::transformer_lm<float>& model) {
     if constexpr (mixed)
       return nn::transformer_lm_cuda<bf16>(nn::transformer_lm<bf16>(model.model_config()));  // zeros until refresh()
@@ -159,29 +149,17 @@ class device_engine {
   /// f(name, float weight the optimizer updates, gradient) for every parameter.
   template <class F>
   void for_each_master_and_gradient(F&& f) {
-    if constexpr (mixed) {
-      std::vector<void*> gradients;
-      work_.gradients().for_each_parameter([&](const std::string&, auto& g) { gradients.push_back(&g); });
-      std::size_t i = 0;
-      masters_->for_each_parameter([&](const std::string& name, auto& w) {
-        using E = typename std::remove_cvref_t<decltype(w)>::extents_type;
-        f(name, w, *static_cast<tensor<bf16, E, device>*>(gradients[i++]));
-      });
-    } else {
+    if constexpr (mixed)
+      nn::detail::visit_side_by_side<bf16_copy>(*masters_, work_.gradients(), f);
+    else
       work_.for_each_parameter_and_gradient(f);
-    }
   }
 
   /// Mixed precision: the working copy's bf16 weights ← the float masters, rounded to nearest even.
   void refresh() {
     if constexpr (mixed) {
       if (work_current_) return;
-      std::vector<void*> weights;
-      work_.for_each_parameter([&](const std::string&, auto& w) { weights.push_back(&w); });
-      std::size_t i = 0;
-      masters_->for_each_parameter([&](const std::string&, const auto& m) {
-        using E = typename std::remove_cvref_t<decltype(m)>::extents_type;
-        auto& w = *static_cast<tensor<bf16, E, device>*>(weights[i++]);
+      nn::detail::visit_side_by_side<bf16_copy>(*masters_, work_.parameters(), [](const std::string&, const auto& m, auto& w) {
         if (m.size() > 0) assign(w, cast<bf16>(m));  // one launch
       });
       work_current_ = true;
